@@ -1,0 +1,340 @@
+//! The seat-inventory fold.
+//!
+//! Each booking is a small state machine keyed by `booking_id`, and inventory
+//! counters change only on its transitions. That one rule gives every promise of the
+//! design:
+//!
+//! | event \ state  | absent            | booked            | cancel pending | cancelled |
+//! |----------------|-------------------|-------------------|----------------|-----------|
+//! | booking        | booked, +seats    | no-op (duplicate) | cancelled, ±0  | no-op     |
+//! | cancellation   | cancel pending    | cancelled, −seats | no-op          | no-op     |
+//!
+//! - an event delivered twice is a no-op the second time;
+//! - the same booking emitted twice (new `event_id`, same `booking_id`) is a no-op;
+//! - a booking is cancelled at most once;
+//! - a cancellation that arrives first leaves a *cancel pending* tombstone, and the
+//!   booking nets out against it when it arrives;
+//! - counters are never clamped: `sold` may exceed capacity, which is reported as
+//!   oversold, and a flight missing from the schedule is still counted (unscheduled).
+//!
+//! A batch becomes a [`Plan`]: per booking, one conditional write from the state the
+//! store holds to the folded state, and per flight and cabin one aggregated counter
+//! change. [`pack`] groups them into store transactions of at most
+//! [`MAX_TRANSACTION_ITEMS`], so a flight with 1,000 bookings in one batch costs
+//! `ceil(1000 / 99)` writes on its counter item, not 1,000.
+
+use std::collections::{BTreeMap, HashMap};
+
+use flyhigh_schemas::{Booking, Cabin, Cancellation};
+use serde::{Deserialize, Serialize};
+
+/// Most items one store transaction may touch (the DynamoDB `TransactWriteItems` limit).
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
+/// A flight and cabin: the unit of inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CabinKey {
+    /// The flight.
+    pub flight_id: String,
+    /// The cabin.
+    pub cabin: Cabin,
+}
+
+impl CabinKey {
+    /// A key.
+    pub fn new(flight_id: impl Into<String>, cabin: Cabin) -> CabinKey {
+        CabinKey { flight_id: flight_id.into(), cabin }
+    }
+}
+
+/// Where a booking is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    /// Booked; its seats are counted as sold.
+    Booked,
+    /// Booked and then cancelled; its seats are released.
+    Cancelled,
+    /// A cancellation arrived before its booking; the booking will net out.
+    CancelPending,
+}
+
+impl BookingStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Booked => "booked",
+            BookingStatus::Cancelled => "cancelled",
+            BookingStatus::CancelPending => "cancel_pending",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<BookingStatus> {
+        [BookingStatus::Booked, BookingStatus::Cancelled, BookingStatus::CancelPending]
+            .into_iter()
+            .find(|b| b.as_str() == s)
+    }
+}
+
+/// What the store keeps per booking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingRecord {
+    /// The booking reference.
+    pub booking_id: String,
+    /// Its state.
+    pub status: BookingStatus,
+    /// The booked flight.
+    pub flight_id: String,
+    /// Cabin and seats are known once the booking itself has been seen; a
+    /// cancellation that came first leaves them empty.
+    pub cabin: Option<Cabin>,
+    /// Seats booked (0 while only the cancellation is known).
+    pub seats: u8,
+}
+
+/// An event that affects inventory.
+#[derive(Debug, Clone, Copy)]
+pub enum InventoryEvent<'a> {
+    /// A booking.
+    Booking(&'a Booking),
+    /// A cancellation.
+    Cancellation(&'a Cancellation),
+}
+
+impl InventoryEvent<'_> {
+    /// The booking the event is about.
+    pub fn booking_id(&self) -> &str {
+        match self {
+            InventoryEvent::Booking(b) => &b.booking_id,
+            InventoryEvent::Cancellation(c) => &c.booking_id,
+        }
+    }
+}
+
+/// The result of applying one event: the new record and the seats it moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The booking's new state.
+    pub record: BookingRecord,
+    /// Seats sold on a flight and cabin: positive when booked, negative when released.
+    pub delta: Option<(CabinKey, i64)>,
+}
+
+/// Applies one event to a booking's state; `None` when it changes nothing.
+pub fn apply(state: Option<&BookingRecord>, event: InventoryEvent<'_>) -> Option<Transition> {
+    use BookingStatus::*;
+    match (state.map(|s| s.status), event) {
+        (None, InventoryEvent::Booking(b)) => Some(Transition {
+            record: booked_record(b, Booked),
+            delta: Some((CabinKey::new(&b.flight_id, b.cabin), i64::from(b.seats))),
+        }),
+        (Some(CancelPending), InventoryEvent::Booking(b)) => {
+            Some(Transition { record: booked_record(b, Cancelled), delta: None })
+        }
+        (None, InventoryEvent::Cancellation(c)) => Some(Transition {
+            record: BookingRecord {
+                booking_id: c.booking_id.clone(),
+                status: CancelPending,
+                flight_id: c.flight_id.clone(),
+                cabin: None,
+                seats: 0,
+            },
+            delta: None,
+        }),
+        (Some(Booked), InventoryEvent::Cancellation(_)) => {
+            let booked = state?;
+            let mut record = booked.clone();
+            record.status = Cancelled;
+            // Release what was booked, whatever the cancellation says: the booking
+            // record is the authority on its own seats.
+            let delta = booked.cabin.map(|cabin| (CabinKey::new(&booked.flight_id, cabin), -i64::from(booked.seats)));
+            Some(Transition { record, delta })
+        }
+        (Some(Booked | Cancelled), InventoryEvent::Booking(_))
+        | (Some(CancelPending | Cancelled), InventoryEvent::Cancellation(_)) => None,
+    }
+}
+
+fn booked_record(b: &Booking, status: BookingStatus) -> BookingRecord {
+    BookingRecord {
+        booking_id: b.booking_id.clone(),
+        status,
+        flight_id: b.flight_id.clone(),
+        cabin: Some(b.cabin),
+        seats: b.seats,
+    }
+}
+
+/// One conditional booking write: from `expected` (what the store held when the plan
+/// was made; `None` for absent) to `record`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingChange {
+    /// The status the store must still hold for the write to apply.
+    pub expected: Option<BookingStatus>,
+    /// The state to write.
+    pub record: BookingRecord,
+    /// Net seats moved on one flight and cabin by this booking in this batch.
+    pub delta: Option<(CabinKey, i64)>,
+    /// Index in the batch of the first event folded into this change.
+    pub first_index: usize,
+}
+
+/// What one batch does to inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// One change per booking whose state moves, in order of first appearance.
+    pub changes: Vec<BookingChange>,
+    /// Events that changed nothing (duplicates, replays, repeated cancellations).
+    pub no_ops: usize,
+}
+
+/// Folds a batch of events over the states the store holds.
+///
+/// `events` are `(index in batch, event)` in shard order; `current` holds the stored
+/// record of every booking the events mention (absent ones are missing).
+pub fn plan<'a>(
+    current: &HashMap<String, BookingRecord>,
+    events: impl IntoIterator<Item = (usize, InventoryEvent<'a>)>,
+) -> Plan {
+    struct Acc {
+        expected: Option<BookingStatus>,
+        record: Option<BookingRecord>,
+        delta: Option<(CabinKey, i64)>,
+        first_index: usize,
+        changed: bool,
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut accs: HashMap<String, Acc> = HashMap::new();
+    let mut no_ops = 0;
+    for (index, event) in events {
+        let id = event.booking_id();
+        let acc = match accs.get_mut(id) {
+            Some(acc) => acc,
+            None => {
+                order.push(id.to_string());
+                let stored = current.get(id).cloned();
+                accs.entry(id.to_string()).or_insert(Acc {
+                    expected: stored.as_ref().map(|r| r.status),
+                    record: stored,
+                    delta: None,
+                    first_index: index,
+                    changed: false,
+                })
+            }
+        };
+        match apply(acc.record.as_ref(), event) {
+            None => no_ops += 1,
+            Some(t) => {
+                if !acc.changed {
+                    acc.first_index = index;
+                    acc.changed = true;
+                }
+                acc.delta = merge_delta(acc.delta.take(), t.delta);
+                acc.record = Some(t.record);
+            }
+        }
+    }
+    let changes = order
+        .into_iter()
+        .filter_map(|id| {
+            let acc = accs.remove(&id)?;
+            let record = acc.record.filter(|_| acc.changed)?;
+            Some(BookingChange { expected: acc.expected, record, delta: acc.delta, first_index: acc.first_index })
+        })
+        .collect();
+    Plan { changes, no_ops }
+}
+
+/// Sums two deltas of one booking (always on the same flight and cabin); zero is none.
+fn merge_delta(a: Option<(CabinKey, i64)>, b: Option<(CabinKey, i64)>) -> Option<(CabinKey, i64)> {
+    match (a, b) {
+        (None, d) | (d, None) => d,
+        (Some((key, x)), Some((_, y))) => Some((key, x + y)).filter(|(_, n)| *n != 0),
+    }
+}
+
+/// A group of booking changes and the counter changes they add up to, applied by the
+/// store atomically: all of it or none of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transaction {
+    /// Conditional booking writes.
+    pub changes: Vec<BookingChange>,
+    /// Net seats sold per flight and cabin, one entry per key.
+    pub counters: Vec<(CabinKey, i64)>,
+}
+
+impl Transaction {
+    /// Items the store touches: one per booking and one per counter.
+    pub fn items(&self) -> usize {
+        self.changes.len() + self.counters.len()
+    }
+
+    /// Index in the batch of the earliest event this transaction carries.
+    pub fn first_index(&self) -> Option<usize> {
+        self.changes.iter().map(|c| c.first_index).min()
+    }
+}
+
+/// Packs changes into transactions of at most `max_items` items (at least 2).
+///
+/// Changes on one flight and cabin are kept together so that each transaction carries
+/// as few counter items as possible.
+pub fn pack(mut changes: Vec<BookingChange>, max_items: usize) -> Vec<Transaction> {
+    let max_items = max_items.max(2);
+    changes.sort_by(|a, b| a.delta.as_ref().map(|d| &d.0).cmp(&b.delta.as_ref().map(|d| &d.0)));
+    let mut out = Vec::new();
+    let mut tx = Transaction::default();
+    let mut counters: BTreeMap<CabinKey, i64> = BTreeMap::new();
+    for change in changes {
+        let new_counter = change.delta.as_ref().is_some_and(|(k, _)| !counters.contains_key(k));
+        let cost = 1 + usize::from(new_counter);
+        if tx.changes.len() + counters.len() + cost > max_items {
+            tx.counters = std::mem::take(&mut counters).into_iter().filter(|(_, n)| *n != 0).collect();
+            out.push(std::mem::take(&mut tx));
+        }
+        if let Some((key, n)) = &change.delta {
+            *counters.entry(key.clone()).or_insert(0) += n;
+        }
+        tx.changes.push(change);
+    }
+    if !tx.changes.is_empty() {
+        tx.counters = counters.into_iter().filter(|(_, n)| *n != 0).collect();
+        out.push(tx);
+    }
+    out
+}
+
+/// Inventory of one flight and cabin as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CabinInventory {
+    /// The flight.
+    pub flight_id: String,
+    /// The cabin.
+    pub cabin: Cabin,
+    /// Seats in the cabin; `None` when the flight is not in the schedule.
+    pub capacity: Option<u32>,
+    /// Seats sold (bookings minus cancellations). Never clamped.
+    pub sold: i64,
+}
+
+impl CabinInventory {
+    /// Seats still for sale (zero when oversold or unscheduled).
+    pub fn available(&self) -> i64 {
+        self.capacity.map_or(0, |c| (i64::from(c) - self.sold).max(0))
+    }
+
+    /// Seats sold beyond capacity.
+    pub fn oversold(&self) -> i64 {
+        self.capacity.map_or(0, |c| (self.sold - i64::from(c)).max(0))
+    }
+
+    /// Whether the flight is in the schedule. Bookings for unscheduled flights are
+    /// counted and flagged, never dropped.
+    pub fn scheduled(&self) -> bool {
+        self.capacity.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+//! The ports the handlers need. Adapters (DynamoDB, SQS, SQLite, files) implement
+//! them; tests implement them in memory.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{BookingRecord, CabinInventory, Transaction};
+use crate::schedule::Schedule;
+
+/// A store failure, classified by what the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Throttling, timeouts, 5xx: retry later (the batch is reported as failed from
+    /// the first record not yet applied, and redelivered).
+    #[error("transient store error: {0}")]
+    Transient(String),
+    /// Misconfiguration or a rejected request: retrying the same request cannot
+    /// succeed; an operator must look.
+    #[error("permanent store error: {0}")]
+    Permanent(String),
+}
+
+/// Why a [`Transaction`] did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// A booking was not in the expected state: someone else (a retry, a replay)
+    /// moved it. Nothing was applied; re-read the bookings and plan again.
+    #[error("a booking changed since it was read")]
+    Conflict,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where seat inventory lives.
+pub trait InventoryStore: Send + Sync {
+    /// The stored records of these bookings; absent ones are missing from the map.
+    fn bookings(&self, ids: &[String]) -> impl Future<Output = Result<HashMap<String, BookingRecord>, StoreError>> + Send;
+
+    /// Applies a transaction atomically: every booking write conditional on its
+    /// `expected` status, every counter incremented. All or nothing.
+    fn commit(&self, tx: &Transaction) -> impl Future<Output = Result<(), CommitError>> + Send;
+
+    /// Sets the capacity of every flight and cabin in the schedule, keeping what was
+    /// already sold.
+    fn load_schedule(&self, schedule: &Schedule) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every flight and cabin with a capacity or a sale.
+    fn inventory(&self) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send;
+}
+
+impl<T: InventoryStore> InventoryStore for &T {
+    fn bookings(&self, ids: &[String]) -> impl Future<Output = Result<HashMap<String, BookingRecord>, StoreError>> + Send {
+        (**self).bookings(ids)
+    }
+    fn commit(&self, tx: &Transaction) -> impl Future<Output = Result<(), CommitError>> + Send {
+        (**self).commit(tx)
+    }
+    fn load_schedule(&self, schedule: &Schedule) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).load_schedule(schedule)
+    }
+    fn inventory(&self) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send {
+        (**self).inventory()
+    }
+}
+
+/// A record set aside because it can never be processed, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The processor that rejected it, e.g. `inventory`.
+    pub processor: String,
+    /// The shard it came from.
+    pub shard_id: String,
+    /// Its sequence number, to find it in the stream.
+    pub sequence_number: String,
+    /// Its partition key.
+    pub partition_key: String,
+    /// When Kinesis accepted it.
+    pub approximate_arrival: Option<DateTime<Utc>>,
+    /// A stable label of the cause (see `flyhigh_schemas::DecodeError::kind`).
+    pub reason_kind: String,
+    /// The cause, naming the field.
+    pub reason: String,
+    /// The record's bytes, base64.
+    pub data_base64: String,
+}
+
+/// Where poison records go.
+pub trait DeadLetterSink: Send + Sync {
+    /// Stores the letters durably, or fails (then the records are reported as failed
+    /// and redelivered, never dropped).
+    fn send(&self, letters: &[DeadLetter]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<T: DeadLetterSink> DeadLetterSink for &T {
+    fn send(&self, letters: &[DeadLetter]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).send(letters)
+    }
+}
