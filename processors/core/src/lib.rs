@@ -15,6 +15,7 @@
 //! crate depends only on `flyhigh-schemas`. No AWS crate, no async runtime.
 
 pub mod inventory;
+pub mod memory;
 pub mod ports;
 pub mod records;
 pub mod schedule;

@@ -1,0 +1,18 @@
+//! The Lambda handlers, shared by the Lambda binaries and the local runner.
+//!
+//! A handler takes a real `aws_lambda_events` [`KinesisEvent`] and returns a
+//! [`KinesisEventResponse`] with partial batch failures, exactly as Lambda calls it
+//! with `ReportBatchItemFailures` enabled. It is generic over the ports of
+//! `flyhigh-core`, so the Lambda binary (DynamoDB, SQS), the local runner (SQLite,
+//! files) and the tests (in memory) all run this same code.
+//!
+//! - [`kinesis`]: `KinesisEvent` ⇄ core user records and batch responses.
+//! - [`inventory`]: [`InventoryHandler`], seat inventory exactly once.
+//!
+//! [`KinesisEvent`]: aws_lambda_events::event::kinesis::KinesisEvent
+//! [`KinesisEventResponse`]: aws_lambda_events::event::streams::KinesisEventResponse
+
+pub mod inventory;
+pub mod kinesis;
+
+pub use inventory::{HandlerStats, InventoryHandler};
