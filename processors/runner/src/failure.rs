@@ -2,8 +2,8 @@
 //!
 //! Like Lambda's on-failure destination for stream event sources, the entry describes
 //! the batch (shard, sequence-number range, arrival times, size) so that an operator
-//! can find and replay it. The local runner also includes the records' bytes, since
-//! an in-process stream is gone when the process ends.
+//! can find and replay it. The entry also carries the records' bytes when they fit,
+//! since an in-process stream is gone when the process ends.
 
 use std::future::Future;
 
@@ -22,7 +22,8 @@ pub struct BatchFailure {
     pub timestamp: DateTime<Utc>,
     /// Where the batch was.
     pub kinesis_batch_info: KinesisBatchInfo,
-    /// The records' bytes, base64, in shard order (local runner only).
+    /// The records' bytes, base64, in shard order, when they fit
+    /// (`mapping::MAX_RECORDS_IN_FAILURE_BYTES`); otherwise empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records_base64: Vec<String>,
 }
