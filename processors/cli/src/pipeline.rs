@@ -1,0 +1,156 @@
+//! Pieces shared by `demo` and the AWS commands: stores, clients, and the produce loop.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use anyhow::Context;
+use flyhigh_aws::dynamodb::DynamoInventoryStore;
+use flyhigh_core::inventory::Transaction;
+use flyhigh_core::{BookingRecord, CabinInventory, CabinKey, CommitError, InventoryStore, Schedule, StoreError};
+use flyhigh_embedded::SqliteInventoryStore;
+use flyhigh_producer::{Entry, Producer, Transport};
+use flyhigh_schemas::{EventType, Payload};
+use flyhigh_simulator::{ExpectedInventory, SimStats, Simulator};
+use serde::Serialize;
+
+use crate::StoreArgs;
+
+/// Either store, chosen on the command line.
+pub enum AnyStore {
+    Sqlite(SqliteInventoryStore),
+    Dynamo(DynamoInventoryStore),
+}
+
+/// Opens the store named by `--sqlite` or `--table`.
+pub async fn open_store(args: &StoreArgs) -> anyhow::Result<AnyStore> {
+    match (&args.sqlite, &args.table) {
+        (Some(path), _) => Ok(AnyStore::Sqlite(
+            SqliteInventoryStore::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        (None, Some(table)) => {
+            let config = aws_config().await;
+            Ok(AnyStore::Dynamo(DynamoInventoryStore::new(aws_sdk_dynamodb::Client::new(&config), table)))
+        }
+        (None, None) => anyhow::bail!("name a store with --sqlite FILE or --table NAME"),
+    }
+}
+
+impl InventoryStore for AnyStore {
+    async fn bookings(&self, ids: &[String]) -> Result<HashMap<String, BookingRecord>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.bookings(ids).await,
+            AnyStore::Dynamo(s) => s.bookings(ids).await,
+        }
+    }
+    async fn commit(&self, tx: &Transaction) -> Result<(), CommitError> {
+        match self {
+            AnyStore::Sqlite(s) => s.commit(tx).await,
+            AnyStore::Dynamo(s) => s.commit(tx).await,
+        }
+    }
+    async fn load_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.load_schedule(schedule).await,
+            AnyStore::Dynamo(s) => s.load_schedule(schedule).await,
+        }
+    }
+    async fn inventory(&self) -> Result<Vec<CabinInventory>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.inventory().await,
+            AnyStore::Dynamo(s) => s.inventory().await,
+        }
+    }
+}
+
+/// The SDK configuration from the environment (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+/// credentials...).
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// Events produced, per type.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Produced {
+    pub search: u64,
+    pub booking: u64,
+    pub cancellation: u64,
+    pub total: u64,
+}
+
+/// What the produce loop did.
+pub struct ProduceOutcome {
+    pub produced: Produced,
+    /// Records that are not valid events, written straight to the stream to exercise
+    /// the dead-letter path (the producer itself refuses them).
+    pub poison_injected: u64,
+    /// Seats sold per flight and cabin, recomputed independently from the events.
+    pub expected: BTreeMap<CabinKey, i64>,
+    /// What the simulator generated (duplicates, early cancellations, surge...).
+    pub simulation: SimStats,
+}
+
+/// Sends every simulated event through the producer, and every `poison_every`
+/// events one poison record straight through `raw`.
+pub async fn produce<T: Transport>(
+    mut sim: Simulator,
+    producer: &Producer,
+    raw: &T,
+    poison_every: u64,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<ProduceOutcome> {
+    let mut produced = Produced::default();
+    let mut expected = ExpectedInventory::new();
+    let mut poison_injected = 0;
+    for event in sim.by_ref() {
+        expected.add(&event);
+        producer.send(&event).await.with_context(|| format!("sending event {}", event.event_id))?;
+        match event.event_type() {
+            EventType::Search => produced.search += 1,
+            EventType::Booking => produced.booking += 1,
+            EventType::Cancellation => produced.cancellation += 1,
+        }
+        produced.total += 1;
+        if poison_every > 0 && produced.total % poison_every == 0 {
+            let entry = poison(poison_injected, &event);
+            raw.put_records(std::slice::from_ref(&entry)).await.context("writing a poison record")?;
+            poison_injected += 1;
+        }
+        if produced.total % 1024 == 0 {
+            progress(produced.total);
+        }
+    }
+    progress(produced.total);
+    Ok(ProduceOutcome { produced, poison_injected, expected: expected.finish(), simulation: sim.stats().clone() })
+}
+
+/// The `n`th poison record, cycling through the kinds a consumer must quarantine.
+pub fn poison(n: u64, template: &flyhigh_schemas::Envelope) -> Entry {
+    let mut json = serde_json::to_value(template).unwrap_or_default();
+    let data = match n % 5 {
+        0 => b"\x00\x01\x02 not an event \xff".to_vec(),
+        1 => b"{\"event_type\": \"booking\", \"payload\": {".to_vec(),
+        2 => {
+            json["event_type"] = "refund".into();
+            serde_json::to_vec(&json).unwrap_or_default()
+        }
+        3 => {
+            json["schema_version"] = 99.into();
+            serde_json::to_vec(&json).unwrap_or_default()
+        }
+        _ => {
+            // A booking whose seats are out of range: well-formed, but invalid.
+            let mut invalid = template.clone();
+            invalid.payload = match invalid.payload {
+                Payload::Booking(mut b) => {
+                    b.seats = 0;
+                    Payload::Booking(b)
+                }
+                other => other,
+            };
+            let mut v = serde_json::to_value(&invalid).unwrap_or_default();
+            v["source"] = "Not A Valid Source!".into();
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+    };
+    Entry { partition_key: format!("poison-{n}"), data }
+}
