@@ -7,9 +7,9 @@
 
 use std::fmt;
 
+use crate::MAX_EVENT_BYTES;
 use crate::event::{Envelope, SCHEMA_VERSION};
 use crate::validate::ValidationErrors;
-use crate::MAX_EVENT_BYTES;
 
 /// Why a record is not a usable event. Every variant means "quarantine as poison":
 /// retrying the same bytes can never succeed.
@@ -53,15 +53,26 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::TooLarge { bytes } => write!(f, "event is {bytes} bytes, above the limit of {MAX_EVENT_BYTES}"),
-            DecodeError::NotUtf8 { valid_up_to } => write!(f, "not UTF-8 (invalid byte at offset {valid_up_to})"),
+            DecodeError::TooLarge { bytes } => write!(
+                f,
+                "event is {bytes} bytes, above the limit of {MAX_EVENT_BYTES}"
+            ),
+            DecodeError::NotUtf8 { valid_up_to } => {
+                write!(f, "not UTF-8 (invalid byte at offset {valid_up_to})")
+            }
             DecodeError::NotJson { reason } => write!(f, "not a JSON object: {reason}"),
             DecodeError::MissingEventType => f.write_str("event_type: missing"),
             DecodeError::UnknownEventType { event_type } => {
-                write!(f, "event_type: unknown event type {event_type:?} (known: search, booking, cancellation)")
+                write!(
+                    f,
+                    "event_type: unknown event type {event_type:?} (known: search, booking, cancellation)"
+                )
             }
             DecodeError::FutureSchemaVersion { found, supported } => {
-                write!(f, "schema_version: future schema_version {found}, this consumer reads up to {supported}")
+                write!(
+                    f,
+                    "schema_version: future schema_version {found}, this consumer reads up to {supported}"
+                )
             }
             DecodeError::Malformed { field, reason } => write!(f, "{field}: {reason}"),
             DecodeError::Invalid(errors) => write!(f, "{errors}"),
@@ -76,15 +87,22 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     if bytes.len() > MAX_EVENT_BYTES {
         return Err(DecodeError::TooLarge { bytes: bytes.len() });
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 { valid_up_to: e.valid_up_to() })?;
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
     let envelope: Envelope = match serde_json::from_str(text) {
         Ok(envelope) => envelope,
         Err(_) => return Err(diagnose(text)),
     };
     if envelope.schema_version > SCHEMA_VERSION {
-        return Err(DecodeError::FutureSchemaVersion { found: envelope.schema_version.into(), supported: SCHEMA_VERSION });
+        return Err(DecodeError::FutureSchemaVersion {
+            found: envelope.schema_version.into(),
+            supported: SCHEMA_VERSION,
+        });
     }
-    envelope.validate_encoded(bytes.len()).map_err(DecodeError::Invalid)?;
+    envelope
+        .validate_encoded(bytes.len())
+        .map_err(DecodeError::Invalid)?;
     Ok(envelope)
 }
 
@@ -93,24 +111,40 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
 fn diagnose(text: &str) -> DecodeError {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(value) => value,
-        Err(e) => return DecodeError::NotJson { reason: e.to_string() },
+        Err(e) => {
+            return DecodeError::NotJson {
+                reason: e.to_string(),
+            };
+        }
     };
     let Some(object) = value.as_object() else {
-        return DecodeError::NotJson { reason: format!("top level is {}", json_kind(&value)) };
+        return DecodeError::NotJson {
+            reason: format!("top level is {}", json_kind(&value)),
+        };
     };
     if let Some(version) = object.get("schema_version").and_then(|v| v.as_u64())
         && version > u64::from(SCHEMA_VERSION)
     {
-        return DecodeError::FutureSchemaVersion { found: version, supported: SCHEMA_VERSION };
+        return DecodeError::FutureSchemaVersion {
+            found: version,
+            supported: SCHEMA_VERSION,
+        };
     }
     match object.get("event_type") {
         None => return DecodeError::MissingEventType,
-        Some(serde_json::Value::String(t)) if !["search", "booking", "cancellation"].contains(&t.as_str()) => {
-            return DecodeError::UnknownEventType { event_type: t.clone() };
+        Some(serde_json::Value::String(t))
+            if !["search", "booking", "cancellation"].contains(&t.as_str()) =>
+        {
+            return DecodeError::UnknownEventType {
+                event_type: t.clone(),
+            };
         }
         Some(serde_json::Value::String(_)) => {}
         Some(other) => {
-            return DecodeError::Malformed { field: "event_type".into(), reason: format!("must be a string, got {}", json_kind(other)) };
+            return DecodeError::Malformed {
+                field: "event_type".into(),
+                reason: format!("must be a string, got {}", json_kind(other)),
+            };
         }
     }
     // The envelope's payload is flattened, which hides paths from serde; deserialize
@@ -121,6 +155,7 @@ fn diagnose(text: &str) -> DecodeError {
     #[derive(serde::Deserialize)]
     #[allow(dead_code)]
     struct Head {
+        #[serde(with = "crate::event::hyphenated")]
         event_id: uuid::Uuid,
         schema_version: u32,
         #[serde(with = "crate::event::millis")]
@@ -131,7 +166,10 @@ fn diagnose(text: &str) -> DecodeError {
         return malformed("", e);
     }
     let Some(payload) = payload else {
-        return DecodeError::Malformed { field: "payload".into(), reason: "missing".into() };
+        return DecodeError::Malformed {
+            field: "payload".into(),
+            reason: "missing".into(),
+        };
     };
     let result = match event_type.as_ref().and_then(|t| t.as_str()) {
         Some("search") => serde_path_to_error::deserialize::<_, crate::Search>(payload).map(drop),
@@ -140,7 +178,10 @@ fn diagnose(text: &str) -> DecodeError {
     };
     match result {
         Err(e) => malformed("payload", e),
-        Ok(()) => DecodeError::Malformed { field: "(event)".into(), reason: "does not match the envelope".into() },
+        Ok(()) => DecodeError::Malformed {
+            field: "(event)".into(),
+            reason: "does not match the envelope".into(),
+        },
     }
 }
 
@@ -153,11 +194,24 @@ fn malformed(prefix: &str, e: serde_path_to_error::Error<serde_json::Error>) -> 
     };
     // serde says "missing field `x`" at the parent's path; name the field itself.
     let inner = e.into_inner().to_string();
-    if let Some(name) = inner.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-        let field = if field == "." || field.is_empty() { name.to_string() } else { format!("{field}.{name}") };
-        return DecodeError::Malformed { field, reason: "missing".into() };
+    if let Some(name) = inner
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        let field = if field == "." || field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
+        return DecodeError::Malformed {
+            field,
+            reason: "missing".into(),
+        };
     }
-    DecodeError::Malformed { field, reason: inner }
+    DecodeError::Malformed {
+        field,
+        reason: inner,
+    }
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -185,9 +239,20 @@ mod tests {
     #[test]
     fn unknown_event_type_and_future_version_are_named() {
         let e = decode(br#"{"event_type":"refund","schema_version":1}"#).unwrap_err();
-        assert_eq!(e, DecodeError::UnknownEventType { event_type: "refund".into() });
+        assert_eq!(
+            e,
+            DecodeError::UnknownEventType {
+                event_type: "refund".into()
+            }
+        );
         let e = decode(br#"{"event_type":"booking","schema_version":7}"#).unwrap_err();
-        assert_eq!(e, DecodeError::FutureSchemaVersion { found: 7, supported: SCHEMA_VERSION });
+        assert_eq!(
+            e,
+            DecodeError::FutureSchemaVersion {
+                found: 7,
+                supported: SCHEMA_VERSION
+            }
+        );
     }
 
     #[test]
@@ -201,9 +266,14 @@ mod tests {
             DecodeError::Malformed { field, .. } => assert_eq!(field, "payload.seats"),
             other => panic!("expected malformed, got {other:?}"),
         }
-        let missing = String::from_utf8_lossy(json).replace(r#""customer_id":"c-5f1e0a","#, "").replace(r#""two""#, "2");
+        let missing = String::from_utf8_lossy(json)
+            .replace(r#""customer_id":"c-5f1e0a","#, "")
+            .replace(r#""two""#, "2");
         match decode(missing.as_bytes()).unwrap_err() {
-            DecodeError::Malformed { field, reason } => assert_eq!((field.as_str(), reason.as_str()), ("payload.customer_id", "missing")),
+            DecodeError::Malformed { field, reason } => assert_eq!(
+                (field.as_str(), reason.as_str()),
+                ("payload.customer_id", "missing")
+            ),
             other => panic!("expected malformed, got {other:?}"),
         }
     }

@@ -9,6 +9,30 @@ use uuid::Uuid;
 /// The schema version this crate writes and the highest one it reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
+// Wire syntax of the fields the JSON Schema constrains with a pattern. Each pattern is
+// the exact set of strings that both deserialize *and* validate here, so a producer
+// that passes the JSON Schema is refused only for the cross-field rules listed in
+// `docs/schema-evolution.md`. Written with `[0-9]`, never `\d`, because several regex
+// engines (Rust's among them) let `\d` match non-ASCII digits.
+
+/// A UUIDv7 in the hyphenated form: version nibble 7.
+pub(crate) const UUID_V7_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// RFC 3339 in UTC, years 2000–2099, at most millisecond precision. Up to nine
+/// fractional digits are allowed as long as those past the third are zeros, because
+/// that is still a millisecond instant.
+pub(crate) const TIMESTAMP_PATTERN: &str = "^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]{1,3}0{0,6})?Z$";
+/// A calendar date, `YYYY-MM-DD`.
+pub(crate) const DATE_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
+/// Flight designator, a dash, and the departure date as `YYYYMMDD`.
+pub(crate) const FLIGHT_ID_PATTERN: &str =
+    "^[A-Z0-9]{2}[0-9]{1,4}-[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])$";
+/// A non-negative amount below 10,000,000 with at most two decimals, no leading zeros.
+pub(crate) const AMOUNT_PATTERN: &str = "^(0|[1-9][0-9]{0,6})(\\.[0-9]{1,2})?$";
+/// Like [`AMOUNT_PATTERN`], but above zero.
+pub(crate) const POSITIVE_AMOUNT_PATTERN: &str =
+    "^(0\\.(0[1-9]|[1-9][0-9]?)|[1-9][0-9]{0,6}(\\.[0-9]{1,2})?)$";
+
 /// One event as it travels through the pipeline: metadata plus a typed payload.
 ///
 /// On the wire it is one JSON object: the metadata fields, `event_type` and `payload`.
@@ -16,16 +40,18 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[schemars(title = "FlyHigh booking-pipeline event", extend("$id" = "https://flyhigh.example/schemas/envelope.schema.json"))]
 pub struct Envelope {
     /// UUIDv7, set by the producer; unique per emitted event.
+    #[serde(with = "hyphenated")]
+    #[schemars(with = "String", regex(pattern = UUID_V7_PATTERN), extend("format" = "uuid"))]
     pub event_id: Uuid,
     /// Contract version, see the crate docs on evolution.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = SCHEMA_VERSION))]
     pub schema_version: u32,
     /// When the event happened in the app, UTC, millisecond precision.
     #[serde(with = "millis")]
-    #[schemars(with = "String", regex(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$"))]
+    #[schemars(with = "String", regex(pattern = TIMESTAMP_PATTERN), extend("format" = "date-time"))]
     pub occurred_at: DateTime<Utc>,
     /// The emitting application, e.g. `ios-app` or `web-app`.
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9][a-z0-9._-]*$"))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9._-]+$"))]
     pub source: String,
     /// The event kind and its data.
     #[serde(flatten)]
@@ -35,6 +61,7 @@ pub struct Envelope {
 /// The event kind, tagged as `event_type` with its data under `payload`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event_type", content = "payload", rename_all = "snake_case")]
+#[schemars(transform = crate::json_schema::discriminate_by_event_type)]
 pub enum Payload {
     /// A customer searched for flights on a route.
     Search(Search),
@@ -55,7 +82,11 @@ pub enum EventType {
 
 impl EventType {
     /// Every kind, in a stable order.
-    pub const ALL: [EventType; 3] = [EventType::Search, EventType::Booking, EventType::Cancellation];
+    pub const ALL: [EventType; 3] = [
+        EventType::Search,
+        EventType::Booking,
+        EventType::Cancellation,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -86,9 +117,16 @@ pub struct Search {
     #[schemars(regex(pattern = "^[A-Z]{3}$"))]
     pub destination: String,
     /// Outbound date searched.
+    #[serde(with = "date")]
+    #[schemars(with = "String", regex(pattern = DATE_PATTERN), extend("format" = "date"))]
     pub departure_date: NaiveDate,
     /// Return date for a round trip; not before the departure date.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "date::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>", regex(pattern = DATE_PATTERN), extend("format" = "date"))]
     pub return_date: Option<NaiveDate>,
     /// Number of passengers, 1 to 9.
     #[schemars(range(min = 1, max = 9))]
@@ -107,7 +145,7 @@ pub struct Booking {
     #[schemars(length(min = 4, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub customer_id: String,
     /// Flight designator and departure date, e.g. `FH0123-20261201`.
-    #[schemars(regex(pattern = r"^[A-Z0-9]{2}[0-9]{1,4}-[0-9]{8}$"))]
+    #[schemars(regex(pattern = FLIGHT_ID_PATTERN))]
     pub flight_id: String,
     /// IATA airport code of the origin.
     #[schemars(regex(pattern = "^[A-Z]{3}$"))]
@@ -121,6 +159,7 @@ pub struct Booking {
     #[schemars(range(min = 1, max = 9))]
     pub seats: u8,
     /// Total fare paid for all seats.
+    #[schemars(with = "PositiveMoney")]
     pub fare: Money,
 }
 
@@ -135,7 +174,7 @@ pub struct Cancellation {
     pub customer_id: String,
     /// The booked flight; also the partition key, so the cancellation is ordered after
     /// its booking within one shard.
-    #[schemars(regex(pattern = r"^[A-Z0-9]{2}[0-9]{1,4}-[0-9]{8}$"))]
+    #[schemars(regex(pattern = FLIGHT_ID_PATTERN))]
     pub flight_id: String,
     /// Why the booking was cancelled.
     pub reason: CancellationReason,
@@ -144,7 +183,9 @@ pub struct Cancellation {
 }
 
 /// Travel cabin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Cabin {
     Economy,
@@ -155,7 +196,12 @@ pub enum Cabin {
 
 impl Cabin {
     /// Every cabin, in a stable order.
-    pub const ALL: [Cabin; 4] = [Cabin::Economy, Cabin::PremiumEconomy, Cabin::Business, Cabin::First];
+    pub const ALL: [Cabin; 4] = [
+        Cabin::Economy,
+        Cabin::PremiumEconomy,
+        Cabin::Business,
+        Cabin::First,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -196,17 +242,37 @@ pub enum CancellationReason {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Money {
     /// Decimal amount, at most two decimal places.
-    #[schemars(with = "String", regex(pattern = r"^[0-9]{1,7}(\.[0-9]{1,2})?$"))]
+    #[serde(with = "amount")]
+    #[schemars(with = "String", regex(pattern = AMOUNT_PATTERN))]
     pub amount: Decimal,
     /// ISO 4217 currency code.
     #[schemars(regex(pattern = "^[A-Z]{3}$"))]
     pub currency: String,
 }
 
+// The JSON Schema of a fare: `Money` whose amount is above zero. Only the schema needs
+// a separate type; in Rust the rule lives in validation.
+#[derive(JsonSchema)]
+#[schemars(
+    description = "An exact amount of money above zero: a decimal string and an ISO 4217 currency."
+)]
+#[allow(dead_code)]
+struct PositiveMoney {
+    /// Decimal amount above zero, at most two decimal places.
+    #[schemars(regex(pattern = POSITIVE_AMOUNT_PATTERN))]
+    amount: String,
+    /// ISO 4217 currency code.
+    #[schemars(regex(pattern = "^[A-Z]{3}$"))]
+    currency: String,
+}
+
 impl Money {
     /// An amount in a currency.
     pub fn new(amount: Decimal, currency: impl Into<String>) -> Money {
-        Money { amount, currency: currency.into() }
+        Money {
+            amount,
+            currency: currency.into(),
+        }
     }
 }
 
@@ -214,9 +280,17 @@ impl Envelope {
     /// A new event of the current schema version with a fresh UUIDv7 id.
     ///
     /// The id's timestamp is taken from `occurred_at`, so ids sort by event time.
-    pub fn new(source: impl Into<String>, occurred_at: DateTime<Utc>, payload: Payload) -> Envelope {
+    pub fn new(
+        source: impl Into<String>,
+        occurred_at: DateTime<Utc>,
+        payload: Payload,
+    ) -> Envelope {
         let ms = occurred_at.timestamp_millis().max(0) as u64;
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            ms / 1000,
+            ((ms % 1000) * 1_000_000) as u32,
+        );
         Envelope {
             event_id: Uuid::new_v7(ts),
             schema_version: SCHEMA_VERSION,
@@ -243,7 +317,15 @@ impl Envelope {
     }
 }
 
-/// `occurred_at` on the wire: RFC 3339 UTC with exactly three fractional digits.
+// The deserializers below accept exactly one spelling of each value, the one the JSON
+// Schema patterns describe. The libraries underneath are more lenient (chrono takes
+// `t` or a space for `T` and unpadded dates, uuid takes braces, URNs and byte arrays,
+// rust_decimal takes `+`, `_` and exponents), and every extra spelling the consumer
+// accepted would be one the JSON Schema and non-Rust readers of the stream do not.
+// Range and precision rules stay in validation, so they are reported together with
+// every other offending field.
+
+/// `occurred_at` on the wire: RFC 3339 UTC; written with exactly three fractional digits.
 pub(crate) mod millis {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
@@ -255,10 +337,138 @@ pub(crate) mod millis {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         if !s.ends_with('Z') {
-            return Err(serde::de::Error::custom("timestamp must be UTC with a `Z` suffix"));
+            return Err(serde::de::Error::custom(
+                "timestamp must be UTC with a `Z` suffix",
+            ));
+        }
+        if !has_canonical_shape(s.as_bytes()) {
+            return Err(serde::de::Error::custom(
+                "timestamp must look like 2026-11-22T10:15:00.250Z (a `T`, at most 9 fractional digits)",
+            ));
         }
         DateTime::parse_from_rfc3339(&s)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| serde::de::Error::custom(format!("not an RFC 3339 timestamp: {e}")))
+    }
+
+    /// The separator is `T` and the fraction, if any, has 1 to 9 digits; chrono checks
+    /// the digits and ranges of the rest.
+    fn has_canonical_shape(b: &[u8]) -> bool {
+        let tail_ok = match b.get(19) {
+            Some(b'Z') => b.len() == 20,
+            Some(b'.') => {
+                let fraction = &b[20..b.len() - 1];
+                (1..=9).contains(&fraction.len()) && fraction.iter().all(u8::is_ascii_digit)
+            }
+            _ => false,
+        };
+        b.get(10) == Some(&b'T') && tail_ok
+    }
+}
+
+/// `event_id` on the wire: a hyphenated UUID string, nothing else.
+pub(crate) mod hyphenated {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use uuid::Uuid;
+
+    pub fn serialize<S: Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&id.hyphenated())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        // 36 characters is the hyphenated form; `try_parse` checks the rest.
+        if s.len() != 36 {
+            return Err(serde::de::Error::custom(
+                "must be a hyphenated UUID like 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            ));
+        }
+        Uuid::try_parse(&s).map_err(|e| serde::de::Error::custom(format!("not a UUID: {e}")))
+    }
+}
+
+/// Dates on the wire: `YYYY-MM-DD`, zero-padded.
+pub(crate) mod date {
+    use chrono::NaiveDate;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&d.format("%Y-%m-%d"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+
+    fn parse(s: &str) -> Result<NaiveDate, String> {
+        let b = s.as_bytes();
+        let shape = b.len() == 10
+            && b.iter().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
+        if !shape {
+            return Err(format!("must be a date like 2026-12-01, got {s:?}"));
+        }
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("not a calendar date: {e}"))
+    }
+
+    pub mod option {
+        use chrono::NaiveDate;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(d: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+            match <Option<std::borrow::Cow<'de, str>>>::deserialize(d)? {
+                Some(s) => super::parse(&s).map(Some).map_err(serde::de::Error::custom),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+/// Money amounts on the wire: a JSON string of plain decimal digits.
+///
+/// Also keeps the format independent of rust_decimal's serde features, which another
+/// crate in the build could switch (to floats, or to numbers) by feature unification.
+pub(crate) mod amount {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(amount: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(amount)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        let digits = s.strip_prefix('-').unwrap_or(&s);
+        let (int, frac) = match digits.split_once('.') {
+            Some((int, frac)) => (int, Some(frac)),
+            None => (digits, None),
+        };
+        let plain = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        if !plain(int) || (int.len() > 1 && int.starts_with('0')) || frac.is_some_and(|f| !plain(f))
+        {
+            return Err(serde::de::Error::custom(format!(
+                "must be a decimal string like \"412.80\", got {s:?}"
+            )));
+        }
+        let mut amount: Decimal = s
+            .parse()
+            .map_err(|e| serde::de::Error::custom(format!("not a decimal: {e}")))?;
+        // rust_decimal drops the sign of "-0"; keep it so that validation refuses the
+        // minus sign the JSON Schema refuses.
+        amount.set_sign_negative(s.starts_with('-'));
+        Ok(amount)
     }
 }

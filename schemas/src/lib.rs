@@ -10,8 +10,11 @@
 //!   `schema_version`, invalid fields).
 //! - [`partition`]: partition keys per the design and the Kinesis hash-key function
 //!   (MD5 → 128-bit) shared by the producer and the in-process stream.
-//! - `json/`: JSON Schema files for producers not written in Rust, generated from these
-//!   types and kept equal to them by `tests/json_schema.rs`.
+//! - [`json_schema`]: the JSON Schema (draft 2020-12) of the envelope, generated from
+//!   these types for producers not written in Rust; checked in as
+//!   `json/envelope.schema.json` and kept equal to the types by `tests/json_schema.rs`.
+//! - `fixtures/`: valid and invalid example records with the verdicts every consumer
+//!   (and the JSON Schema) must reach, run by `tests/fixtures.rs`.
 //!
 //! The crate is pure: no AWS, no async runtime.
 //!
@@ -54,6 +57,7 @@
 
 pub mod decode;
 pub mod event;
+pub mod json_schema;
 pub mod partition;
 pub mod validate;
 
