@@ -1,0 +1,14 @@
+//! Benchmarks of the FlyHigh pipeline (`cargo bench -p flyhigh-benches`).
+//!
+//! Each group measures a stage against a baseline in the same run, so results are
+//! read as ratios rather than absolute numbers that depend on the machine:
+//!
+//! - `decode`: `flyhigh_schemas::decode` (typed parse and validation) against a plain
+//!   `serde_json::Value` parse of the same bytes;
+//! - `producer`: events through the producer into the in-process stream against
+//!   putting the same pre-serialized records straight into the stream;
+//! - `inventory_handler`: a batch through the inventory handler (decode, plan, pack,
+//!   commit to the in-memory store) against decoding the batch alone.
+//!
+//! End-to-end throughput is measured by the main job itself: `flyhigh demo` reports
+//! `events_per_second` in its summary.

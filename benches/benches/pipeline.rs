@@ -1,0 +1,94 @@
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use flyhigh_core::UserRecord;
+use flyhigh_core::memory::{MemoryDeadLetters, MemoryStore};
+use flyhigh_handlers::InventoryHandler;
+use flyhigh_producer::{Entry, LocalStream, Producer, ProducerConfig};
+use flyhigh_schemas::Envelope;
+use flyhigh_simulator::{SimConfig, Simulator};
+
+fn events(n: usize) -> Vec<Envelope> {
+    Simulator::new(SimConfig::new(42, n)).expect("valid config").collect()
+}
+
+fn decode(c: &mut Criterion) {
+    let bytes: Vec<Vec<u8>> = events(10_000).iter().map(Envelope::to_json).collect();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(bytes.len() as u64));
+    group.bench_function("baseline_serde_json_value", |b| {
+        b.iter(|| bytes.iter().map(|d| serde_json::from_slice::<serde_json::Value>(d).is_ok() as usize).sum::<usize>())
+    });
+    group.bench_function("decode_and_validate", |b| b.iter(|| bytes.iter().map(|d| flyhigh_schemas::decode(d).is_ok() as usize).sum::<usize>()));
+    group.finish();
+}
+
+fn producer(c: &mut Criterion) {
+    let events = events(10_000);
+    let entries: Vec<Entry> = events.iter().map(|e| Entry { partition_key: e.partition_key(), data: e.to_json() }).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    let mut group = c.benchmark_group("producer");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("baseline_raw_puts", |b| {
+        b.iter_batched(
+            || LocalStream::new("bench", 4),
+            |stream| {
+                for chunk in entries.chunks(500) {
+                    black_box(stream.put(chunk).expect("put"));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("validate_serialize_batch_put", |b| {
+        b.iter_batched(
+            || LocalStream::new("bench", 4),
+            |stream| {
+                runtime.block_on(async {
+                    let producer = Producer::new(stream, ProducerConfig::default());
+                    for e in &events {
+                        producer.send(e).await.expect("valid");
+                    }
+                    black_box(producer.close().await)
+                })
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn inventory_handler(c: &mut Criterion) {
+    let records: Vec<UserRecord> = events(5_000)
+        .iter()
+        .enumerate()
+        .map(|(i, e)| UserRecord {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: format!("49{i:054}"),
+            partition_key: e.partition_key(),
+            approximate_arrival: None,
+            data: e.to_json(),
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let mut group = c.benchmark_group("inventory_handler");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.bench_function("baseline_decode_only", |b| b.iter(|| records.iter().filter(|r| r.decode().is_ok()).count()));
+    group.bench_function("process_batches_of_500", |b| {
+        b.iter_batched(
+            || InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new()),
+            |handler| {
+                runtime.block_on(async {
+                    for batch in records.chunks(500) {
+                        black_box(handler.process(batch).await);
+                    }
+                })
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, producer, inventory_handler);
+criterion_main!(benches);
