@@ -1,0 +1,283 @@
+//! Seat inventory in one DynamoDB table: [`DynamoInventoryStore`] implements
+//! [`InventoryStore`].
+//!
+//! - `items`: item keys and attributes, and the write requests built from a
+//!   transaction (pure).
+//! - `errors`: SDK errors classified by what the caller must do (pure).
+//! - this module: the only code that calls DynamoDB.
+//!
+//! See the crate docs for the table design.
+
+mod errors;
+mod items;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::create_table::CreateTableError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
+    ScalarAttributeType, TableStatus,
+};
+use flyhigh_core::inventory::{BookingRecord, CabinInventory, Transaction};
+use flyhigh_core::ports::{CommitError, InventoryStore, StoreError};
+use flyhigh_core::schedule::Schedule;
+use futures::{StreamExt, TryStreamExt};
+
+use self::errors::{commit_error, store_error};
+use self::items::{Item, PK, SK};
+use crate::retry::backoff;
+
+/// Most keys one `BatchGetItem` request may carry.
+pub const BATCH_GET_MAX_KEYS: usize = 100;
+
+/// Schedule writes in flight at once. Each touches its own item, so the bound is
+/// about the client's connection pool and the table's write rate, not contention.
+pub const SCHEDULE_CONCURRENCY: usize = 16;
+
+/// Rounds of `BatchGetItem` for keys DynamoDB left unprocessed, the first included.
+const BATCH_GET_MAX_ROUNDS: u32 = 8;
+const BATCH_GET_BACKOFF_BASE: Duration = Duration::from_millis(50);
+const BATCH_GET_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How long [`create_table`] waits for the table to become `ACTIVE`.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Seat inventory in a DynamoDB table of the design in the crate docs.
+///
+/// Every write is conditional or commutative, so a retried or replayed batch changes
+/// nothing twice: booking items move only from the status the plan read, counters
+/// move only in the same transaction.
+#[derive(Debug, Clone)]
+pub struct DynamoInventoryStore {
+    client: Client,
+    table: String,
+    scan_page_size: Option<i32>,
+}
+
+impl DynamoInventoryStore {
+    /// A store on `table`, which must exist (see [`create_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoInventoryStore {
+        DynamoInventoryStore {
+            client,
+            table: table.into(),
+            scan_page_size: None,
+        }
+    }
+
+    /// Caps the items each `Scan` page of [`InventoryStore::inventory`] examines
+    /// (DynamoDB's `Limit`; by default a page is up to 1 MB).
+    pub fn with_scan_page_size(mut self, items: i32) -> DynamoInventoryStore {
+        self.scan_page_size = Some(items.max(1));
+        self
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Reads one chunk of at most [`BATCH_GET_MAX_KEYS`] keys, retrying the keys
+    /// DynamoDB leaves unprocessed (throttling, 16 MB response cap) with backoff.
+    async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        out: &mut HashMap<String, BookingRecord>,
+    ) -> Result<(), StoreError> {
+        let mut pending = keys;
+        for round in 0..BATCH_GET_MAX_ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(backoff(
+                    round - 1,
+                    BATCH_GET_BACKOFF_BASE,
+                    BATCH_GET_BACKOFF_MAX,
+                ))
+                .await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                // The plan is made from what this read returns; a stale read would
+                // only cost a conflict and a re-read, but a strong one avoids it.
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Permanent(e.to_string()))?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| store_error("BatchGetItem", &e))?;
+            for item in output
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                let record = items::parse_booking(item).map_err(|e| {
+                    StoreError::Permanent(format!("table {}: booking item: {e}", self.table))
+                })?;
+                out.insert(record.booking_id.clone(), record);
+            }
+            pending = output
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            tracing::debug!(table = %self.table, unprocessed = pending.len(), round, "batch get left keys unprocessed");
+        }
+        Err(StoreError::Transient(format!(
+            "DynamoDB BatchGetItem: {} keys still unprocessed after {BATCH_GET_MAX_ROUNDS} rounds",
+            pending.len()
+        )))
+    }
+}
+
+impl InventoryStore for DynamoInventoryStore {
+    async fn bookings(&self, ids: &[String]) -> Result<HashMap<String, BookingRecord>, StoreError> {
+        // BatchGetItem rejects a request that names one key twice.
+        let mut seen = HashSet::new();
+        let unique: Vec<&String> = ids.iter().filter(|id| seen.insert(id.as_str())).collect();
+        let mut out = HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(BATCH_GET_MAX_KEYS) {
+            let keys = chunk.iter().map(|id| items::booking_key(id)).collect();
+            self.batch_get(keys, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    async fn commit(&self, tx: &Transaction) -> Result<(), CommitError> {
+        let actions =
+            items::transact_items(&self.table, tx).map_err(|e| StoreError::Permanent(e.0))?;
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let count = actions.len();
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+            .map_err(|e| commit_error(&e))?;
+        tracing::debug!(table = %self.table, items = count, "transaction committed");
+        Ok(())
+    }
+
+    async fn load_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
+        let updates = items::schedule_updates(schedule);
+        let count = updates.len();
+        let names = items::schedule_names();
+        futures::stream::iter(updates)
+            .map(|update| {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(update.key))
+                    .update_expression(items::SCHEDULE_EXPRESSION)
+                    .set_expression_attribute_names(Some(names.clone()))
+                    .set_expression_attribute_values(Some(update.values))
+                    .send()
+            })
+            .buffer_unordered(SCHEDULE_CONCURRENCY)
+            .map_err(|e| store_error("UpdateItem", &e))
+            .try_for_each(|_| async { Ok(()) })
+            .await?;
+        tracing::info!(table = %self.table, cabins = count, "schedule loaded");
+        Ok(())
+    }
+
+    async fn inventory(&self) -> Result<Vec<CabinInventory>, StoreError> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(#pk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":prefix", AttributeValue::S(items::FLIGHT_PREFIX.into()))
+            .consistent_read(true)
+            .set_limit(self.scan_page_size)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        let mut page_count = 0usize;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_error("Scan", &e))?;
+            page_count += 1;
+            for item in page.items() {
+                out.push(items::parse_cabin(item).map_err(|e| {
+                    StoreError::Permanent(format!("table {}: flight item: {e}", self.table))
+                })?);
+            }
+        }
+        tracing::debug!(table = %self.table, pages = page_count, cabins = out.len(), "inventory scanned");
+        out.sort_by(|a, b| (&a.flight_id, a.cabin).cmp(&(&b.flight_id, b.cabin)));
+        Ok(out)
+    }
+}
+
+/// Creates the inventory table (on-demand capacity, string keys `pk` and `sk`) and
+/// waits until it is `ACTIVE`. A table that already exists is fine.
+///
+/// Meant for tests and the local setup; production tables come from `infra/`.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let key = |attr: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(attr)
+            .key_type(kind)
+            .build()
+    };
+    let attr = |attr: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(attr)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PK, KeyType::Hash).map_err(|e| StoreError::Permanent(e.to_string()))?)
+        .key_schema(key(SK, KeyType::Range).map_err(|e| StoreError::Permanent(e.to_string()))?)
+        .attribute_definitions(attr(PK).map_err(|e| StoreError::Permanent(e.to_string()))?)
+        .attribute_definitions(attr(SK).map_err(|e| StoreError::Permanent(e.to_string()))?);
+    match request.send().await {
+        Ok(_) => tracing::info!(table = name, "table created"),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(CreateTableError::ResourceInUseException(_))
+            ) =>
+        {
+            tracing::debug!(table = name, "table already exists");
+        }
+        Err(e) => return Err(store_error("CreateTable", &e)),
+    }
+    let started = tokio::time::Instant::now();
+    for attempt in 0.. {
+        let table = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| store_error("DescribeTable", &e))?;
+        if table.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        if started.elapsed() > TABLE_ACTIVE_TIMEOUT {
+            break;
+        }
+        tokio::time::sleep(backoff(
+            attempt,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        ))
+        .await;
+    }
+    Err(StoreError::Transient(format!(
+        "table {name} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}"
+    )))
+}

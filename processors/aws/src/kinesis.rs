@@ -1,0 +1,737 @@
+//! A Kinesis data stream as the runner's source: [`KinesisSource`] implements
+//! `StreamSource`, [`KinesisShardReader`] implements `ShardReader` by following the
+//! `GetRecords` iterator chain of one shard.
+//!
+//! The reader remembers the last sequence number it returned, so that an expired
+//! iterator (they live five minutes) is replaced by one `AFTER_SEQUENCE_NUMBER` it,
+//! and reading goes on with no gap and no repeat. Sequence numbers stay strings: real
+//! ones have 56 digits, emulators return `"1"`.
+//!
+//! Mapping from SDK types and error classification are pure functions below, tested
+//! with SDK types built by their builders.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::create_stream::CreateStreamError;
+use aws_sdk_kinesis::operation::get_records::{GetRecordsError, GetRecordsOutput};
+use aws_sdk_kinesis::operation::list_shards::builders::ListShardsFluentBuilder;
+use aws_sdk_kinesis::types::{Record, ShardIteratorType, StreamStatus};
+use chrono::{DateTime, Utc};
+use flyhigh_runner::source::{
+    ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
+};
+
+use crate::retry::{Retry, backoff, sdk_retry_of};
+
+/// Most records one `GetRecords` call may return.
+pub const GET_RECORDS_MAX_LIMIT: usize = 10_000;
+
+/// How long [`create_stream`] waits for the stream to become `ACTIVE`.
+const STREAM_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Kinesis error codes of throttling and of a service that is briefly unavailable.
+const TRANSIENT_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "KMSThrottlingException",
+    "LimitExceededException",
+    "InternalFailureException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "ThrottlingException",
+];
+
+sdk_retry_of!(aws_sdk_kinesis, TRANSIENT_CODES);
+
+/// A Kinesis data stream, read shard by shard with `GetRecords`.
+#[derive(Debug)]
+pub struct KinesisSource {
+    client: Client,
+    stream_name: String,
+    stream_arn: OnceLock<String>,
+}
+
+impl KinesisSource {
+    /// A source on the stream named `stream_name`. Its ARN is looked up
+    /// (`DescribeStreamSummary`) by the first [`StreamSource::shards`] or
+    /// [`StreamSource::open`], and then kept.
+    pub fn new(client: Client, stream_name: impl Into<String>) -> KinesisSource {
+        KinesisSource {
+            client,
+            stream_name: stream_name.into(),
+            stream_arn: OnceLock::new(),
+        }
+    }
+
+    /// The stream name.
+    pub fn stream_name(&self) -> &str {
+        &self.stream_name
+    }
+
+    /// The stream's ARN, looked up once.
+    pub async fn resolve_stream_arn(&self) -> Result<String, SourceError> {
+        if let Some(arn) = self.stream_arn.get() {
+            return Ok(arn.clone());
+        }
+        let out = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&self.stream_name)
+            .send()
+            .await
+            .map_err(|e| source_error("DescribeStreamSummary", &e))?;
+        let arn = out
+            .stream_description_summary()
+            .map(|s| s.stream_arn().to_string())
+            .filter(|arn| !arn.is_empty())
+            .ok_or_else(|| {
+                SourceError::Permanent(format!("stream {} has no ARN", self.stream_name))
+            })?;
+        Ok(self.stream_arn.get_or_init(|| arn).clone())
+    }
+}
+
+impl StreamSource for KinesisSource {
+    type Reader = KinesisShardReader;
+
+    /// The ARN once looked up; before the first `shards()` or `open()`, an ARN built
+    /// from the client's region and the stream name, with an empty account field.
+    fn stream_arn(&self) -> String {
+        match self.stream_arn.get() {
+            Some(arn) => arn.clone(),
+            None => {
+                let region = self
+                    .client
+                    .config()
+                    .region()
+                    .map(|r| r.as_ref().to_string())
+                    .unwrap_or_default();
+                format!("arn:aws:kinesis:{region}::stream/{}", self.stream_name)
+            }
+        }
+    }
+
+    async fn shards(&self) -> Result<Vec<String>, SourceError> {
+        let arn = self.resolve_stream_arn().await?;
+        let mut shards = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let request = list_shards_page(&self.client, &arn, next_token.take());
+            let out = request
+                .send()
+                .await
+                .map_err(|e| source_error("ListShards", &e))?;
+            shards.extend(out.shards().iter().map(|s| s.shard_id().to_string()));
+            match out.next_token() {
+                Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+                _ => break,
+            }
+        }
+        Ok(shards)
+    }
+
+    async fn open(
+        &self,
+        shard_id: &str,
+        start: StartPosition,
+    ) -> Result<KinesisShardReader, SourceError> {
+        let stream_arn = self.resolve_stream_arn().await?;
+        let mut reader = KinesisShardReader {
+            client: self.client.clone(),
+            stream_arn,
+            shard_id: shard_id.to_string(),
+            start,
+            cursor: Cursor::default(),
+        };
+        reader.cursor.iterator = Some(reader.new_iterator().await?);
+        Ok(reader)
+    }
+}
+
+/// A reader positioned in one shard.
+#[derive(Debug)]
+pub struct KinesisShardReader {
+    client: Client,
+    stream_arn: String,
+    shard_id: String,
+    start: StartPosition,
+    cursor: Cursor,
+}
+
+/// Where a reader is in its shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Cursor {
+    /// The iterator of the next read; `None` once the shard is closed and read to
+    /// its end.
+    iterator: Option<String>,
+    /// The last record returned, to resume after it with a new iterator.
+    last_sequence_number: Option<String>,
+}
+
+impl Cursor {
+    /// Moves past one `GetRecords` response and says what the read returns.
+    fn advance(&mut self, output: &GetRecordsOutput, now: DateTime<Utc>) -> ReadOutcome {
+        let records: Vec<SourceRecord> = output
+            .records()
+            .iter()
+            .map(|r| source_record(r, now))
+            .collect();
+        if let Some(last) = records.last() {
+            self.last_sequence_number = Some(last.sequence_number.clone());
+        }
+        // No next iterator: the shard was closed (resharding) and this was its end.
+        // Its last records are returned first; the next read says `Ended`.
+        self.iterator = output.next_shard_iterator().map(str::to_string);
+        if records.is_empty() && self.iterator.is_none() {
+            ReadOutcome::Ended
+        } else {
+            ReadOutcome::Records(records)
+        }
+    }
+}
+
+impl KinesisShardReader {
+    /// The shard.
+    pub fn shard_id(&self) -> &str {
+        &self.shard_id
+    }
+
+    /// The sequence number of the last record returned, if any.
+    pub fn last_sequence_number(&self) -> Option<&str> {
+        self.cursor.last_sequence_number.as_deref()
+    }
+
+    /// An iterator just after the last record returned (or at the start).
+    async fn new_iterator(&self) -> Result<String, SourceError> {
+        let position = resume_position(&self.start, self.cursor.last_sequence_number.as_deref());
+        let (kind, sequence_number) = iterator_type(&position);
+        let out = self
+            .client
+            .get_shard_iterator()
+            .stream_arn(&self.stream_arn)
+            .shard_id(&self.shard_id)
+            .shard_iterator_type(kind)
+            .set_starting_sequence_number(sequence_number)
+            .send()
+            .await
+            .map_err(|e| source_error("GetShardIterator", &e))?;
+        out.shard_iterator().map(str::to_string).ok_or_else(|| {
+            SourceError::Permanent(format!("no shard iterator for {}", self.shard_id))
+        })
+    }
+
+    async fn get_records(
+        &self,
+        iterator: &str,
+        limit: i32,
+    ) -> Result<GetRecordsOutput, SdkError<GetRecordsError>> {
+        self.client
+            .get_records()
+            .stream_arn(&self.stream_arn)
+            .shard_iterator(iterator)
+            .limit(limit)
+            .send()
+            .await
+    }
+}
+
+impl ShardReader for KinesisShardReader {
+    async fn read(&mut self, limit: usize) -> Result<ReadOutcome, SourceError> {
+        let Some(iterator) = self.cursor.iterator.clone() else {
+            return Ok(ReadOutcome::Ended);
+        };
+        let limit = i32::try_from(limit.clamp(1, GET_RECORDS_MAX_LIMIT)).unwrap_or(1);
+        let output = match self.get_records(&iterator, limit).await {
+            Ok(output) => output,
+            Err(e) => match get_records_error(&e) {
+                GetRecordsFailure::ExpiredIterator => {
+                    tracing::debug!(shard_id = %self.shard_id, sequence_number = ?self.cursor.last_sequence_number, "shard iterator expired; getting a new one");
+                    let fresh = self.new_iterator().await?;
+                    self.cursor.iterator = Some(fresh.clone());
+                    self.get_records(&fresh, limit).await.map_err(|e| {
+                        match get_records_error(&e) {
+                            // A brand-new iterator that expires at once: the clock or the
+                            // service is off; try again later.
+                            GetRecordsFailure::ExpiredIterator => SourceError::Transient(format!(
+                                "shard {}: fresh iterator expired",
+                                self.shard_id
+                            )),
+                            GetRecordsFailure::Source(e) => e,
+                        }
+                    })?
+                }
+                GetRecordsFailure::Source(e) => return Err(e),
+            },
+        };
+        let outcome = self.cursor.advance(&output, Utc::now());
+        if outcome == ReadOutcome::Ended {
+            tracing::debug!(shard_id = %self.shard_id, "shard ended");
+        }
+        Ok(outcome)
+    }
+}
+
+/// One `ListShards` request: the first names the stream, the next ones carry only
+/// the token. Kinesis refuses a token together with the stream ("NextToken and
+/// StreamARN cannot be provided together"); moto 5.2 wants both, but pages only
+/// past 1,000 shards by default, which no emulated stream has.
+fn list_shards_page(
+    client: &Client,
+    stream_arn: &str,
+    next_token: Option<String>,
+) -> ListShardsFluentBuilder {
+    match next_token {
+        Some(token) => client.list_shards().next_token(token),
+        None => client.list_shards().stream_arn(stream_arn),
+    }
+}
+
+/// Where a new iterator must start: after the last record returned, or where the
+/// reader started when it has returned nothing yet.
+fn resume_position(start: &StartPosition, last_sequence_number: Option<&str>) -> StartPosition {
+    match last_sequence_number {
+        Some(seq) => StartPosition::AfterSequenceNumber(seq.to_string()),
+        None => start.clone(),
+    }
+}
+
+fn iterator_type(position: &StartPosition) -> (ShardIteratorType, Option<String>) {
+    match position {
+        StartPosition::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
+        StartPosition::Latest => (ShardIteratorType::Latest, None),
+        StartPosition::AfterSequenceNumber(seq) => {
+            (ShardIteratorType::AfterSequenceNumber, Some(seq.clone()))
+        }
+    }
+}
+
+/// A record as the runner sees it. `fallback_arrival` stands in for an arrival time
+/// Kinesis always sets but the model leaves optional.
+fn source_record(record: &Record, fallback_arrival: DateTime<Utc>) -> SourceRecord {
+    SourceRecord {
+        sequence_number: record.sequence_number().to_string(),
+        partition_key: record.partition_key().unwrap_or_default().to_string(),
+        approximate_arrival: record
+            .approximate_arrival_timestamp()
+            .and_then(to_chrono)
+            .unwrap_or(fallback_arrival),
+        data: record.data().as_ref().to_vec(),
+    }
+}
+
+fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// What a failed `GetRecords` means for the reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GetRecordsFailure {
+    /// Get a new iterator and read again.
+    ExpiredIterator,
+    /// Report to the caller.
+    Source(SourceError),
+}
+
+fn get_records_error(err: &SdkError<GetRecordsError>) -> GetRecordsFailure {
+    let message = || format!("Kinesis GetRecords: {}", DisplayErrorContext(err));
+    let retry = match err.as_service_error() {
+        Some(GetRecordsError::ExpiredIteratorException(_)) => {
+            return GetRecordsFailure::ExpiredIterator;
+        }
+        Some(
+            GetRecordsError::ProvisionedThroughputExceededException(_)
+            | GetRecordsError::KmsThrottlingException(_)
+            | GetRecordsError::InternalFailureException(_),
+        ) => Retry::Transient,
+        Some(
+            GetRecordsError::ResourceNotFoundException(_)
+            | GetRecordsError::AccessDeniedException(_)
+            | GetRecordsError::InvalidArgumentException(_)
+            | GetRecordsError::KmsAccessDeniedException(_)
+            | GetRecordsError::KmsDisabledException(_)
+            | GetRecordsError::KmsInvalidStateException(_)
+            | GetRecordsError::KmsNotFoundException(_)
+            | GetRecordsError::KmsOptInRequired(_),
+        ) => Retry::Permanent,
+        _ => retry_of(err),
+    };
+    GetRecordsFailure::Source(to_source_error(retry, message()))
+}
+
+fn source_error<E>(op: &str, err: &SdkError<E>) -> SourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    to_source_error(
+        retry_of(err),
+        format!("Kinesis {op}: {}", DisplayErrorContext(err)),
+    )
+}
+
+fn to_source_error(retry: Retry, message: String) -> SourceError {
+    match retry {
+        Retry::Transient => SourceError::Transient(message),
+        Retry::Permanent => SourceError::Permanent(message),
+    }
+}
+
+/// Creates a provisioned stream of `shard_count` shards, or finds it when it exists,
+/// and waits until it is `ACTIVE`. Meant for tests and the local setup; production
+/// streams come from `infra/`.
+pub async fn create_stream(
+    client: &Client,
+    name: &str,
+    shard_count: i32,
+) -> Result<(), SourceError> {
+    match client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shard_count)
+        .send()
+        .await
+    {
+        Ok(_) => tracing::info!(stream = name, shard_count, "stream created"),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(CreateStreamError::ResourceInUseException(_))
+            ) =>
+        {
+            tracing::debug!(stream = name, "stream already exists");
+        }
+        Err(e) => return Err(source_error("CreateStream", &e)),
+    }
+    let started = tokio::time::Instant::now();
+    for attempt in 0.. {
+        let out = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .map_err(|e| source_error("DescribeStreamSummary", &e))?;
+        if out.stream_description_summary().map(|s| s.stream_status())
+            == Some(&StreamStatus::Active)
+        {
+            return Ok(());
+        }
+        if started.elapsed() > STREAM_ACTIVE_TIMEOUT {
+            break;
+        }
+        tokio::time::sleep(backoff(
+            attempt,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        ))
+        .await;
+    }
+    Err(SourceError::Transient(format!(
+        "stream {name} not ACTIVE after {STREAM_ACTIVE_TIMEOUT:?}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_kinesis::config::http::HttpResponse;
+    use aws_sdk_kinesis::error::ErrorMetadata;
+    use aws_sdk_kinesis::operation::get_shard_iterator::GetShardIteratorError;
+    use aws_sdk_kinesis::types::error::{
+        AccessDeniedException, ExpiredIteratorException, InternalFailureException,
+        KmsThrottlingException, ProvisionedThroughputExceededException, ResourceNotFoundException,
+    };
+    use aws_smithy_types::Blob;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
+    }
+
+    fn meta(code: &str) -> ErrorMetadata {
+        ErrorMetadata::builder().code(code).build()
+    }
+
+    fn failure(err: GetRecordsError, status: u16) -> GetRecordsFailure {
+        get_records_error(&SdkError::service_error(err, response(status)))
+    }
+
+    #[test]
+    fn an_expired_iterator_is_renewed_not_reported() {
+        let err = GetRecordsError::ExpiredIteratorException(
+            ExpiredIteratorException::builder()
+                .meta(meta("ExpiredIteratorException"))
+                .build(),
+        );
+        assert_eq!(failure(err, 400), GetRecordsFailure::ExpiredIterator);
+    }
+
+    #[test]
+    fn throttling_and_internal_failures_are_transient() {
+        let cases = [
+            (
+                GetRecordsError::ProvisionedThroughputExceededException(
+                    ProvisionedThroughputExceededException::builder()
+                        .meta(meta("ProvisionedThroughputExceededException"))
+                        .build(),
+                ),
+                400,
+            ),
+            (
+                GetRecordsError::KmsThrottlingException(
+                    KmsThrottlingException::builder()
+                        .meta(meta("KMSThrottlingException"))
+                        .build(),
+                ),
+                400,
+            ),
+            (
+                GetRecordsError::InternalFailureException(
+                    InternalFailureException::builder()
+                        .meta(meta("InternalFailureException"))
+                        .build(),
+                ),
+                500,
+            ),
+            (GetRecordsError::generic(meta("ServiceUnavailable")), 503),
+        ];
+        for (err, status) in cases {
+            let name = format!("{err:?}");
+            assert!(
+                matches!(
+                    failure(err, status),
+                    GetRecordsFailure::Source(SourceError::Transient(_))
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_stream_and_denied_access_are_permanent() {
+        let cases = [
+            GetRecordsError::ResourceNotFoundException(
+                ResourceNotFoundException::builder()
+                    .meta(meta("ResourceNotFoundException"))
+                    .build(),
+            ),
+            GetRecordsError::AccessDeniedException(
+                AccessDeniedException::builder()
+                    .meta(meta("AccessDeniedException"))
+                    .build(),
+            ),
+        ];
+        for err in cases {
+            let name = format!("{err:?}");
+            assert!(
+                matches!(
+                    failure(err, 400),
+                    GetRecordsFailure::Source(SourceError::Permanent(_))
+                ),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_operations_are_classified_by_code() {
+        let throttled = GetShardIteratorError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .meta(meta("ProvisionedThroughputExceededException"))
+                .build(),
+        );
+        let err = source_error(
+            "GetShardIterator",
+            &SdkError::service_error(throttled, response(400)),
+        );
+        assert!(matches!(err, SourceError::Transient(_)), "{err:?}");
+        let missing = GetShardIteratorError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .meta(meta("ResourceNotFoundException"))
+                .build(),
+        );
+        let err = source_error(
+            "GetShardIterator",
+            &SdkError::service_error(missing, response(400)),
+        );
+        assert!(
+            matches!(err, SourceError::Permanent(ref m) if m.contains("GetShardIterator")),
+            "{err:?}"
+        );
+        let timeout: SdkError<GetShardIteratorError> = SdkError::timeout_error("deadline");
+        assert!(matches!(
+            source_error("GetShardIterator", &timeout),
+            SourceError::Transient(_)
+        ));
+    }
+
+    #[test]
+    fn regression_list_shards_never_sends_the_stream_with_a_next_token() {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+            .build();
+        let client = Client::from_conf(config);
+        let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/bookings";
+        let first = list_shards_page(&client, arn, None);
+        assert_eq!(first.get_stream_arn().as_deref(), Some(arn));
+        assert_eq!(first.get_next_token(), &None);
+        let next = list_shards_page(&client, arn, Some("token".into()));
+        assert_eq!(next.get_next_token().as_deref(), Some("token"));
+        assert_eq!(
+            (next.get_stream_arn(), next.get_stream_name()),
+            (&None, &None)
+        );
+    }
+
+    fn record(seq: &str) -> Record {
+        Record::builder()
+            .sequence_number(seq)
+            .partition_key("k")
+            .data(Blob::new(seq.as_bytes()))
+            .build()
+            .unwrap()
+    }
+
+    fn output(seqs: &[&str], next: Option<&str>) -> GetRecordsOutput {
+        GetRecordsOutput::builder()
+            .set_records(Some(seqs.iter().map(|s| record(s)).collect()))
+            .set_next_shard_iterator(next.map(str::to_string))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_cursor_follows_the_iterator_chain_and_keeps_the_last_sequence_number() {
+        let now = Utc::now();
+        let mut cursor = Cursor {
+            iterator: Some("i0".into()),
+            last_sequence_number: None,
+        };
+        let ReadOutcome::Records(records) = cursor.advance(&output(&["1", "2"], Some("i1")), now)
+        else {
+            panic!()
+        };
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            cursor,
+            Cursor {
+                iterator: Some("i1".into()),
+                last_sequence_number: Some("2".into())
+            }
+        );
+        // Nothing new yet: the position is kept, the iterator moves on.
+        assert_eq!(
+            cursor.advance(&output(&[], Some("i2")), now),
+            ReadOutcome::Records(vec![])
+        );
+        assert_eq!(
+            cursor,
+            Cursor {
+                iterator: Some("i2".into()),
+                last_sequence_number: Some("2".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_closed_shard_returns_its_last_records_and_then_ends() {
+        let now = Utc::now();
+        let mut cursor = Cursor {
+            iterator: Some("i0".into()),
+            last_sequence_number: None,
+        };
+        let ReadOutcome::Records(records) = cursor.advance(&output(&["9"], None), now) else {
+            panic!()
+        };
+        assert_eq!(records[0].sequence_number, "9");
+        assert_eq!(
+            cursor,
+            Cursor {
+                iterator: None,
+                last_sequence_number: Some("9".into())
+            }
+        );
+        let mut empty_end = Cursor {
+            iterator: Some("i0".into()),
+            last_sequence_number: Some("9".into()),
+        };
+        assert_eq!(
+            empty_end.advance(&output(&[], None), now),
+            ReadOutcome::Ended
+        );
+    }
+
+    #[test]
+    fn a_new_iterator_resumes_after_the_last_record_returned() {
+        let after = |s: &str| StartPosition::AfterSequenceNumber(s.into());
+        assert_eq!(
+            resume_position(&StartPosition::TrimHorizon, None),
+            StartPosition::TrimHorizon
+        );
+        assert_eq!(
+            resume_position(&StartPosition::Latest, None),
+            StartPosition::Latest
+        );
+        assert_eq!(resume_position(&after("5"), None), after("5"));
+        assert_eq!(
+            resume_position(&StartPosition::TrimHorizon, Some("7")),
+            after("7")
+        );
+        assert_eq!(
+            resume_position(&StartPosition::Latest, Some("7")),
+            after("7")
+        );
+        assert_eq!(resume_position(&after("5"), Some("9")), after("9"));
+    }
+
+    #[test]
+    fn start_positions_map_to_iterator_types() {
+        assert_eq!(
+            iterator_type(&StartPosition::TrimHorizon),
+            (ShardIteratorType::TrimHorizon, None)
+        );
+        assert_eq!(
+            iterator_type(&StartPosition::Latest),
+            (ShardIteratorType::Latest, None)
+        );
+        let seq = "49590338271490256608559692538361571095921575989136588898";
+        assert_eq!(
+            iterator_type(&StartPosition::AfterSequenceNumber(seq.into())),
+            (
+                ShardIteratorType::AfterSequenceNumber,
+                Some(seq.to_string())
+            )
+        );
+    }
+
+    #[test]
+    fn records_keep_sequence_key_arrival_and_bytes() {
+        let record = Record::builder()
+            .sequence_number("1")
+            .partition_key("FH1-20261201")
+            .approximate_arrival_timestamp(aws_smithy_types::DateTime::from_millis(
+                1_795_000_000_123,
+            ))
+            .data(Blob::new(vec![0xf3, 0x89, 0x9a, 0xc2]))
+            .build()
+            .unwrap();
+        let fallback = DateTime::from_timestamp(0, 0).unwrap();
+        let r = source_record(&record, fallback);
+        assert_eq!(r.sequence_number, "1");
+        assert_eq!(r.partition_key, "FH1-20261201");
+        assert_eq!(r.approximate_arrival.timestamp_millis(), 1_795_000_000_123);
+        assert_eq!(r.data, vec![0xf3, 0x89, 0x9a, 0xc2]);
+        let without_arrival = Record::builder()
+            .sequence_number("2")
+            .partition_key("k")
+            .data(Blob::new(vec![]))
+            .build()
+            .unwrap();
+        assert_eq!(
+            source_record(&without_arrival, fallback).approximate_arrival,
+            fallback
+        );
+    }
+}
