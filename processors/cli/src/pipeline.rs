@@ -138,18 +138,15 @@ pub fn poison(n: u64, template: &flyhigh_schemas::Envelope) -> Entry {
             serde_json::to_vec(&json).unwrap_or_default()
         }
         _ => {
-            // A booking whose seats are out of range: well-formed, but invalid.
+            // Well-formed, but with two invalid fields: the source and one payload field.
             let mut invalid = template.clone();
-            invalid.payload = match invalid.payload {
-                Payload::Booking(mut b) => {
-                    b.seats = 0;
-                    Payload::Booking(b)
-                }
-                other => other,
-            };
-            let mut v = serde_json::to_value(&invalid).unwrap_or_default();
-            v["source"] = "Not A Valid Source!".into();
-            serde_json::to_vec(&v).unwrap_or_default()
+            invalid.source = "Not A Valid Source!".into();
+            match &mut invalid.payload {
+                Payload::Search(s) => s.passengers = 0,
+                Payload::Booking(b) => b.seats = 0,
+                Payload::Cancellation(c) => c.refund.currency = "euro".into(),
+            }
+            invalid.to_json()
         }
     };
     Entry { partition_key: format!("poison-{n}"), data }
