@@ -3,6 +3,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use flyhigh_core::UserRecord;
 use flyhigh_core::memory::{MemoryDeadLetters, MemoryStore};
+use flyhigh_embedded::SqliteInventoryStore;
 use flyhigh_handlers::InventoryHandler;
 use flyhigh_producer::{Entry, LocalStream, Producer, ProducerConfig};
 use flyhigh_schemas::Envelope;
@@ -58,8 +59,8 @@ fn producer(c: &mut Criterion) {
     group.finish();
 }
 
-fn inventory_handler(c: &mut Criterion) {
-    let records: Vec<UserRecord> = events(5_000)
+fn user_records(n: usize) -> Vec<UserRecord> {
+    events(n)
         .iter()
         .enumerate()
         .map(|(i, e)| UserRecord {
@@ -69,7 +70,11 @@ fn inventory_handler(c: &mut Criterion) {
             approximate_arrival: None,
             data: e.to_json(),
         })
-        .collect();
+        .collect()
+}
+
+fn inventory_handler(c: &mut Criterion) {
+    let records = user_records(5_000);
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let mut group = c.benchmark_group("inventory_handler");
     group.throughput(Throughput::Elements(records.len() as u64));
@@ -90,5 +95,43 @@ fn inventory_handler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, producer, inventory_handler);
+/// The handler over the SQLite file store (the embedded default) against the same
+/// handler over the in-memory store.
+fn sqlite_store(c: &mut Criterion) {
+    let records = user_records(20_000);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut group = c.benchmark_group("sqlite_store");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(records.len() as u64));
+    let run = |handler: &InventoryHandler<_, MemoryDeadLetters>| {
+        runtime.block_on(async {
+            for batch in records.chunks(500) {
+                black_box(handler.process(batch).await);
+            }
+        })
+    };
+    group.bench_function("baseline_memory_store", |b| {
+        b.iter_batched(|| InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new()), |h| run(&h), BatchSize::LargeInput)
+    });
+    let mut n = 0;
+    group.bench_function("sqlite_file_store", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let store = SqliteInventoryStore::open(&dir.path().join(format!("inventory-{n}.sqlite"))).expect("open");
+                InventoryHandler::new(store, MemoryDeadLetters::new())
+            },
+            |h| runtime.block_on(async {
+                for batch in records.chunks(500) {
+                    black_box(h.process(batch).await);
+                }
+            }),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, producer, inventory_handler, sqlite_store);
 criterion_main!(benches);

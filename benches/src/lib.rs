@@ -8,7 +8,9 @@
 //! - `producer`: events through the producer into the in-process stream against
 //!   putting the same pre-serialized records straight into the stream;
 //! - `inventory_handler`: a batch through the inventory handler (decode, plan, pack,
-//!   commit to the in-memory store) against decoding the batch alone.
+//!   commit to the in-memory store) against decoding the batch alone;
+//! - `sqlite_store`: the handler over the SQLite file store (the embedded default)
+//!   against the same handler over the in-memory store.
 //!
 //! End-to-end throughput is measured by the main job itself: `flyhigh demo` reports
 //! `events_per_second` in its summary.

@@ -1,0 +1,87 @@
+//! The embedded adapters: the whole FlyHigh pipeline in one process, with no AWS
+//! account and no Docker.
+//!
+//! In AWS mode the processors keep seat inventory in DynamoDB, park poison records in
+//! SQS and send exhausted batches to an on-failure destination. The embedded default
+//! (`flyhigh demo`) runs the same handlers against the same ports
+//! ([`flyhigh_core::ports`], [`flyhigh_runner::failure`]), implemented here on local
+//! files:
+//!
+//! - [`sqlite`]: [`SqliteInventoryStore`], seat inventory in one SQLite file (WAL mode,
+//!   so `flyhigh inventory` can read it while the demo writes). A store transaction is
+//!   one SQLite transaction with the same all-or-nothing, conditional semantics as a
+//!   DynamoDB `TransactWriteItems`.
+//! - [`jsonl`]: [`JsonLinesFile`], an append-only JSON lines file. It is the
+//!   [`DeadLetterSink`](flyhigh_core::DeadLetterSink) (one
+//!   [`DeadLetter`](flyhigh_core::DeadLetter) per line) and the
+//!   [`FailureDestination`](flyhigh_runner::failure::FailureDestination) (one
+//!   [`BatchFailure`](flyhigh_runner::failure::BatchFailure) per line); its generic
+//!   [`JsonLinesFile::append`] suits any other serializable record, such as alerts.
+//!   [`read_all`] reads a file back, for tests and the CLI's summary.
+//!
+//! # Files
+//!
+//! The adapters write where they are told; under the demo's data directory the
+//! conventional names are:
+//!
+//! | file | written by | holds |
+//! |---|---|---|
+//! | [`INVENTORY_FILE`] (+ `-wal`, `-shm`) | [`SqliteInventoryStore`] | tables `bookings` and `cabins` |
+//! | [`DEAD_LETTER_FILE`] | [`JsonLinesFile`] as dead-letter sink | records that can never be processed, with the reason |
+//! | [`FAILED_BATCH_FILE`] | [`JsonLinesFile`] as failure destination | batches that exhausted their retries, with their bytes for replay |
+//!
+//! # Example
+//!
+//! ```
+//! use flyhigh_core::inventory::{self, InventoryEvent, MAX_TRANSACTION_ITEMS};
+//! use flyhigh_core::{DeadLetterSink, InventoryStore};
+//! use flyhigh_embedded::{DEAD_LETTER_FILE, JsonLinesFile, SqliteInventoryStore, read_all};
+//! use flyhigh_schemas::{Booking, Cabin, Money};
+//! use rust_decimal::Decimal;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteInventoryStore::open(&dir.path().join(flyhigh_embedded::INVENTORY_FILE))?;
+//!
+//! // Fold a batch over what the store holds, and commit it.
+//! let booking = Booking {
+//!     booking_id: "BK0001".into(),
+//!     customer_id: "cust-42".into(),
+//!     flight_id: "FH0123-20261201".into(),
+//!     origin: "LHR".into(),
+//!     destination: "JFK".into(),
+//!     cabin: Cabin::Economy,
+//!     seats: 2,
+//!     fare: Money::new(Decimal::new(45000, 2), "GBP"),
+//! };
+//! let current = store.bookings(&[booking.booking_id.clone()]).await?;
+//! let plan = inventory::plan(&current, [(0, InventoryEvent::Booking(&booking))]);
+//! for tx in inventory::pack(plan.changes, MAX_TRANSACTION_ITEMS) {
+//!     store.commit(&tx).await?;
+//! }
+//! let cabins = store.inventory().await?;
+//! assert_eq!((cabins[0].sold, cabins[0].capacity), (2, None)); // counted, flagged unscheduled
+//!
+//! // Poison records go to a JSON lines file.
+//! let dead_letters = JsonLinesFile::create(dir.path().join(DEAD_LETTER_FILE))?;
+//! dead_letters.send(&[]).await?;
+//! assert!(read_all::<flyhigh_core::DeadLetter>(dead_letters.path())?.is_empty());
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod jsonl;
+pub mod sqlite;
+
+pub use jsonl::{JsonLinesError, JsonLinesFile, read_all};
+pub use sqlite::SqliteInventoryStore;
+
+/// Conventional name of the inventory database in the demo's data directory.
+pub const INVENTORY_FILE: &str = "inventory.sqlite";
+
+/// Conventional name of the dead-letter file in the demo's data directory.
+pub const DEAD_LETTER_FILE: &str = "dead-letters.jsonl";
+
+/// Conventional name of the failed-batch file in the demo's data directory.
+pub const FAILED_BATCH_FILE: &str = "failed-batches.jsonl";
