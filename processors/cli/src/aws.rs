@@ -72,6 +72,10 @@ pub struct ConsumeArgs {
     /// Stop once no shard has had a record for this many seconds.
     #[arg(long, default_value_t = 5.0)]
     idle_seconds: f64,
+    /// Shards processed at once (default: all, as Lambda does). Use 1 against moto,
+    /// whose DynamoDB transactions race under concurrent writers.
+    #[arg(long)]
+    shard_concurrency: Option<usize>,
     /// Write a JSON summary here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -132,6 +136,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let runner = Runner::new(MappingConfig {
         batch_size: args.batch_size,
         idle_timeout: Some(Duration::from_secs_f64(args.idle_seconds)),
+        shard_concurrency: args.shard_concurrency,
         region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
         ..MappingConfig::default()
     });

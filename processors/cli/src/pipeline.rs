@@ -111,6 +111,9 @@ pub async fn produce<T: Transport>(
         }
         produced.total += 1;
         if poison_every > 0 && produced.total % poison_every == 0 {
+            // One writer at a time: flush the producer before writing around it (moto,
+            // for one, loses records under concurrent PutRecords on a stream).
+            producer.flush().await.context("flushing before a poison record")?;
             let entry = poison(poison_injected, &event);
             raw.put_records(std::slice::from_ref(&entry)).await.context("writing a poison record")?;
             poison_injected += 1;

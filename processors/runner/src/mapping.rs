@@ -47,6 +47,10 @@ pub struct MappingConfig {
     pub retry_backoff: Duration,
     /// Region written into every event record.
     pub region: String,
+    /// Shards processed at once; `None` processes every shard concurrently, as
+    /// Lambda does. Lower it to spare a small machine or an emulator that cannot take
+    /// concurrent writes (moto's DynamoDB transactions race). Default `None`.
+    pub shard_concurrency: Option<usize>,
 }
 
 impl Default for MappingConfig {
@@ -60,6 +64,7 @@ impl Default for MappingConfig {
             idle_timeout: None,
             retry_backoff: Duration::from_millis(100),
             region: "local".into(),
+            shard_concurrency: None,
         }
     }
 }
@@ -175,7 +180,13 @@ impl Runner {
     {
         let shards = source.shards().await.map_err(|error| RunnerError::Source { shard_id: "*".into(), error })?;
         let arn = source.stream_arn();
-        let runs = shards.iter().map(|shard_id| self.run_shard(source, shard_id, &arn, handler, failures));
+        let concurrency = self.config.shard_concurrency.unwrap_or(shards.len()).max(1);
+        let permits = tokio::sync::Semaphore::new(concurrency);
+        let runs = shards.iter().map(|shard_id| async {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire().await;
+            self.run_shard(source, shard_id, &arn, handler, failures).await
+        });
         futures::future::try_join_all(runs).await?;
         Ok(self.stats())
     }

@@ -155,3 +155,17 @@ fn events_look_like_lambdas() {
     assert_eq!(r["kinesis"]["data"], "aGk=");
     assert_eq!(r["kinesis"]["partitionKey"], "pk");
 }
+
+#[tokio::test]
+async fn with_a_shard_concurrency_of_one_shards_are_read_one_after_another() {
+    let stream = stream(400, 4);
+    let handler = Scripted::default();
+    let runner = Runner::new(MappingConfig { shard_concurrency: Some(1), ..config(50) });
+    runner.run(&LocalSource::new(stream.clone()), &handler, &Failures::default()).await.unwrap();
+    let seen = handler.seen.lock().unwrap().clone();
+    let shard_of = |batch: &Vec<String>| stream.shard_for(&format!("k{}", batch[0]));
+    let order: Vec<usize> = seen.iter().map(shard_of).collect();
+    // Each shard's batches are contiguous: the shard index changes at most 3 times.
+    assert_eq!(order.windows(2).filter(|w| w[0] != w[1]).count(), 3, "{order:?}");
+    assert_eq!(flat(&seen).len(), 400);
+}
