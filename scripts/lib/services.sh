@@ -1,0 +1,299 @@
+# shellcheck shell=bash
+#
+# Local services for the test suite: the Python tool venv, moto server and
+# `cargo lambda watch`. Sourced by scripts/test.sh and scripts/moto.sh; it
+# defines functions and variables only and never changes shell options.
+#
+# Everything binds to 127.0.0.1 on a free port (never `localhost`: S3
+# virtual-host addressing breaks) and logs to target/test-logs/.
+#
+# What tests get in their environment after start_moto / start_lambda_watch:
+#   FLYHIGH_MOTO_URL     http://127.0.0.1:PORT of moto server
+#   FLYHIGH_LAMBDA_URL   http://127.0.0.1:PORT of `cargo lambda watch`; invoke a
+#                        function with POST $FLYHIGH_LAMBDA_URL/2015-03-31/functions/<bin>/invocations
+#   FLYHIGH_PYTHON       the venv's python (has pyarrow and duckdb)
+#   INVENTORY_TABLE DEAD_LETTER_QUEUE_URL
+#                        the DynamoDB table and SQS queue URL the Lambda functions
+#                        are configured with (the same variables in their
+#                        environment; the test creates them in moto before invoking)
+#   AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+#   AWS_DEFAULT_REGION AWS_EC2_METADATA_DISABLED   (static test credentials, moto)
+#
+# `cargo lambda watch` (cargo-lambda 1.9.2), as verified on this machine:
+#   * -A/--invoke-address and -P/--invoke-port set where it listens. One port
+#     serves both the invoke API (/2015-03-31/functions/<name>/invocations) and
+#     the Lambda Runtime API the function polls (under /.rt/<name>, passed to the
+#     function as AWS_LAMBDA_RUNTIME_API). Without TLS options no other port is used.
+#   * The function name in the URL is the binary name. With several binaries in
+#     the workspace it serves each by name and the default function `_` is
+#     disabled; with --package restricting it to one package, `_` works too, but
+#     `_` and `<bin>` are separate instances (separate processes).
+#   * It builds nothing itself: on an invocation (or at start, when it has a
+#     single function and no --wait) it runs, via watchexec,
+#     `cargo run --color never --manifest-path Cargo.toml --package P --bin NAME [--locked]`
+#     in the workspace, so it uses the workspace target/ dir, and the first
+#     invocation waits for that compile. test.sh pre-builds with
+#     lambda_build_command (same package selection, hence the same features and
+#     artifacts), after which `cargo run` reports "Finished ... 0.01s".
+#   * --package matters: `cargo run --bin X` without it unifies features over
+#     the whole workspace; with it the Lambda gets exactly its own features, as
+#     when it is deployed (seen: without it, aws-sdk-kinesis, which only the CLI
+#     uses, was compiled for the Lambda).
+#   * Without --ignore-changes it restarts (kills the running compile or function
+#     and starts again) whenever a non-ignored file in the workspace changes;
+#     tests write files, so we turn that off.
+#   * Each function instance runs in its own process group (watchexec). SIGTERM
+#     to cargo-lambda stops all instances and exits in about 2 s; stop_services
+#     still collects the whole process tree first and SIGKILLs leftovers.
+#   * Its log (and the functions' stdout/stderr and cargo output) go to
+#     target/test-logs/lambda-watch.log.
+#   * Environment: the function inherits cargo-lambda's environment (checked with
+#     a probe function echoing AWS_ENDPOINT_URL and AWS_REGION), plus
+#     AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_RUNTIME_API and friends.
+#   * End to end: the real inventory-lambda, pre-built, answered an invocation
+#     through this setup (cargo run found it fresh and only started it; a later
+#     invocation reuses the running instance and answers in milliseconds).
+#   * An invocation of a name that is not a binary returns 404 with the list of
+#     functions; a name that is a binary of another package waits for the timeout.
+
+FLYHIGH_ROOT=${FLYHIGH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+FLYHIGH_VENV=${FLYHIGH_VENV:-$FLYHIGH_ROOT/.venv}
+FLYHIGH_LOG_DIR=${FLYHIGH_LOG_DIR:-$FLYHIGH_ROOT/target/test-logs}
+# The packages whose binaries `cargo lambda watch` serves.
+FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda)
+# Resources the Lambda functions are configured with. A function reads them
+# once at cold start, so they are fixed for the whole run; a test that invokes
+# it creates them in moto first (it finds them in its own environment).
+FLYHIGH_LAMBDA_INVENTORY_TABLE=${FLYHIGH_LAMBDA_INVENTORY_TABLE:-flyhigh-lambda-inventory}
+FLYHIGH_LAMBDA_DLQ_NAME=${FLYHIGH_LAMBDA_DLQ_NAME:-flyhigh-lambda-dlq}
+# Seconds to wait for a service to come up, and for one to stop after SIGTERM.
+FLYHIGH_START_TIMEOUT=${FLYHIGH_START_TIMEOUT:-30}
+FLYHIGH_STOP_TIMEOUT=${FLYHIGH_STOP_TIMEOUT:-10}
+
+# "name:pid" of every service started by this shell, in start order.
+_FLYHIGH_SERVICES=()
+
+_svc_log() { printf '[services] %s\n' "$*" >&2; }
+
+# The bootstrap interpreter, used to create the venv.
+_svc_python() { printf '%s\n' "${PYTHON:-python3}"; }
+
+# Creates .venv if it is missing or broken, and installs requirements-test.txt
+# into it when the file changed since the last successful install (a sha256
+# stamp in .venv; a clean clone has no usable mtimes).
+ensure_venv() {
+  local req="$FLYHIGH_ROOT/requirements-test.txt"
+  local stamp="$FLYHIGH_VENV/.requirements-test.sha256"
+  local want
+  if ! "$FLYHIGH_VENV/bin/python" -c '' >/dev/null 2>&1; then
+    _svc_log "creating $FLYHIGH_VENV"
+    rm -rf "$FLYHIGH_VENV"
+    "$(_svc_python)" -m venv "$FLYHIGH_VENV" || return 1
+  fi
+  want=$(sha256sum <"$req" | cut -d' ' -f1) || return 1
+  if [[ -f $stamp && $(<"$stamp") == "$want" ]]; then
+    _svc_log "venv up to date with requirements-test.txt"
+  else
+    _svc_log "installing requirements-test.txt into $FLYHIGH_VENV"
+    rm -f "$stamp"
+    PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+      "$FLYHIGH_VENV/bin/python" -m pip install -q -r "$req" || return 1
+    printf '%s\n' "$want" >"$stamp"
+  fi
+  export FLYHIGH_PYTHON="$FLYHIGH_VENV/bin/python"
+  case ":$PATH:" in
+    *":$FLYHIGH_VENV/bin:"*) ;;
+    *) export PATH="$FLYHIGH_VENV/bin:$PATH" ;;
+  esac
+}
+
+# Prints a TCP port that is free on 127.0.0.1 right now.
+free_port() {
+  "$(_svc_python)" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Exports the standard AWS environment for tests, pointing at moto.
+export_aws_test_env() {
+  : "${FLYHIGH_MOTO_URL:?start moto first}"
+  export AWS_ENDPOINT_URL="$FLYHIGH_MOTO_URL"
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+  export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  export AWS_EC2_METADATA_DISABLED=true
+  # A developer's own profile or session must never reach the tests.
+  unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+_svc_port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# True when the process exists and is not a zombie.
+_svc_alive() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ -n $stat && $stat != Z* ]]
+}
+
+# Prints every descendant pid of $1, depth first.
+_svc_descendants() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    printf '%s\n' "$child"
+    _svc_descendants "$child"
+  done
+}
+
+# _svc_spawn NAME LOG DIR CMD...: starts CMD in DIR, in the background, as the
+# leader of a new session and process group, stdin closed, output to LOG.
+# Records it for stop_services; sets REPLY to its pid.
+_svc_spawn() {
+  local name=$1 log=$2 dir=$3
+  shift 3
+  mkdir -p "$(dirname "$log")"
+  if [[ $- == *m* ]]; then
+    # Job control already gives a background job its own process group, and
+    # setsid would fork (then $! would not be the service).
+    (cd "$dir" && exec "$@") </dev/null >"$log" 2>&1 &
+  else
+    (cd "$dir" && exec setsid "$@") </dev/null >"$log" 2>&1 &
+  fi
+  REPLY=$!
+  _FLYHIGH_SERVICES+=("$name:$REPLY")
+}
+
+# _svc_wait_until DESCRIPTION PID LOG CMD...: polls CMD until it succeeds, for
+# at most FLYHIGH_START_TIMEOUT seconds; fails early if PID exits.
+_svc_wait_until() {
+  local what=$1 pid=$2 log=$3
+  shift 3
+  local deadline=$((SECONDS + FLYHIGH_START_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if ! _svc_alive "$pid"; then
+      _svc_log "$what exited before it was ready; last lines of $log:"
+      tail -n 30 "$log" >&2 || true
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      _svc_log "$what not ready after ${FLYHIGH_START_TIMEOUT}s; last lines of $log:"
+      tail -n 30 "$log" >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# start_moto [PORT] [LOG]: starts moto server and exports FLYHIGH_MOTO_URL and
+# the AWS test environment.
+start_moto() {
+  local port=${1:-} log=${2:-$FLYHIGH_LOG_DIR/moto.log} pid
+  [[ -n $port ]] || port=$(free_port) || return 1
+  _svc_spawn moto "$log" "$FLYHIGH_ROOT" "$FLYHIGH_VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
+  pid=$REPLY
+  _svc_wait_until "moto_server (pid $pid, port $port)" "$pid" "$log" \
+    curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:$port/moto-api/" || return 1
+  export FLYHIGH_MOTO_URL="http://127.0.0.1:$port"
+  export_aws_test_env
+  _svc_log "moto_server pid $pid at $FLYHIGH_MOTO_URL (log: ${log#"$FLYHIGH_ROOT"/})"
+}
+
+# Prints the cargo command that builds exactly what `cargo lambda watch` runs
+# (same --package selection, so the same features and artifacts).
+lambda_build_command() {
+  local args=(cargo build) p
+  for p in "${FLYHIGH_LAMBDA_PACKAGES[@]}"; do args+=(--package "$p"); done
+  [[ -f $FLYHIGH_ROOT/Cargo.lock ]] && args+=(--locked)
+  printf '%s\n' "${args[@]}"
+}
+
+# start_lambda_watch [PORT]: starts `cargo lambda watch` for the Lambda
+# packages, with the AWS environment of moto, and exports FLYHIGH_LAMBDA_URL.
+# It compiles nothing until a function is invoked (--wait).
+start_lambda_watch() {
+  : "${FLYHIGH_MOTO_URL:?start moto first}"
+  local port=${1:-} log=$FLYHIGH_LOG_DIR/lambda-watch.log pid p
+  [[ -n $port ]] || port=$(free_port) || return 1
+  local args=(lambda watch
+    --invoke-address 127.0.0.1 --invoke-port "$port"
+    --wait --ignore-changes --color never
+    --manifest-path "$FLYHIGH_ROOT/Cargo.toml")
+  for p in "${FLYHIGH_LAMBDA_PACKAGES[@]}"; do args+=(--package "$p"); done
+  [[ -f $FLYHIGH_ROOT/Cargo.lock ]] && args+=(--locked)
+  export_aws_test_env
+  # The functions' configuration, exported to the tests under the same names.
+  # moto's queue URLs are <endpoint>/<account>/<name>, account 123456789012.
+  export INVENTORY_TABLE="$FLYHIGH_LAMBDA_INVENTORY_TABLE"
+  export DEAD_LETTER_QUEUE_URL="$FLYHIGH_MOTO_URL/123456789012/$FLYHIGH_LAMBDA_DLQ_NAME"
+  # Given to the functions explicitly (on top of the environment they inherit).
+  local env_file=$FLYHIGH_LOG_DIR/lambda.env
+  mkdir -p "$FLYHIGH_LOG_DIR"
+  {
+    echo "INVENTORY_TABLE=$INVENTORY_TABLE"
+    echo "DEAD_LETTER_QUEUE_URL=$DEAD_LETTER_QUEUE_URL"
+    echo "RUST_LOG=${FLYHIGH_LAMBDA_RUST_LOG:-info}"
+  } >"$env_file"
+  args+=(--env-file "$env_file")
+  _svc_spawn lambda-watch "$log" "$FLYHIGH_ROOT" "$FLYHIGH_VENV/bin/cargo-lambda" "${args[@]}"
+  pid=$REPLY
+  # A TCP connect, not an HTTP request: every path it does not route (even
+  # GET /) is a function-URL call that starts and invokes the default function.
+  _svc_wait_until "cargo lambda watch (pid $pid, port $port)" "$pid" "$log" \
+    _svc_port_open "$port" || return 1
+  export FLYHIGH_LAMBDA_URL="http://127.0.0.1:$port"
+  _svc_log "cargo lambda watch pid $pid at $FLYHIGH_LAMBDA_URL serving ${FLYHIGH_LAMBDA_PACKAGES[*]} (log: ${log#"$FLYHIGH_ROOT"/})"
+}
+
+# stop_pid_tree NAME PID [GRACE]: SIGTERM to PID's process group and every
+# descendant (watchexec puts function instances in their own groups), waits up
+# to GRACE seconds (default FLYHIGH_STOP_TIMEOUT), then SIGKILLs what is left.
+# Never fails.
+stop_pid_tree() {
+  local name=$1 pid=$2 grace=${3:-$FLYHIGH_STOP_TIMEOUT} p deadline
+  local -a left
+  local -A tree=()
+  _svc_alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
+  tree[$pid]=1
+  for p in $(_svc_descendants "$pid"); do tree[$p]=1; done
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + grace))
+  while :; do
+    # Children may still appear while it shuts down; keep collecting them.
+    for p in $(_svc_descendants "$pid"); do tree[$p]=1; done
+    left=()
+    for p in "${!tree[@]}"; do _svc_alive "$p" && left+=("$p"); done
+    ((${#left[@]} == 0)) && break
+    if ((SECONDS >= deadline)); then
+      _svc_log "$name: still running ${grace}s after SIGTERM, SIGKILL ${left[*]}"
+      for p in "${left[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
+      kill -KILL "${left[@]}" 2>/dev/null || true
+      sleep 0.2
+      break
+    fi
+    sleep 0.1
+  done
+  wait "$pid" 2>/dev/null || true
+  _svc_log "$name (pid $pid) stopped"
+}
+
+# Grace period after SIGTERM for a service. moto handles SIGTERM with
+# sys.exit, but after a heavy test run the interpreter spends many seconds
+# freeing its in-memory state (seen: still exiting 13 s later, main thread busy
+# with an empty Python stack); that state is disposable, so it gets little time.
+_svc_grace() {
+  case $1 in
+    moto) printf '%s\n' "${FLYHIGH_MOTO_STOP_TIMEOUT:-3}" ;;
+    *) printf '%s\n' "$FLYHIGH_STOP_TIMEOUT" ;;
+  esac
+}
+
+# Stops every service this shell started, newest first, and waits for them.
+stop_services() {
+  local i entry name
+  for ((i = ${#_FLYHIGH_SERVICES[@]} - 1; i >= 0; i--)); do
+    entry=${_FLYHIGH_SERVICES[i]}
+    name=${entry%%:*}
+    stop_pid_tree "$name" "${entry#*:}" "$(_svc_grace "$name")"
+  done
+  _FLYHIGH_SERVICES=()
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+#
+# The project's one test command: `scripts/test.sh` (CI runs it through .ci/run).
+#
+# On a fresh machine it needs only rustup cargo, python3 with pip and network
+# access to the package registries. It
+#   1. creates .venv and installs requirements-test.txt (moto, cargo-lambda,
+#      pyarrow, duckdb) when that file changed,
+#   2. starts moto server and `cargo lambda watch` on free 127.0.0.1 ports,
+#   3. builds and tests the workspace with the services' addresses exported
+#      (see scripts/lib/services.sh for the variable names),
+#   4. runs scripts/smoke.sh when there is one,
+# and stops the services on every exit path. Exits non-zero when any step
+# fails. Service logs: target/test-logs/.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+FLYHIGH_ROOT=$(pwd)
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
+
+started_at=$SECONDS
+export RUST_BACKTRACE=1
+if [[ ${CI:-} == true ]]; then
+  export CARGO_TERM_COLOR=never
+fi
+
+header() { printf '\n==> %s\n' "$*"; }
+
+elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+results=()
+failed=0
+
+# step NAME CMD...: runs CMD under a header, records whether it passed and how
+# long it took.
+step() {
+  local name=$1 t0=$SECONDS rc=0
+  shift
+  header "$name: $*"
+  "$@" || rc=$?
+  if ((rc == 0)); then
+    results+=("ok     $(elapsed $((SECONDS - t0)))  $name")
+  else
+    results+=("FAILED $(elapsed $((SECONDS - t0)))  $name (exit $rc)")
+    failed=1
+  fi
+  return "$rc"
+}
+
+skip() { results+=("skip            $1"); }
+
+# Stops the services on every exit path (set before anything starts, so a
+# failure while starting still stops what did start), then prints the summary.
+# shellcheck disable=SC2329 # invoked by the EXIT trap
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  header "stopping services"
+  stop_services
+  header "summary"
+  ((${#results[@]} == 0)) || printf '  %s\n' "${results[@]}"
+  printf 'total %s; service logs in target/test-logs/\n' "$(elapsed $((SECONDS - started_at)))"
+  if ((rc == 0)); then echo "all steps passed"; else echo "FAILED (exit $rc)"; fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+step "python test tools (.venv)" ensure_venv || exit 1
+step "moto server" start_moto || exit 1
+step "cargo lambda watch" start_lambda_watch || exit 1
+
+locked=()
+if [[ -f Cargo.lock ]]; then
+  locked=(--locked)
+fi
+mapfile -t lambda_build < <(lambda_build_command)
+
+if step "build" cargo build --workspace --all-targets "${locked[@]}" &&
+  step "build lambdas as cargo lambda watch runs them" "${lambda_build[@]}"; then
+  step "tests" cargo test --workspace --all-targets "${locked[@]}" || true
+  step "doc tests" cargo test --workspace --doc "${locked[@]}" || true
+  if [[ -x scripts/smoke.sh ]]; then
+    step "smoke" scripts/smoke.sh || true
+  elif [[ -e scripts/smoke.sh ]]; then
+    # A lost executable bit must not silently skip a test.
+    results+=("FAILED         smoke (scripts/smoke.sh is not executable)")
+    failed=1
+  else
+    skip "smoke (no scripts/smoke.sh)"
+  fi
+else
+  skip "tests, doc tests, smoke (build failed)"
+fi
+
+exit "$failed"
