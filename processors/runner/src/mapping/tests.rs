@@ -169,3 +169,28 @@ async fn with_a_shard_concurrency_of_one_shards_are_read_one_after_another() {
     assert_eq!(order.windows(2).filter(|w| w[0] != w[1]).count(), 3, "{order:?}");
     assert_eq!(flat(&seen).len(), 400);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_batching_window_gathers_records_that_trickle_in() {
+    let stream = LocalStream::new("trickle", 1);
+    let writer = {
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            for i in 0..6 {
+                stream.put(&[Entry { partition_key: "k".into(), data: i.to_string().into_bytes() }]).unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            stream.close();
+        })
+    };
+    let handler = Scripted::default();
+    let runner = Runner::new(MappingConfig { batching_window: Duration::from_millis(350), ..config(100) });
+    runner.run(&LocalSource::new(stream), &handler, &Failures::default()).await.unwrap();
+    writer.await.unwrap();
+    let seen = handler.seen.lock().unwrap().clone();
+    // Records 0..3 arrive within the first window (t = 0, 100, 200, 300 ms), the rest in
+    // the next one.
+    assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [4, 2], "{seen:?}");
+    assert_eq!(flat(&seen), (0..6).collect::<Vec<_>>());
+}
