@@ -82,6 +82,7 @@ if step "build" cargo build --workspace --all-targets "${locked[@]}" &&
   step "build lambdas as cargo lambda watch runs them" "${lambda_build[@]}"; then
   step "tests" cargo test --workspace --all-targets "${locked[@]}" || true
   step "doc tests" cargo test --workspace --doc "${locked[@]}" || true
+  step "infra lint" cfn-lint infra/*.yaml || true
   if [[ -x scripts/smoke.sh ]]; then
     step "smoke" scripts/smoke.sh || true
   elif [[ -e scripts/smoke.sh ]]; then
