@@ -10,7 +10,9 @@ use flyhigh_schemas::Envelope;
 use flyhigh_simulator::{SimConfig, Simulator};
 
 fn events(n: usize) -> Vec<Envelope> {
-    Simulator::new(SimConfig::new(42, n)).expect("valid config").collect()
+    Simulator::new(SimConfig::new(42, n))
+        .expect("valid config")
+        .collect()
 }
 
 fn decode(c: &mut Criterion) {
@@ -18,16 +20,37 @@ fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(bytes.len() as u64));
     group.bench_function("baseline_serde_json_value", |b| {
-        b.iter(|| bytes.iter().map(|d| serde_json::from_slice::<serde_json::Value>(d).is_ok() as usize).sum::<usize>())
+        b.iter(|| {
+            bytes
+                .iter()
+                .map(|d| serde_json::from_slice::<serde_json::Value>(d).is_ok() as usize)
+                .sum::<usize>()
+        })
     });
-    group.bench_function("decode_and_validate", |b| b.iter(|| bytes.iter().map(|d| flyhigh_schemas::decode(d).is_ok() as usize).sum::<usize>()));
+    group.bench_function("decode_and_validate", |b| {
+        b.iter(|| {
+            bytes
+                .iter()
+                .map(|d| flyhigh_schemas::decode(d).is_ok() as usize)
+                .sum::<usize>()
+        })
+    });
     group.finish();
 }
 
 fn producer(c: &mut Criterion) {
     let events = events(10_000);
-    let entries: Vec<Entry> = events.iter().map(|e| Entry { partition_key: e.partition_key(), data: e.to_json() }).collect();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    let entries: Vec<Entry> = events
+        .iter()
+        .map(|e| Entry {
+            partition_key: e.partition_key(),
+            data: e.to_json(),
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
     let mut group = c.benchmark_group("producer");
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("baseline_raw_puts", |b| {
@@ -75,10 +98,14 @@ fn user_records(n: usize) -> Vec<UserRecord> {
 
 fn inventory_handler(c: &mut Criterion) {
     let records = user_records(5_000);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let mut group = c.benchmark_group("inventory_handler");
     group.throughput(Throughput::Elements(records.len() as u64));
-    group.bench_function("baseline_decode_only", |b| b.iter(|| records.iter().filter(|r| r.decode().is_ok()).count()));
+    group.bench_function("baseline_decode_only", |b| {
+        b.iter(|| records.iter().filter(|r| r.decode().is_ok()).count())
+    });
     group.bench_function("process_batches_of_500", |b| {
         b.iter_batched(
             || InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new()),
@@ -99,7 +126,9 @@ fn inventory_handler(c: &mut Criterion) {
 /// handler over the in-memory store.
 fn sqlite_store(c: &mut Criterion) {
     let records = user_records(20_000);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut group = c.benchmark_group("sqlite_store");
     group.sample_size(10);
@@ -112,21 +141,29 @@ fn sqlite_store(c: &mut Criterion) {
         })
     };
     group.bench_function("baseline_memory_store", |b| {
-        b.iter_batched(|| InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new()), |h| run(&h), BatchSize::LargeInput)
+        b.iter_batched(
+            || InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new()),
+            |h| run(&h),
+            BatchSize::LargeInput,
+        )
     });
     let mut n = 0;
     group.bench_function("sqlite_file_store", |b| {
         b.iter_batched(
             || {
                 n += 1;
-                let store = SqliteInventoryStore::open(&dir.path().join(format!("inventory-{n}.sqlite"))).expect("open");
+                let store =
+                    SqliteInventoryStore::open(&dir.path().join(format!("inventory-{n}.sqlite")))
+                        .expect("open");
                 InventoryHandler::new(store, MemoryDeadLetters::new())
             },
-            |h| runtime.block_on(async {
-                for batch in records.chunks(500) {
-                    black_box(h.process(batch).await);
-                }
-            }),
+            |h| {
+                runtime.block_on(async {
+                    for batch in records.chunks(500) {
+                        black_box(h.process(batch).await);
+                    }
+                })
+            },
             BatchSize::LargeInput,
         )
     });

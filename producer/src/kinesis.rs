@@ -19,7 +19,10 @@ impl KinesisTransport {
     /// A transport over a ready-built client (endpoint, region and credentials are
     /// the client's; `AWS_ENDPOINT_URL` works as usual).
     pub fn new(client: Client, stream_name: impl Into<String>) -> KinesisTransport {
-        KinesisTransport { client, stream_name: stream_name.into() }
+        KinesisTransport {
+            client,
+            stream_name: stream_name.into(),
+        }
     }
 }
 
@@ -46,17 +49,26 @@ impl Transport for KinesisTransport {
         let results: Vec<EntryResult> = output
             .records()
             .iter()
-            .map(|r| match (r.shard_id(), r.sequence_number(), r.error_code()) {
-                (Some(shard), Some(seq), None) => EntryResult::Ok { shard_id: shard.to_string(), sequence_number: seq.to_string() },
-                (_, _, code) => EntryResult::Failed {
-                    code: code.unwrap_or("MissingResult").to_string(),
-                    message: r.error_message().unwrap_or_default().to_string(),
+            .map(
+                |r| match (r.shard_id(), r.sequence_number(), r.error_code()) {
+                    (Some(shard), Some(seq), None) => EntryResult::Ok {
+                        shard_id: shard.to_string(),
+                        sequence_number: seq.to_string(),
+                    },
+                    (_, _, code) => EntryResult::Failed {
+                        code: code.unwrap_or("MissingResult").to_string(),
+                        message: r.error_message().unwrap_or_default().to_string(),
+                    },
                 },
-            })
+            )
             .collect();
         if results.len() != entries.len() {
             // Never guess which records a short answer covers: retry them all.
-            return Err(TransportError::Transient(format!("PutRecords answered {} results for {} records", results.len(), entries.len())));
+            return Err(TransportError::Transient(format!(
+                "PutRecords answered {} results for {} records",
+                results.len(),
+                entries.len()
+            )));
         }
         Ok(results)
     }
@@ -67,11 +79,14 @@ pub fn classify_put_error<R>(error: SdkError<PutRecordsError, R>) -> TransportEr
     match &error {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            let text = format!("{}: {}", e.code().unwrap_or("Unknown"), e.message().unwrap_or_default());
+            let text = format!(
+                "{}: {}",
+                e.code().unwrap_or("Unknown"),
+                e.message().unwrap_or_default()
+            );
             match e {
-                PutRecordsError::ProvisionedThroughputExceededException(_) | PutRecordsError::KmsThrottlingException(_) => {
-                    TransportError::Throttled(text)
-                }
+                PutRecordsError::ProvisionedThroughputExceededException(_)
+                | PutRecordsError::KmsThrottlingException(_) => TransportError::Throttled(text),
                 PutRecordsError::ResourceNotFoundException(_)
                 | PutRecordsError::InvalidArgumentException(_)
                 | PutRecordsError::AccessDeniedException(_)
@@ -81,7 +96,9 @@ pub fn classify_put_error<R>(error: SdkError<PutRecordsError, R>) -> TransportEr
                 | PutRecordsError::KmsNotFoundException(_)
                 | PutRecordsError::KmsOptInRequired(_) => TransportError::Permanent(text),
                 _ => match e.code() {
-                    Some("ThrottlingException" | "LimitExceededException" | "RequestLimitExceeded") => TransportError::Throttled(text),
+                    Some(
+                        "ThrottlingException" | "LimitExceededException" | "RequestLimitExceeded",
+                    ) => TransportError::Throttled(text),
                     _ => TransportError::Transient(text),
                 },
             }
@@ -95,21 +112,38 @@ pub fn classify_put_error<R>(error: SdkError<PutRecordsError, R>) -> TransportEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_kinesis::types::error::{ProvisionedThroughputExceededException, ResourceNotFoundException};
     use aws_sdk_kinesis::config::http::HttpResponse;
+    use aws_sdk_kinesis::types::error::{
+        ProvisionedThroughputExceededException, ResourceNotFoundException,
+    };
     use aws_smithy_types::body::SdkBody;
 
     fn service_error(e: PutRecordsError) -> SdkError<PutRecordsError, HttpResponse> {
-        SdkError::service_error(e, HttpResponse::new(400u16.try_into().unwrap(), SdkBody::empty()))
+        SdkError::service_error(
+            e,
+            HttpResponse::new(400u16.try_into().unwrap(), SdkBody::empty()),
+        )
     }
 
     #[test]
     fn throttling_is_retried_and_missing_stream_is_permanent() {
         let throttled = PutRecordsError::ProvisionedThroughputExceededException(
-            ProvisionedThroughputExceededException::builder().message("Rate exceeded").build(),
+            ProvisionedThroughputExceededException::builder()
+                .message("Rate exceeded")
+                .build(),
         );
-        assert!(matches!(classify_put_error(service_error(throttled)), TransportError::Throttled(_)));
-        let missing = PutRecordsError::ResourceNotFoundException(ResourceNotFoundException::builder().message("no stream").build());
-        assert!(matches!(classify_put_error(service_error(missing)), TransportError::Permanent(_)));
+        assert!(matches!(
+            classify_put_error(service_error(throttled)),
+            TransportError::Throttled(_)
+        ));
+        let missing = PutRecordsError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .message("no stream")
+                .build(),
+        );
+        assert!(matches!(
+            classify_put_error(service_error(missing)),
+            TransportError::Permanent(_)
+        ));
     }
 }

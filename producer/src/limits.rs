@@ -47,7 +47,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(key: &str, size: usize) -> Entry {
-        Entry { partition_key: key.to_string(), data: vec![b'x'; size] }
+        Entry {
+            partition_key: key.to_string(),
+            data: vec![b'x'; size],
+        }
     }
 
     proptest! {

@@ -18,7 +18,10 @@ use chrono::{DateTime, Utc};
 use flyhigh_schemas::{HashKey, hash_key};
 use tokio::sync::Notify;
 
-use crate::limits::{MAX_BYTES_PER_REQUEST, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST, entry_size};
+use crate::limits::{
+    MAX_BYTES_PER_REQUEST, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST,
+    entry_size,
+};
 use crate::transport::{Entry, EntryResult, Transport, TransportError};
 
 /// A record as stored in a shard.
@@ -66,7 +69,10 @@ pub struct LocalStream {
 
 impl std::fmt::Debug for LocalStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalStream").field("name", &self.inner.name).field("shards", &self.inner.shards.len()).finish()
+        f.debug_struct("LocalStream")
+            .field("name", &self.inner.name)
+            .field("shards", &self.inner.shards.len())
+            .finish()
     }
 }
 
@@ -87,9 +93,17 @@ impl LocalStream {
         let shards = (0..n)
             .map(|i| {
                 let start = i * width;
-                let end = if i == n - 1 { u128::MAX } else { (i + 1) * width - 1 };
+                let end = if i == n - 1 {
+                    u128::MAX
+                } else {
+                    (i + 1) * width - 1
+                };
                 Shard {
-                    info: ShardInfo { shard_id: format!("shardId-{i:012}"), starting_hash_key: start, ending_hash_key: end },
+                    info: ShardInfo {
+                        shard_id: format!("shardId-{i:012}"),
+                        starting_hash_key: start,
+                        ending_hash_key: end,
+                    },
                     records: RwLock::new(Vec::new()),
                 }
             })
@@ -112,7 +126,10 @@ impl LocalStream {
 
     /// An ARN in the Kinesis format, for events built from this stream.
     pub fn arn(&self) -> String {
-        format!("arn:aws:kinesis:local:000000000000:stream/{}", self.inner.name)
+        format!(
+            "arn:aws:kinesis:local:000000000000:stream/{}",
+            self.inner.name
+        )
     }
 
     /// The shards, in hash-key order.
@@ -123,29 +140,46 @@ impl LocalStream {
     /// The index of the shard owning a partition key.
     pub fn shard_for(&self, partition_key: &str) -> usize {
         let h = hash_key(partition_key);
-        self.inner.shards.iter().position(|s| h >= s.info.starting_hash_key && h <= s.info.ending_hash_key).unwrap_or(0)
+        self.inner
+            .shards
+            .iter()
+            .position(|s| h >= s.info.starting_hash_key && h <= s.info.ending_hash_key)
+            .unwrap_or(0)
     }
 
     /// Appends records as PutRecords would: the whole request is rejected if it breaks
     /// a request limit, and each entry gets its own result.
     pub fn put(&self, entries: &[Entry]) -> Result<Vec<EntryResult>, TransportError> {
         if self.is_closed() {
-            return Err(TransportError::Permanent(format!("stream {} is closed", self.inner.name)));
+            return Err(TransportError::Permanent(format!(
+                "stream {} is closed",
+                self.inner.name
+            )));
         }
         if entries.is_empty() || entries.len() > MAX_RECORDS_PER_REQUEST {
-            return Err(TransportError::Permanent(format!("a request must hold 1 to {MAX_RECORDS_PER_REQUEST} records, got {}", entries.len())));
+            return Err(TransportError::Permanent(format!(
+                "a request must hold 1 to {MAX_RECORDS_PER_REQUEST} records, got {}",
+                entries.len()
+            )));
         }
         let total: usize = entries.iter().map(entry_size).sum();
         if total > MAX_BYTES_PER_REQUEST {
-            return Err(TransportError::Permanent(format!("request of {total} bytes exceeds {MAX_BYTES_PER_REQUEST}")));
+            return Err(TransportError::Permanent(format!(
+                "request of {total} bytes exceeds {MAX_BYTES_PER_REQUEST}"
+            )));
         }
         for e in entries {
             let chars = e.partition_key.chars().count();
             if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
-                return Err(TransportError::Permanent(format!("partition key must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {chars}")));
+                return Err(TransportError::Permanent(format!(
+                    "partition key must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {chars}"
+                )));
             }
             if entry_size(e) > MAX_RECORD_BYTES {
-                return Err(TransportError::Permanent(format!("record of {} bytes exceeds {MAX_RECORD_BYTES}", entry_size(e))));
+                return Err(TransportError::Permanent(format!(
+                    "record of {} bytes exceeds {MAX_RECORD_BYTES}",
+                    entry_size(e)
+                )));
             }
         }
         let now = Utc::now();
@@ -163,7 +197,10 @@ impl LocalStream {
                     approximate_arrival: now,
                     data: Arc::from(e.data.as_slice()),
                 });
-                EntryResult::Ok { shard_id: shard.info.shard_id.clone(), sequence_number }
+                EntryResult::Ok {
+                    shard_id: shard.info.shard_id.clone(),
+                    sequence_number,
+                }
             })
             .collect();
         self.inner.appended.notify_waiters();
@@ -173,13 +210,19 @@ impl LocalStream {
     /// Up to `limit` records of shard `shard` from position `from` (an index: the
     /// reader keeps it).
     pub fn read(&self, shard: usize, from: usize, limit: usize) -> LocalRead {
-        let Some(s) = self.inner.shards.get(shard) else { return LocalRead::Ended };
+        let Some(s) = self.inner.shards.get(shard) else {
+            return LocalRead::Ended;
+        };
         // Read `closed` before the records: a close after this point cannot hide
         // records appended before it.
         let closed = self.is_closed();
         let records = s.records.read().unwrap_or_else(|p| p.into_inner());
         if from >= records.len() {
-            return if closed { LocalRead::Ended } else { LocalRead::Records(Vec::new()) };
+            return if closed {
+                LocalRead::Ended
+            } else {
+                LocalRead::Records(Vec::new())
+            };
         }
         let end = records.len().min(from.saturating_add(limit));
         LocalRead::Records(records[from..end].to_vec())
@@ -208,7 +251,11 @@ impl LocalStream {
 
     /// Records stored in all shards.
     pub fn total_records(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.records.read().map(|r| r.len()).unwrap_or(0)).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.records.read().map(|r| r.len()).unwrap_or(0))
+            .sum()
     }
 }
 
@@ -223,7 +270,10 @@ mod tests {
     use super::*;
 
     fn entry(key: &str) -> Entry {
-        Entry { partition_key: key.into(), data: b"{}".to_vec() }
+        Entry {
+            partition_key: key.into(),
+            data: b"{}".to_vec(),
+        }
     }
 
     #[test]
@@ -233,7 +283,11 @@ mod tests {
             assert_eq!(shards[0].starting_hash_key, 0);
             assert_eq!(shards[n - 1].ending_hash_key, u128::MAX);
             for w in shards.windows(2) {
-                assert_eq!(w[0].ending_hash_key + 1, w[1].starting_hash_key, "{n} shards");
+                assert_eq!(
+                    w[0].ending_hash_key + 1,
+                    w[1].starting_hash_key,
+                    "{n} shards"
+                );
             }
         }
     }
@@ -246,13 +300,18 @@ mod tests {
         let results = stream.put(&entries).unwrap();
         let shards = stream.shards();
         for (key, result) in keys.iter().zip(results) {
-            let EntryResult::Ok { shard_id, .. } = result else { panic!("put failed") };
+            let EntryResult::Ok { shard_id, .. } = result else {
+                panic!("put failed")
+            };
             let info = shards.iter().find(|s| s.shard_id == shard_id).unwrap();
             let h = hash_key(key);
             assert!(h >= info.starting_hash_key && h <= info.ending_hash_key);
         }
         // 200 keys over 4 equal ranges: every shard gets some.
-        assert!((0..4).all(|i| matches!(stream.read(i, 0, 1000), LocalRead::Records(r) if !r.is_empty())));
+        assert!(
+            (0..4)
+                .all(|i| matches!(stream.read(i, 0, 1000), LocalRead::Records(r) if !r.is_empty()))
+        );
     }
 
     #[test]
@@ -260,9 +319,21 @@ mod tests {
         let stream = LocalStream::new("s", 1);
         stream.put(&[entry("a"), entry("b")]).unwrap();
         stream.put(&[entry("c")]).unwrap();
-        let LocalRead::Records(records) = stream.read(0, 0, 10) else { panic!() };
-        assert_eq!(records.iter().map(|r| r.partition_key.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
-        assert!(records.windows(2).all(|w| w[0].sequence_number < w[1].sequence_number));
+        let LocalRead::Records(records) = stream.read(0, 0, 10) else {
+            panic!()
+        };
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r.partition_key.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert!(
+            records
+                .windows(2)
+                .all(|w| w[0].sequence_number < w[1].sequence_number)
+        );
         assert_eq!(stream.read(0, 3, 10), LocalRead::Records(vec![]));
         stream.close();
         assert_eq!(stream.read(0, 3, 10), LocalRead::Ended);
@@ -274,9 +345,19 @@ mod tests {
         let stream = LocalStream::new("s", 1);
         let too_many: Vec<Entry> = (0..501).map(|i| entry(&i.to_string())).collect();
         assert!(stream.put(&too_many).is_err());
-        let big = Entry { partition_key: "k".into(), data: vec![0; MAX_RECORD_BYTES] };
+        let big = Entry {
+            partition_key: "k".into(),
+            data: vec![0; MAX_RECORD_BYTES],
+        };
         assert!(stream.put(&[big]).is_err());
-        assert!(stream.put(&[Entry { partition_key: "k".repeat(257), data: vec![] }]).is_err());
+        assert!(
+            stream
+                .put(&[Entry {
+                    partition_key: "k".repeat(257),
+                    data: vec![]
+                }])
+                .is_err()
+        );
         assert_eq!(stream.total_records(), 0);
     }
 }

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::limits::{self, MAX_RECORD_BYTES, entry_size};
-use crate::transport::{Entry, EntryFailure, EntryResult, Transport, TransportError, classify_entry_failure};
+use crate::transport::{
+    Entry, EntryFailure, EntryResult, Transport, TransportError, classify_entry_failure,
+};
 
 /// Producer settings. Every default is chosen for a booking app on a phone-scale
 /// backend; see each field.
@@ -129,8 +131,20 @@ impl Producer {
     pub fn new<T: Transport>(transport: T, config: ProducerConfig) -> Producer {
         let (commands, rx) = mpsc::channel(config.queue_capacity.max(1));
         let counters = Arc::new(Counters::default());
-        let worker = tokio::spawn(Worker { transport, config, counters: counters.clone(), report: FlushReport::default() }.run(rx));
-        Producer { commands, worker, counters }
+        let worker = tokio::spawn(
+            Worker {
+                transport,
+                config,
+                counters: counters.clone(),
+                report: FlushReport::default(),
+            }
+            .run(rx),
+        );
+        Producer {
+            commands,
+            worker,
+            counters,
+        }
     }
 
     /// Validates and queues one event; waits while the queue is full.
@@ -139,14 +153,20 @@ impl Producer {
     /// which is then not sent.
     pub async fn send(&self, event: &Envelope) -> Result<(), SendError> {
         let entry = self.prepare(event)?;
-        self.commands.send(Command::Record(entry)).await.map_err(|_| SendError::Closed)?;
+        self.commands
+            .send(Command::Record(entry))
+            .await
+            .map_err(|_| SendError::Closed)?;
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn prepare(&self, event: &Envelope) -> Result<Entry, SendError> {
         let data = event.to_json();
-        let entry = Entry { partition_key: event.partition_key(), data };
+        let entry = Entry {
+            partition_key: event.partition_key(),
+            data,
+        };
         let checked = event.validate_encoded(entry.data.len()).and_then(|()| {
             if entry_size(&entry) > MAX_RECORD_BYTES {
                 Err(ValidationErrors(vec![flyhigh_schemas::FieldError {
@@ -170,7 +190,10 @@ impl Producer {
     /// previous flush.
     pub async fn flush(&self) -> Result<FlushReport, SendError> {
         let (ack, done) = oneshot::channel();
-        self.commands.send(Command::Flush(ack)).await.map_err(|_| SendError::Closed)?;
+        self.commands
+            .send(Command::Flush(ack))
+            .await
+            .map_err(|_| SendError::Closed)?;
         done.await.map_err(|_| SendError::Closed)
     }
 
@@ -227,7 +250,8 @@ impl<T: Transport> Worker<T> {
                     deadline.get_or_insert_with(|| Instant::now() + self.config.linger);
                     if limits::request_full(pending.len(), pending_bytes) {
                         self.drain(&mut pending, &mut pending_bytes, false).await;
-                        deadline = (!pending.is_empty()).then(|| Instant::now() + self.config.linger);
+                        deadline =
+                            (!pending.is_empty()).then(|| Instant::now() + self.config.linger);
                     }
                 }
                 Some(Command::Flush(ack)) => {
@@ -307,7 +331,9 @@ impl<T: Transport> Worker<T> {
                 }
                 return;
             }
-            self.counters.retries.fetch_add(retry.len() as u64, Ordering::Relaxed);
+            self.counters
+                .retries
+                .fetch_add(retry.len() as u64, Ordering::Relaxed);
             tokio::time::sleep(backoff(&self.config, attempt)).await;
             attempt += 1;
             request = retry;
@@ -316,14 +342,21 @@ impl<T: Transport> Worker<T> {
 
     fn fail(&mut self, entry: Entry, reason: String) {
         self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        self.report.failed.push(FailedRecord { partition_key: entry.partition_key, data: entry.data, reason });
+        self.report.failed.push(FailedRecord {
+            partition_key: entry.partition_key,
+            data: entry.data,
+            reason,
+        });
     }
 }
 
 /// Full-jitter exponential backoff: uniform in `[0, min(max, base · 2^(attempt-1))]`,
 /// so that many producers throttled together do not retry together.
 fn backoff(config: &ProducerConfig, attempt: u32) -> Duration {
-    let cap = config.backoff_base.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(config.backoff_max);
+    let cap = config
+        .backoff_base
+        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+        .min(config.backoff_max);
     let millis = cap.as_millis().max(1) as u64;
     Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
 }

@@ -60,9 +60,15 @@ pub enum EntryFailure {
 /// Classifies a per-record error code from PutRecords.
 pub fn classify_entry_failure(code: &str) -> EntryFailure {
     match code {
-        "ProvisionedThroughputExceededException" | "KMSThrottlingException" => EntryFailure::Throttled,
-        "InternalFailure" | "InternalFailureException" | "ServiceUnavailable" => EntryFailure::Transient,
-        code if code.starts_with("KMS") || code == "AccessDeniedException" => EntryFailure::Permanent,
+        "ProvisionedThroughputExceededException" | "KMSThrottlingException" => {
+            EntryFailure::Throttled
+        }
+        "InternalFailure" | "InternalFailureException" | "ServiceUnavailable" => {
+            EntryFailure::Transient
+        }
+        code if code.starts_with("KMS") || code == "AccessDeniedException" => {
+            EntryFailure::Permanent
+        }
         // An unknown code is most likely new and transient; the attempt limit bounds it.
         _ => EntryFailure::Transient,
     }
@@ -72,11 +78,17 @@ pub fn classify_entry_failure(code: &str) -> EntryFailure {
 pub trait Transport: Send + Sync + 'static {
     /// Puts one request's worth of records (within [`crate::limits`]); returns one
     /// result per entry, in order.
-    fn put_records(&self, entries: &[Entry]) -> impl Future<Output = Result<Vec<EntryResult>, TransportError>> + Send;
+    fn put_records(
+        &self,
+        entries: &[Entry],
+    ) -> impl Future<Output = Result<Vec<EntryResult>, TransportError>> + Send;
 }
 
 impl<T: Transport> Transport for std::sync::Arc<T> {
-    fn put_records(&self, entries: &[Entry]) -> impl Future<Output = Result<Vec<EntryResult>, TransportError>> + Send {
+    fn put_records(
+        &self,
+        entries: &[Entry],
+    ) -> impl Future<Output = Result<Vec<EntryResult>, TransportError>> + Send {
         (**self).put_records(entries)
     }
 }
@@ -87,9 +99,21 @@ mod tests {
 
     #[test]
     fn entry_failures_are_classified_by_what_to_do() {
-        assert_eq!(classify_entry_failure("ProvisionedThroughputExceededException"), EntryFailure::Throttled);
-        assert_eq!(classify_entry_failure("InternalFailure"), EntryFailure::Transient);
-        assert_eq!(classify_entry_failure("KMSDisabledException"), EntryFailure::Permanent);
-        assert_eq!(classify_entry_failure("SomethingNew"), EntryFailure::Transient);
+        assert_eq!(
+            classify_entry_failure("ProvisionedThroughputExceededException"),
+            EntryFailure::Throttled
+        );
+        assert_eq!(
+            classify_entry_failure("InternalFailure"),
+            EntryFailure::Transient
+        );
+        assert_eq!(
+            classify_entry_failure("KMSDisabledException"),
+            EntryFailure::Permanent
+        );
+        assert_eq!(
+            classify_entry_failure("SomethingNew"),
+            EntryFailure::Transient
+        );
     }
 }

@@ -21,14 +21,23 @@ async fn client() -> Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kinesis::config::Credentials::new("test", "test", None, None, "static"))
+        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
         .load()
         .await;
     Client::new(&config)
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000)
+    format!(
+        "{prefix}-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000_000
+    )
 }
 
 fn booking(i: usize) -> Envelope {
@@ -52,9 +61,18 @@ fn booking(i: usize) -> Envelope {
 async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
     let client = client().await;
     let stream = unique("producer-events");
-    client.create_stream().stream_name(&stream).shard_count(3).send().await.unwrap();
+    client
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(3)
+        .send()
+        .await
+        .unwrap();
 
-    let producer = Producer::new(KinesisTransport::new(client.clone(), &stream), ProducerConfig::default());
+    let producer = Producer::new(
+        KinesisTransport::new(client.clone(), &stream),
+        ProducerConfig::default(),
+    );
     let sent: Vec<Envelope> = (0..1_200).map(booking).collect();
     for event in &sent {
         producer.send(event).await.unwrap();
@@ -63,7 +81,12 @@ async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
     assert!(report.failed.is_empty(), "{:?}", report.failed.first());
     assert_eq!(report.records_sent, 1_200);
 
-    let shards = client.list_shards().stream_name(&stream).send().await.unwrap();
+    let shards = client
+        .list_shards()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap();
     let mut received: Vec<(String, Envelope)> = Vec::new();
     for shard in shards.shards() {
         let mut iterator = client
@@ -77,9 +100,18 @@ async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
             .shard_iterator
             .unwrap();
         loop {
-            let out = client.get_records().shard_iterator(&iterator).limit(500).send().await.unwrap();
+            let out = client
+                .get_records()
+                .shard_iterator(&iterator)
+                .limit(500)
+                .send()
+                .await
+                .unwrap();
             for r in out.records() {
-                received.push((r.partition_key().unwrap_or_default().to_string(), flyhigh_schemas::decode(r.data().as_ref()).unwrap()));
+                received.push((
+                    r.partition_key().unwrap_or_default().to_string(),
+                    flyhigh_schemas::decode(r.data().as_ref()).unwrap(),
+                ));
             }
             match out.next_shard_iterator() {
                 Some(next) if !out.records().is_empty() => iterator = next.to_string(),
@@ -93,9 +125,14 @@ async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
     // Bookings are keyed by flight, and each flight's bookings arrive in send order.
     let mut per_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (key, event) in &received {
-        let Payload::Booking(b) = &event.payload else { panic!("not a booking") };
+        let Payload::Booking(b) = &event.payload else {
+            panic!("not a booking")
+        };
         assert_eq!(key, &b.flight_id);
-        per_key.entry(key.clone()).or_default().push(b.booking_id.clone());
+        per_key
+            .entry(key.clone())
+            .or_default()
+            .push(b.booking_id.clone());
     }
     for ids in per_key.values() {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
@@ -105,12 +142,19 @@ async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
 #[tokio::test]
 async fn records_for_a_missing_stream_are_reported_failed_not_dropped() {
     let client = client().await;
-    let producer = Producer::new(KinesisTransport::new(client, unique("no-such-stream")), ProducerConfig::default());
+    let producer = Producer::new(
+        KinesisTransport::new(client, unique("no-such-stream")),
+        ProducerConfig::default(),
+    );
     for i in 0..3 {
         producer.send(&booking(i)).await.unwrap();
     }
     let report = producer.close().await;
     assert_eq!(report.records_sent, 0);
     assert_eq!(report.failed.len(), 3);
-    assert!(report.failed[0].reason.contains("ResourceNotFound"), "{}", report.failed[0].reason);
+    assert!(
+        report.failed[0].reason.contains("ResourceNotFound"),
+        "{}",
+        report.failed[0].reason
+    );
 }

@@ -84,23 +84,41 @@ pub struct ConsumeArgs {
 pub async fn setup(args: SetupArgs) -> anyhow::Result<()> {
     let config = aws_config().await;
     let n = &args.names;
-    create_stream(&aws_sdk_kinesis::Client::new(&config), &n.stream, args.shards).await.context("creating the stream")?;
-    create_table(&aws_sdk_dynamodb::Client::new(&config), &n.table).await.context("creating the table")?;
+    create_stream(
+        &aws_sdk_kinesis::Client::new(&config),
+        &n.stream,
+        args.shards,
+    )
+    .await
+    .context("creating the stream")?;
+    create_table(&aws_sdk_dynamodb::Client::new(&config), &n.table)
+        .await
+        .context("creating the table")?;
     let sqs = aws_sdk_sqs::Client::new(&config);
     for queue in [&n.dead_letter_queue, &n.failure_queue] {
-        create_queue(&sqs, queue).await.with_context(|| format!("creating queue {queue}"))?;
+        create_queue(&sqs, queue)
+            .await
+            .with_context(|| format!("creating queue {queue}"))?;
     }
-    println!("ready: stream {} ({} shards), table {}, queues {} and {}", n.stream, args.shards, n.table, n.dead_letter_queue, n.failure_queue);
+    println!(
+        "ready: stream {} ({} shards), table {}, queues {} and {}",
+        n.stream, args.shards, n.table, n.dead_letter_queue, n.failure_queue
+    );
     Ok(())
 }
 
 pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let config = aws_config().await;
     let sim = Simulator::new(SimConfig::new(args.seed, args.events))?;
-    let store = DynamoInventoryStore::new(aws_sdk_dynamodb::Client::new(&config), &args.names.table);
+    let store =
+        DynamoInventoryStore::new(aws_sdk_dynamodb::Client::new(&config), &args.names.table);
     let schedule = sim.schedule();
-    store.load_schedule(&schedule).await.context("loading the schedule")?;
-    let transport = KinesisTransport::new(aws_sdk_kinesis::Client::new(&config), &args.names.stream);
+    store
+        .load_schedule(&schedule)
+        .await
+        .context("loading the schedule")?;
+    let transport =
+        KinesisTransport::new(aws_sdk_kinesis::Client::new(&config), &args.names.stream);
     let producer = Producer::new(transport.clone(), ProducerConfig::default());
     let started = Instant::now();
     let outcome = pipeline::produce(sim, &producer, &transport, args.poison_every, |_| {}).await?;
@@ -108,20 +126,34 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "produced {} events ({} searches, {} bookings, {} cancellations) and {} poison records in {:.1} s; {} flights scheduled; {} records failed",
-        outcome.produced.total, outcome.produced.search, outcome.produced.booking, outcome.produced.cancellation,
-        outcome.poison_injected, elapsed, schedule.flights.len(), report.failed.len()
+        outcome.produced.total,
+        outcome.produced.search,
+        outcome.produced.booking,
+        outcome.produced.cancellation,
+        outcome.poison_injected,
+        elapsed,
+        schedule.flights.len(),
+        report.failed.len()
     );
     if let Some(path) = &args.summary_json {
-        report::write_json(path, &json!({
-            "seed": args.seed,
-            "events_produced": outcome.produced,
-            "poison_records_injected": outcome.poison_injected,
-            "records_failed": report.failed.len(),
-            "flights_scheduled": schedule.flights.len(),
-            "elapsed_seconds": elapsed,
-        }))?;
+        report::write_json(
+            path,
+            &json!({
+                "seed": args.seed,
+                "events_produced": outcome.produced,
+                "poison_records_injected": outcome.poison_injected,
+                "records_failed": report.failed.len(),
+                "flights_scheduled": schedule.flights.len(),
+                "elapsed_seconds": elapsed,
+            }),
+        )?;
     }
-    anyhow::ensure!(report.failed.is_empty(), "{} records could not be written; first: {}", report.failed.len(), report.failed[0].reason);
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "{} records could not be written; first: {}",
+        report.failed.len(),
+        report.failed[0].reason
+    );
     Ok(())
 }
 
@@ -131,13 +163,19 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let dead_letters = SqsQueue::new(sqs.clone(), queue_url(&sqs, &n.dead_letter_queue).await?);
     let failures = SqsQueue::new(sqs.clone(), queue_url(&sqs, &n.failure_queue).await?);
-    let handler = InventoryHandler::new(DynamoInventoryStore::new(aws_sdk_dynamodb::Client::new(&config), &n.table), dead_letters);
+    let handler = InventoryHandler::new(
+        DynamoInventoryStore::new(aws_sdk_dynamodb::Client::new(&config), &n.table),
+        dead_letters,
+    );
     let source = KinesisSource::new(aws_sdk_kinesis::Client::new(&config), &n.stream);
     let runner = Runner::new(MappingConfig {
         batch_size: args.batch_size,
         idle_timeout: Some(Duration::from_secs_f64(args.idle_seconds)),
         shard_concurrency: args.shard_concurrency,
-        region: config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into()),
+        region: config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into()),
         ..MappingConfig::default()
     });
     let started = Instant::now();
@@ -150,23 +188,40 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let summary = InventorySummary::new(&inventory);
     println!(
         "consumed {} records in {} invocations ({:.1} s incl. {} s idle wait): {} events, {} dead-lettered, {} batches to the failure queue; {} seats sold",
-        stats.records_read, stats.invocations, elapsed, args.idle_seconds, h.searches + h.inventory_events, h.dead_lettered, stats.batches_to_failure_destination, summary.seats_sold
+        stats.records_read,
+        stats.invocations,
+        elapsed,
+        args.idle_seconds,
+        h.searches + h.inventory_events,
+        h.dead_lettered,
+        stats.batches_to_failure_destination,
+        summary.seats_sold
     );
     if let Some(path) = &args.summary_json {
-        report::write_json(path, &json!({
-            "records_read": stats.records_read,
-            "events_consumed": h.searches + h.inventory_events,
-            "dead_lettered": h.dead_lettered + stats.records_to_failure_destination,
-            "handler": h,
-            "runner": stats,
-            "inventory": summary,
-            "elapsed_seconds": elapsed,
-        }))?;
+        report::write_json(
+            path,
+            &json!({
+                "records_read": stats.records_read,
+                "events_consumed": h.searches + h.inventory_events,
+                "dead_lettered": h.dead_lettered + stats.records_to_failure_destination,
+                "handler": h,
+                "runner": stats,
+                "inventory": summary,
+                "elapsed_seconds": elapsed,
+            }),
+        )?;
     }
     Ok(())
 }
 
 async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<String> {
-    let out = sqs.get_queue_url().queue_name(name).send().await.with_context(|| format!("finding queue {name} (run `flyhigh setup`)"))?;
-    out.queue_url().map(str::to_string).with_context(|| format!("queue {name} has no URL"))
+    let out = sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .with_context(|| format!("finding queue {name} (run `flyhigh setup`)"))?;
+    out.queue_url()
+        .map(str::to_string)
+        .with_context(|| format!("queue {name} has no URL"))
 }

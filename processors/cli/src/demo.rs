@@ -85,14 +85,19 @@ struct Files {
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let sim = Simulator::new(SimConfig::new(args.seed, args.events))?;
     let schedule = sim.schedule();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let files = Files {
         inventory_sqlite: args.out.join("inventory.sqlite"),
         dead_letters: args.out.join("dead-letters.jsonl"),
         failed_batches: args.out.join("failed-batches.jsonl"),
     };
     // A demo run starts from nothing, so that its check compares like with like.
-    for path in [&files.inventory_sqlite, &files.dead_letters, &files.failed_batches] {
+    for path in [
+        &files.inventory_sqlite,
+        &files.dead_letters,
+        &files.failed_batches,
+    ] {
         remove_if_exists(path)?;
         for suffix in ["-wal", "-shm"] {
             remove_if_exists(&PathBuf::from(format!("{}{suffix}", path.display())))?;
@@ -105,18 +110,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
 
     let stream = LocalStream::new("flyhigh-events", args.shards);
     let handler = Arc::new(InventoryHandler::new(store, dead_letters));
-    let runner = Runner::new(MappingConfig { batch_size: args.batch_size, poll_interval: Duration::from_millis(5), ..MappingConfig::default() });
+    let runner = Runner::new(MappingConfig {
+        batch_size: args.batch_size,
+        poll_interval: Duration::from_millis(5),
+        ..MappingConfig::default()
+    });
 
     let bars = MultiProgress::new();
-    let style = ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos:>8}/{len} {per_sec:>12} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    let produced_bar = bars.add(ProgressBar::new(args.events as u64).with_style(style.clone()).with_prefix("produced"));
-    let consumed_bar = bars.add(ProgressBar::new(args.events as u64).with_style(style).with_prefix("consumed"));
+    let style =
+        ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos:>8}/{len} {per_sec:>12} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    let produced_bar = bars.add(
+        ProgressBar::new(args.events as u64)
+            .with_style(style.clone())
+            .with_prefix("produced"),
+    );
+    let consumed_bar = bars.add(
+        ProgressBar::new(args.events as u64)
+            .with_style(style)
+            .with_prefix("consumed"),
+    );
 
     let started = Instant::now();
     let consumer = {
-        let (runner, handler, source) = (runner.clone(), handler.clone(), LocalSource::new(stream.clone()));
+        let (runner, handler, source) = (
+            runner.clone(),
+            handler.clone(),
+            LocalSource::new(stream.clone()),
+        );
         tokio::spawn(async move {
             let invoke = handler_fn(|event| {
                 let handler = handler.clone();
@@ -136,7 +158,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     };
 
     let producer = Producer::new(stream.clone(), ProducerConfig::default());
-    let outcome = pipeline::produce(sim, &producer, &stream, args.poison_every, |n| produced_bar.set_position(n)).await?;
+    let outcome = pipeline::produce(sim, &producer, &stream, args.poison_every, |n| {
+        produced_bar.set_position(n)
+    })
+    .await?;
     let producer_stats = producer.stats();
     let report = producer.close().await;
     stream.close();
@@ -175,7 +200,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         runner: runner_stats,
         files,
     };
-    let path = args.summary_json.clone().unwrap_or_else(|| args.out.join("summary.json"));
+    let path = args
+        .summary_json
+        .clone()
+        .unwrap_or_else(|| args.out.join("summary.json"));
     report::write_json(&path, &summary)?;
     print_summary(&summary, &path);
     Ok(summary.inventory_check.is_ok() && report.failed.is_empty())
@@ -183,7 +211,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
 
 fn remove_if_exists(path: &std::path::Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -192,18 +222,43 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
     let p = &s.events_produced;
     let inv = &s.inventory;
     println!();
-    println!("FlyHigh demo: seed {}, {} events in {:.1} s ({:.0} events/s end to end)", s.seed, p.total, s.elapsed_seconds, s.events_per_second);
-    println!("  produced      {} searches, {} bookings, {} cancellations (+{} poison records)", p.search, p.booking, p.cancellation, s.poison_records_injected);
-    println!("  consumed      {} events in {} handler invocations", s.events_consumed, s.runner.invocations);
-    println!("  dead-lettered {} (see {})", s.dead_lettered, s.files.dead_letters.display());
+    println!(
+        "FlyHigh demo: seed {}, {} events in {:.1} s ({:.0} events/s end to end)",
+        s.seed, p.total, s.elapsed_seconds, s.events_per_second
+    );
+    println!(
+        "  produced      {} searches, {} bookings, {} cancellations (+{} poison records)",
+        p.search, p.booking, p.cancellation, s.poison_records_injected
+    );
+    println!(
+        "  consumed      {} events in {} handler invocations",
+        s.events_consumed, s.runner.invocations
+    );
+    println!(
+        "  dead-lettered {} (see {})",
+        s.dead_lettered,
+        s.files.dead_letters.display()
+    );
     println!(
         "  inventory     {} flights, {} seats sold, {} available; {} cabins sold out, {} oversold by {} seats, {} unscheduled",
-        inv.flights, inv.seats_sold, inv.seats_available, inv.sold_out_cabins, inv.oversold_cabins, inv.oversold_seats, inv.unscheduled_cabins
+        inv.flights,
+        inv.seats_sold,
+        inv.seats_available,
+        inv.sold_out_cabins,
+        inv.oversold_cabins,
+        inv.oversold_seats,
+        inv.unscheduled_cabins
     );
     for line in &inv.most_oversold {
         println!("                oversold: {line}");
     }
-    println!("  duplicates    {} re-emitted bookings and {} repeated cancellations counted once; {} no-op events", s.simulation.duplicate_bookings, s.simulation.repeated_cancellations, s.handler.no_ops);
-    println!("  check         inventory_check: {}", s.inventory_check.describe());
+    println!(
+        "  duplicates    {} re-emitted bookings and {} repeated cancellations counted once; {} no-op events",
+        s.simulation.duplicate_bookings, s.simulation.repeated_cancellations, s.handler.no_ops
+    );
+    println!(
+        "  check         inventory_check: {}",
+        s.inventory_check.describe()
+    );
     println!("  summary       {}", path.display());
 }

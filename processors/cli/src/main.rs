@@ -99,10 +99,14 @@ struct CheckArgs {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let ok = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
@@ -110,15 +114,28 @@ fn main() -> anyhow::Result<()> {
             Command::Produce(args) => aws::produce(args).await.map(|()| true),
             Command::Consume(args) => aws::consume(args).await.map(|()| true),
             Command::Schedule(ScheduleCommand::Generate { seed, out }) => {
-                let sim = flyhigh_simulator::Simulator::new(flyhigh_simulator::SimConfig::new(seed, 0))?;
+                let sim =
+                    flyhigh_simulator::Simulator::new(flyhigh_simulator::SimConfig::new(seed, 0))?;
                 report::write_json(&out, &sim.schedule())?;
-                println!("schedule with {} flights written to {}", sim.schedule().flights.len(), out.display());
+                println!(
+                    "schedule with {} flights written to {}",
+                    sim.schedule().flights.len(),
+                    out.display()
+                );
                 Ok(true)
             }
             Command::Schedule(ScheduleCommand::Load { file, store }) => {
-                let schedule: flyhigh_core::Schedule = serde_json::from_slice(&std::fs::read(&file)?)?;
-                pipeline::open_store(&store).await?.load_schedule(&schedule).await?;
-                println!("loaded {} flights from {}", schedule.flights.len(), file.display());
+                let schedule: flyhigh_core::Schedule =
+                    serde_json::from_slice(&std::fs::read(&file)?)?;
+                pipeline::open_store(&store)
+                    .await?
+                    .load_schedule(&schedule)
+                    .await?;
+                println!(
+                    "loaded {} flights from {}",
+                    schedule.flights.len(),
+                    file.display()
+                );
                 Ok(true)
             }
             Command::Check(args) => check(args).await,
@@ -131,13 +148,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<bool> {
-    let sim = flyhigh_simulator::Simulator::new(flyhigh_simulator::SimConfig::new(args.seed, args.events))?;
+    let sim = flyhigh_simulator::Simulator::new(flyhigh_simulator::SimConfig::new(
+        args.seed,
+        args.events,
+    ))?;
     let expected = flyhigh_simulator::expected_inventory(&sim.collect::<Vec<_>>());
     let stored = pipeline::open_store(&args.store).await?.inventory().await?;
     let check = report::InventoryCheck::new(&expected, &stored);
     println!("inventory check: {}", check.describe());
     if let Some(path) = &args.summary_json {
-        report::write_json(path, &serde_json::json!({ "inventory_check": check, "cabins": stored.len() }))?;
+        report::write_json(
+            path,
+            &serde_json::json!({ "inventory_check": check, "cabins": stored.len() }),
+        )?;
     }
     Ok(check.is_ok())
 }

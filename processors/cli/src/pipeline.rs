@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use anyhow::Context;
 use flyhigh_aws::dynamodb::DynamoInventoryStore;
 use flyhigh_core::inventory::Transaction;
-use flyhigh_core::{BookingRecord, CabinInventory, CabinKey, CommitError, InventoryStore, Schedule, StoreError};
+use flyhigh_core::{
+    BookingRecord, CabinInventory, CabinKey, CommitError, InventoryStore, Schedule, StoreError,
+};
 use flyhigh_embedded::SqliteInventoryStore;
 use flyhigh_producer::{Entry, Producer, Transport};
 use flyhigh_schemas::{EventType, Payload};
@@ -25,11 +27,15 @@ pub enum AnyStore {
 pub async fn open_store(args: &StoreArgs) -> anyhow::Result<AnyStore> {
     match (&args.sqlite, &args.table) {
         (Some(path), _) => Ok(AnyStore::Sqlite(
-            SqliteInventoryStore::open(path).with_context(|| format!("opening {}", path.display()))?,
+            SqliteInventoryStore::open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
         )),
         (None, Some(table)) => {
             let config = aws_config().await;
-            Ok(AnyStore::Dynamo(DynamoInventoryStore::new(aws_sdk_dynamodb::Client::new(&config), table)))
+            Ok(AnyStore::Dynamo(DynamoInventoryStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                table,
+            )))
         }
         (None, None) => anyhow::bail!("name a store with --sqlite FILE or --table NAME"),
     }
@@ -103,7 +109,10 @@ pub async fn produce<T: Transport>(
     let mut poison_injected = 0;
     for event in sim.by_ref() {
         expected.add(&event);
-        producer.send(&event).await.with_context(|| format!("sending event {}", event.event_id))?;
+        producer
+            .send(&event)
+            .await
+            .with_context(|| format!("sending event {}", event.event_id))?;
         match event.event_type() {
             EventType::Search => produced.search += 1,
             EventType::Booking => produced.booking += 1,
@@ -113,9 +122,14 @@ pub async fn produce<T: Transport>(
         if poison_every > 0 && produced.total % poison_every == 0 {
             // One writer at a time: flush the producer before writing around it (moto,
             // for one, loses records under concurrent PutRecords on a stream).
-            producer.flush().await.context("flushing before a poison record")?;
+            producer
+                .flush()
+                .await
+                .context("flushing before a poison record")?;
             let entry = poison(poison_injected, &event);
-            raw.put_records(std::slice::from_ref(&entry)).await.context("writing a poison record")?;
+            raw.put_records(std::slice::from_ref(&entry))
+                .await
+                .context("writing a poison record")?;
             poison_injected += 1;
         }
         if produced.total % 1024 == 0 {
@@ -123,7 +137,12 @@ pub async fn produce<T: Transport>(
         }
     }
     progress(produced.total);
-    Ok(ProduceOutcome { produced, poison_injected, expected: expected.finish(), simulation: sim.stats().clone() })
+    Ok(ProduceOutcome {
+        produced,
+        poison_injected,
+        expected: expected.finish(),
+        simulation: sim.stats().clone(),
+    })
 }
 
 /// The `n`th poison record, cycling through the kinds a consumer must quarantine.
@@ -152,5 +171,8 @@ pub fn poison(n: u64, template: &flyhigh_schemas::Envelope) -> Entry {
             invalid.to_json()
         }
     };
-    Entry { partition_key: format!("poison-{n}"), data }
+    Entry {
+        partition_key: format!("poison-{n}"),
+        data,
+    }
 }

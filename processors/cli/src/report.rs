@@ -10,7 +10,8 @@ use serde::Serialize;
 /// Writes a value as pretty JSON, creating parent directories.
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
@@ -38,7 +39,12 @@ impl InventoryCheck {
     pub fn new(expected: &BTreeMap<CabinKey, i64>, stored: &[CabinInventory]) -> InventoryCheck {
         let differences = flyhigh_simulator::compare(expected, stored)
             .into_iter()
-            .map(|d| Mismatch { flight_id: d.key.flight_id.clone(), cabin: d.key.cabin.to_string(), expected_sold: d.expected, stored_sold: d.stored })
+            .map(|d| Mismatch {
+                flight_id: d.key.flight_id.clone(),
+                cabin: d.key.cabin.to_string(),
+                expected_sold: d.expected,
+                stored_sold: d.stored,
+            })
             .collect();
         InventoryCheck { differences }
     }
@@ -72,7 +78,11 @@ impl Serialize for InventoryCheck {
                 status: &'static str,
                 differences: &'a [Mismatch],
             }
-            Mismatched { status: "mismatch", differences: &self.differences }.serialize(s)
+            Mismatched {
+                status: "mismatch",
+                differences: &self.differences,
+            }
+            .serialize(s)
         }
     }
 }
@@ -101,22 +111,35 @@ pub struct InventorySummary {
 
 impl InventorySummary {
     pub fn new(inventory: &[CabinInventory]) -> InventorySummary {
-        let flights: std::collections::BTreeSet<&str> = inventory.iter().map(|c| c.flight_id.as_str()).collect();
-        let mut oversold: Vec<&CabinInventory> = inventory.iter().filter(|c| c.oversold() > 0).collect();
+        let flights: std::collections::BTreeSet<&str> =
+            inventory.iter().map(|c| c.flight_id.as_str()).collect();
+        let mut oversold: Vec<&CabinInventory> =
+            inventory.iter().filter(|c| c.oversold() > 0).collect();
         oversold.sort_by_key(|c| std::cmp::Reverse(c.oversold()));
         InventorySummary {
             cabins: inventory.len(),
             flights: flights.len(),
             seats_sold: inventory.iter().map(|c| c.sold).sum(),
             seats_available: inventory.iter().map(CabinInventory::available).sum(),
-            sold_out_cabins: inventory.iter().filter(|c| c.scheduled() && c.available() == 0).count(),
+            sold_out_cabins: inventory
+                .iter()
+                .filter(|c| c.scheduled() && c.available() == 0)
+                .count(),
             oversold_cabins: oversold.len(),
             oversold_seats: oversold.iter().map(|c| c.oversold()).sum(),
             unscheduled_cabins: inventory.iter().filter(|c| !c.scheduled()).count(),
             most_oversold: oversold
                 .iter()
                 .take(5)
-                .map(|c| format!("{} {}: {} sold / {} seats", c.flight_id, c.cabin, c.sold, c.capacity.unwrap_or(0)))
+                .map(|c| {
+                    format!(
+                        "{} {}: {} sold / {} seats",
+                        c.flight_id,
+                        c.cabin,
+                        c.sold,
+                        c.capacity.unwrap_or(0)
+                    )
+                })
                 .collect(),
         }
     }

@@ -25,7 +25,9 @@ async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
         .load()
         .await
 }
@@ -33,15 +35,26 @@ async fn sdk_config() -> aws_config::SdkConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_traffic_through_kinesis_and_dynamodb_matches_the_recomputation() {
     let config = sdk_config().await;
-    let suffix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
-    let (stream, table) = (format!("e2e-events-{suffix}"), format!("e2e-inventory-{suffix}"));
+    let suffix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000;
+    let (stream, table) = (
+        format!("e2e-events-{suffix}"),
+        format!("e2e-inventory-{suffix}"),
+    );
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
     create_stream(&kinesis, &stream, 2).await.unwrap();
     create_table(&dynamodb, &table).await.unwrap();
-    let dlq_url = create_queue(&sqs, &format!("e2e-dlq-{suffix}")).await.unwrap();
-    let failures_url = create_queue(&sqs, &format!("e2e-failures-{suffix}")).await.unwrap();
+    let dlq_url = create_queue(&sqs, &format!("e2e-dlq-{suffix}"))
+        .await
+        .unwrap();
+    let failures_url = create_queue(&sqs, &format!("e2e-failures-{suffix}"))
+        .await
+        .unwrap();
 
     // Produce: schedule into the table, events into the stream.
     let events: Vec<_> = Simulator::new(SimConfig::new(7, EVENTS)).unwrap().collect();
@@ -58,7 +71,13 @@ async fn simulated_traffic_through_kinesis_and_dynamodb_matches_the_recomputatio
     let mut schedule = sim.schedule();
     let total_flights = schedule.flights.len();
     schedule.flights.retain(|f| touched.contains(&f.flight_id));
-    schedule.flights.extend(sim.schedule().flights.into_iter().filter(|f| !touched.contains(&f.flight_id)).take(10));
+    schedule.flights.extend(
+        sim.schedule()
+            .flights
+            .into_iter()
+            .filter(|f| !touched.contains(&f.flight_id))
+            .take(10),
+    );
     assert!(schedule.flights.len() < total_flights);
     let store = DynamoInventoryStore::new(dynamodb.clone(), &table);
     store.load_schedule(&schedule).await.unwrap();
@@ -73,8 +92,19 @@ async fn simulated_traffic_through_kinesis_and_dynamodb_matches_the_recomputatio
     assert!(report.failed.is_empty(), "{:?}", report.failed.first());
     assert_eq!(report.records_sent, EVENTS as u64);
     // Poison, written after the producer is done: moto loses records under concurrent puts.
-    let poison = [b"\xff\xfe garbage".to_vec(), b"{\"event_type\":\"booking\"".to_vec(), br#"{"event_type":"refund","schema_version":1}"#.to_vec()];
-    let entries: Vec<Entry> = poison.iter().enumerate().map(|(i, d)| Entry { partition_key: format!("poison-{i}"), data: d.clone() }).collect();
+    let poison = [
+        b"\xff\xfe garbage".to_vec(),
+        b"{\"event_type\":\"booking\"".to_vec(),
+        br#"{"event_type":"refund","schema_version":1}"#.to_vec(),
+    ];
+    let entries: Vec<Entry> = poison
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Entry {
+            partition_key: format!("poison-{i}"),
+            data: d.clone(),
+        })
+        .collect();
     transport.put_records(&entries).await.unwrap();
 
     // Consume until idle.
@@ -90,23 +120,47 @@ async fn simulated_traffic_through_kinesis_and_dynamodb_matches_the_recomputatio
     });
     let handler = &handler;
     let invoke = handler_fn(|event| async move { Ok(handler.handle(event).await) });
-    let stats = runner.run(&KinesisSource::new(kinesis, &stream), &invoke, &SqsQueue::new(sqs.clone(), &failures_url)).await.unwrap();
+    let stats = runner
+        .run(
+            &KinesisSource::new(kinesis, &stream),
+            &invoke,
+            &SqsQueue::new(sqs.clone(), &failures_url),
+        )
+        .await
+        .unwrap();
     assert_eq!(stats.records_read, EVENTS as u64 + 3);
     assert_eq!(stats.batches_to_failure_destination, 0);
 
     let stored = handler.store().inventory().await.unwrap();
     let expected = expected.finish();
-    assert!(expected.values().sum::<i64>() > 0, "the simulation sold no seats");
+    assert!(
+        expected.values().sum::<i64>() > 0,
+        "the simulation sold no seats"
+    );
     let differences = compare(&expected, &stored);
-    assert!(differences.is_empty(), "{} cabins differ, first {:?}", differences.len(), differences.first());
+    assert!(
+        differences.is_empty(),
+        "{} cabins differ, first {:?}",
+        differences.len(),
+        differences.first()
+    );
     assert_eq!(handler.stats().dead_lettered, 3);
     let sim_stats = sim.stats();
-    assert!(sim_stats.duplicate_bookings + sim_stats.early_cancellations > 0, "the run exercised no duplicate or early cancellation");
+    assert!(
+        sim_stats.duplicate_bookings + sim_stats.early_cancellations > 0,
+        "the run exercised no duplicate or early cancellation"
+    );
 
     // The dead letters are in SQS, with their reasons.
     let mut reasons = Vec::new();
     for _ in 0..5 {
-        let out = sqs.receive_message().queue_url(&dlq_url).max_number_of_messages(10).send().await.unwrap();
+        let out = sqs
+            .receive_message()
+            .queue_url(&dlq_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
         for m in out.messages() {
             let letter: flyhigh_core::DeadLetter = serde_json::from_str(m.body().unwrap()).unwrap();
             reasons.push(letter.reason_kind);

@@ -43,7 +43,10 @@ pub struct CabinKey {
 impl CabinKey {
     /// A key.
     pub fn new(flight_id: impl Into<String>, cabin: Cabin) -> CabinKey {
-        CabinKey { flight_id: flight_id.into(), cabin }
+        CabinKey {
+            flight_id: flight_id.into(),
+            cabin,
+        }
     }
 }
 
@@ -71,9 +74,13 @@ impl BookingStatus {
 
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<BookingStatus> {
-        [BookingStatus::Booked, BookingStatus::Cancelled, BookingStatus::CancelPending]
-            .into_iter()
-            .find(|b| b.as_str() == s)
+        [
+            BookingStatus::Booked,
+            BookingStatus::Cancelled,
+            BookingStatus::CancelPending,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
     }
 }
 
@@ -129,9 +136,10 @@ pub fn apply(state: Option<&BookingRecord>, event: InventoryEvent<'_>) -> Option
             record: booked_record(b, Booked),
             delta: Some((CabinKey::new(&b.flight_id, b.cabin), i64::from(b.seats))),
         }),
-        (Some(CancelPending), InventoryEvent::Booking(b)) => {
-            Some(Transition { record: booked_record(b, Cancelled), delta: None })
-        }
+        (Some(CancelPending), InventoryEvent::Booking(b)) => Some(Transition {
+            record: booked_record(b, Cancelled),
+            delta: None,
+        }),
         (None, InventoryEvent::Cancellation(c)) => Some(Transition {
             record: BookingRecord {
                 booking_id: c.booking_id.clone(),
@@ -148,7 +156,12 @@ pub fn apply(state: Option<&BookingRecord>, event: InventoryEvent<'_>) -> Option
             record.status = Cancelled;
             // Release what was booked, whatever the cancellation says: the booking
             // record is the authority on its own seats.
-            let delta = booked.cabin.map(|cabin| (CabinKey::new(&booked.flight_id, cabin), -i64::from(booked.seats)));
+            let delta = booked.cabin.map(|cabin| {
+                (
+                    CabinKey::new(&booked.flight_id, cabin),
+                    -i64::from(booked.seats),
+                )
+            });
             Some(Transition { record, delta })
         }
         (Some(Booked | Cancelled), InventoryEvent::Booking(_))
@@ -240,7 +253,12 @@ pub fn plan<'a>(
         .filter_map(|id| {
             let acc = accs.remove(&id)?;
             let record = acc.record.filter(|_| acc.changed)?;
-            Some(BookingChange { expected: acc.expected, record, delta: acc.delta, first_index: acc.first_index })
+            Some(BookingChange {
+                expected: acc.expected,
+                record,
+                delta: acc.delta,
+                first_index: acc.first_index,
+            })
         })
         .collect();
     Plan { changes, no_ops }
@@ -282,15 +300,26 @@ impl Transaction {
 /// as few counter items as possible.
 pub fn pack(mut changes: Vec<BookingChange>, max_items: usize) -> Vec<Transaction> {
     let max_items = max_items.max(2);
-    changes.sort_by(|a, b| a.delta.as_ref().map(|d| &d.0).cmp(&b.delta.as_ref().map(|d| &d.0)));
+    changes.sort_by(|a, b| {
+        a.delta
+            .as_ref()
+            .map(|d| &d.0)
+            .cmp(&b.delta.as_ref().map(|d| &d.0))
+    });
     let mut out = Vec::new();
     let mut tx = Transaction::default();
     let mut counters: BTreeMap<CabinKey, i64> = BTreeMap::new();
     for change in changes {
-        let new_counter = change.delta.as_ref().is_some_and(|(k, _)| !counters.contains_key(k));
+        let new_counter = change
+            .delta
+            .as_ref()
+            .is_some_and(|(k, _)| !counters.contains_key(k));
         let cost = 1 + usize::from(new_counter);
         if tx.changes.len() + counters.len() + cost > max_items {
-            tx.counters = std::mem::take(&mut counters).into_iter().filter(|(_, n)| *n != 0).collect();
+            tx.counters = std::mem::take(&mut counters)
+                .into_iter()
+                .filter(|(_, n)| *n != 0)
+                .collect();
             out.push(std::mem::take(&mut tx));
         }
         if let Some((key, n)) = &change.delta {
@@ -321,12 +350,14 @@ pub struct CabinInventory {
 impl CabinInventory {
     /// Seats still for sale (zero when oversold or unscheduled).
     pub fn available(&self) -> i64 {
-        self.capacity.map_or(0, |c| (i64::from(c) - self.sold).max(0))
+        self.capacity
+            .map_or(0, |c| (i64::from(c) - self.sold).max(0))
     }
 
     /// Seats sold beyond capacity.
     pub fn oversold(&self) -> i64 {
-        self.capacity.map_or(0, |c| (self.sold - i64::from(c)).max(0))
+        self.capacity
+            .map_or(0, |c| (self.sold - i64::from(c)).max(0))
     }
 
     /// Whether the flight is in the schedule. Bookings for unscheduled flights are

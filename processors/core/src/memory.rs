@@ -58,7 +58,9 @@ impl MemoryStore {
 
     /// Overwrites a booking record, as a concurrent writer would.
     pub fn put_booking(&self, record: BookingRecord) {
-        self.lock().bookings.insert(record.booking_id.clone(), record);
+        self.lock()
+            .bookings
+            .insert(record.booking_id.clone(), record);
     }
 
     /// Seats sold on a flight and cabin.
@@ -89,7 +91,10 @@ impl InventoryStore for MemoryStore {
             state.fail_reads -= 1;
             return Err(StoreError::Transient("injected read failure".into()));
         }
-        Ok(ids.iter().filter_map(|id| state.bookings.get(id).map(|r| (id.clone(), r.clone()))).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.bookings.get(id).map(|r| (id.clone(), r.clone())))
+            .collect())
     }
 
     async fn commit(&self, tx: &Transaction) -> Result<(), CommitError> {
@@ -102,14 +107,21 @@ impl InventoryStore for MemoryStore {
             return Err(StoreError::Transient("injected commit failure".into()).into());
         }
         if tx.items() > crate::inventory::MAX_TRANSACTION_ITEMS {
-            return Err(StoreError::Permanent(format!("transaction of {} items", tx.items())).into());
+            return Err(
+                StoreError::Permanent(format!("transaction of {} items", tx.items())).into(),
+            );
         }
-        let conflict = tx.changes.iter().any(|c| state.bookings.get(&c.record.booking_id).map(|r| r.status) != c.expected);
+        let conflict = tx
+            .changes
+            .iter()
+            .any(|c| state.bookings.get(&c.record.booking_id).map(|r| r.status) != c.expected);
         if conflict {
             return Err(CommitError::Conflict);
         }
         for change in &tx.changes {
-            state.bookings.insert(change.record.booking_id.clone(), change.record.clone());
+            state
+                .bookings
+                .insert(change.record.booking_id.clone(), change.record.clone());
         }
         for (key, n) in &tx.counters {
             *state.sold.entry(key.clone()).or_insert(0) += n;
@@ -123,7 +135,9 @@ impl InventoryStore for MemoryStore {
         let mut state = self.lock();
         for flight in &schedule.flights {
             for (cabin, seats) in &flight.capacity {
-                state.capacity.insert(CabinKey::new(&flight.flight_id, *cabin), *seats);
+                state
+                    .capacity
+                    .insert(CabinKey::new(&flight.flight_id, *cabin), *seats);
             }
         }
         Ok(())
@@ -131,7 +145,8 @@ impl InventoryStore for MemoryStore {
 
     async fn inventory(&self) -> Result<Vec<CabinInventory>, StoreError> {
         let state = self.lock();
-        let keys: std::collections::BTreeSet<&CabinKey> = state.capacity.keys().chain(state.sold.keys()).collect();
+        let keys: std::collections::BTreeSet<&CabinKey> =
+            state.capacity.keys().chain(state.sold.keys()).collect();
         Ok(keys
             .into_iter()
             .map(|k| CabinInventory {
@@ -164,7 +179,10 @@ impl MemoryDeadLetters {
 
     /// Letters received.
     pub fn letters(&self) -> Vec<DeadLetter> {
-        self.letters.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -175,7 +193,10 @@ impl DeadLetterSink for MemoryDeadLetters {
             *fail -= 1;
             return Err(StoreError::Transient("injected dead-letter failure".into()));
         }
-        self.letters.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(letters);
+        self.letters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(letters);
         Ok(())
     }
 }

@@ -39,7 +39,10 @@ pub enum CommitError {
 /// Where seat inventory lives.
 pub trait InventoryStore: Send + Sync {
     /// The stored records of these bookings; absent ones are missing from the map.
-    fn bookings(&self, ids: &[String]) -> impl Future<Output = Result<HashMap<String, BookingRecord>, StoreError>> + Send;
+    fn bookings(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, BookingRecord>, StoreError>> + Send;
 
     /// Applies a transaction atomically: every booking write conditional on its
     /// `expected` status, every counter incremented. All or nothing.
@@ -47,20 +50,29 @@ pub trait InventoryStore: Send + Sync {
 
     /// Sets the capacity of every flight and cabin in the schedule, keeping what was
     /// already sold.
-    fn load_schedule(&self, schedule: &Schedule) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn load_schedule(
+        &self,
+        schedule: &Schedule,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Every flight and cabin with a capacity or a sale.
     fn inventory(&self) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send;
 }
 
 impl<T: InventoryStore> InventoryStore for &T {
-    fn bookings(&self, ids: &[String]) -> impl Future<Output = Result<HashMap<String, BookingRecord>, StoreError>> + Send {
+    fn bookings(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, BookingRecord>, StoreError>> + Send {
         (**self).bookings(ids)
     }
     fn commit(&self, tx: &Transaction) -> impl Future<Output = Result<(), CommitError>> + Send {
         (**self).commit(tx)
     }
-    fn load_schedule(&self, schedule: &Schedule) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn load_schedule(
+        &self,
+        schedule: &Schedule,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).load_schedule(schedule)
     }
     fn inventory(&self) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send {

@@ -48,7 +48,13 @@ mod tests {
     #[test]
     fn sequence_numbers_compare_as_integers() {
         assert_eq!(compare_sequence_numbers("9", "10"), Less);
-        assert_eq!(compare_sequence_numbers("49590338271490256608559692538361571095921575989136588898", "9"), Greater);
+        assert_eq!(
+            compare_sequence_numbers(
+                "49590338271490256608559692538361571095921575989136588898",
+                "9"
+            ),
+            Greater
+        );
         assert_eq!(compare_sequence_numbers("007", "7"), Equal);
     }
 }

@@ -87,7 +87,11 @@ pub struct BatchOutcome {
 impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
     /// A handler over ready-built adapters.
     pub fn new(store: S, dead_letters: D) -> Self {
-        InventoryHandler { store, dead_letters, counters: Counters::default() }
+        InventoryHandler {
+            store,
+            dead_letters,
+            counters: Counters::default(),
+        }
     }
 
     /// The store (for reports).
@@ -146,7 +150,9 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             match &event.payload {
                 Payload::Search(_) => self.add(&self.counters.searches, 1),
                 Payload::Booking(b) => inventory.push((*index, InventoryEvent::Booking(b))),
-                Payload::Cancellation(c) => inventory.push((*index, InventoryEvent::Cancellation(c))),
+                Payload::Cancellation(c) => {
+                    inventory.push((*index, InventoryEvent::Cancellation(c)))
+                }
             }
         }
         self.add(&self.counters.inventory_events, inventory.len() as u64);
@@ -154,7 +160,10 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
         let mut round = 0;
         while !inventory.is_empty() {
             round += 1;
-            let mut ids: Vec<String> = inventory.iter().map(|(_, e)| e.booking_id().to_string()).collect();
+            let mut ids: Vec<String> = inventory
+                .iter()
+                .map(|(_, e)| e.booking_id().to_string())
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             let current = match self.store.bookings(&ids).await {
@@ -192,7 +201,10 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             inventory.retain(|(_, e)| conflicted.contains(e.booking_id()));
             if !inventory.is_empty() && round >= MAX_CONFLICT_ROUNDS {
                 let ids: BTreeSet<&str> = inventory.iter().map(|(_, e)| e.booking_id()).collect();
-                fail(inventory[0].0, format!("bookings kept changing under {round} attempts: {ids:?}"));
+                fail(
+                    inventory[0].0,
+                    format!("bookings kept changing under {round} attempts: {ids:?}"),
+                );
                 break;
             }
         }

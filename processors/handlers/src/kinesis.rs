@@ -35,7 +35,10 @@ pub fn response(records: &[UserRecord], first_failed: Option<usize>) -> KinesisE
     let mut response = KinesisEventResponse::default();
     if let Some(index) = first_failed {
         let named = records.get(index).filter(|r| !r.sequence_number.is_empty());
-        let identifier = named.or_else(|| records.first()).map(|r| r.sequence_number.clone()).unwrap_or_default();
+        let identifier = named
+            .or_else(|| records.first())
+            .map(|r| r.sequence_number.clone())
+            .unwrap_or_default();
         response.add_failure(identifier);
     }
     response

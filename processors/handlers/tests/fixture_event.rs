@@ -4,8 +4,8 @@
 //! business 1), a search, a cancellation of the first booking and one garbage record.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use flyhigh_core::memory::{MemoryDeadLetters, MemoryStore};
 use flyhigh_core::CabinKey;
+use flyhigh_core::memory::{MemoryDeadLetters, MemoryStore};
 use flyhigh_handlers::InventoryHandler;
 use flyhigh_schemas::Cabin;
 
@@ -18,13 +18,28 @@ async fn the_fixture_event_updates_inventory_and_dead_letters_the_garbage() {
     let handler = InventoryHandler::new(MemoryStore::new(), &dead);
     let response = handler.handle(event.clone()).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(handler.store().sold(&CabinKey::new("FH0777-20261201", Cabin::Economy)), 3);
-    assert_eq!(handler.store().sold(&CabinKey::new("FH0777-20261201", Cabin::Business)), 1);
+    assert_eq!(
+        handler
+            .store()
+            .sold(&CabinKey::new("FH0777-20261201", Cabin::Economy)),
+        3
+    );
+    assert_eq!(
+        handler
+            .store()
+            .sold(&CabinKey::new("FH0777-20261201", Cabin::Business)),
+        1
+    );
     let letters = dead.letters();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].shard_id, "shardId-000000000001");
     assert_eq!(letters[0].reason_kind, "not_utf8");
     // Delivered again (a Lambda retry), nothing changes.
     handler.handle(event).await;
-    assert_eq!(handler.store().sold(&CabinKey::new("FH0777-20261201", Cabin::Economy)), 3);
+    assert_eq!(
+        handler
+            .store()
+            .sold(&CabinKey::new("FH0777-20261201", Cabin::Economy)),
+        3
+    );
 }

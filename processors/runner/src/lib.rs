@@ -27,4 +27,6 @@ pub mod source;
 pub use failure::{BatchFailure, FailureDestination, KinesisBatchInfo};
 pub use local::LocalSource;
 pub use mapping::{Handler, HandlerError, MappingConfig, MappingStats, Runner, handler_fn};
-pub use source::{ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource};
+pub use source::{
+    ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
+};

@@ -5,7 +5,9 @@ use std::time::Duration;
 use flyhigh_producer::LocalStream;
 use flyhigh_producer::local::LocalRead;
 
-use crate::source::{ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource};
+use crate::source::{
+    ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
+};
 
 /// How long a read waits for new records before answering "none yet".
 const READ_WAIT: Duration = Duration::from_millis(20);
@@ -66,10 +68,19 @@ impl StreamSource for LocalSource {
     }
 
     async fn shards(&self) -> Result<Vec<String>, SourceError> {
-        Ok(self.stream.shards().into_iter().map(|s| s.shard_id).collect())
+        Ok(self
+            .stream
+            .shards()
+            .into_iter()
+            .map(|s| s.shard_id)
+            .collect())
     }
 
-    async fn open(&self, shard_id: &str, start: StartPosition) -> Result<LocalShardReader, SourceError> {
+    async fn open(
+        &self,
+        shard_id: &str,
+        start: StartPosition,
+    ) -> Result<LocalShardReader, SourceError> {
         let shard = self
             .stream
             .shards()
@@ -79,12 +90,20 @@ impl StreamSource for LocalSource {
         let position = match start {
             StartPosition::TrimHorizon => 0,
             StartPosition::Latest => self.shard_len(shard),
-            StartPosition::AfterSequenceNumber(seq) => match self.stream.read(shard, 0, usize::MAX) {
-                LocalRead::Records(records) => records.iter().position(|r| r.sequence_number == seq).map_or(0, |i| i + 1),
+            StartPosition::AfterSequenceNumber(seq) => match self.stream.read(shard, 0, usize::MAX)
+            {
+                LocalRead::Records(records) => records
+                    .iter()
+                    .position(|r| r.sequence_number == seq)
+                    .map_or(0, |i| i + 1),
                 LocalRead::Ended => 0,
             },
         };
-        Ok(LocalShardReader { stream: self.stream.clone(), shard, position })
+        Ok(LocalShardReader {
+            stream: self.stream.clone(),
+            shard,
+            position,
+        })
     }
 }
 

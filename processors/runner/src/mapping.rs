@@ -12,7 +12,9 @@ use chrono::Utc;
 use tokio::time::Instant;
 
 use crate::failure::{BatchFailure, FailureDestination, KinesisBatchInfo};
-use crate::source::{ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource};
+use crate::source::{
+    ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
+};
 
 /// Lambda's limit on the invocation payload for stream batches.
 pub const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
@@ -77,7 +79,10 @@ pub struct HandlerError(pub String);
 /// What the runner invokes: the same signature as a Lambda handler for Kinesis.
 pub trait Handler: Send + Sync {
     /// Handles one batch.
-    fn handle(&self, event: KinesisEvent) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
+    fn handle(
+        &self,
+        event: KinesisEvent,
+    ) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
 }
 
 /// A [`Handler`] from an async function.
@@ -97,7 +102,10 @@ where
     F: Fn(KinesisEvent) -> Fut + Send + Sync,
     Fut: Future<Output = Result<KinesisEventResponse, HandlerError>> + Send,
 {
-    fn handle(&self, event: KinesisEvent) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send {
+    fn handle(
+        &self,
+        event: KinesisEvent,
+    ) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send {
         (self.0)(event)
     }
 }
@@ -136,7 +144,10 @@ struct Counters {
 pub enum RunnerError {
     /// The stream could not be read.
     #[error("shard {shard_id}: {error}")]
-    Source { shard_id: String, error: SourceError },
+    Source {
+        shard_id: String,
+        error: SourceError,
+    },
     /// A failed batch could not be recorded at the on-failure destination; the shard
     /// stops rather than skip records nobody recorded.
     #[error("shard {shard_id}: on-failure destination: {error}")]
@@ -154,7 +165,10 @@ impl Runner {
     /// A runner with these settings (batch size clamped to 1..=10,000).
     pub fn new(mut config: MappingConfig) -> Runner {
         config.batch_size = config.batch_size.clamp(1, MAX_BATCH_SIZE);
-        Runner { config, counters: Arc::default() }
+        Runner {
+            config,
+            counters: Arc::default(),
+        }
     }
 
     /// Counters so far.
@@ -172,33 +186,55 @@ impl Runner {
     }
 
     /// Reads every shard until it ends (or idles out), invoking `handler`.
-    pub async fn run<S, H, F>(&self, source: &S, handler: &H, failures: &F) -> Result<MappingStats, RunnerError>
+    pub async fn run<S, H, F>(
+        &self,
+        source: &S,
+        handler: &H,
+        failures: &F,
+    ) -> Result<MappingStats, RunnerError>
     where
         S: StreamSource,
         H: Handler,
         F: FailureDestination,
     {
-        let shards = source.shards().await.map_err(|error| RunnerError::Source { shard_id: "*".into(), error })?;
+        let shards = source.shards().await.map_err(|error| RunnerError::Source {
+            shard_id: "*".into(),
+            error,
+        })?;
         let arn = source.stream_arn();
         let concurrency = self.config.shard_concurrency.unwrap_or(shards.len()).max(1);
         let permits = tokio::sync::Semaphore::new(concurrency);
         let runs = shards.iter().map(|shard_id| async {
             // The semaphore is never closed, so acquiring only waits.
             let _permit = permits.acquire().await;
-            self.run_shard(source, shard_id, &arn, handler, failures).await
+            self.run_shard(source, shard_id, &arn, handler, failures)
+                .await
         });
         futures::future::try_join_all(runs).await?;
         Ok(self.stats())
     }
 
-    async fn run_shard<S, H, F>(&self, source: &S, shard_id: &str, arn: &str, handler: &H, failures: &F) -> Result<(), RunnerError>
+    async fn run_shard<S, H, F>(
+        &self,
+        source: &S,
+        shard_id: &str,
+        arn: &str,
+        handler: &H,
+        failures: &F,
+    ) -> Result<(), RunnerError>
     where
         S: StreamSource,
         H: Handler,
         F: FailureDestination,
     {
-        let source_error = |error| RunnerError::Source { shard_id: shard_id.to_string(), error };
-        let mut reader = source.open(shard_id, self.config.start.clone()).await.map_err(source_error)?;
+        let source_error = |error| RunnerError::Source {
+            shard_id: shard_id.to_string(),
+            error,
+        };
+        let mut reader = source
+            .open(shard_id, self.config.start.clone())
+            .await
+            .map_err(source_error)?;
         let mut buffer: VecDeque<SourceRecord> = VecDeque::new();
         let mut ended = false;
         let mut last_records = Instant::now();
@@ -214,17 +250,28 @@ impl Runner {
                         if !buffer.is_empty() && now >= window_ends {
                             break;
                         }
-                        if buffer.is_empty() && self.config.idle_timeout.is_some_and(|idle| now.duration_since(last_records) >= idle) {
+                        if buffer.is_empty()
+                            && self
+                                .config
+                                .idle_timeout
+                                .is_some_and(|idle| now.duration_since(last_records) >= idle)
+                        {
                             ended = true;
                             break;
                         }
-                        let wake = if buffer.is_empty() { now + self.config.poll_interval } else { window_ends.min(now + self.config.poll_interval) };
+                        let wake = if buffer.is_empty() {
+                            now + self.config.poll_interval
+                        } else {
+                            window_ends.min(now + self.config.poll_interval)
+                        };
                         tokio::time::sleep_until(wake).await;
                     }
                     Ok(ReadOutcome::Records(records)) => {
                         read_failures = 0;
                         last_records = Instant::now();
-                        self.counters.records_read.fetch_add(records.len() as u64, Ordering::Relaxed);
+                        self.counters
+                            .records_read
+                            .fetch_add(records.len() as u64, Ordering::Relaxed);
                         buffer.extend(records);
                         if Instant::now() >= window_ends {
                             break;
@@ -245,7 +292,8 @@ impl Runner {
                 continue;
             }
             let batch = take_batch(&mut buffer, self.config.batch_size);
-            self.deliver(shard_id, arn, batch, handler, failures).await?;
+            self.deliver(shard_id, arn, batch, handler, failures)
+                .await?;
         }
     }
 
@@ -267,32 +315,56 @@ impl Runner {
             let condition = match handler.handle(event).await {
                 Ok(response) => match first_failure(pending, &response) {
                     FirstFailure::None => {
-                        self.counters.records_done.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                        self.counters
+                            .records_done
+                            .fetch_add(pending.len() as u64, Ordering::Relaxed);
                         return Ok(());
                     }
                     FirstFailure::At(i) => {
-                        self.counters.records_done.fetch_add(i as u64, Ordering::Relaxed);
+                        self.counters
+                            .records_done
+                            .fetch_add(i as u64, Ordering::Relaxed);
                         start += i;
-                        format!("partial batch failure from sequence number {}", batch[start].sequence_number)
+                        format!(
+                            "partial batch failure from sequence number {}",
+                            batch[start].sequence_number
+                        )
                     }
-                    FirstFailure::Invalid(id) => format!("invalid batch item identifier {id:?}: whole batch retried"),
+                    FirstFailure::Invalid(id) => {
+                        format!("invalid batch item identifier {id:?}: whole batch retried")
+                    }
                 },
                 Err(e) => e.to_string(),
             };
-            self.counters.failed_invocations.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .failed_invocations
+                .fetch_add(1, Ordering::Relaxed);
             attempt += 1;
-            if self.config.max_retry_attempts.is_some_and(|max| attempt > max) {
+            if self
+                .config
+                .max_retry_attempts
+                .is_some_and(|max| attempt > max)
+            {
                 let pending = &batch[start..];
                 let failure = batch_failure(shard_id, arn, pending, condition, attempt);
                 failures
                     .send(&failure)
                     .await
-                    .map_err(|error| RunnerError::FailureDestination { shard_id: shard_id.to_string(), error })?;
+                    .map_err(|error| RunnerError::FailureDestination {
+                        shard_id: shard_id.to_string(),
+                        error,
+                    })?;
                 tracing::error!(shard_id, start_sequence_number = %failure.kinesis_batch_info.start_sequence_number,
                     records = pending.len(), "batch sent to the on-failure destination");
-                self.counters.batches_to_failure_destination.fetch_add(1, Ordering::Relaxed);
-                self.counters.records_to_failure_destination.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                self.counters.records_done.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .batches_to_failure_destination
+                    .fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .records_to_failure_destination
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .records_done
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
                 return Ok(());
             }
             tracing::warn!(shard_id, attempt, %condition, "retrying batch");
@@ -303,7 +375,8 @@ impl Runner {
 
 /// Exponential backoff from `base`, doubling per attempt, capped at 5 s.
 fn backoff(base: Duration, attempt: u32) -> Duration {
-    base.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(5))
+    base.saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(5))
 }
 
 /// The next batch: up to `batch_size` records within [`MAX_BATCH_BYTES`] (at least one).
@@ -343,7 +416,12 @@ fn first_failure(batch: &[SourceRecord], response: &KinesisEventResponse) -> Fir
 }
 
 /// A `KinesisEvent` as Lambda builds it.
-pub fn kinesis_event(shard_id: &str, arn: &str, region: &str, records: &[SourceRecord]) -> KinesisEvent {
+pub fn kinesis_event(
+    shard_id: &str,
+    arn: &str,
+    region: &str,
+    records: &[SourceRecord],
+) -> KinesisEvent {
     let mut event = KinesisEvent::default();
     event.records = records
         .iter()
@@ -355,7 +433,8 @@ pub fn kinesis_event(shard_id: &str, arn: &str, region: &str, records: &[SourceR
             record.event_source = Some("aws:kinesis".into());
             record.event_source_arn = Some(arn.to_string());
             record.event_version = Some("1.0".into());
-            record.invoke_identity_arn = Some("arn:aws:iam::000000000000:role/flyhigh-local-runner".into());
+            record.invoke_identity_arn =
+                Some("arn:aws:iam::000000000000:role/flyhigh-local-runner".into());
             record.kinesis.kinesis_schema_version = Some("1.0".into());
             record.kinesis.partition_key = r.partition_key.clone();
             record.kinesis.sequence_number = r.sequence_number.clone();
@@ -367,7 +446,13 @@ pub fn kinesis_event(shard_id: &str, arn: &str, region: &str, records: &[SourceR
     event
 }
 
-fn batch_failure(shard_id: &str, arn: &str, records: &[SourceRecord], condition: String, attempts: u32) -> BatchFailure {
+fn batch_failure(
+    shard_id: &str,
+    arn: &str,
+    records: &[SourceRecord],
+    condition: String,
+    attempts: u32,
+) -> BatchFailure {
     use base64::Engine;
     let encoded: usize = records.iter().map(|r| r.data.len().div_ceil(3) * 4).sum();
     let (first, last) = (&records[0], &records[records.len() - 1]);
@@ -385,7 +470,10 @@ fn batch_failure(shard_id: &str, arn: &str, records: &[SourceRecord], condition:
             stream_arn: arn.to_string(),
         },
         records_base64: if encoded <= MAX_RECORDS_IN_FAILURE_BYTES {
-            records.iter().map(|r| base64::engine::general_purpose::STANDARD.encode(&r.data)).collect()
+            records
+                .iter()
+                .map(|r| base64::engine::general_purpose::STANDARD.encode(&r.data))
+                .collect()
         } else {
             Vec::new()
         },

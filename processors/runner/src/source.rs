@@ -53,7 +53,10 @@ pub enum SourceError {
 /// A reader positioned in one shard.
 pub trait ShardReader: Send {
     /// Reads up to `limit` records after the last ones returned.
-    fn read(&mut self, limit: usize) -> impl Future<Output = Result<ReadOutcome, SourceError>> + Send;
+    fn read(
+        &mut self,
+        limit: usize,
+    ) -> impl Future<Output = Result<ReadOutcome, SourceError>> + Send;
 }
 
 /// A stream with shards.
@@ -68,5 +71,9 @@ pub trait StreamSource: Send + Sync {
     fn shards(&self) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send;
 
     /// Opens a reader on a shard.
-    fn open(&self, shard_id: &str, start: StartPosition) -> impl Future<Output = Result<Self::Reader, SourceError>> + Send;
+    fn open(
+        &self,
+        shard_id: &str,
+        start: StartPosition,
+    ) -> impl Future<Output = Result<Self::Reader, SourceError>> + Send;
 }

@@ -39,7 +39,10 @@ impl Transport for Flaky {
         for (i, e) in entries.iter().enumerate() {
             let first_time = self.failed_once.lock().unwrap().insert(e.data.clone());
             if self.every != 0 && i % self.every == 0 && first_time {
-                out.push(EntryResult::Failed { code: self.code.into(), message: "slow down".into() });
+                out.push(EntryResult::Failed {
+                    code: self.code.into(),
+                    message: "slow down".into(),
+                });
             } else {
                 out.extend(self.stream.put(std::slice::from_ref(e))?);
             }
@@ -49,7 +52,11 @@ impl Transport for Flaky {
 }
 
 fn fast_config() -> ProducerConfig {
-    ProducerConfig { backoff_base: Duration::from_millis(1), backoff_max: Duration::from_millis(2), ..ProducerConfig::default() }
+    ProducerConfig {
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(2),
+        ..ProducerConfig::default()
+    }
 }
 
 #[tokio::test]
@@ -60,8 +67,13 @@ async fn invalid_event_names_each_field_and_sends_nothing() {
     if let Payload::Booking(b) = &mut event.payload {
         b.origin = "lhr".into();
     }
-    let Err(SendError::Invalid(errors)) = producer.send(&event).await else { panic!("accepted an invalid event") };
-    assert!(errors.has("payload.seats") && errors.has("payload.origin"), "{errors}");
+    let Err(SendError::Invalid(errors)) = producer.send(&event).await else {
+        panic!("accepted an invalid event")
+    };
+    assert!(
+        errors.has("payload.seats") && errors.has("payload.origin"),
+        "{errors}"
+    );
     let report = producer.close().await;
     assert_eq!(report.records_sent, 0);
     assert_eq!(stream.total_records(), 0);
@@ -70,7 +82,13 @@ async fn invalid_event_names_each_field_and_sends_nothing() {
 #[tokio::test]
 async fn events_are_batched_into_requests_of_at_most_500() {
     let stream = LocalStream::new("s", 4);
-    let flaky = Flaky { stream: stream.clone(), code: "none", every: 0, failed_once: Default::default(), requests: Default::default() };
+    let flaky = Flaky {
+        stream: stream.clone(),
+        code: "none",
+        every: 0,
+        failed_once: Default::default(),
+        requests: Default::default(),
+    };
     let flaky = Arc::new(flaky);
     let producer = Producer::new(flaky.clone(), fast_config());
     for i in 0..1_234 {
@@ -107,7 +125,9 @@ async fn throttled_records_are_retried_alone_and_all_arrive_once() {
     // Every event exactly once.
     let mut ids = std::collections::HashSet::new();
     for shard in 0..4 {
-        let LocalRead::Records(records) = stream.read(shard, 0, 10_000) else { panic!() };
+        let LocalRead::Records(records) = stream.read(shard, 0, 10_000) else {
+            panic!()
+        };
         for r in records {
             assert!(ids.insert(r.data.to_vec()), "duplicate record");
         }
@@ -118,7 +138,13 @@ async fn throttled_records_are_retried_alone_and_all_arrive_once() {
 #[tokio::test]
 async fn permanently_failing_records_are_reported_not_dropped() {
     let stream = LocalStream::new("s", 1);
-    let flaky = Arc::new(Flaky { stream, code: "KMSAccessDeniedException", every: 2, failed_once: Default::default(), requests: Default::default() });
+    let flaky = Arc::new(Flaky {
+        stream,
+        code: "KMSAccessDeniedException",
+        every: 2,
+        failed_once: Default::default(),
+        requests: Default::default(),
+    });
     let producer = Producer::new(flaky, fast_config());
     for i in 0..10 {
         producer.send(&booking(i, 1)).await.unwrap();
@@ -126,13 +152,23 @@ async fn permanently_failing_records_are_reported_not_dropped() {
     let report = producer.close().await;
     assert_eq!(report.records_sent, 5);
     assert_eq!(report.failed.len(), 5);
-    assert!(report.failed[0].reason.starts_with("KMSAccessDeniedException"));
+    assert!(
+        report.failed[0]
+            .reason
+            .starts_with("KMSAccessDeniedException")
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_lone_record_is_sent_after_the_linger_time() {
     let stream = LocalStream::new("s", 1);
-    let producer = Producer::new(stream.clone(), ProducerConfig { linger: Duration::from_millis(100), ..fast_config() });
+    let producer = Producer::new(
+        stream.clone(),
+        ProducerConfig {
+            linger: Duration::from_millis(100),
+            ..fast_config()
+        },
+    );
     producer.send(&booking(1, 1)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(stream.total_records(), 0);

@@ -51,18 +51,35 @@ fn given_booked_when_booked_again_then_nothing_changes() {
 fn given_booked_when_cancelled_then_the_booked_seats_are_released() {
     let b = booking("BK0001", 3);
     let state = apply(None, InventoryEvent::Booking(&b)).unwrap().record;
-    let t = apply(Some(&state), InventoryEvent::Cancellation(&cancellation("BK0001"))).unwrap();
+    let t = apply(
+        Some(&state),
+        InventoryEvent::Cancellation(&cancellation("BK0001")),
+    )
+    .unwrap();
     assert_eq!(t.record.status, BookingStatus::Cancelled);
     assert_eq!(t.delta, Some((key(), -3)));
-    assert_eq!(apply(Some(&t.record), InventoryEvent::Cancellation(&cancellation("BK0001"))), None);
+    assert_eq!(
+        apply(
+            Some(&t.record),
+            InventoryEvent::Cancellation(&cancellation("BK0001"))
+        ),
+        None
+    );
     assert_eq!(apply(Some(&t.record), InventoryEvent::Booking(&b)), None);
 }
 
 #[test]
 fn given_a_cancellation_first_when_the_booking_arrives_then_it_nets_out() {
     let pending = apply(None, InventoryEvent::Cancellation(&cancellation("BK0001"))).unwrap();
-    assert_eq!((pending.record.status, pending.delta.clone()), (BookingStatus::CancelPending, None));
-    let t = apply(Some(&pending.record), InventoryEvent::Booking(&booking("BK0001", 2))).unwrap();
+    assert_eq!(
+        (pending.record.status, pending.delta.clone()),
+        (BookingStatus::CancelPending, None)
+    );
+    let t = apply(
+        Some(&pending.record),
+        InventoryEvent::Booking(&booking("BK0001", 2)),
+    )
+    .unwrap();
     assert_eq!((t.record.status, t.delta), (BookingStatus::Cancelled, None));
     assert_eq!(t.record.seats, 2);
 }
@@ -70,7 +87,13 @@ fn given_a_cancellation_first_when_the_booking_arrives_then_it_nets_out() {
 #[test]
 fn a_booking_and_its_cancellation_in_one_batch_are_one_change_with_no_delta() {
     let (b, c) = (booking("BK0001", 2), cancellation("BK0001"));
-    let plan = plan(&HashMap::new(), [(0, InventoryEvent::Booking(&b)), (1, InventoryEvent::Cancellation(&c))]);
+    let plan = plan(
+        &HashMap::new(),
+        [
+            (0, InventoryEvent::Booking(&b)),
+            (1, InventoryEvent::Cancellation(&c)),
+        ],
+    );
     assert_eq!(plan.changes.len(), 1);
     assert_eq!(plan.changes[0].expected, None);
     assert_eq!(plan.changes[0].record.status, BookingStatus::Cancelled);
@@ -113,10 +136,17 @@ fn materialize(ops: &[Op]) -> (Vec<Booking>, Vec<Cancellation>, Vec<(bool, usize
 }
 
 /// Applies a plan's transactions to a map-based store.
-fn commit_all(store: &mut HashMap<String, BookingRecord>, sold: &mut BTreeMap<CabinKey, i64>, plan: Plan) {
+fn commit_all(
+    store: &mut HashMap<String, BookingRecord>,
+    sold: &mut BTreeMap<CabinKey, i64>,
+    plan: Plan,
+) {
     for tx in pack(plan.changes, MAX_TRANSACTION_ITEMS) {
         for c in &tx.changes {
-            assert_eq!(store.get(&c.record.booking_id).map(|r| r.status), c.expected);
+            assert_eq!(
+                store.get(&c.record.booking_id).map(|r| r.status),
+                c.expected
+            );
             store.insert(c.record.booking_id.clone(), c.record.clone());
         }
         for (k, n) in tx.counters {

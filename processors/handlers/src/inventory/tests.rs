@@ -66,13 +66,23 @@ fn json(events: &[Envelope]) -> Vec<Vec<u8>> {
 }
 
 fn failures(response: &KinesisEventResponse) -> Vec<String> {
-    response.batch_item_failures.iter().map(|f| f.item_identifier.clone().unwrap_or_default()).collect()
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap_or_default())
+        .collect()
 }
 
 #[tokio::test]
 async fn a_batch_delivered_twice_changes_inventory_once() {
     let handler = InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new());
-    let event = kinesis_event(&json(&[booking("BK000001", FLIGHT, 2), booking("BK000002", FLIGHT, 3)]), 1);
+    let event = kinesis_event(
+        &json(&[
+            booking("BK000001", FLIGHT, 2),
+            booking("BK000002", FLIGHT, 3),
+        ]),
+        1,
+    );
     assert!(failures(&handler.handle(event.clone()).await).is_empty());
     assert!(failures(&handler.handle(event).await).is_empty());
     assert_eq!(handler.store().sold(&economy()), 5);
@@ -93,21 +103,44 @@ async fn the_same_booking_emitted_twice_is_counted_once() {
 #[tokio::test]
 async fn a_booking_is_cancelled_at_most_once() {
     let handler = InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new());
-    let events = [booking("BK000001", FLIGHT, 2), booking("BK000002", FLIGHT, 1), cancellation("BK000001", FLIGHT), cancellation("BK000001", FLIGHT)];
+    let events = [
+        booking("BK000001", FLIGHT, 2),
+        booking("BK000002", FLIGHT, 1),
+        cancellation("BK000001", FLIGHT),
+        cancellation("BK000001", FLIGHT),
+    ];
     handler.handle(kinesis_event(&json(&events), 1)).await;
-    handler.handle(kinesis_event(&json(&[cancellation("BK000001", FLIGHT)]), 10)).await;
+    handler
+        .handle(kinesis_event(
+            &json(&[cancellation("BK000001", FLIGHT)]),
+            10,
+        ))
+        .await;
     assert_eq!(handler.store().sold(&economy()), 1);
-    assert_eq!(handler.store().booking("BK000001").unwrap().status, BookingStatus::Cancelled);
+    assert_eq!(
+        handler.store().booking("BK000001").unwrap().status,
+        BookingStatus::Cancelled
+    );
 }
 
 #[tokio::test]
 async fn a_cancellation_before_its_booking_nets_out() {
     let handler = InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new());
-    handler.handle(kinesis_event(&json(&[cancellation("BK000001", FLIGHT)]), 1)).await;
-    assert_eq!(handler.store().booking("BK000001").unwrap().status, BookingStatus::CancelPending);
-    handler.handle(kinesis_event(&json(&[booking("BK000001", FLIGHT, 4)]), 2)).await;
+    handler
+        .handle(kinesis_event(&json(&[cancellation("BK000001", FLIGHT)]), 1))
+        .await;
+    assert_eq!(
+        handler.store().booking("BK000001").unwrap().status,
+        BookingStatus::CancelPending
+    );
+    handler
+        .handle(kinesis_event(&json(&[booking("BK000001", FLIGHT, 4)]), 2))
+        .await;
     assert_eq!(handler.store().sold(&economy()), 0);
-    assert_eq!(handler.store().booking("BK000001").unwrap().status, BookingStatus::Cancelled);
+    assert_eq!(
+        handler.store().booking("BK000001").unwrap().status,
+        BookingStatus::Cancelled
+    );
 }
 
 #[tokio::test]
@@ -136,10 +169,26 @@ async fn poison_records_are_dead_lettered_with_the_reason_and_the_rest_is_proces
     assert_eq!(handler.store().sold(&economy()), 5);
     let letters = dead.letters();
     let kinds: Vec<&str> = letters.iter().map(|l| l.reason_kind.as_str()).collect();
-    assert_eq!(kinds, ["not_utf8", "not_json", "unknown_event_type", "future_schema_version", "invalid"]);
-    assert!(letters[4].reason.contains("payload.seats"), "{}", letters[4].reason);
+    assert_eq!(
+        kinds,
+        [
+            "not_utf8",
+            "not_json",
+            "unknown_event_type",
+            "future_schema_version",
+            "invalid"
+        ]
+    );
+    assert!(
+        letters[4].reason.contains("payload.seats"),
+        "{}",
+        letters[4].reason
+    );
     assert_eq!(letters[1].sequence_number, format!("4959{:052}", 3));
-    assert_eq!(letters[1].data_base64, "eyJldmVudF90eXBlIjogImJvb2tpbmciLA==");
+    assert_eq!(
+        letters[1].data_base64,
+        "eyJldmVudF90eXBlIjogImJvb2tpbmciLA=="
+    );
     assert_eq!(handler.stats().dead_lettered, 5);
 }
 
@@ -165,9 +214,16 @@ async fn a_failing_dead_letter_sink_fails_the_poison_record_instead_of_dropping_
     let dead = MemoryDeadLetters::new();
     dead.fail_next(1);
     let handler = InventoryHandler::new(MemoryStore::new(), &dead);
-    let payloads = vec![booking("BK000001", FLIGHT, 2).to_json(), b"not json".to_vec(), booking("BK000002", FLIGHT, 1).to_json()];
+    let payloads = vec![
+        booking("BK000001", FLIGHT, 2).to_json(),
+        b"not json".to_vec(),
+        booking("BK000002", FLIGHT, 1).to_json(),
+    ];
     let event = kinesis_event(&payloads, 1);
-    assert_eq!(failures(&handler.handle(event.clone()).await), [format!("4959{:052}", 2)]);
+    assert_eq!(
+        failures(&handler.handle(event.clone()).await),
+        [format!("4959{:052}", 2)]
+    );
     assert!(failures(&handler.handle(event).await).is_empty());
     assert_eq!(dead.letters().len(), 1);
     assert_eq!(handler.store().sold(&economy()), 3);
@@ -176,7 +232,9 @@ async fn a_failing_dead_letter_sink_fails_the_poison_record_instead_of_dropping_
 #[tokio::test]
 async fn a_hot_flight_costs_a_bounded_number_of_counter_writes() {
     let handler = InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new());
-    let events: Vec<Envelope> = (0..1_000).map(|i| booking(&format!("BK{i:06}"), FLIGHT, 1)).collect();
+    let events: Vec<Envelope> = (0..1_000)
+        .map(|i| booking(&format!("BK{i:06}"), FLIGHT, 1))
+        .collect();
     assert!(failures(&handler.handle(kinesis_event(&json(&events), 1)).await).is_empty());
     assert_eq!(handler.store().sold(&economy()), 1_000);
     // 99 bookings and one counter per transaction.
@@ -197,12 +255,19 @@ async fn oversold_and_unscheduled_flights_are_counted_never_clamped() {
     };
     store.load_schedule(&schedule).await.unwrap();
     let handler = InventoryHandler::new(&store, MemoryDeadLetters::new());
-    let events = [booking("BK000001", FLIGHT, 2), booking("BK000002", FLIGHT, 2), booking("BK000003", "FH0999-20261201", 1)];
+    let events = [
+        booking("BK000001", FLIGHT, 2),
+        booking("BK000002", FLIGHT, 2),
+        booking("BK000003", "FH0999-20261201", 1),
+    ];
     handler.handle(kinesis_event(&json(&events), 1)).await;
     let inventory = store.inventory().await.unwrap();
     let hot = inventory.iter().find(|c| c.flight_id == FLIGHT).unwrap();
     assert_eq!((hot.sold, hot.available(), hot.oversold()), (4, 0, 1));
-    let unscheduled = inventory.iter().find(|c| c.flight_id == "FH0999-20261201").unwrap();
+    let unscheduled = inventory
+        .iter()
+        .find(|c| c.flight_id == "FH0999-20261201")
+        .unwrap();
     assert!(!unscheduled.scheduled());
     assert_eq!(unscheduled.sold, 1);
 }
@@ -211,7 +276,9 @@ async fn oversold_and_unscheduled_flights_are_counted_never_clamped() {
 async fn a_conflicting_writer_is_detected_and_the_batch_replanned() {
     let store = MemoryStore::new();
     let handler = InventoryHandler::new(&store, MemoryDeadLetters::new());
-    handler.handle(kinesis_event(&json(&[booking("BK000001", FLIGHT, 2)]), 1)).await;
+    handler
+        .handle(kinesis_event(&json(&[booking("BK000001", FLIGHT, 2)]), 1))
+        .await;
     // Another delivery cancels the booking between this handler's read and write.
     store.race_next_commit(flyhigh_core::BookingRecord {
         booking_id: "BK000001".into(),
@@ -220,7 +287,9 @@ async fn a_conflicting_writer_is_detected_and_the_batch_replanned() {
         cabin: Some(Cabin::Economy),
         seats: 2,
     });
-    let response = handler.handle(kinesis_event(&json(&[cancellation("BK000001", FLIGHT)]), 2)).await;
+    let response = handler
+        .handle(kinesis_event(&json(&[cancellation("BK000001", FLIGHT)]), 2))
+        .await;
     assert!(failures(&response).is_empty());
     assert_eq!(handler.stats().conflicts, 1);
     // Re-planned against the stored state, the cancellation is a no-op: the seats are

@@ -24,13 +24,24 @@ enum Script {
 
 impl Handler for Scripted {
     async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, HandlerError> {
-        let keys: Vec<String> = event.records.iter().map(|r| String::from_utf8(r.kinesis.data.0.clone()).unwrap()).collect();
+        let keys: Vec<String> = event
+            .records
+            .iter()
+            .map(|r| String::from_utf8(r.kinesis.data.0.clone()).unwrap())
+            .collect();
         self.seen.lock().unwrap().push(keys);
-        let step = self.script.lock().unwrap().pop_front().unwrap_or(Script::Ok);
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Script::Ok);
         let mut response = KinesisEventResponse::default();
         match step {
             Script::Ok => {}
-            Script::FailAt(i) => response.add_failure(event.records[i].kinesis.sequence_number.clone()),
+            Script::FailAt(i) => {
+                response.add_failure(event.records[i].kinesis.sequence_number.clone())
+            }
             Script::Identifier(id) => response.add_failure(id),
             Script::Error => return Err(HandlerError("boom".into())),
         }
@@ -51,7 +62,12 @@ impl FailureDestination for Failures {
 /// A closed one-shard stream holding records "0".."n-1".
 fn stream(n: usize, shards: usize) -> LocalStream {
     let stream = LocalStream::new("test", shards);
-    let entries: Vec<Entry> = (0..n).map(|i| Entry { partition_key: format!("k{i}"), data: i.to_string().into_bytes() }).collect();
+    let entries: Vec<Entry> = (0..n)
+        .map(|i| Entry {
+            partition_key: format!("k{i}"),
+            data: i.to_string().into_bytes(),
+        })
+        .collect();
     for chunk in entries.chunks(500) {
         stream.put(chunk).unwrap();
     }
@@ -60,7 +76,12 @@ fn stream(n: usize, shards: usize) -> LocalStream {
 }
 
 fn config(batch_size: usize) -> MappingConfig {
-    MappingConfig { batch_size, retry_backoff: Duration::from_millis(1), poll_interval: Duration::from_millis(1), ..MappingConfig::default() }
+    MappingConfig {
+        batch_size,
+        retry_backoff: Duration::from_millis(1),
+        poll_interval: Duration::from_millis(1),
+        ..MappingConfig::default()
+    }
 }
 
 fn flat(seen: &[Vec<String>]) -> Vec<usize> {
@@ -71,24 +92,47 @@ fn flat(seen: &[Vec<String>]) -> Vec<usize> {
 async fn every_record_is_delivered_once_in_shard_order_in_batches_of_batch_size() {
     let stream = stream(25, 1);
     let handler = Scripted::default();
-    let stats = Runner::new(config(10)).run(&LocalSource::new(stream), &handler, &Failures::default()).await.unwrap();
+    let stats = Runner::new(config(10))
+        .run(&LocalSource::new(stream), &handler, &Failures::default())
+        .await
+        .unwrap();
     let seen = handler.seen.lock().unwrap().clone();
     assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
     assert_eq!(flat(&seen), (0..25).collect::<Vec<_>>());
-    assert_eq!((stats.records_read, stats.records_done, stats.invocations), (25, 25, 3));
+    assert_eq!(
+        (stats.records_read, stats.records_done, stats.invocations),
+        (25, 25, 3)
+    );
 }
 
 #[tokio::test]
 async fn all_shards_are_read_each_in_order() {
     let stream = stream(1_000, 4);
     let handler = Scripted::default();
-    Runner::new(config(100)).run(&LocalSource::new(stream.clone()), &handler, &Failures::default()).await.unwrap();
+    Runner::new(config(100))
+        .run(
+            &LocalSource::new(stream.clone()),
+            &handler,
+            &Failures::default(),
+        )
+        .await
+        .unwrap();
     let seen = handler.seen.lock().unwrap().clone();
     let mut all = flat(&seen);
     // Within each shard the order is the put order.
     for shard in stream.shards() {
-        let in_shard: Vec<usize> = all.iter().copied().filter(|i| stream.shards()[stream.shard_for(&format!("k{i}"))].shard_id == shard.shard_id).collect();
-        assert!(in_shard.windows(2).all(|w| w[0] < w[1]), "{} out of order", shard.shard_id);
+        let in_shard: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|i| {
+                stream.shards()[stream.shard_for(&format!("k{i}"))].shard_id == shard.shard_id
+            })
+            .collect();
+        assert!(
+            in_shard.windows(2).all(|w| w[0] < w[1]),
+            "{} out of order",
+            shard.shard_id
+        );
     }
     all.sort_unstable();
     assert_eq!(all, (0..1_000).collect::<Vec<_>>());
@@ -98,17 +142,42 @@ async fn all_shards_are_read_each_in_order() {
 async fn a_partial_failure_retries_from_the_reported_record_only() {
     let handler = Scripted::default();
     handler.script.lock().unwrap().extend([Script::FailAt(4)]);
-    let stats = Runner::new(config(10)).run(&LocalSource::new(stream(10, 1)), &handler, &Failures::default()).await.unwrap();
+    let stats = Runner::new(config(10))
+        .run(
+            &LocalSource::new(stream(10, 1)),
+            &handler,
+            &Failures::default(),
+        )
+        .await
+        .unwrap();
     let seen = handler.seen.lock().unwrap().clone();
     assert_eq!(flat(&seen[1..]), (4..10).collect::<Vec<_>>());
-    assert_eq!((stats.invocations, stats.failed_invocations, stats.records_done), (2, 1, 10));
+    assert_eq!(
+        (
+            stats.invocations,
+            stats.failed_invocations,
+            stats.records_done
+        ),
+        (2, 1, 10)
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_identifier_or_a_function_error_retries_the_whole_batch() {
     let handler = Scripted::default();
-    handler.script.lock().unwrap().extend([Script::Identifier(""), Script::Error]);
-    Runner::new(config(5)).run(&LocalSource::new(stream(5, 1)), &handler, &Failures::default()).await.unwrap();
+    handler
+        .script
+        .lock()
+        .unwrap()
+        .extend([Script::Identifier(""), Script::Error]);
+    Runner::new(config(5))
+        .run(
+            &LocalSource::new(stream(5, 1)),
+            &handler,
+            &Failures::default(),
+        )
+        .await
+        .unwrap();
     let seen = handler.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
     assert!(seen.iter().all(|b| b.len() == 5));
@@ -118,10 +187,20 @@ async fn an_unknown_identifier_or_a_function_error_retries_the_whole_batch() {
 async fn a_batch_out_of_retries_goes_to_the_failure_destination_and_the_shard_moves_on() {
     let handler = Scripted::default();
     // Batch 0..5 fails at record 2 on every attempt (1 + 2 retries).
-    handler.script.lock().unwrap().extend([Script::FailAt(2), Script::FailAt(0), Script::FailAt(0)]);
+    handler.script.lock().unwrap().extend([
+        Script::FailAt(2),
+        Script::FailAt(0),
+        Script::FailAt(0),
+    ]);
     let failures = Failures::default();
-    let runner = Runner::new(MappingConfig { max_retry_attempts: Some(2), ..config(5) });
-    let stats = runner.run(&LocalSource::new(stream(10, 1)), &handler, &failures).await.unwrap();
+    let runner = Runner::new(MappingConfig {
+        max_retry_attempts: Some(2),
+        ..config(5)
+    });
+    let stats = runner
+        .run(&LocalSource::new(stream(10, 1)), &handler, &failures)
+        .await
+        .unwrap();
     let sent = failures.0.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     let info = &sent[0].kinesis_batch_info;
@@ -131,23 +210,51 @@ async fn a_batch_out_of_retries_goes_to_the_failure_destination_and_the_shard_mo
     // The next batch (5..10) was still processed.
     let seen = handler.seen.lock().unwrap().clone();
     assert_eq!(flat(&seen[seen.len() - 1..]), (5..10).collect::<Vec<_>>());
-    assert_eq!((stats.batches_to_failure_destination, stats.records_to_failure_destination, stats.records_done), (1, 3, 10));
+    assert_eq!(
+        (
+            stats.batches_to_failure_destination,
+            stats.records_to_failure_destination,
+            stats.records_done
+        ),
+        (1, 3, 10)
+    );
 }
 
 #[tokio::test]
 async fn an_idle_shard_stops_after_the_idle_timeout() {
     let stream = LocalStream::new("open", 1);
-    stream.put(&[Entry { partition_key: "k".into(), data: b"0".to_vec() }]).unwrap();
+    stream
+        .put(&[Entry {
+            partition_key: "k".into(),
+            data: b"0".to_vec(),
+        }])
+        .unwrap();
     let handler = Scripted::default();
-    let runner = Runner::new(MappingConfig { idle_timeout: Some(Duration::from_millis(100)), ..config(10) });
-    let stats = runner.run(&LocalSource::new(stream), &handler, &Failures::default()).await.unwrap();
+    let runner = Runner::new(MappingConfig {
+        idle_timeout: Some(Duration::from_millis(100)),
+        ..config(10)
+    });
+    let stats = runner
+        .run(&LocalSource::new(stream), &handler, &Failures::default())
+        .await
+        .unwrap();
     assert_eq!(stats.records_done, 1);
 }
 
 #[test]
 fn events_look_like_lambdas() {
-    let record = SourceRecord { sequence_number: "49".into(), partition_key: "pk".into(), approximate_arrival: Utc::now(), data: b"hi".to_vec() };
-    let event = kinesis_event("shardId-000000000001", "arn:aws:kinesis:us-east-1:1:stream/s", "us-east-1", &[record]);
+    let record = SourceRecord {
+        sequence_number: "49".into(),
+        partition_key: "pk".into(),
+        approximate_arrival: Utc::now(),
+        data: b"hi".to_vec(),
+    };
+    let event = kinesis_event(
+        "shardId-000000000001",
+        "arn:aws:kinesis:us-east-1:1:stream/s",
+        "us-east-1",
+        &[record],
+    );
     let json = serde_json::to_value(&event).unwrap();
     let r = &json["Records"][0];
     assert_eq!(r["eventID"], "shardId-000000000001:49");
@@ -160,13 +267,27 @@ fn events_look_like_lambdas() {
 async fn with_a_shard_concurrency_of_one_shards_are_read_one_after_another() {
     let stream = stream(400, 4);
     let handler = Scripted::default();
-    let runner = Runner::new(MappingConfig { shard_concurrency: Some(1), ..config(50) });
-    runner.run(&LocalSource::new(stream.clone()), &handler, &Failures::default()).await.unwrap();
+    let runner = Runner::new(MappingConfig {
+        shard_concurrency: Some(1),
+        ..config(50)
+    });
+    runner
+        .run(
+            &LocalSource::new(stream.clone()),
+            &handler,
+            &Failures::default(),
+        )
+        .await
+        .unwrap();
     let seen = handler.seen.lock().unwrap().clone();
     let shard_of = |batch: &Vec<String>| stream.shard_for(&format!("k{}", batch[0]));
     let order: Vec<usize> = seen.iter().map(shard_of).collect();
     // Each shard's batches are contiguous: the shard index changes at most 3 times.
-    assert_eq!(order.windows(2).filter(|w| w[0] != w[1]).count(), 3, "{order:?}");
+    assert_eq!(
+        order.windows(2).filter(|w| w[0] != w[1]).count(),
+        3,
+        "{order:?}"
+    );
     assert_eq!(flat(&seen).len(), 400);
 }
 
@@ -177,7 +298,12 @@ async fn the_batching_window_gathers_records_that_trickle_in() {
         let stream = stream.clone();
         tokio::spawn(async move {
             for i in 0..6 {
-                stream.put(&[Entry { partition_key: "k".into(), data: i.to_string().into_bytes() }]).unwrap();
+                stream
+                    .put(&[Entry {
+                        partition_key: "k".into(),
+                        data: i.to_string().into_bytes(),
+                    }])
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -185,12 +311,22 @@ async fn the_batching_window_gathers_records_that_trickle_in() {
         })
     };
     let handler = Scripted::default();
-    let runner = Runner::new(MappingConfig { batching_window: Duration::from_millis(350), ..config(100) });
-    runner.run(&LocalSource::new(stream), &handler, &Failures::default()).await.unwrap();
+    let runner = Runner::new(MappingConfig {
+        batching_window: Duration::from_millis(350),
+        ..config(100)
+    });
+    runner
+        .run(&LocalSource::new(stream), &handler, &Failures::default())
+        .await
+        .unwrap();
     writer.await.unwrap();
     let seen = handler.seen.lock().unwrap().clone();
     // Records 0..3 arrive within the first window (t = 0, 100, 200, 300 ms), the rest in
     // the next one.
-    assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [4, 2], "{seen:?}");
+    assert_eq!(
+        seen.iter().map(Vec::len).collect::<Vec<_>>(),
+        [4, 2],
+        "{seen:?}"
+    );
     assert_eq!(flat(&seen), (0..6).collect::<Vec<_>>());
 }
