@@ -69,7 +69,8 @@ pub struct ConsumeArgs {
     /// Records per handler invocation.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    /// Stop once no shard has had a record for this many seconds.
+    /// Stop reading a shard once it has had no new record for this many seconds; the
+    /// command ends when every shard has stopped.
     #[arg(long, default_value_t = 5.0)]
     idle_seconds: f64,
     /// Shards processed at once (default: all, as Lambda does). Use 1 against moto,
