@@ -30,6 +30,23 @@ assert s["events_per_second"] > 0
 print("demo summary ok:", {k: s[k] for k in ("events_consumed", "dead_lettered", "events_per_second")})
 PY
 
+echo "--- schedule: generate, then load into the demo store again (idempotent, keeps sold)"
+$flyhigh schedule generate --seed 7 --out "$out/schedule.json"
+$flyhigh schedule load --file "$out/schedule.json" --sqlite "$out/demo/inventory.sqlite"
+"$py" - "$out/schedule.json" "$out/demo/inventory.sqlite" "$out/demo.json" <<'PY'
+import json, sqlite3, sys
+schedule = json.load(open(sys.argv[1]))
+cabins = sum(len(f["capacity"]) for f in schedule["flights"])
+db = sqlite3.connect(sys.argv[2])
+with_capacity = db.execute("select count(*) from cabins where capacity is not null").fetchone()[0]
+sold = db.execute("select sum(sold) from cabins").fetchone()[0]
+demo = json.load(open(sys.argv[3]))
+assert with_capacity == cabins, (with_capacity, cabins)
+assert sold == demo["inventory"]["seats_sold"], (sold, demo["inventory"]["seats_sold"])
+print(f"schedule ok: {cabins} cabins with capacity, {sold} seats sold kept")
+PY
+$flyhigh check --seed 7 --events 30000 --sqlite "$out/demo/inventory.sqlite"
+
 echo "--- AWS mode against $AWS_ENDPOINT_URL"
 suffix=$$-$RANDOM
 names=(--stream "smoke-events-$suffix" --table "smoke-inventory-$suffix"
@@ -48,4 +65,4 @@ assert consume["dead_lettered"] == 3, consume["dead_lettered"]
 assert check["inventory_check"] == "ok", check
 print("AWS mode ok:", {"records_read": consume["records_read"], "dead_lettered": consume["dead_lettered"], "inventory_check": check["inventory_check"]})
 PY
-echo "smoke: 2 passed, 0 failed"
+echo "smoke: 3 passed, 0 failed"
