@@ -12,7 +12,8 @@ py=${FLYHIGH_PYTHON:-python3}
 out=target/smoke
 rm -rf "$out"
 mkdir -p "$out"
-cargo build -q -p flyhigh
+# The same selection as scripts/test.sh builds, so this is a no-op there.
+cargo build -q --workspace --all-targets
 flyhigh=target/debug/flyhigh
 
 echo "--- demo, 30000 events"
