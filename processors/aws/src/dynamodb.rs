@@ -27,7 +27,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use self::errors::{commit_error, store_error};
 use self::items::{Item, PK, SK};
-use crate::retry::backoff;
+use crate::retry::{backoff, wait_until_active};
 
 /// Most keys one `BatchGetItem` request may carry.
 pub const BATCH_GET_MAX_KEYS: usize = 100;
@@ -256,28 +256,21 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         }
         Err(e) => return Err(store_error("CreateTable", &e)),
     }
-    let started = tokio::time::Instant::now();
-    for attempt in 0.. {
+    let active = wait_until_active(TABLE_ACTIVE_TIMEOUT, || async {
         let table = client
             .describe_table()
             .table_name(name)
             .send()
             .await
             .map_err(|e| store_error("DescribeTable", &e))?;
-        if table.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-            return Ok(());
-        }
-        if started.elapsed() > TABLE_ACTIVE_TIMEOUT {
-            break;
-        }
-        tokio::time::sleep(backoff(
-            attempt,
-            Duration::from_millis(100),
-            Duration::from_secs(5),
-        ))
-        .await;
+        Ok(table.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active))
+    })
+    .await?;
+    if active {
+        Ok(())
+    } else {
+        Err(StoreError::Transient(format!(
+            "table {name} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}"
+        )))
     }
-    Err(StoreError::Transient(format!(
-        "table {name} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}"
-    )))
 }

@@ -24,7 +24,7 @@ use flyhigh_runner::source::{
     ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
 };
 
-use crate::retry::{Retry, backoff, sdk_retry_of};
+use crate::retry::{Retry, sdk_retry_of, wait_until_active};
 
 /// Most records one `GetRecords` call may return.
 pub const GET_RECORDS_MAX_LIMIT: usize = 10_000;
@@ -403,32 +403,24 @@ pub async fn create_stream(
         }
         Err(e) => return Err(source_error("CreateStream", &e)),
     }
-    let started = tokio::time::Instant::now();
-    for attempt in 0.. {
+    let active = wait_until_active(STREAM_ACTIVE_TIMEOUT, || async {
         let out = client
             .describe_stream_summary()
             .stream_name(name)
             .send()
             .await
             .map_err(|e| source_error("DescribeStreamSummary", &e))?;
-        if out.stream_description_summary().map(|s| s.stream_status())
-            == Some(&StreamStatus::Active)
-        {
-            return Ok(());
-        }
-        if started.elapsed() > STREAM_ACTIVE_TIMEOUT {
-            break;
-        }
-        tokio::time::sleep(backoff(
-            attempt,
-            Duration::from_millis(100),
-            Duration::from_secs(5),
-        ))
-        .await;
+        Ok(out.stream_description_summary().map(|s| s.stream_status())
+            == Some(&StreamStatus::Active))
+    })
+    .await?;
+    if active {
+        Ok(())
+    } else {
+        Err(SourceError::Transient(format!(
+            "stream {name} not ACTIVE after {STREAM_ACTIVE_TIMEOUT:?}"
+        )))
     }
-    Err(SourceError::Transient(format!(
-        "stream {name} not ACTIVE after {STREAM_ACTIVE_TIMEOUT:?}"
-    )))
 }
 
 #[cfg(test)]

@@ -38,6 +38,36 @@ pub(crate) fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     base.saturating_mul(2u32.saturating_pow(attempt)).min(max)
 }
 
+/// Polls `is_active` with backoff (100 ms doubling to 5 s) until it answers true or
+/// `timeout` has passed; returns whether the resource became active. An error from a
+/// poll is returned at once.
+#[cfg(any(feature = "dynamodb", feature = "kinesis"))]
+pub(crate) async fn wait_until_active<E, F, Fut>(
+    timeout: Duration,
+    mut is_active: F,
+) -> Result<bool, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+{
+    let started = tokio::time::Instant::now();
+    for attempt in 0.. {
+        if is_active().await? {
+            return Ok(true);
+        }
+        if started.elapsed() > timeout {
+            break;
+        }
+        tokio::time::sleep(backoff(
+            attempt,
+            Duration::from_millis(100),
+            Duration::from_secs(5),
+        ))
+        .await;
+    }
+    Ok(false)
+}
+
 /// Defines `fn retry_of(&SdkError<E>) -> Retry` for one SDK crate.
 ///
 /// Every SDK crate re-exports the same `SdkError`, but this crate reaches it only
