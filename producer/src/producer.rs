@@ -197,10 +197,17 @@ impl Producer {
         done.await.map_err(|_| SendError::Closed)
     }
 
-    /// Flushes and stops the worker.
+    /// Flushes and stops the worker. Dropping a producer without closing it still
+    /// writes what is queued, but nobody learns about records that failed.
     pub async fn close(self) -> FlushReport {
         drop(self.commands);
-        self.worker.await.unwrap_or_default()
+        match self.worker.await {
+            Ok(report) => report,
+            // A panic in the worker is a bug; surface it rather than report nothing.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only when the runtime itself is shutting down.
+            Err(_) => FlushReport::default(),
+        }
     }
 
     /// Current counters.
