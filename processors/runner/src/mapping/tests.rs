@@ -84,6 +84,24 @@ fn config(batch_size: usize) -> MappingConfig {
     }
 }
 
+/// Runs `runner` over `stream` with `handler` and a fresh failure destination;
+/// returns the stats and every batch the handler saw.
+async fn run(
+    runner: &Runner,
+    stream: &LocalStream,
+    handler: &Scripted,
+) -> (MappingStats, Vec<Vec<String>>) {
+    let stats = runner
+        .run(
+            &LocalSource::new(stream.clone()),
+            handler,
+            &Failures::default(),
+        )
+        .await
+        .unwrap();
+    (stats, handler.seen.lock().unwrap().clone())
+}
+
 fn flat(seen: &[Vec<String>]) -> Vec<usize> {
     seen.iter().flatten().map(|s| s.parse().unwrap()).collect()
 }
@@ -92,11 +110,7 @@ fn flat(seen: &[Vec<String>]) -> Vec<usize> {
 async fn every_record_is_delivered_once_in_shard_order_in_batches_of_batch_size() {
     let stream = stream(25, 1);
     let handler = Scripted::default();
-    let stats = Runner::new(config(10))
-        .run(&LocalSource::new(stream), &handler, &Failures::default())
-        .await
-        .unwrap();
-    let seen = handler.seen.lock().unwrap().clone();
+    let (stats, seen) = run(&Runner::new(config(10)), &stream, &handler).await;
     assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
     assert_eq!(flat(&seen), (0..25).collect::<Vec<_>>());
     assert_eq!(
@@ -109,15 +123,7 @@ async fn every_record_is_delivered_once_in_shard_order_in_batches_of_batch_size(
 async fn all_shards_are_read_each_in_order() {
     let stream = stream(1_000, 4);
     let handler = Scripted::default();
-    Runner::new(config(100))
-        .run(
-            &LocalSource::new(stream.clone()),
-            &handler,
-            &Failures::default(),
-        )
-        .await
-        .unwrap();
-    let seen = handler.seen.lock().unwrap().clone();
+    let (_, seen) = run(&Runner::new(config(100)), &stream, &handler).await;
     let mut all = flat(&seen);
     // Within each shard the order is the put order.
     for shard in stream.shards() {
@@ -142,15 +148,7 @@ async fn all_shards_are_read_each_in_order() {
 async fn a_partial_failure_retries_from_the_reported_record_only() {
     let handler = Scripted::default();
     handler.script.lock().unwrap().extend([Script::FailAt(4)]);
-    let stats = Runner::new(config(10))
-        .run(
-            &LocalSource::new(stream(10, 1)),
-            &handler,
-            &Failures::default(),
-        )
-        .await
-        .unwrap();
-    let seen = handler.seen.lock().unwrap().clone();
+    let (stats, seen) = run(&Runner::new(config(10)), &stream(10, 1), &handler).await;
     assert_eq!(flat(&seen[1..]), (4..10).collect::<Vec<_>>());
     assert_eq!(
         (
@@ -170,15 +168,7 @@ async fn an_unknown_identifier_or_a_function_error_retries_the_whole_batch() {
         .lock()
         .unwrap()
         .extend([Script::Identifier(""), Script::Error]);
-    Runner::new(config(5))
-        .run(
-            &LocalSource::new(stream(5, 1)),
-            &handler,
-            &Failures::default(),
-        )
-        .await
-        .unwrap();
-    let seen = handler.seen.lock().unwrap().clone();
+    let (_, seen) = run(&Runner::new(config(5)), &stream(5, 1), &handler).await;
     assert_eq!(seen.len(), 3);
     assert!(seen.iter().all(|b| b.len() == 5));
 }
@@ -234,10 +224,7 @@ async fn an_idle_shard_stops_after_the_idle_timeout() {
         idle_timeout: Some(Duration::from_millis(100)),
         ..config(10)
     });
-    let stats = runner
-        .run(&LocalSource::new(stream), &handler, &Failures::default())
-        .await
-        .unwrap();
+    let (stats, _) = run(&runner, &stream, &handler).await;
     assert_eq!(stats.records_done, 1);
 }
 
@@ -271,15 +258,7 @@ async fn with_a_shard_concurrency_of_one_shards_are_read_one_after_another() {
         shard_concurrency: Some(1),
         ..config(50)
     });
-    runner
-        .run(
-            &LocalSource::new(stream.clone()),
-            &handler,
-            &Failures::default(),
-        )
-        .await
-        .unwrap();
-    let seen = handler.seen.lock().unwrap().clone();
+    let (_, seen) = run(&runner, &stream, &handler).await;
     let shard_of = |batch: &Vec<String>| stream.shard_for(&format!("k{}", batch[0]));
     let order: Vec<usize> = seen.iter().map(shard_of).collect();
     // Each shard's batches are contiguous: the shard index changes at most 3 times.
@@ -315,12 +294,8 @@ async fn the_batching_window_gathers_records_that_trickle_in() {
         batching_window: Duration::from_millis(350),
         ..config(100)
     });
-    runner
-        .run(&LocalSource::new(stream), &handler, &Failures::default())
-        .await
-        .unwrap();
+    let (_, seen) = run(&runner, &stream, &handler).await;
     writer.await.unwrap();
-    let seen = handler.seen.lock().unwrap().clone();
     // Records 0..3 arrive within the first window (t = 0, 100, 200, 300 ms), the rest in
     // the next one.
     assert_eq!(
