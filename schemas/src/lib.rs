@@ -10,6 +10,10 @@
 //!   `schema_version`, invalid fields).
 //! - [`partition`]: partition keys per the design and the Kinesis hash-key function
 //!   (MD5 → 128-bit) shared by the producer and the in-process stream.
+//! - [`aggregation`]: the KPL aggregated-record format (magic, protobuf
+//!   `AggregatedRecord`, MD5), written by the producer with an [`AggregateBuilder`] and
+//!   read by every consumer with [`deaggregate`], byte-compatible with the KPL, the
+//!   KCL and the `aws-kinesis-agg` libraries.
 //! - [`json_schema`]: the JSON Schema (draft 2020-12) of the envelope, generated from
 //!   these types for producers not written in Rust; checked in as
 //!   `json/envelope.schema.json` and kept equal to the types by `tests/json_schema.rs`.
@@ -55,12 +59,16 @@
 //! assert_eq!(back, event);
 //! ```
 
+pub mod aggregation;
 pub mod decode;
 pub mod event;
 pub mod json_schema;
 pub mod partition;
 pub mod validate;
 
+pub use aggregation::{
+    AggregateBuilder, AggregateError, Deaggregated, UserRecordRef, deaggregate, is_aggregated,
+};
 pub use decode::{DecodeError, decode};
 pub use event::{
     Booking, Cabin, Cancellation, CancellationReason, Envelope, EventType, Money, Payload,
