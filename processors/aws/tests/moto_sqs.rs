@@ -32,6 +32,7 @@ fn letter(i: usize) -> DeadLetter {
         .into(),
         shard_id: "shardId-000000000001".into(),
         sequence_number: format!("4959033827149025660855969253836157109592157598913658{i:04}"),
+        sub_sequence_number: None,
         partition_key: format!("FH{i}-20261201"),
         approximate_arrival: chrono::DateTime::from_timestamp_millis(1_795_000_000_000 + i as i64),
         reason_kind: "invalid_field".into(),

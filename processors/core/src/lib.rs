@@ -6,8 +6,9 @@
 //!   ([`inventory::apply`]); a batch of events becomes a [`inventory::Plan`] of
 //!   conditional booking writes plus one aggregated counter change per flight and
 //!   cabin, packed into store transactions of bounded size.
-//! - [`records`]: user records as the processors see them, decoding into events or
-//!   poison with a reason.
+//! - [`records`]: Kinesis records as the processors see them, expanded from KPL
+//!   aggregates into user records ([`EventRecord`]), decoding into events or poison
+//!   with a reason.
 //! - [`ports`]: the small traits the handlers need ([`ports::InventoryStore`],
 //!   [`ports::DeadLetterSink`]); the AWS and embedded adapters implement them.
 //!
@@ -22,5 +23,5 @@ pub mod schedule;
 
 pub use inventory::{BookingRecord, BookingStatus, CabinInventory, CabinKey};
 pub use ports::{CommitError, DeadLetter, DeadLetterSink, InventoryStore, StoreError};
-pub use records::UserRecord;
+pub use records::{EventRecord, KinesisRecord};
 pub use schedule::{Schedule, ScheduledFlight};

@@ -89,15 +89,22 @@ pub struct DeadLetter {
     pub shard_id: String,
     /// Its sequence number, to find it in the stream.
     pub sequence_number: String,
-    /// Its partition key.
+    /// Which user record of an aggregated Kinesis record it is (from 0); absent when
+    /// the Kinesis record is not aggregated or is dead-lettered as a whole (a damaged
+    /// aggregate). Absent in letters written before consumers read aggregates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_sequence_number: Option<u32>,
+    /// Its partition key (a user record's own, inside an aggregate).
     pub partition_key: String,
     /// When Kinesis accepted it.
     pub approximate_arrival: Option<DateTime<Utc>>,
-    /// A stable label of the cause (see `flyhigh_schemas::DecodeError::kind`).
+    /// A stable label of the cause (see `flyhigh_schemas::DecodeError::kind` and
+    /// `flyhigh_schemas::AggregateError::kind`).
     pub reason_kind: String,
     /// The cause, naming the field.
     pub reason: String,
-    /// The record's bytes, base64.
+    /// The rejected bytes, base64: the user record's, or the whole Kinesis record's
+    /// when the aggregate itself is damaged.
     pub data_base64: String,
 }
 

@@ -257,6 +257,7 @@ mod tests {
             processor: "inventory".into(),
             shard_id: "shardId-000000000001".into(),
             sequence_number: format!("4959000000000000000000000000000000000000000000000000{n:04}"),
+            sub_sequence_number: None,
             partition_key: "FH0123-20261201".into(),
             approximate_arrival: Some(Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()),
             reason_kind: "invalid_json".into(),

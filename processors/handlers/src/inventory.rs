@@ -1,15 +1,20 @@
 //! The inventory handler: seat inventory per flight and cabin, exactly once.
 //!
 //! Per batch:
-//! 1. decode every record; poison (not an event, or invalid) goes to the dead-letter
-//!    sink with the reason, and the rest of the batch goes on;
+//! 1. expand every Kinesis record into its user records (a KPL aggregate holds
+//!    several) and decode each; poison goes to the dead-letter sink with the reason
+//!    (a damaged aggregate as a whole, an event that is not one or is invalid on its
+//!    own), and the rest of the batch goes on;
 //! 2. read the stored state of every booking the batch mentions;
 //! 3. fold the batch over those states ([`flyhigh_core::inventory::plan`]) and pack
 //!    the changes into transactions of bounded size;
 //! 4. commit each transaction, conditional on the states read; a conflict (a retry or
 //!    replay got there first) means re-read and re-plan those bookings;
-//! 5. report the first record whose effect is not stored, so that Lambda retries from
-//!    there; everything before it is done, and everything after it is idempotent.
+//! 5. report the first Kinesis record whose effect is not stored, so that Lambda
+//!    retries from there; everything before it is done, and everything after it is
+//!    idempotent. Events keep the index of their Kinesis record, so a failure inside
+//!    an aggregate names the aggregate's sequence number; the retry replays the
+//!    aggregate's earlier user records, which the fold turns into no-ops.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use flyhigh_core::inventory::{InventoryEvent, MAX_TRANSACTION_ITEMS, pack, plan};
-use flyhigh_core::{CommitError, DeadLetter, DeadLetterSink, InventoryStore, UserRecord};
-use flyhigh_schemas::{Envelope, Payload};
+use flyhigh_core::{
+    CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore, KinesisRecord,
+};
+use flyhigh_schemas::{AggregateError, DecodeError, Envelope, Payload};
 
 use crate::kinesis;
 
@@ -34,8 +41,11 @@ const MAX_CONFLICT_ROUNDS: usize = 4;
 pub struct HandlerStats {
     /// Batches handled.
     pub batches: u64,
-    /// Records received (retries count again).
+    /// Kinesis records received (retries count again).
     pub records: u64,
+    /// User records found in them: one per plain record, every record of an
+    /// aggregate (retries count again).
+    pub user_records: u64,
     /// Searches seen (no effect on inventory).
     pub searches: u64,
     /// Bookings and cancellations seen.
@@ -48,7 +58,8 @@ pub struct HandlerStats {
     pub transactions: u64,
     /// Conflicts met (each leads to a re-read).
     pub conflicts: u64,
-    /// Records dead-lettered as poison.
+    /// Dead letters written: poison user records, and damaged aggregates (one letter
+    /// for the whole Kinesis record).
     pub dead_lettered: u64,
     /// Batches that reported a failure.
     pub failed_batches: u64,
@@ -58,6 +69,7 @@ pub struct HandlerStats {
 struct Counters {
     batches: AtomicU64,
     records: AtomicU64,
+    user_records: AtomicU64,
     searches: AtomicU64,
     inventory_events: AtomicU64,
     changes_committed: AtomicU64,
@@ -78,7 +90,7 @@ pub struct InventoryHandler<S, D> {
 /// What one batch came to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
-    /// Index of the first record to retry, if any.
+    /// Index of the first Kinesis record to retry, if any.
     pub first_failed: Option<usize>,
     /// Why, when there is a failure.
     pub error: Option<String>,
@@ -101,7 +113,7 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
 
     /// Handles one Lambda batch.
     pub async fn handle(&self, event: KinesisEvent) -> KinesisEventResponse {
-        let records = kinesis::user_records(&event);
+        let records = kinesis::kinesis_records(&event);
         let outcome = self.process(&records).await;
         if let (Some(index), Some(error)) = (outcome.first_failed, &outcome.error) {
             let record = &records[index];
@@ -110,8 +122,8 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
         kinesis::response(&records, outcome.first_failed)
     }
 
-    /// Processes a batch of user records in shard order.
-    pub async fn process(&self, records: &[UserRecord]) -> BatchOutcome {
+    /// Processes a batch of Kinesis records in shard order.
+    pub async fn process(&self, records: &[KinesisRecord]) -> BatchOutcome {
         self.add(&self.counters.batches, 1);
         self.add(&self.counters.records, records.len() as u64);
         let mut outcome = BatchOutcome::default();
@@ -122,12 +134,22 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             }
         };
 
+        // Indexes are those of the Kinesis records: every failure is reported, and
+        // retried, by Kinesis record.
         let mut events: Vec<(usize, Envelope)> = Vec::with_capacity(records.len());
         let mut poison: Vec<(usize, DeadLetter)> = Vec::new();
         for (index, record) in records.iter().enumerate() {
-            match record.decode() {
-                Ok(event) => events.push((index, event)),
-                Err(e) => poison.push((index, dead_letter(record, &e))),
+            match record.event_records() {
+                Ok(user_records) => {
+                    self.add(&self.counters.user_records, user_records.len() as u64);
+                    for user_record in user_records {
+                        match user_record.decode() {
+                            Ok(event) => events.push((index, event)),
+                            Err(e) => poison.push((index, poison_event(&user_record, &e))),
+                        }
+                    }
+                }
+                Err(e) => poison.push((index, damaged_aggregate(record, &e))),
             }
         }
         if !poison.is_empty() {
@@ -135,9 +157,9 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             match self.dead_letters.send(&letters).await {
                 Ok(()) => {
                     self.add(&self.counters.dead_lettered, letters.len() as u64);
-                    for (index, letter) in &poison {
-                        let record = &records[*index];
-                        tracing::warn!(shard_id = %record.shard_id, sequence_number = %record.sequence_number,
+                    for letter in &letters {
+                        tracing::warn!(shard_id = %letter.shard_id, sequence_number = %letter.sequence_number,
+                            sub_sequence_number = ?letter.sub_sequence_number,
                             reason_kind = %letter.reason_kind, reason = %letter.reason, "record dead-lettered");
                     }
                 }
@@ -220,6 +242,7 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
         HandlerStats {
             batches: c(&self.counters.batches),
             records: c(&self.counters.records),
+            user_records: c(&self.counters.user_records),
             searches: c(&self.counters.searches),
             inventory_events: c(&self.counters.inventory_events),
             changes_committed: c(&self.counters.changes_committed),
@@ -236,11 +259,31 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
     }
 }
 
-fn dead_letter(record: &UserRecord, error: &flyhigh_schemas::DecodeError) -> DeadLetter {
+/// The letter for a user record that is not a valid event: its own bytes, so that a
+/// replay sends exactly it, and its place in its Kinesis record.
+fn poison_event(record: &EventRecord<'_>, error: &DecodeError) -> DeadLetter {
+    let kinesis = record.kinesis;
+    DeadLetter {
+        processor: PROCESSOR.to_string(),
+        shard_id: kinesis.shard_id.clone(),
+        sequence_number: kinesis.sequence_number.clone(),
+        sub_sequence_number: record.sub_sequence_number,
+        partition_key: record.partition_key.to_string(),
+        approximate_arrival: kinesis.approximate_arrival,
+        reason_kind: error.kind().to_string(),
+        reason: error.to_string(),
+        data_base64: record.data_base64(),
+    }
+}
+
+/// The letter for a Kinesis record whose aggregate cannot be read: none of its user
+/// records can be trusted, so the whole record goes, bytes and all.
+fn damaged_aggregate(record: &KinesisRecord, error: &AggregateError) -> DeadLetter {
     DeadLetter {
         processor: PROCESSOR.to_string(),
         shard_id: record.shard_id.clone(),
         sequence_number: record.sequence_number.clone(),
+        sub_sequence_number: None,
         partition_key: record.partition_key.clone(),
         approximate_arrival: record.approximate_arrival,
         reason_kind: error.kind().to_string(),

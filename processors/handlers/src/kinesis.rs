@@ -1,16 +1,21 @@
-//! Conversions between Lambda's Kinesis event types and the core's user records.
+//! Conversions between Lambda's Kinesis event types and the core's Kinesis records.
+//!
+//! Lambda delivers Kinesis records as they are in the stream, KPL aggregates
+//! included; the handlers expand them with
+//! [`KinesisRecord::event_records`](flyhigh_core::KinesisRecord::event_records), and
+//! report failures here by Kinesis sequence number.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use flyhigh_core::UserRecord;
+use flyhigh_core::KinesisRecord;
 
-/// The batch's records, in order. Lambda names the shard in each record's `eventID`
-/// (`shardId-000000000000:49590338...`).
-pub fn user_records(event: &KinesisEvent) -> Vec<UserRecord> {
+/// The batch's Kinesis records, in order. Lambda names the shard in each record's
+/// `eventID` (`shardId-000000000000:49590338...`).
+pub fn kinesis_records(event: &KinesisEvent) -> Vec<KinesisRecord> {
     event
         .records
         .iter()
-        .map(|r| UserRecord {
+        .map(|r| KinesisRecord {
             shard_id: r
                 .event_id
                 .as_deref()
@@ -25,13 +30,15 @@ pub fn user_records(event: &KinesisEvent) -> Vec<UserRecord> {
         .collect()
 }
 
-/// The response for a batch whose records from `first_failed` on must be retried.
+/// The response for a batch whose Kinesis records from `first_failed` on must be
+/// retried.
 ///
 /// Lambda retries from the lowest sequence number reported, so one identifier, the
-/// first failed record's, says everything. A record without a sequence number cannot
+/// first failed record's, says everything. It is always a Kinesis sequence number:
+/// a failed user record inside an aggregate fails its whole Kinesis record. A record without a sequence number cannot
 /// be named (an empty identifier fails the whole batch), so then the batch's first
 /// record is reported instead.
-pub fn response(records: &[UserRecord], first_failed: Option<usize>) -> KinesisEventResponse {
+pub fn response(records: &[KinesisRecord], first_failed: Option<usize>) -> KinesisEventResponse {
     let mut response = KinesisEventResponse::default();
     if let Some(index) = first_failed {
         let named = records.get(index).filter(|r| !r.sequence_number.is_empty());

@@ -6,8 +6,14 @@
 //! `flyhigh-core`, so the Lambda binary (DynamoDB, SQS), the local runner (SQLite,
 //! files) and the tests (in memory) all run this same code.
 //!
-//! - [`kinesis`]: `KinesisEvent` ⇄ core user records and batch responses.
+//! - [`kinesis`]: `KinesisEvent` ⇄ core Kinesis records and batch responses.
 //! - [`inventory`]: [`InventoryHandler`], seat inventory exactly once.
+//!
+//! Every handler reads Kinesis records through
+//! [`KinesisRecord::event_records`](flyhigh_core::KinesisRecord::event_records), so a
+//! KPL aggregate (what our producer and any KPL producer write) is processed user
+//! record by user record, a damaged aggregate is dead-lettered whole with its
+//! reason, and failures are still reported by Kinesis sequence number.
 //!
 //! [`KinesisEvent`]: aws_lambda_events::event::kinesis::KinesisEvent
 //! [`KinesisEventResponse`]: aws_lambda_events::event::streams::KinesisEventResponse

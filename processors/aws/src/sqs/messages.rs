@@ -156,6 +156,7 @@ mod tests {
             processor: "inventory".into(),
             shard_id: "shardId-000000000001".into(),
             sequence_number: "49590338271490256608559692538361571095921575989136588898".into(),
+            sub_sequence_number: None,
             partition_key: "FH1-20261201".into(),
             approximate_arrival: None,
             reason_kind: "invalid_field".into(),
