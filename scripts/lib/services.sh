@@ -1,14 +1,22 @@
 # shellcheck shell=bash
 #
-# Local services for the test suite: the Python tool venv, moto server and
-# `cargo lambda watch`. Sourced by scripts/test.sh and scripts/moto.sh; it
-# defines functions and variables only and never changes shell options.
+# Local services for the test suite: the Python tool venv, moto server,
+# kinesalite and `cargo lambda watch`. Sourced by scripts/test.sh,
+# scripts/moto.sh and scripts/kinesalite.sh; it defines functions and variables
+# only and never changes shell options.
 #
 # Everything binds to 127.0.0.1 on a free port (never `localhost`: S3
 # virtual-host addressing breaks) and logs to target/test-logs/.
 #
-# What tests get in their environment after start_moto / start_lambda_watch:
+# What tests get in their environment after start_moto / start_kinesalite /
+# start_lambda_watch:
 #   FLYHIGH_MOTO_URL     http://127.0.0.1:PORT of moto server
+#   FLYHIGH_KINESALITE_URL
+#                        http://127.0.0.1:PORT of kinesalite (Kinesis only, in
+#                        memory): for concurrent and high-volume Kinesis tests,
+#                        which moto gets wrong (it loses records under concurrent
+#                        PutRecords). Not in AWS_ENDPOINT_URL, which stays moto;
+#                        a test passes this URL to its Kinesis client explicitly.
 #   FLYHIGH_LAMBDA_URL   http://127.0.0.1:PORT of `cargo lambda watch`; invoke a
 #                        function with POST $FLYHIGH_LAMBDA_URL/2015-03-31/functions/<bin>/invocations
 #   FLYHIGH_PYTHON       the venv's python (has pyarrow and duckdb)
@@ -58,6 +66,9 @@
 
 FLYHIGH_ROOT=${FLYHIGH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 FLYHIGH_VENV=${FLYHIGH_VENV:-$FLYHIGH_ROOT/.venv}
+# The pinned kinesalite (package.json + package-lock.json); npm installs it into
+# node_modules/ there.
+FLYHIGH_KINESALITE_DIR=${FLYHIGH_KINESALITE_DIR:-$FLYHIGH_ROOT/scripts/kinesalite}
 FLYHIGH_LOG_DIR=${FLYHIGH_LOG_DIR:-$FLYHIGH_ROOT/target/test-logs}
 # The packages whose binaries `cargo lambda watch` serves.
 FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda)
@@ -105,6 +116,34 @@ ensure_venv() {
     *":$FLYHIGH_VENV/bin:"*) ;;
     *) export PATH="$FLYHIGH_VENV/bin:$PATH" ;;
   esac
+}
+
+# Installs the pinned kinesalite into $FLYHIGH_KINESALITE_DIR/node_modules with
+# `npm ci` when package-lock.json changed since the last successful install (a
+# sha256 stamp in node_modules, as for the venv). Needs node and npm (>= 7).
+#
+# --omit=optional leaves out leveldown, kinesalite's only native dependency: it
+# is loaded only for an on-disk store (--path), and the tests run in memory.
+# --ignore-scripts: nothing left needs an install script, so no compiler or
+# node-gyp is ever involved. From an empty npm cache this takes about 2 s.
+ensure_kinesalite() {
+  local dir=$FLYHIGH_KINESALITE_DIR
+  local stamp="$dir/node_modules/.package-lock.sha256"
+  local want
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    _svc_log "kinesalite needs node and npm (Node.js >= 16) on PATH"
+    return 1
+  fi
+  want=$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1) || return 1
+  if [[ -f $stamp && $(<"$stamp") == "$want" && -f $dir/node_modules/kinesalite/index.js ]]; then
+    _svc_log "kinesalite up to date with scripts/kinesalite/package-lock.json"
+  else
+    _svc_log "installing kinesalite into ${dir#"$FLYHIGH_ROOT"/}/node_modules (npm ci)"
+    # npm ci starts by removing node_modules, stamp included.
+    (cd "$dir" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+      return 1
+    printf '%s\n' "$want" >"$stamp"
+  fi
 }
 
 # Prints a TCP port that is free on 127.0.0.1 right now.
@@ -195,6 +234,42 @@ start_moto() {
   export FLYHIGH_MOTO_URL="http://127.0.0.1:$port"
   export_aws_test_env
   _svc_log "moto_server pid $pid at $FLYHIGH_MOTO_URL (log: ${log#"$FLYHIGH_ROOT"/})"
+}
+
+# A Kinesis ListStreams call on 127.0.0.1:$1, as the SDK sends it (kinesalite
+# checks that a SigV4-shaped Authorization header is present, not the
+# signature); fails unless it answers 200.
+_svc_kinesis_list_streams() {
+  curl -sf --max-time 2 -o /dev/null -X POST "http://127.0.0.1:$1/" \
+    -H 'Content-Type: application/x-amz-json-1.1' \
+    -H 'X-Amz-Target: Kinesis_20131202.ListStreams' \
+    -H 'X-Amz-Date: 20260101T000000Z' \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=0' \
+    -d '{}'
+}
+
+# start_kinesalite [PORT] [LOG]: starts kinesalite in memory on 127.0.0.1 and
+# exports FLYHIGH_KINESALITE_URL. Call ensure_kinesalite first.
+#
+# Options: streams become ACTIVE (and are deleted, resharded) at once instead of
+# after 500 ms, so tests do not wait; the shard limit (default 10 open shards
+# over all streams, like a new AWS account) is raised because a test run creates
+# many streams in one server and never needs the limit error.
+start_kinesalite() {
+  local port=${1:-} log=${2:-$FLYHIGH_LOG_DIR/kinesalite.log} pid
+  [[ -n $port ]] || port=$(free_port) || return 1
+  [[ -f $FLYHIGH_KINESALITE_DIR/node_modules/kinesalite/index.js ]] || {
+    _svc_log "kinesalite is not installed; run ensure_kinesalite first"
+    return 1
+  }
+  _svc_spawn kinesalite "$log" "$FLYHIGH_KINESALITE_DIR" node server.js --port "$port" \
+    --createStreamMs 0 --deleteStreamMs 0 --updateStreamMs 0 \
+    --shardLimit "${FLYHIGH_KINESALITE_SHARD_LIMIT:-100000}"
+  pid=$REPLY
+  _svc_wait_until "kinesalite (pid $pid, port $port)" "$pid" "$log" \
+    _svc_kinesis_list_streams "$port" || return 1
+  export FLYHIGH_KINESALITE_URL="http://127.0.0.1:$port"
+  _svc_log "kinesalite pid $pid at $FLYHIGH_KINESALITE_URL (log: ${log#"$FLYHIGH_ROOT"/})"
 }
 
 # Prints the cargo command that builds exactly what `cargo lambda watch` runs

@@ -1,0 +1,312 @@
+//! What to inject ([`FaultConfig`]), what was injected ([`FaultStats`]), and the
+//! pure per-request decision, drawn from a seeded RNG.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::wire::InjectedError;
+
+/// Which faults a [`FaultProxy`](crate::FaultProxy) injects, and how often.
+///
+/// Rates are probabilities in `[0, 1]`, drawn independently per request (per
+/// record for `record_failure_rate`). The default injects nothing; build the rest
+/// with `..FaultConfig::default()` so that new fields do not break callers.
+///
+/// Decisions are deterministic per seed: request number `n` (counted from the
+/// start, or from the last [`set_faults`](crate::FaultProxy::set_faults)) draws
+/// from its own RNG stream `(seed, n)`. With concurrent clients, which request
+/// gets number `n` depends on arrival order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FaultConfig {
+    /// Seeds the decisions.
+    pub seed: u64,
+    /// Per record of a PutRecords: answer it with `ErrorCode:
+    /// ProvisionedThroughputExceededException` without writing it upstream.
+    pub record_failure_rate: f64,
+    /// Per request: answer it without forwarding with HTTP 500 `InternalFailure`,
+    /// HTTP 400 `ProvisionedThroughputExceededException` or HTTP 400
+    /// `ThrottlingException` (equally likely).
+    pub request_error_rate: f64,
+    /// Per request: close the connection without answering or forwarding.
+    pub drop_before_rate: f64,
+    /// Per request: forward it, let the upstream write, then close the connection
+    /// without answering. The client sees an error although the records were
+    /// written, which is how duplicates happen in real life.
+    pub drop_after_rate: f64,
+    /// Answer every PutRecords with HTTP 400 `ProvisionedThroughputExceededException`
+    /// without forwarding or parsing it (cheap enough for long soaks).
+    pub throttle_all: bool,
+    /// Apply the request-level faults (all but `record_failure_rate`) to every
+    /// operation, not only PutRecords.
+    pub fault_all_operations: bool,
+}
+
+/// A [`FaultConfig`] rate outside `[0, 1]` (or NaN).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("FaultConfig::{field} must be a probability in [0, 1], got {value}")]
+pub struct InvalidFaultConfig {
+    /// The offending field.
+    pub field: &'static str,
+    /// Its value.
+    pub value: f64,
+}
+
+impl FaultConfig {
+    /// Every PutRecords throttled (see [`FaultConfig::throttle_all`]).
+    pub fn throttle_all() -> Self {
+        FaultConfig {
+            throttle_all: true,
+            ..FaultConfig::default()
+        }
+    }
+
+    /// Checks that every rate is a probability.
+    pub fn validate(&self) -> Result<(), InvalidFaultConfig> {
+        for (field, value) in [
+            ("record_failure_rate", self.record_failure_rate),
+            ("request_error_rate", self.request_error_rate),
+            ("drop_before_rate", self.drop_before_rate),
+            ("drop_after_rate", self.drop_after_rate),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(InvalidFaultConfig { field, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts of what a [`FaultProxy`](crate::FaultProxy) saw and did, since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FaultStats {
+    /// Requests received (every operation).
+    pub requests: u64,
+    /// PutRecords requests received.
+    pub put_records_requests: u64,
+    /// Requests sent upstream (every operation).
+    pub forwarded_requests: u64,
+    /// Records sent upstream in PutRecords requests.
+    pub forwarded_records: u64,
+    /// Records the upstream reported as written, including those whose answer was
+    /// then dropped (`drop_after`): what a reader of the stream finds.
+    pub written_records: u64,
+    /// Records answered with an injected `ProvisionedThroughputExceededException`.
+    pub failed_records: u64,
+    /// Requests answered with an injected HTTP 500 `InternalFailure`.
+    pub internal_failures: u64,
+    /// Requests answered with an injected HTTP 400
+    /// `ProvisionedThroughputExceededException` (`throttle_all` included).
+    pub throughput_exceeded: u64,
+    /// Requests answered with an injected HTTP 400 `ThrottlingException`.
+    pub throttling_errors: u64,
+    /// Connections closed before forwarding.
+    pub dropped_before: u64,
+    /// Connections closed after the upstream answered.
+    pub dropped_after: u64,
+    /// PutRecords bodies that were not awsJson1.1, forwarded without record faults.
+    pub unparsed_put_records: u64,
+    /// Upstream calls that failed (connection, or an answer the proxy could not
+    /// merge); the client got HTTP 502 or 500.
+    pub upstream_errors: u64,
+}
+
+/// The live counters behind [`FaultStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) put_records_requests: AtomicU64,
+    pub(crate) forwarded_requests: AtomicU64,
+    pub(crate) forwarded_records: AtomicU64,
+    pub(crate) written_records: AtomicU64,
+    pub(crate) failed_records: AtomicU64,
+    pub(crate) internal_failures: AtomicU64,
+    pub(crate) throughput_exceeded: AtomicU64,
+    pub(crate) throttling_errors: AtomicU64,
+    pub(crate) dropped_before: AtomicU64,
+    pub(crate) dropped_after: AtomicU64,
+    pub(crate) unparsed_put_records: AtomicU64,
+    pub(crate) upstream_errors: AtomicU64,
+}
+
+/// Adds `n` to a counter. Counters are independent tallies; no ordering needed.
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn injected(&self, error: InjectedError) {
+        add(
+            match error {
+                InjectedError::InternalFailure => &self.internal_failures,
+                InjectedError::ProvisionedThroughputExceeded => &self.throughput_exceeded,
+                InjectedError::Throttling => &self.throttling_errors,
+            },
+            1,
+        );
+    }
+
+    pub(crate) fn snapshot(&self) -> FaultStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FaultStats {
+            requests: get(&self.requests),
+            put_records_requests: get(&self.put_records_requests),
+            forwarded_requests: get(&self.forwarded_requests),
+            forwarded_records: get(&self.forwarded_records),
+            written_records: get(&self.written_records),
+            failed_records: get(&self.failed_records),
+            internal_failures: get(&self.internal_failures),
+            throughput_exceeded: get(&self.throughput_exceeded),
+            throttling_errors: get(&self.throttling_errors),
+            dropped_before: get(&self.dropped_before),
+            dropped_after: get(&self.dropped_after),
+            unparsed_put_records: get(&self.unparsed_put_records),
+            upstream_errors: get(&self.upstream_errors),
+        }
+    }
+}
+
+/// What happens to a request before it would be forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Before {
+    Forward,
+    DropConnection,
+    Answer(InjectedError),
+}
+
+/// The request-level decision for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub(crate) before: Before,
+    /// Close the connection once the upstream answered (only when forwarded).
+    pub(crate) drop_after: bool,
+}
+
+/// The RNG of request number `index` under `seed`.
+pub(crate) fn request_rng(seed: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index);
+    rng
+}
+
+/// True with probability `rate`. Unlike `Rng::gen_bool` it never panics: a rate
+/// of 0 (or NaN) is never, 1 is always.
+fn chance(rng: &mut ChaCha8Rng, rate: f64) -> bool {
+    rng.r#gen::<f64>() < rate
+}
+
+/// Decides the request-level faults of one request.
+pub(crate) fn plan(config: &FaultConfig, rng: &mut ChaCha8Rng, is_put_records: bool) -> Plan {
+    let forward = Plan {
+        before: Before::Forward,
+        drop_after: false,
+    };
+    if !is_put_records && !config.fault_all_operations {
+        return forward;
+    }
+    if config.throttle_all {
+        return Plan {
+            before: Before::Answer(InjectedError::ProvisionedThroughputExceeded),
+            drop_after: false,
+        };
+    }
+    if chance(rng, config.drop_before_rate) {
+        return Plan {
+            before: Before::DropConnection,
+            drop_after: false,
+        };
+    }
+    if chance(rng, config.request_error_rate) {
+        let kind = InjectedError::ALL[rng.gen_range(0..InjectedError::ALL.len())];
+        return Plan {
+            before: Before::Answer(kind),
+            drop_after: false,
+        };
+    }
+    Plan {
+        drop_after: chance(rng, config.drop_after_rate),
+        ..forward
+    }
+}
+
+/// Which of `count` records fail, each with probability `rate`.
+pub(crate) fn choose_failures(rng: &mut ChaCha8Rng, rate: f64, count: usize) -> Vec<bool> {
+    if rate <= 0.0 {
+        return vec![false; count];
+    }
+    (0..count).map(|_| chance(rng, rate)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_outside_zero_to_one_are_rejected() {
+        let bad = FaultConfig {
+            drop_after_rate: 1.5,
+            ..FaultConfig::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            InvalidFaultConfig {
+                field: "drop_after_rate",
+                value: 1.5
+            }
+        );
+        let nan = FaultConfig {
+            record_failure_rate: f64::NAN,
+            ..FaultConfig::default()
+        };
+        assert_eq!(nan.validate().unwrap_err().field, "record_failure_rate");
+        assert!(FaultConfig::throttle_all().validate().is_ok());
+    }
+
+    #[test]
+    fn other_operations_pass_unless_all_operations_are_faulted() {
+        let config = FaultConfig {
+            request_error_rate: 1.0,
+            ..FaultConfig::default()
+        };
+        let mut rng = request_rng(1, 0);
+        assert_eq!(plan(&config, &mut rng, false).before, Before::Forward);
+        let all = FaultConfig {
+            fault_all_operations: true,
+            ..config
+        };
+        assert!(matches!(
+            plan(&all, &mut rng, false).before,
+            Before::Answer(_)
+        ));
+    }
+
+    #[test]
+    fn throttle_all_wins_over_every_rate() {
+        let config = FaultConfig {
+            drop_before_rate: 1.0,
+            ..FaultConfig::throttle_all()
+        };
+        let got = plan(&config, &mut request_rng(0, 0), true);
+        assert_eq!(
+            got.before,
+            Before::Answer(InjectedError::ProvisionedThroughputExceeded)
+        );
+    }
+
+    #[test]
+    fn decisions_depend_only_on_seed_and_request_number() {
+        let draw = |seed, index| choose_failures(&mut request_rng(seed, index), 0.5, 64);
+        assert_eq!(draw(7, 3), draw(7, 3));
+        assert_ne!(draw(7, 3), draw(7, 4));
+        assert_ne!(draw(7, 3), draw(8, 3));
+    }
+
+    #[test]
+    fn rate_one_fails_every_record_and_zero_none() {
+        let mut rng = request_rng(0, 0);
+        assert!(choose_failures(&mut rng, 1.0, 100).iter().all(|&f| f));
+        assert!(!choose_failures(&mut rng, 0.0, 100).iter().any(|&f| f));
+    }
+}

@@ -1,0 +1,57 @@
+//! Test support for code that talks to Kinesis: a fault-injecting proxy to put in
+//! front of an emulator, and SDK helpers to set up streams and read them back.
+//!
+//! Emulators never fail the way Kinesis does (kinesalite and moto never throttle,
+//! never fail single records, never lose a connection after writing), so tests of
+//! retry and duplicate handling put a [`FaultProxy`] between the SDK client and
+//! the emulator. Dev-dependency only: it must not depend on `flyhigh-producer`,
+//! whose tests use it.
+//!
+//! Layout:
+//! - `fault`: [`FaultConfig`] (what to inject) and [`FaultStats`] (what was); the
+//!   per-request decisions are pure functions of a seed and the request's number.
+//! - `wire`: the awsJson1.1 bits, pure: error bodies, and the PutRecords surgery
+//!   (drop the records chosen to fail, merge the injected failures back into the
+//!   upstream's answer at their original positions).
+//! - `proxy`: [`FaultProxy`], the hyper server that only moves bytes and counts.
+//! - `kinesis`: [`kinesis_client`], [`create_stream`], [`read_all`].
+//!
+//! Emulator URLs come from the test environment: `scripts/test.sh` exports
+//! `FLYHIGH_KINESALITE_URL` (and `FLYHIGH_MOTO_URL`); by hand,
+//! `scripts/kinesalite.sh start && source target/kinesalite.env`.
+//!
+//! ```
+//! use flyhigh_testkit::{FaultConfig, FaultProxy, kinesis_client};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let emulator = "http://127.0.0.1:4567"; // e.g. $FLYHIGH_KINESALITE_URL
+//! let proxy = FaultProxy::start(
+//!     emulator,
+//!     FaultConfig {
+//!         seed: 7,
+//!         record_failure_rate: 0.1,
+//!         drop_after_rate: 0.05,
+//!         ..FaultConfig::default()
+//!     },
+//! )?;
+//! let client = kinesis_client(&proxy.url());
+//! // ... run the code under test with `client`, then check what was injected:
+//! assert_eq!(proxy.stats().failed_records, 0);
+//! proxy.set_faults(FaultConfig::throttle_all()).expect("valid rates");
+//! proxy.shutdown().await;
+//! # drop(client);
+//! # Ok(())
+//! # }
+//! ```
+
+mod fault;
+mod kinesis;
+mod proxy;
+mod wire;
+
+pub use fault::{FaultConfig, FaultStats, InvalidFaultConfig};
+pub use kinesis::{
+    KinesisTestError, create_stream, kinesis_client, list_shards, read_all, unique_name,
+};
+pub use proxy::FaultProxy;

@@ -1,0 +1,413 @@
+//! [`FaultProxy`]: the HTTP/1.1 server in front of the emulator. All decisions
+//! come from [`crate::fault`], all body surgery from [`crate::wire`]; this module
+//! only moves bytes and counts.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::fault::{
+    Before, Counters, FaultConfig, FaultStats, InvalidFaultConfig, add, choose_failures, plan,
+    request_rng,
+};
+use crate::wire::{self, AMZ_JSON, InjectedError, PUT_RECORDS_TARGET, PutRecordsRequest};
+
+/// A fault-injecting HTTP/1.1 reverse proxy on 127.0.0.1 in front of a Kinesis
+/// emulator (kinesalite, moto).
+///
+/// Point an SDK client at [`url`](FaultProxy::url). Requests other than PutRecords
+/// pass through untouched (unless [`FaultConfig::fault_all_operations`]); PutRecords
+/// get the faults of the current [`FaultConfig`]. The proxy rewrites request bodies
+/// without re-signing them, which emulators accept (they do not check SigV4).
+///
+/// It stops on drop or [`shutdown`](FaultProxy::shutdown); connections in progress
+/// are cut.
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Scheme and authority of the upstream; the request's path and query follow.
+    upstream: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+    state: Mutex<State>,
+    counters: Counters,
+}
+
+#[derive(Debug)]
+struct State {
+    config: Arc<FaultConfig>,
+    /// Number of the next request under `config` (its RNG stream).
+    next_request: u64,
+}
+
+/// Returned by the service to make hyper close the connection without answering.
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by FaultProxy")]
+struct DropConnection;
+
+type ProxyResult = Result<Response<Full<Bytes>>, DropConnection>;
+
+/// The upstream's answer, read whole.
+struct Upstream {
+    head: http::response::Parts,
+    body: Bytes,
+}
+
+impl Upstream {
+    fn into_response(self) -> Response<Full<Bytes>> {
+        Response::from_parts(self.head, Full::new(self.body))
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy on 127.0.0.1 (a free port) in front of `upstream`, an
+    /// `http://host:port` URL (any path is ignored).
+    ///
+    /// Must be called within a Tokio runtime, which runs the proxy. Fails with
+    /// [`io::ErrorKind::InvalidInput`] on a bad URL or config, or when called
+    /// outside a runtime.
+    pub fn start(upstream: &str, faults: FaultConfig) -> io::Result<FaultProxy> {
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        faults.validate().map_err(|e| invalid(e.to_string()))?;
+        let upstream = upstream_base(upstream).map_err(invalid)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| invalid(format!("FaultProxy::start needs a Tokio runtime: {e}")))?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
+        let shared = Arc::new(Shared {
+            upstream,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            state: Mutex::new(State {
+                config: Arc::new(faults),
+                next_request: 0,
+            }),
+            counters: Counters::default(),
+        });
+        let task = runtime.spawn(serve(listener, Arc::clone(&shared)));
+        tracing::debug!(%addr, upstream = %shared.upstream, "fault proxy started");
+        Ok(FaultProxy { addr, shared, task })
+    }
+
+    /// `http://127.0.0.1:PORT`, for an SDK client's endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address the proxy listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What the proxy has seen and injected so far.
+    pub fn stats(&self) -> FaultStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Replaces the faults for the requests that arrive from now on, and restarts
+    /// the request numbering of the seeded decisions. An invalid config is
+    /// rejected and the current one kept.
+    pub fn set_faults(&self, faults: FaultConfig) -> Result<(), InvalidFaultConfig> {
+        faults.validate()?;
+        let mut state = self.shared.lock_state();
+        *state = State {
+            config: Arc::new(faults),
+            next_request: 0,
+        };
+        Ok(())
+    }
+
+    /// Stops the proxy and waits until its listener and connections are closed.
+    pub async fn shutdown(self) {
+        let mut this = self;
+        this.task.abort();
+        // Cancelled is the expected outcome; the task never ends otherwise.
+        let _ = (&mut this.task).await;
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn upstream_base(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("bad upstream URL {url:?}: {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return Err(format!(
+            "upstream URL {url:?} must be http://host:port (no TLS)"
+        ));
+    }
+    Ok(uri)
+}
+
+impl Shared {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is two plain fields replaced whole: a panic elsewhere cannot
+        // leave it half-written, so a poisoned lock is still good.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current config and this request's number under it.
+    fn next_request(&self) -> (Arc<FaultConfig>, u64) {
+        let mut state = self.lock_state();
+        let index = state.next_request;
+        state.next_request += 1;
+        (Arc::clone(&state.config), index)
+    }
+}
+
+/// Accepts connections until the task is aborted; dropping the `JoinSet` then
+/// aborts the connections too.
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, Arc::clone(&shared)));
+                }
+                Err(error) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "fault proxy accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+    // Small request/response exchanges; Nagle would only add latency.
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+    if let Err(error) = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%error, "fault proxy connection ended");
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> ProxyResult {
+    let counters = &shared.counters;
+    add(&counters.requests, 1);
+    let is_put_records = req
+        .headers()
+        .get("x-amz-target")
+        .is_some_and(|t| t.as_bytes() == PUT_RECORDS_TARGET.as_bytes());
+    if is_put_records {
+        add(&counters.put_records_requests, 1);
+    }
+    let (config, index) = shared.next_request();
+    let mut rng = request_rng(config.seed, index);
+    let plan = plan(&config, &mut rng, is_put_records);
+
+    let (parts, body) = req.into_parts();
+    // Read the body even when the answer does not need it: hyper closes a
+    // connection whose request was not consumed, and that churn is not a fault
+    // anybody asked for.
+    let body = body.collect().await.map_err(|_| DropConnection)?.to_bytes();
+
+    match plan.before {
+        Before::Forward => {}
+        Before::DropConnection => {
+            add(&counters.dropped_before, 1);
+            return Err(DropConnection);
+        }
+        Before::Answer(error) => {
+            counters.injected(error);
+            return Ok(error_response(error));
+        }
+    }
+
+    if !is_put_records {
+        let answer = forward(&shared, &parts, body).await;
+        return finish(&shared, answer, plan.drop_after);
+    }
+
+    let request = match PutRecordsRequest::parse(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!(%error, "PutRecords body is not awsJson1.1; forwarded without record faults");
+            add(&counters.unparsed_put_records, 1);
+            let answer = forward(&shared, &parts, body).await;
+            return finish(&shared, answer, plan.drop_after);
+        }
+    };
+    let failed = choose_failures(&mut rng, config.record_failure_rate, request.len());
+    let failed_count = failed.iter().filter(|&&f| f).count();
+    add(&counters.failed_records, failed_count as u64);
+    if failed_count == request.len() && failed_count > 0 {
+        return Ok(json_response(
+            StatusCode::OK,
+            wire::all_failed(failed_count),
+        ));
+    }
+    let forwarded_body = if failed_count == 0 {
+        body
+    } else {
+        Bytes::from(request.without(&failed))
+    };
+    add(
+        &counters.forwarded_records,
+        (request.len() - failed_count) as u64,
+    );
+    let answer = match forward(&shared, &parts, forwarded_body).await {
+        Ok(answer) if answer.head.status == StatusCode::OK => {
+            match wire::merge(&answer.body, &failed) {
+                Ok(merged) => {
+                    add(&counters.written_records, merged.written);
+                    if failed_count == 0 {
+                        Ok(answer)
+                    } else {
+                        Ok(Upstream {
+                            body: Bytes::from(merged.body),
+                            ..answer
+                        })
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot merge the upstream's PutRecords answer");
+                    add(&counters.upstream_errors, 1);
+                    Err(error_response(InjectedError::InternalFailure))
+                }
+            }
+        }
+        // A whole-request error from the upstream reaches the client as it is.
+        other => other,
+    };
+    finish(&shared, answer, plan.drop_after)
+}
+
+/// Answers, or drops the connection after the upstream did its work. `Err` is an
+/// answer made here because the upstream call failed; it is never dropped.
+fn finish(
+    shared: &Shared,
+    answer: Result<Upstream, Response<Full<Bytes>>>,
+    drop_after: bool,
+) -> ProxyResult {
+    match answer {
+        Ok(_) if drop_after => {
+            add(&shared.counters.dropped_after, 1);
+            Err(DropConnection)
+        }
+        Ok(upstream) => Ok(upstream.into_response()),
+        Err(response) => Ok(response),
+    }
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 section 7.6.1), and
+/// those the body framing recomputes.
+fn is_hop_header(name: &HeaderName) -> bool {
+    [
+        header::CONNECTION,
+        header::CONTENT_LENGTH,
+        header::HOST,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+}
+
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if !is_hop_header(name) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Sends the request upstream. `Ok` is the upstream's answer (any status), `Err`
+/// the 502 the client gets when the upstream could not be reached.
+async fn forward(
+    shared: &Shared,
+    parts: &Parts,
+    body: Bytes,
+) -> Result<Upstream, Response<Full<Bytes>>> {
+    let counters = &shared.counters;
+    let bad_gateway = |error: String| {
+        tracing::warn!(upstream = %shared.upstream, %error, "fault proxy upstream call failed");
+        add(&counters.upstream_errors, 1);
+        let mut response = Response::new(Full::new(Bytes::from(format!(
+            "FaultProxy: upstream {} failed: {error}\n",
+            shared.upstream
+        ))));
+        *response.status_mut() = StatusCode::BAD_GATEWAY;
+        response
+    };
+    let mut uri = shared.upstream.clone().into_parts();
+    uri.path_and_query = parts.uri.path_and_query().cloned();
+    let uri = Uri::from_parts(uri).map_err(|e| bad_gateway(e.to_string()))?;
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    copy_end_to_end(&parts.headers, request.headers_mut());
+
+    add(&counters.forwarded_requests, 1);
+    let response = shared
+        .client
+        .request(request)
+        .await
+        .map_err(|e| bad_gateway(e.to_string()))?;
+    let (mut head, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| bad_gateway(e.to_string()))?
+        .to_bytes();
+    let headers = std::mem::take(&mut head.headers);
+    copy_end_to_end(&headers, &mut head.headers);
+    Ok(Upstream { head, body })
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
+    response
+}
+
+/// An awsJson1.1 error answer, shaped as Kinesis sends it.
+fn error_response(error: InjectedError) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = json_response(status, error.body());
+    response
+        .headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(error.code()));
+    response
+}

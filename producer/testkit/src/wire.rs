@@ -1,0 +1,305 @@
+//! The Kinesis awsJson1.1 wire bits the proxy needs, as pure functions: which
+//! operation a request is, the error bodies it answers with, and the PutRecords
+//! surgery (drop the records chosen to fail from the request, then put injected
+//! failures back into the upstream's answer at their original positions).
+//!
+//! `aws-sdk-kinesis` speaks awsJson1.1 (`Content-Type: application/x-amz-json-1.1`,
+//! `X-Amz-Target: Kinesis_20131202.<Operation>`, blobs as base64 strings); it never
+//! sends CBOR, which only other SDKs (Java) use for Kinesis.
+
+use serde_json::{Map, Value};
+
+/// `X-Amz-Target` of a PutRecords request.
+pub(crate) const PUT_RECORDS_TARGET: &str = "Kinesis_20131202.PutRecords";
+/// The awsJson1.1 content type, of requests, answers and error answers alike.
+pub(crate) const AMZ_JSON: &str = "application/x-amz-json-1.1";
+/// What an injected per-record failure says. Real Kinesis names the shard; the
+/// proxy does not know the stream's shard map, and clients key on `ErrorCode`.
+const RECORD_FAILURE_MESSAGE: &str =
+    "Rate exceeded for shard in stream under account 123456789012. (injected by FaultProxy)";
+
+/// A whole-request error the proxy answers with instead of forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InjectedError {
+    /// HTTP 500 `InternalFailure`: the service failed; retryable.
+    InternalFailure,
+    /// HTTP 400 `ProvisionedThroughputExceededException`: the shard's write limit.
+    ProvisionedThroughputExceeded,
+    /// HTTP 400 `ThrottlingException`: the account's API rate limit.
+    Throttling,
+}
+
+impl InjectedError {
+    /// The kinds `request_error_rate` picks from, each equally likely.
+    pub(crate) const ALL: [InjectedError; 3] = [
+        InjectedError::InternalFailure,
+        InjectedError::ProvisionedThroughputExceeded,
+        InjectedError::Throttling,
+    ];
+
+    pub(crate) fn status(self) -> u16 {
+        match self {
+            InjectedError::InternalFailure => 500,
+            InjectedError::ProvisionedThroughputExceeded | InjectedError::Throttling => 400,
+        }
+    }
+
+    /// The `__type` of the body and the `x-amzn-ErrorType` header.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            InjectedError::InternalFailure => "InternalFailure",
+            InjectedError::ProvisionedThroughputExceeded => {
+                "ProvisionedThroughputExceededException"
+            }
+            InjectedError::Throttling => "ThrottlingException",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            InjectedError::InternalFailure => {
+                "The request processing has failed because of an unknown error, exception or failure. (injected by FaultProxy)"
+            }
+            InjectedError::ProvisionedThroughputExceeded => {
+                "Rate exceeded for stream under account 123456789012. (injected by FaultProxy)"
+            }
+            InjectedError::Throttling => "Rate exceeded (injected by FaultProxy)",
+        }
+    }
+
+    /// The awsJson1.1 error body: `{"__type":"<code>","message":"..."}`.
+    pub(crate) fn body(self) -> Vec<u8> {
+        let body = serde_json::json!({"__type": self.code(), "message": self.message()});
+        body.to_string().into_bytes()
+    }
+}
+
+/// Why a PutRecords body could not be handled.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    #[error("not a JSON object")]
+    NotJsonObject,
+    #[error("no `Records` array")]
+    NoRecords,
+    #[error("upstream answered {got} results for {sent} records")]
+    CountMismatch { sent: usize, got: usize },
+}
+
+/// A parsed PutRecords request body.
+#[derive(Debug)]
+pub(crate) struct PutRecordsRequest {
+    body: Map<String, Value>,
+}
+
+impl PutRecordsRequest {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, BodyError> {
+        let body = match serde_json::from_slice(bytes) {
+            Ok(Value::Object(body)) => body,
+            _ => return Err(BodyError::NotJsonObject),
+        };
+        if !matches!(body.get("Records"), Some(Value::Array(_))) {
+            return Err(BodyError::NoRecords);
+        }
+        Ok(PutRecordsRequest { body })
+    }
+
+    fn records(&self) -> &[Value] {
+        match self.body.get("Records") {
+            Some(Value::Array(records)) => records,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.records().len()
+    }
+
+    /// The body to forward: this request without the records marked in `failed`
+    /// (same length as the records), every other field kept.
+    pub(crate) fn without(&self, failed: &[bool]) -> Vec<u8> {
+        let kept: Vec<Value> = self
+            .records()
+            .iter()
+            .zip(failed)
+            .filter(|&(_, &failed)| !failed)
+            .map(|(record, _)| record.clone())
+            .collect();
+        let mut body = self.body.clone();
+        body.insert("Records".into(), Value::Array(kept));
+        Value::Object(body).to_string().into_bytes()
+    }
+}
+
+fn injected_record_failure() -> Value {
+    serde_json::json!({
+        "ErrorCode": "ProvisionedThroughputExceededException",
+        "ErrorMessage": RECORD_FAILURE_MESSAGE,
+    })
+}
+
+fn is_failure(result: &Value) -> bool {
+    result.get("ErrorCode").is_some_and(|code| !code.is_null())
+}
+
+/// The answer when every record of a request was chosen to fail.
+pub(crate) fn all_failed(count: usize) -> Vec<u8> {
+    serde_json::json!({
+        "FailedRecordCount": count,
+        "Records": vec![injected_record_failure(); count],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// An upstream PutRecords answer merged with the injected failures.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Merged {
+    pub(crate) body: Vec<u8>,
+    /// Records the upstream reports as written (results without `ErrorCode`).
+    pub(crate) written: u64,
+}
+
+/// Puts the injected failures (`failed[i]`) back among the upstream's results for
+/// the forwarded records, in the original order, and recounts
+/// `FailedRecordCount` (the upstream's own failures included). Other fields of the
+/// upstream's answer are kept.
+pub(crate) fn merge(upstream: &[u8], failed: &[bool]) -> Result<Merged, BodyError> {
+    let mut answer = match serde_json::from_slice(upstream) {
+        Ok(Value::Object(answer)) => answer,
+        _ => return Err(BodyError::NotJsonObject),
+    };
+    let Some(Value::Array(results)) = answer.remove("Records") else {
+        return Err(BodyError::NoRecords);
+    };
+    let sent = failed.iter().filter(|&&f| !f).count();
+    if results.len() != sent {
+        return Err(BodyError::CountMismatch {
+            sent,
+            got: results.len(),
+        });
+    }
+    let written = results.iter().filter(|r| !is_failure(r)).count() as u64;
+    let mut upstream_results = results.into_iter();
+    // Lengths match (checked above), so `next()` never runs dry here.
+    let merged: Vec<Value> = failed
+        .iter()
+        .filter_map(|&failed| {
+            if failed {
+                Some(injected_record_failure())
+            } else {
+                upstream_results.next()
+            }
+        })
+        .collect();
+    let failed_count = merged.iter().filter(|r| is_failure(r)).count();
+    answer.insert("FailedRecordCount".into(), failed_count.into());
+    answer.insert("Records".into(), Value::Array(merged));
+    Ok(Merged {
+        body: Value::Object(answer).to_string().into_bytes(),
+        written,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    fn request(keys: &[&str]) -> Vec<u8> {
+        let records: Vec<Value> = keys
+            .iter()
+            .map(|k| serde_json::json!({"Data": "ZGF0YQ==", "PartitionKey": k}))
+            .collect();
+        serde_json::json!({"StreamName": "s", "Records": records})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn without_drops_the_chosen_records_and_keeps_the_rest_in_order() {
+        let req = PutRecordsRequest::parse(&request(&["a", "b", "c", "d"])).unwrap();
+        assert_eq!(req.len(), 4);
+        let forwarded = json(&req.without(&[false, true, false, true]));
+        assert_eq!(forwarded["StreamName"], "s");
+        let keys: Vec<&str> = forwarded["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["PartitionKey"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["a", "c"]);
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_put_records_object_is_rejected() {
+        assert_eq!(
+            PutRecordsRequest::parse(b"\xd9\xd9\xf7").unwrap_err(),
+            BodyError::NotJsonObject
+        );
+        assert_eq!(
+            PutRecordsRequest::parse(br#"{"StreamName":"s"}"#).unwrap_err(),
+            BodyError::NoRecords
+        );
+    }
+
+    #[test]
+    fn merge_puts_injected_failures_back_in_place_and_recounts() {
+        let upstream = serde_json::json!({
+            "FailedRecordCount": 1,
+            "EncryptionType": "NONE",
+            "Records": [
+                {"SequenceNumber": "1", "ShardId": "shardId-000000000000"},
+                {"ErrorCode": "InternalFailure", "ErrorMessage": "boom"},
+            ],
+        });
+        let merged = merge(upstream.to_string().as_bytes(), &[true, false, true, false]).unwrap();
+        assert_eq!(merged.written, 1);
+        let answer = json(&merged.body);
+        assert_eq!(answer["FailedRecordCount"], 3);
+        assert_eq!(answer["EncryptionType"], "NONE");
+        let records = answer["Records"].as_array().unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(
+            records[0]["ErrorCode"],
+            "ProvisionedThroughputExceededException"
+        );
+        assert_eq!(records[1]["SequenceNumber"], "1");
+        assert_eq!(
+            records[2]["ErrorCode"],
+            "ProvisionedThroughputExceededException"
+        );
+        assert_eq!(records[3]["ErrorCode"], "InternalFailure");
+    }
+
+    #[test]
+    fn merge_rejects_an_answer_with_the_wrong_number_of_results() {
+        let upstream =
+            br#"{"FailedRecordCount":0,"Records":[{"SequenceNumber":"1","ShardId":"x"}]}"#;
+        assert_eq!(
+            merge(upstream, &[false, false]).unwrap_err(),
+            BodyError::CountMismatch { sent: 2, got: 1 }
+        );
+    }
+
+    #[test]
+    fn all_failed_counts_every_record() {
+        let answer = json(&all_failed(3));
+        assert_eq!(answer["FailedRecordCount"], 3);
+        assert_eq!(answer["Records"].as_array().unwrap().len(), 3);
+        assert!(answer["Records"].as_array().unwrap().iter().all(is_failure));
+    }
+
+    #[test]
+    fn error_bodies_name_their_type() {
+        for kind in InjectedError::ALL {
+            let body = json(&kind.body());
+            assert_eq!(body["__type"], kind.code());
+            assert!(body["message"].as_str().unwrap().contains("FaultProxy"));
+        }
+        assert_eq!(InjectedError::InternalFailure.status(), 500);
+        assert_eq!(InjectedError::Throttling.status(), 400);
+    }
+}
