@@ -6,9 +6,16 @@ use aws_sdk_kinesis::operation::put_records::PutRecordsError;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-use crate::transport::{Entry, EntryResult, Transport, TransportError};
+use aws_sdk_kinesis::operation::list_shards::ListShardsError;
 
-/// Puts records into a Kinesis data stream with PutRecords.
+use crate::transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
+
+/// Puts records into a Kinesis data stream with PutRecords and lists its shards with
+/// ListShards (IAM: `kinesis:PutRecords`, `kinesis:ListShards`).
+///
+/// The producer retries on its own, per record and with per-shard backoff; build the
+/// client with the SDK's retries off (`RetryConfig::disabled()`) or at most low, so
+/// that a throttled request is not retried twice over.
 #[derive(Debug, Clone)]
 pub struct KinesisTransport {
     client: Client,
@@ -33,6 +40,7 @@ impl Transport for KinesisTransport {
             .map(|e| {
                 PutRecordsRequestEntry::builder()
                     .partition_key(&e.partition_key)
+                    .set_explicit_hash_key(e.explicit_hash_key.map(|h| h.to_string()))
                     .data(Blob::new(e.data.clone()))
                     .build()
                     .map_err(|err| TransportError::Permanent(err.to_string()))
@@ -71,6 +79,72 @@ impl Transport for KinesisTransport {
             )));
         }
         Ok(results)
+    }
+
+    async fn list_shards(&self) -> Result<Vec<ShardInfo>, TransportError> {
+        let mut shards = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            // Kinesis refuses StreamName together with NextToken.
+            let request = match &next_token {
+                Some(token) => self.client.list_shards().next_token(token),
+                None => self.client.list_shards().stream_name(&self.stream_name),
+            };
+            let output = request.send().await.map_err(classify_list_error)?;
+            for shard in output.shards() {
+                // A closed shard (after a split or merge) has an ending sequence number
+                // and takes no writes.
+                if shard
+                    .sequence_number_range()
+                    .and_then(|r| r.ending_sequence_number())
+                    .is_some()
+                {
+                    continue;
+                }
+                let Some(range) = shard.hash_key_range() else {
+                    continue;
+                };
+                let parse = |s: &str| {
+                    s.parse::<u128>().map_err(|e| {
+                        TransportError::Permanent(format!(
+                            "shard {} has hash key {s:?}: {e}",
+                            shard.shard_id()
+                        ))
+                    })
+                };
+                shards.push(ShardInfo {
+                    shard_id: shard.shard_id().to_string(),
+                    starting_hash_key: parse(range.starting_hash_key())?,
+                    ending_hash_key: parse(range.ending_hash_key())?,
+                });
+            }
+            next_token = output.next_token().map(str::to_string);
+            if next_token.is_none() {
+                return Ok(shards);
+            }
+        }
+    }
+}
+
+/// Classifies a ListShards failure by what the producer must do.
+fn classify_list_error<R>(error: SdkError<ListShardsError, R>) -> TransportError {
+    match &error {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let text = format!(
+                "{}: {}",
+                e.code().unwrap_or("Unknown"),
+                e.message().unwrap_or_default()
+            );
+            match e {
+                ListShardsError::LimitExceededException(_) => TransportError::Throttled(text),
+                ListShardsError::ResourceNotFoundException(_)
+                | ListShardsError::AccessDeniedException(_)
+                | ListShardsError::InvalidArgumentException(_) => TransportError::Permanent(text),
+                _ => TransportError::Transient(text),
+            }
+        }
+        _ => TransportError::Transient(error.to_string()),
     }
 }
 

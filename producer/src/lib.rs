@@ -1,67 +1,150 @@
 //! The FlyHigh producer SDK: what a booking app embeds to send events into the stream.
 //!
+//! Pure Rust and in-process: no helper daemon, no JVM, memory bounded by a byte
+//! budget you set.
+//!
 //! ```text
-//! send(event) ─► validate ─► JSON ─► bounded queue ─► worker: collect into PutRecords
-//!                (field errors                          (≤ 500 records, ≤ 5 MiB, linger)
-//!                 returned, nothing sent)                 │
-//!                                                         ▼
-//!                                        Transport ─► Kinesis (aws-sdk-kinesis)
-//!                                                  └► LocalStream (in-process, sharded
-//!                                                      by MD5 hash key like Kinesis)
+//! send(event) ─► validate ─► JSON ─► byte budget ─► worker ─► route by hash key to a shard
+//!  (field errors,             (send waits,           │        KPL-aggregate per shard
+//!   nothing sent)              try_send fails)       │        (≤ 50 KiB or linger)
+//!                                                    ▼
+//!        collect into PutRecords (≤ 500, ≤ 5 MiB), per-shard token buckets, per-key order
+//!                                                    ▼
+//!           Transport ─► Kinesis (aws-sdk-kinesis) or LocalStream (in-process)
+//!                                                    ▼
+//!   written: Receipt → (shard, sequence number, sub-sequence)  ·  failed: retry with
+//!   jittered backoff  ·  expired / rejected: dead-letter sink, Receipt → error
 //! ```
 //!
-//! Layout:
-//! - [`limits`]: the Kinesis service limits as named constants and the pure batcher
-//!   that respects them.
-//! - [`transport`]: the [`Transport`] port and the classification of put failures.
-//! - [`local`]: [`LocalStream`], an in-process sharded stream that hashes partition
-//!   keys to shards the way Kinesis does; the embedded default and tests use it.
+//! Layout (pure modules first, I/O last):
+//! - [`limits`]: the Kinesis service limits as named constants and the pure batcher.
+//! - [`aggregate`]: packing one shard's user records into KPL aggregated records (the
+//!   codec itself is `flyhigh_schemas::aggregation`, shared with the consumers).
+//! - [`shard_map`]: which shard owns a hash key.
+//! - [`rate`]: per-shard adaptive token buckets and the backoff rule.
+//! - [`config`]: [`ProducerConfig`], every setting with its default and why.
+//! - [`dead_letter`]: the [`DeadLetterSink`] port, a JSON-lines file sink (default)
+//!   and an in-memory one.
+//! - [`metrics`]: [`ProducerMetrics`], also emitted as `tracing` events.
+//! - [`transport`]: the [`Transport`] port (put records, list shards) and the
+//!   classification of put failures.
+//! - [`local`]: [`LocalStream`], an in-process sharded stream that places records
+//!   the way Kinesis does; the embedded default and tests use it.
 //! - `kinesis` (feature `kinesis`, on by default): [`KinesisTransport`].
-//! - [`producer`]: [`Producer`], the async API.
+//! - [`producer`]: [`Producer`], the async handle; its worker (private) owns the
+//!   buffered records and does the aggregation, collection, puts and retries.
 //!
 //! # Example
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! use flyhigh_producer::{LocalStream, Producer, ProducerConfig};
+//! use std::sync::Arc;
+//! use flyhigh_producer::{LocalStream, MemoryDeadLetters, Producer, ProducerConfig};
 //! use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
 //!
 //! let stream = LocalStream::new("bookings", 4);
-//! let producer = Producer::new(stream.clone(), ProducerConfig::default());
+//! let dead_letters = MemoryDeadLetters::new();
+//! let producer = Producer::new(stream.clone(), ProducerConfig {
+//!     // Default: a JSON-lines file in the working directory.
+//!     dead_letters: Arc::new(dead_letters.clone()),
+//!     ..ProducerConfig::default()
+//! });
 //! let event = Envelope::new("web-app", "2026-11-22T10:15:00.250Z".parse().unwrap(),
 //!     Payload::Booking(Booking {
 //!         booking_id: "BK7Q2M9X4".into(), customer_id: "c-5f1e0a".into(),
 //!         flight_id: "FH0123-20261201".into(), origin: "LHR".into(), destination: "JFK".into(),
 //!         cabin: Cabin::Economy, seats: 2, fare: Money::new("412.80".parse().unwrap(), "GBP"),
 //!     }));
-//! producer.send(&event).await.expect("valid event");
+//! // `send` waits only when the buffer budget is spent; the receipt resolves once
+//! // Kinesis has the record (or it is dead-lettered).
+//! let receipt = producer.send(&event).await.expect("valid event");
+//! producer.flush().await.expect("open");
+//! let delivery = receipt.await.expect("written");
+//! assert_eq!(&*delivery.shard_id, stream.shards()[stream.shard_for("FH0123-20261201")].shard_id);
 //! let report = producer.close().await;
-//! assert_eq!(report.records_sent, 1);
-//! assert_eq!(stream.total_records(), 1);
+//! assert_eq!(report.dead_lettered, 0);
+//! assert!(dead_letters.letters().is_empty());
 //! # });
 //! ```
 //!
-//! # Guarantees (this version)
+//! # Guarantees
 //!
-//! - An invalid event is rejected by `send` with every offending field; nothing is sent.
-//! - An accepted event is written, or reported in [`FlushReport::failed`] with the
-//!   reason after [`ProducerConfig::max_attempts`]; it is never dropped silently.
-//! - Only failed records are retried, with jittered exponential backoff.
-//! - Memory is bounded by the queue ([`ProducerConfig::queue_capacity`] events):
-//!   `send` waits when it is full.
-//! - Requests are sent one at a time, so records reach a shard in `send` order unless
-//!   a record is retried after a later one for the same key was accepted.
+//! - **Validation.** An invalid event is rejected by `send` with every offending
+//!   field ([`SendError::Invalid`]); nothing is sent.
+//! - **Delivery.** Every accepted record ends in exactly one of two places: Kinesis
+//!   (its [`Receipt`] gives the shard, sequence number and sub-sequence number) or
+//!   the dead-letter sink (its receipt gives the reason). Nothing expires silently.
+//!   Delivery is at least once: when a connection drops after Kinesis wrote a
+//!   request, the retry writes it again, so consumers must be idempotent (ours
+//!   are). If the sink itself fails, the receipt says so
+//!   ([`DeliveryError::DeadLetterFailed`]) and the failure is logged and counted.
+//! - **Order.** For one partition key, records are written in the order `send`
+//!   accepted them, across retries: at most one Kinesis record holding a given key
+//!   is in flight, two records sharing a key never travel in the same request
+//!   (PutRecords does not promise order within a request), and a failed record is
+//!   retried before any later one holding its keys. A dead-lettered record leaves
+//!   the sequence; the records after it still go. Right after a reshard, until the
+//!   map is reloaded, an aggregate may carry records whose keys now belong to a
+//!   sibling shard: they are written, but their order against the same key's records
+//!   on the sibling shard is not guaranteed (KPL has the same window).
+//! - **Memory.** Buffered records (data, key and [`RECORD_OVERHEAD_BYTES`] each)
+//!   never exceed [`ProducerConfig::buffer_budget_bytes`]: `send` waits and
+//!   `try_send` fails with [`SendError::BufferFull`] when it is spent, whatever
+//!   Kinesis does. In-flight requests hold a copy of their records on top (at most
+//!   [`ProducerConfig::max_requests_in_flight`] requests).
+//! - **Throughput and politeness.** User records bound for one shard are packed into
+//!   KPL aggregated records (readable by KCL, Firehose, the aws-kinesis-agg libraries
+//!   and our consumers), sized to waste little of the 25 KiB PUT payload units
+//!   Kinesis bills. Each shard has token buckets for records/s and bytes/s that halve
+//!   on throttling and recover on success; every retry waits a jittered exponential
+//!   backoff, so a throttled stream is not hammered.
+//! - **Shutdown.** [`Producer::flush`] waits until everything accepted so far is
+//!   written or dead-lettered; [`Producer::close`] does the same and stops;
+//!   [`Producer::close_within`] dead-letters whatever is left at its deadline.
+//!
+//! # Settings
+//!
+//! Every setting, its default and the reason for it are on [`ProducerConfig`]:
+//! `buffer_budget_bytes` (32 MiB), `linger` (50 ms), `aggregation` (on),
+//! `aggregate_max_bytes` (51,200), `record_ttl` (120 s), `backoff_base` (100 ms),
+//! `backoff_max` (5 s), `max_requests_in_flight` (8), `request_timeout` (30 s),
+//! `shard_limits` (the transport's: Kinesis's 1,000 records/s and 1 MiB/s per
+//! shard), `shard_map_refresh` (60 s), `dead_letters` (a file), `metrics_interval`
+//! (60 s), `rng_seed` (from the OS).
+//!
+//! # Operating it
+//!
+//! [`Producer::metrics`] returns a [`ProducerMetrics`] snapshot (user records per
+//! Kinesis record, records per request, retries, throttles, buffered bytes, put
+//! latency...); the same fields are logged as a `tracing` event with target
+//! [`metrics::METRICS_TARGET`] every `metrics_interval`. With the Kinesis transport,
+//! build the SDK client with its own retries off: the producer retries per record
+//! with per-shard backoff, and two retry layers multiply under throttling.
 
+pub mod aggregate;
+pub mod config;
+pub mod dead_letter;
 pub mod limits;
 pub mod local;
+pub mod metrics;
 pub mod producer;
+pub mod rate;
+pub mod shard_map;
 pub mod transport;
+mod worker;
 
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 
+pub use config::{ProducerConfig, RECORD_OVERHEAD_BYTES};
+pub use dead_letter::{
+    DeadLetter, DeadLetterError, DeadLetterReason, DeadLetterSink, FileDeadLetters,
+    MemoryDeadLetters,
+};
 #[cfg(feature = "kinesis")]
 pub use kinesis::KinesisTransport;
 pub use local::LocalStream;
-pub use producer::{FailedRecord, FlushReport, Producer, ProducerConfig, ProducerStats, SendError};
-pub use transport::{Entry, EntryResult, Transport, TransportError};
+pub use metrics::ProducerMetrics;
+pub use producer::{Delivery, DeliveryError, FlushReport, Producer, Receipt, SendError};
+pub use rate::ShardLimits;
+pub use transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};

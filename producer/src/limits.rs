@@ -13,6 +13,10 @@ pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Unicode characters per partition key.
 pub const MAX_PARTITION_KEY_CHARS: usize = flyhigh_schemas::partition::MAX_PARTITION_KEY_CHARS;
 
+/// Kinesis bills PUT payload units of 25 KiB: a record costs its size rounded up to
+/// the next unit. Aggregates are sized to waste little of their last unit.
+pub const PUT_PAYLOAD_UNIT_BYTES: usize = 25 * 1024;
+
 /// Size of an entry as Kinesis counts it against the request and record limits.
 pub fn entry_size(entry: &Entry) -> usize {
     entry.data.len() + entry.partition_key.len()
@@ -36,6 +40,12 @@ pub fn take_request(pending: &mut VecDeque<Entry>) -> Vec<Entry> {
     pending.drain(..n).collect()
 }
 
+/// Whether a record of `size` bytes still fits in a request of `count` records and
+/// `bytes` bytes.
+pub fn fits_request(count: usize, bytes: usize, size: usize) -> bool {
+    count < MAX_RECORDS_PER_REQUEST && (count == 0 || bytes + size <= MAX_BYTES_PER_REQUEST)
+}
+
 /// Whether `pending` holds at least one full request.
 pub fn request_full(count: usize, bytes: usize) -> bool {
     count >= MAX_RECORDS_PER_REQUEST || bytes >= MAX_BYTES_PER_REQUEST
@@ -47,10 +57,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(key: &str, size: usize) -> Entry {
-        Entry {
-            partition_key: key.to_string(),
-            data: vec![b'x'; size],
-        }
+        Entry::new(key, vec![b'x'; size])
     }
 
     proptest! {

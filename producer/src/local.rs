@@ -22,7 +22,8 @@ use crate::limits::{
     MAX_BYTES_PER_REQUEST, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST,
     entry_size,
 };
-use crate::transport::{Entry, EntryResult, Transport, TransportError};
+use crate::rate::ShardLimits;
+use crate::transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
 
 /// A record as stored in a shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,17 +36,6 @@ pub struct StoredRecord {
     pub approximate_arrival: DateTime<Utc>,
     /// The bytes.
     pub data: Arc<[u8]>,
-}
-
-/// A shard's id and hash-key range (inclusive).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardInfo {
-    /// `shardId-000000000000` and so on.
-    pub shard_id: String,
-    /// First hash key of the range.
-    pub starting_hash_key: HashKey,
-    /// Last hash key of the range.
-    pub ending_hash_key: HashKey,
 }
 
 struct Shard {
@@ -139,7 +129,11 @@ impl LocalStream {
 
     /// The index of the shard owning a partition key.
     pub fn shard_for(&self, partition_key: &str) -> usize {
-        let h = hash_key(partition_key);
+        self.shard_for_hash(hash_key(partition_key))
+    }
+
+    /// The index of the shard owning a hash key.
+    pub fn shard_for_hash(&self, h: HashKey) -> usize {
         self.inner
             .shards
             .iter()
@@ -186,7 +180,7 @@ impl LocalStream {
         let results = entries
             .iter()
             .map(|e| {
-                let shard = &self.inner.shards[self.shard_for(&e.partition_key)];
+                let shard = &self.inner.shards[self.shard_for_hash(e.hash_key())];
                 let mut records = shard.records.write().unwrap_or_else(|p| p.into_inner());
                 // Taken under the shard's lock, so sequence numbers increase within a shard.
                 let n = self.inner.next_sequence.fetch_add(1, Ordering::Relaxed);
@@ -263,6 +257,15 @@ impl Transport for LocalStream {
     async fn put_records(&self, entries: &[Entry]) -> Result<Vec<EntryResult>, TransportError> {
         self.put(entries)
     }
+
+    async fn list_shards(&self) -> Result<Vec<ShardInfo>, TransportError> {
+        Ok(self.shards())
+    }
+
+    /// An in-process stream has no throughput limit.
+    fn shard_limits(&self) -> ShardLimits {
+        ShardLimits::UNLIMITED
+    }
 }
 
 #[cfg(test)]
@@ -270,10 +273,7 @@ mod tests {
     use super::*;
 
     fn entry(key: &str) -> Entry {
-        Entry {
-            partition_key: key.into(),
-            data: b"{}".to_vec(),
-        }
+        Entry::new(key, b"{}".to_vec())
     }
 
     #[test]
@@ -341,23 +341,27 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_hash_key_places_the_record() {
+        let stream = LocalStream::new("s", 4);
+        let shards = stream.shards();
+        let entry = Entry {
+            explicit_hash_key: Some(shards[2].starting_hash_key),
+            ..entry("any-key")
+        };
+        let results = stream.put(&[entry]).unwrap();
+        assert!(
+            matches!(&results[0], EntryResult::Ok { shard_id, .. } if *shard_id == shards[2].shard_id)
+        );
+    }
+
+    #[test]
     fn requests_beyond_the_kinesis_limits_are_rejected() {
         let stream = LocalStream::new("s", 1);
         let too_many: Vec<Entry> = (0..501).map(|i| entry(&i.to_string())).collect();
         assert!(stream.put(&too_many).is_err());
-        let big = Entry {
-            partition_key: "k".into(),
-            data: vec![0; MAX_RECORD_BYTES],
-        };
+        let big = Entry::new("k", vec![0; MAX_RECORD_BYTES]);
         assert!(stream.put(&[big]).is_err());
-        assert!(
-            stream
-                .put(&[Entry {
-                    partition_key: "k".repeat(257),
-                    data: vec![]
-                }])
-                .is_err()
-        );
+        assert!(stream.put(&[Entry::new("k".repeat(257), vec![])]).is_err());
         assert_eq!(stream.total_records(), 0);
     }
 }

@@ -1,371 +1,420 @@
-//! [`Producer`]: validate, serialize, queue, collect into requests, put, retry.
+//! [`Producer`]: the async handle applications hold. It validates and serializes in
+//! the caller's task, charges the record to the byte budget (waiting or failing when
+//! it is spent), and hands it to the worker ([`crate::worker`]) that aggregates,
+//! collects, puts and retries. Each accepted record gets a [`Receipt`].
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use flyhigh_schemas::{Envelope, ValidationErrors};
-use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use chrono::Utc;
+use flyhigh_schemas::{Envelope, FieldError, ValidationErrors};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot, watch};
 
-use crate::limits::{self, MAX_RECORD_BYTES, entry_size};
-use crate::transport::{
-    Entry, EntryFailure, EntryResult, Transport, TransportError, classify_entry_failure,
-};
+use crate::aggregate::UserRecord;
+use crate::config::{ProducerConfig, RECORD_OVERHEAD_BYTES};
+use crate::dead_letter::DeadLetterReason;
+use crate::limits::{MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES};
+use crate::metrics::{Counters, ProducerMetrics};
+use crate::transport::Transport;
+use crate::worker::{Command, Member, Pending, Worker};
 
-/// Producer settings. Every default is chosen for a booking app on a phone-scale
-/// backend; see each field.
-#[derive(Debug, Clone)]
-pub struct ProducerConfig {
-    /// Events queued before `send` waits (back-pressure). Default 10,000: at the
-    /// 16 KiB event limit that is at most 160 MiB, usually ~3 MiB.
-    pub queue_capacity: usize,
-    /// How long a record may wait for a fuller request. Default 50 ms: short enough for
-    /// near-real-time inventory, long enough to fill requests under load.
-    pub linger: Duration,
-    /// Put attempts per record before it is reported failed. Default 8 (with backoff
-    /// that is about 15 s of retrying).
-    pub max_attempts: u32,
-    /// First backoff. Default 50 ms.
-    pub backoff_base: Duration,
-    /// Largest backoff. Default 5 s.
-    pub backoff_max: Duration,
-}
-
-impl Default for ProducerConfig {
-    fn default() -> Self {
-        ProducerConfig {
-            queue_capacity: 10_000,
-            linger: Duration::from_millis(50),
-            max_attempts: 8,
-            backoff_base: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Why `send` did not accept an event.
+/// Why `send` or `try_send` did not accept a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// The event is invalid; nothing was sent. Fix the fields named.
     #[error("invalid event: {0}")]
     Invalid(ValidationErrors),
+    /// `try_send` only: the buffer budget is spent (Kinesis is slower than the
+    /// application, or throttling). Wait, shed load, or use `send`, which waits.
+    #[error(
+        "producer buffer full: {buffered_bytes} of {budget_bytes} bytes held; the record needs {record_bytes}"
+    )]
+    BufferFull {
+        /// What the record would have charged.
+        record_bytes: usize,
+        /// Bytes held now.
+        buffered_bytes: usize,
+        /// The budget.
+        budget_bytes: usize,
+    },
     /// The producer was closed.
     #[error("producer is closed")]
     Closed,
 }
 
-/// A record that could not be written.
+/// Where a record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedRecord {
-    /// Its partition key.
-    pub partition_key: String,
-    /// Its bytes.
-    pub data: Vec<u8>,
-    /// The last error.
-    pub reason: String,
+pub struct Delivery {
+    /// The shard.
+    pub shard_id: Arc<str>,
+    /// The Kinesis record's sequence number (shared by an aggregate's user records).
+    pub sequence_number: Arc<str>,
+    /// The user record's index within its aggregate; `None` when it was sent as a
+    /// plain record. Consumers see it as the sub-sequence number.
+    pub sub_sequence_number: Option<u32>,
+}
+
+/// Why a record was not written. In every case but `WorkerStopped` the record is
+/// in the dead-letter sink (or the error says the sink failed too).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// Given up and stored in the dead-letter sink.
+    #[error("dead-lettered ({}) after {attempts} attempts: {error}", reason.as_str())]
+    DeadLettered {
+        /// Why.
+        reason: DeadLetterReason,
+        /// The last error.
+        error: String,
+        /// Put attempts made.
+        attempts: u32,
+    },
+    /// Given up, and the dead-letter sink failed to store it: this receipt is the
+    /// only trace left, so the application must keep or resend the record itself.
+    #[error("dead-letter sink failed ({sink_error}) for a record given up ({}): {error}", reason.as_str())]
+    DeadLetterFailed {
+        /// Why it was given up.
+        reason: DeadLetterReason,
+        /// The last error.
+        error: String,
+        /// The sink's error.
+        sink_error: String,
+    },
+    /// The worker stopped before deciding (a bug: it panicked); the record's fate is
+    /// unknown.
+    #[error("the producer worker stopped before the record was resolved")]
+    WorkerStopped,
+}
+
+/// The outcome of one accepted record: await it for its [`Delivery`], or drop it if
+/// the dead-letter sink is enough.
+#[derive(Debug)]
+pub struct Receipt {
+    rx: oneshot::Receiver<Result<Delivery, DeliveryError>>,
+}
+
+impl Future for Receipt {
+    type Output = Result<Delivery, DeliveryError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(DeliveryError::WorkerStopped)))
+    }
 }
 
 /// What a flush or close achieved since the previous one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlushReport {
-    /// Records written.
-    pub records_sent: u64,
-    /// Records that could not be written, with the reason (never dropped silently).
-    pub failed: Vec<FailedRecord>,
+    /// User records written.
+    pub records_written: u64,
+    /// User records dead-lettered.
+    pub dead_lettered: u64,
+    /// The last reason a record was dead-lettered, if any.
+    pub last_error: Option<String>,
 }
 
-/// Counters an operator can read at any time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProducerStats {
-    /// Events accepted by `send`.
-    pub accepted: u64,
-    /// Events rejected as invalid.
-    pub rejected: u64,
-    /// Records written.
-    pub sent: u64,
-    /// Records given up.
-    pub failed: u64,
-    /// PutRecords requests made.
-    pub requests: u64,
-    /// Records retried (per attempt).
-    pub retries: u64,
-    /// Throttling answers (whole requests or records).
-    pub throttles: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    sent: AtomicU64,
-    failed: AtomicU64,
-    requests: AtomicU64,
-    retries: AtomicU64,
-    throttles: AtomicU64,
-}
-
-enum Command {
-    Record(Entry),
-    Flush(oneshot::Sender<FlushReport>),
-}
-
-/// The async producer. Cloning is not needed: share it behind an `Arc`; `send`
-/// takes `&self`.
-pub struct Producer {
-    commands: mpsc::Sender<Command>,
-    worker: JoinHandle<FlushReport>,
+struct Shared {
+    commands: mpsc::UnboundedSender<Command>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    record_ttl: Duration,
     counters: Arc<Counters>,
+    closed: AtomicBool,
+    worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    done: watch::Receiver<bool>,
+}
+
+/// The async producer. Cheap to clone; clones share one worker, budget and metrics.
+///
+/// Dropping every clone without [`Producer::close`] still writes what was accepted
+/// (the worker drains, then stops), but nobody can wait for it.
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("budget_bytes", &self.shared.budget_bytes)
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Producer {
-    /// A producer writing through `transport`.
+    /// A producer writing through `transport`, starting its worker on the current
+    /// Tokio runtime. The worker first loads the stream's shard map.
     ///
     /// # Panics
     ///
-    /// Outside a Tokio runtime (the worker is spawned on the current one).
+    /// Outside a Tokio runtime.
     pub fn new<T: Transport>(transport: T, config: ProducerConfig) -> Producer {
-        let (commands, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let budget_bytes = config
+            .buffer_budget_bytes
+            .max(MAX_RECORD_BYTES + RECORD_OVERHEAD_BYTES);
+        let budget = Arc::new(Semaphore::new(budget_bytes));
+        let (commands, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        let worker = tokio::spawn(
-            Worker {
-                transport,
-                config,
-                counters: counters.clone(),
-                report: FlushReport::default(),
-            }
-            .run(rx),
+        let (done_tx, done) = watch::channel(false);
+        let record_ttl = config.record_ttl;
+        let (refreshed, refreshes) = mpsc::unbounded_channel();
+        let worker = Worker::new(
+            Arc::new(transport),
+            config,
+            counters.clone(),
+            budget.clone(),
+            budget_bytes,
+            refreshed,
         );
+        let handle = tokio::spawn(async move {
+            worker.run(rx, refreshes).await;
+            let _ = done_tx.send(true);
+        });
         Producer {
-            commands,
-            worker,
-            counters,
+            shared: Arc::new(Shared {
+                commands,
+                budget,
+                budget_bytes,
+                record_ttl,
+                counters,
+                closed: AtomicBool::new(false),
+                worker: Mutex::new(Some(handle)),
+                done,
+            }),
         }
     }
 
-    /// Validates and queues one event; waits while the queue is full.
+    /// Validates an event and queues it under its design partition key
+    /// ([`Envelope::partition_key`]); waits while the buffer budget is spent.
     ///
-    /// Returns [`SendError::Invalid`] with every offending field for an invalid event,
-    /// which is then not sent.
-    pub async fn send(&self, event: &Envelope) -> Result<(), SendError> {
-        let entry = self.prepare(event)?;
-        self.commands
-            .send(Command::Record(entry))
+    /// Returns [`SendError::Invalid`] with every offending field for an invalid
+    /// event, which is then not sent.
+    pub async fn send(&self, event: &Envelope) -> Result<Receipt, SendError> {
+        let record = self.prepare_event(event)?;
+        self.enqueue(record).await
+    }
+
+    /// Like [`Producer::send`], but fails with [`SendError::BufferFull`] instead of
+    /// waiting.
+    pub fn try_send(&self, event: &Envelope) -> Result<Receipt, SendError> {
+        let record = self.prepare_event(event)?;
+        self.try_enqueue(record)
+    }
+
+    /// Queues pre-serialized bytes under `partition_key` (for data that is not a
+    /// FlyHigh envelope). Checks only the Kinesis limits.
+    pub async fn send_record(
+        &self,
+        partition_key: &str,
+        data: Vec<u8>,
+    ) -> Result<Receipt, SendError> {
+        let record = self.prepare_record(partition_key, data)?;
+        self.enqueue(record).await
+    }
+
+    /// Like [`Producer::send_record`], but fails with [`SendError::BufferFull`]
+    /// instead of waiting.
+    pub fn try_send_record(
+        &self,
+        partition_key: &str,
+        data: Vec<u8>,
+    ) -> Result<Receipt, SendError> {
+        let record = self.prepare_record(partition_key, data)?;
+        self.try_enqueue(record)
+    }
+
+    fn prepare_event(&self, event: &Envelope) -> Result<UserRecord, SendError> {
+        let data = event.to_json();
+        if let Err(errors) = event.validate_encoded(data.len()) {
+            Counters::add(&self.shared.counters.rejected, 1);
+            return Err(SendError::Invalid(errors));
+        }
+        self.prepare_record(&event.partition_key(), data)
+    }
+
+    fn prepare_record(&self, partition_key: &str, data: Vec<u8>) -> Result<UserRecord, SendError> {
+        let mut errors = Vec::new();
+        let chars = partition_key.chars().count();
+        if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+            errors.push(FieldError {
+                field: "(partition_key)".into(),
+                reason: format!("must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {chars}"),
+            });
+        }
+        if data.len() + partition_key.len() > MAX_RECORD_BYTES {
+            errors.push(FieldError {
+                field: "(record)".into(),
+                reason: format!(
+                    "data plus partition key is {} bytes, over the {MAX_RECORD_BYTES}-byte Kinesis record limit",
+                    data.len() + partition_key.len()
+                ),
+            });
+        }
+        if !errors.is_empty() {
+            Counters::add(&self.shared.counters.rejected, 1);
+            return Err(SendError::Invalid(ValidationErrors(errors)));
+        }
+        Ok(UserRecord::new(partition_key, data))
+    }
+
+    fn cost(record: &UserRecord) -> usize {
+        record.size() + RECORD_OVERHEAD_BYTES
+    }
+
+    async fn enqueue(&self, record: UserRecord) -> Result<Receipt, SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        let permit = self
+            .shared
+            .budget
+            .clone()
+            .acquire_many_owned(Self::cost(&record) as u32)
             .await
             .map_err(|_| SendError::Closed)?;
-        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.submit(record, permit)
     }
 
-    fn prepare(&self, event: &Envelope) -> Result<Entry, SendError> {
-        let data = event.to_json();
-        let entry = Entry {
-            partition_key: event.partition_key(),
-            data,
-        };
-        let checked = event.validate_encoded(entry.data.len()).and_then(|()| {
-            if entry_size(&entry) > MAX_RECORD_BYTES {
-                Err(ValidationErrors(vec![flyhigh_schemas::FieldError {
-                    field: "(event)".into(),
-                    reason: format!("record exceeds {MAX_RECORD_BYTES} bytes"),
-                }]))
-            } else {
-                Ok(())
-            }
-        });
-        match checked {
-            Ok(()) => Ok(entry),
-            Err(errors) => {
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                Err(SendError::Invalid(errors))
-            }
+    fn try_enqueue(&self, record: UserRecord) -> Result<Receipt, SendError> {
+        if self.is_closed() {
+            return Err(SendError::Closed);
         }
+        let cost = Self::cost(&record);
+        let permit = match self
+            .shared
+            .budget
+            .clone()
+            .try_acquire_many_owned(cost as u32)
+        {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => {
+                return Err(SendError::BufferFull {
+                    record_bytes: cost,
+                    buffered_bytes: self.buffered_bytes(),
+                    budget_bytes: self.shared.budget_bytes,
+                });
+            }
+            Err(TryAcquireError::Closed) => return Err(SendError::Closed),
+        };
+        self.submit(record, permit)
     }
 
-    /// Writes everything queued so far; returns what was written or failed since the
-    /// previous flush.
+    fn submit(
+        &self,
+        record: UserRecord,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Receipt, SendError> {
+        let (reply, rx) = oneshot::channel();
+        let member = Member::new(
+            reply,
+            permit,
+            record.hash_key,
+            tokio::time::Instant::now() + self.shared.record_ttl,
+            Utc::now(),
+        );
+        self.shared
+            .commands
+            .send(Command::Record(Pending { record, member }))
+            .map_err(|_| SendError::Closed)?;
+        Counters::add(&self.shared.counters.accepted, 1);
+        Counters::add(&self.shared.counters.buffered_records, 1);
+        Ok(Receipt { rx })
+    }
+
+    /// Sends every record accepted so far and waits until each is written or
+    /// dead-lettered; returns what happened since the previous flush.
     pub async fn flush(&self) -> Result<FlushReport, SendError> {
         let (ack, done) = oneshot::channel();
-        self.commands
+        self.shared
+            .commands
             .send(Command::Flush(ack))
-            .await
             .map_err(|_| SendError::Closed)?;
         done.await.map_err(|_| SendError::Closed)
     }
 
-    /// Flushes and stops the worker. Dropping a producer without closing it still
-    /// writes what is queued, but nobody learns about records that failed.
-    pub async fn close(self) -> FlushReport {
-        drop(self.commands);
-        match self.worker.await {
-            Ok(report) => report,
-            // A panic in the worker is a bug; surface it rather than report nothing.
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Only when the runtime itself is shutting down.
-            Err(_) => FlushReport::default(),
-        }
+    /// Stops accepting records, writes everything accepted (retrying within each
+    /// record's time-to-live, dead-lettering what expires), and stops the worker.
+    /// Returns what happened since the previous flush. Later sends fail with
+    /// [`SendError::Closed`]; closing twice waits for the first close.
+    pub async fn close(&self) -> FlushReport {
+        self.close_inner(None).await
     }
 
-    /// Current counters.
-    pub fn stats(&self) -> ProducerStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ProducerStats {
-            accepted: get(&c.accepted),
-            rejected: get(&c.rejected),
-            sent: get(&c.sent),
-            failed: get(&c.failed),
-            requests: get(&c.requests),
-            retries: get(&c.retries),
-            throttles: get(&c.throttles),
-        }
+    /// Like [`Producer::close`], but after `deadline` every record still unsent is
+    /// dead-lettered (reason `closed`) instead of retried: for shutdowns with a
+    /// time limit (a container's SIGTERM grace period).
+    pub async fn close_within(&self, deadline: Duration) -> FlushReport {
+        self.close_inner(Some(deadline)).await
     }
-}
 
-struct Worker<T> {
-    transport: T,
-    config: ProducerConfig,
-    counters: Arc<Counters>,
-    report: FlushReport,
-}
-
-impl<T: Transport> Worker<T> {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) -> FlushReport {
-        let mut pending: VecDeque<Entry> = VecDeque::new();
-        let mut pending_bytes = 0usize;
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let command = match deadline {
-                Some(at) => tokio::select! {
-                    c = rx.recv() => c,
-                    () = tokio::time::sleep_until(at) => {
-                        self.drain(&mut pending, &mut pending_bytes, true).await;
-                        deadline = None;
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
-            };
-            match command {
-                Some(Command::Record(entry)) => {
-                    pending_bytes += entry_size(&entry);
-                    pending.push_back(entry);
-                    deadline.get_or_insert_with(|| Instant::now() + self.config.linger);
-                    if limits::request_full(pending.len(), pending_bytes) {
-                        self.drain(&mut pending, &mut pending_bytes, false).await;
-                        deadline =
-                            (!pending.is_empty()).then(|| Instant::now() + self.config.linger);
-                    }
-                }
-                Some(Command::Flush(ack)) => {
-                    self.drain(&mut pending, &mut pending_bytes, true).await;
-                    deadline = None;
-                    let _ = ack.send(std::mem::take(&mut self.report));
-                }
-                None => {
-                    self.drain(&mut pending, &mut pending_bytes, true).await;
-                    return std::mem::take(&mut self.report);
+    async fn close_inner(&self, deadline: Option<Duration>) -> FlushReport {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let (ack, report) = oneshot::channel();
+        let sent = self
+            .shared
+            .commands
+            .send(Command::Close {
+                deadline: deadline.map(|d| tokio::time::Instant::now() + d),
+                ack,
+            })
+            .is_ok();
+        let report = if sent {
+            report.await.unwrap_or_default()
+        } else {
+            FlushReport::default()
+        };
+        let handle = self
+            .shared
+            .worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match handle {
+            Some(handle) => {
+                if let Err(e) = handle.await
+                    && e.is_panic()
+                {
+                    // A panic in the worker is a bug: surface it, never report success.
+                    std::panic::resume_unwind(e.into_panic());
                 }
             }
-        }
-    }
-
-    /// Sends full requests from `pending`, and the remainder too when `all`.
-    async fn drain(&mut self, pending: &mut VecDeque<Entry>, pending_bytes: &mut usize, all: bool) {
-        while !pending.is_empty() && (all || limits::request_full(pending.len(), *pending_bytes)) {
-            let request = limits::take_request(pending);
-            *pending_bytes -= request.iter().map(entry_size).sum::<usize>();
-            self.put_with_retries(request).await;
-        }
-    }
-
-    /// Puts a request, retrying only the records that failed, until all are written
-    /// or out of attempts.
-    async fn put_with_retries(&mut self, mut request: Vec<Entry>) {
-        let mut attempt = 1;
-        loop {
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            let mut retry = Vec::new();
-            let mut last_error = String::new();
-            match self.transport.put_records(&request).await {
-                Ok(results) => {
-                    for (entry, result) in request.into_iter().zip(results) {
-                        match result {
-                            EntryResult::Ok { .. } => {
-                                self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                                self.report.records_sent += 1;
-                            }
-                            EntryResult::Failed { code, message } => {
-                                let reason = format!("{code}: {message}");
-                                match classify_entry_failure(&code) {
-                                    EntryFailure::Permanent => self.fail(entry, reason),
-                                    kind => {
-                                        if kind == EntryFailure::Throttled {
-                                            self.counters.throttles.fetch_add(1, Ordering::Relaxed);
-                                        }
-                                        last_error = reason;
-                                        retry.push(entry);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(TransportError::Permanent(reason)) => {
-                    for entry in request {
-                        self.fail(entry, reason.clone());
-                    }
-                }
-                Err(e) => {
-                    if matches!(e, TransportError::Throttled(_)) {
-                        self.counters.throttles.fetch_add(1, Ordering::Relaxed);
-                    }
-                    last_error = e.to_string();
-                    retry = request;
-                }
+            None => {
+                let mut done = self.shared.done.clone();
+                let _ = done.wait_for(|d| *d).await;
             }
-            if retry.is_empty() {
-                return;
-            }
-            if attempt >= self.config.max_attempts {
-                tracing::warn!(records = retry.len(), attempts = attempt, error = %last_error, "giving up on records");
-                for entry in retry {
-                    self.fail(entry, format!("after {attempt} attempts: {last_error}"));
-                }
-                return;
-            }
-            self.counters
-                .retries
-                .fetch_add(retry.len() as u64, Ordering::Relaxed);
-            tokio::time::sleep(backoff(&self.config, attempt)).await;
-            attempt += 1;
-            request = retry;
         }
+        report
     }
 
-    fn fail(&mut self, entry: Entry, reason: String) {
-        self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        self.report.failed.push(FailedRecord {
-            partition_key: entry.partition_key,
-            data: entry.data,
-            reason,
-        });
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst)
     }
-}
 
-/// Full-jitter exponential backoff: uniform in `[0, min(max, base · 2^(attempt-1))]`,
-/// so that many producers throttled together do not retry together.
-fn backoff(config: &ProducerConfig, attempt: u32) -> Duration {
-    let cap = config
-        .backoff_base
-        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
-        .min(config.backoff_max);
-    let millis = cap.as_millis().max(1) as u64;
-    Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+    /// Bytes of the budget held by accepted, unresolved records.
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.budget_bytes
+            - self
+                .shared
+                .budget
+                .available_permits()
+                .min(self.shared.budget_bytes)
+    }
+
+    /// A snapshot of the metrics.
+    pub fn metrics(&self) -> ProducerMetrics {
+        self.shared.counters.snapshot(
+            self.buffered_bytes() as u64,
+            self.shared.budget_bytes as u64,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_config::BehaviorVersion;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use flyhigh_producer::{KinesisTransport, Producer, ProducerConfig};
+use std::sync::Arc;
+
+use flyhigh_producer::{
+    DeadLetterReason, KinesisTransport, MemoryDeadLetters, Producer, ProducerConfig,
+};
+use flyhigh_schemas::aggregation::{Deaggregated, deaggregate};
 use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
 
 async fn client() -> Client {
@@ -69,17 +74,30 @@ async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
         .await
         .unwrap();
 
+    // moto loses records under concurrent puts to one stream: one request at a time.
+    let dead = MemoryDeadLetters::new();
     let producer = Producer::new(
         KinesisTransport::new(client.clone(), &stream),
-        ProducerConfig::default(),
+        ProducerConfig {
+            max_requests_in_flight: 1,
+            dead_letters: Arc::new(dead.clone()),
+            ..ProducerConfig::default()
+        },
     );
     let sent: Vec<Envelope> = (0..1_200).map(booking).collect();
     for event in &sent {
         producer.send(event).await.unwrap();
     }
     let report = producer.close().await;
-    assert!(report.failed.is_empty(), "{:?}", report.failed.first());
-    assert_eq!(report.records_sent, 1_200);
+    assert_eq!(report.dead_lettered, 0, "{:?}", report.last_error);
+    assert_eq!(report.records_written, 1_200);
+    // The map came from ListShards: 13 flights over 3 shards, so aggregates.
+    let metrics = producer.metrics();
+    assert_eq!(metrics.shard_map_refreshes, 1);
+    assert!(
+        metrics.user_records_per_kinesis_record() > 20.0,
+        "{metrics:?}"
+    );
 
     let shards = client
         .list_shards()
@@ -108,10 +126,20 @@ async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
                 .await
                 .unwrap();
             for r in out.records() {
-                received.push((
-                    r.partition_key().unwrap_or_default().to_string(),
-                    flyhigh_schemas::decode(r.data().as_ref()).unwrap(),
-                ));
+                match deaggregate(r.data().as_ref()).unwrap() {
+                    Deaggregated::Single(data) => received.push((
+                        r.partition_key().unwrap_or_default().to_string(),
+                        flyhigh_schemas::decode(data).unwrap(),
+                    )),
+                    Deaggregated::Aggregated(users) => {
+                        for u in users {
+                            received.push((
+                                u.partition_key.to_string(),
+                                flyhigh_schemas::decode(u.data).unwrap(),
+                            ));
+                        }
+                    }
+                }
             }
             match out.next_shard_iterator() {
                 Some(next) if !out.records().is_empty() => iterator = next.to_string(),
@@ -140,21 +168,32 @@ async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
 }
 
 #[tokio::test]
-async fn records_for_a_missing_stream_are_reported_failed_not_dropped() {
+async fn records_for_a_missing_stream_are_dead_lettered_not_dropped() {
     let client = client().await;
+    let dead = MemoryDeadLetters::new();
     let producer = Producer::new(
         KinesisTransport::new(client, unique("no-such-stream")),
-        ProducerConfig::default(),
+        ProducerConfig {
+            dead_letters: Arc::new(dead.clone()),
+            ..ProducerConfig::default()
+        },
     );
+    let mut receipts = Vec::new();
     for i in 0..3 {
-        producer.send(&booking(i)).await.unwrap();
+        receipts.push(producer.send(&booking(i)).await.unwrap());
     }
     let report = producer.close().await;
-    assert_eq!(report.records_sent, 0);
-    assert_eq!(report.failed.len(), 3);
+    assert_eq!(report.records_written, 0);
+    assert_eq!(report.dead_lettered, 3);
+    for r in receipts {
+        let err = r.await.unwrap_err();
+        assert!(err.to_string().contains("ResourceNotFound"), "{err}");
+    }
+    let letters = dead.letters();
+    assert_eq!(letters.len(), 3);
     assert!(
-        report.failed[0].reason.contains("ResourceNotFound"),
-        "{}",
-        report.failed[0].reason
+        letters
+            .iter()
+            .all(|l| l.reason == DeadLetterReason::Rejected)
     );
 }

@@ -1,0 +1,93 @@
+//! [`ProducerConfig`]: every setting, its default, and why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::dead_letter::{DeadLetterSink, FileDeadLetters};
+use crate::rate::ShardLimits;
+
+/// Producer settings. `ProducerConfig::default()` suits a booking backend writing a
+/// few thousand events per second to a provisioned stream; each field says why.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Bytes of accepted, not yet written records the producer may hold (each record
+    /// counts its data, its partition key and [`RECORD_OVERHEAD_BYTES`] of
+    /// bookkeeping). When it is spent, `send` waits and `try_send` fails with
+    /// [`SendError::BufferFull`](crate::SendError::BufferFull). Default 32 MiB: about
+    /// 8 s of a 4-shard stream at its 1 MiB/s per shard limit, enough to ride out
+    /// a brief throttle without letting an outage grow the process.
+    pub buffer_budget_bytes: usize,
+    /// How long a shard's open aggregate waits for more records before it is sent.
+    /// Default 50 ms: inventory stays near real time, and under load aggregates fill
+    /// up long before.
+    pub linger: Duration,
+    /// Whether to pack user records bound for one shard into KPL aggregated records.
+    /// Default true: ~150 booking events per Kinesis record instead of one, so ~150×
+    /// fewer records against the 1,000 records/s shard limit and PUT payload units
+    /// used almost fully. Turn off only for consumers that cannot deaggregate.
+    pub aggregation: bool,
+    /// Largest aggregate, in bytes (data plus partition key). Default 51,200 = two
+    /// 25 KiB PUT payload units, as KPL: an aggregate sealed just short of it wastes
+    /// less than one event of its last unit, and it keeps a retry cheap. Capped at
+    /// the 1 MiB record limit.
+    pub aggregate_max_bytes: usize,
+    /// How long an accepted record may wait for Kinesis before it is dead-lettered and
+    /// its receipt fails. Default 120 s: outlasts throttling episodes and short
+    /// outages; past that an operator replays the dead letters rather than the
+    /// producer hold memory indefinitely. An aggregate expires with its oldest record,
+    /// so no record waits longer than this.
+    pub record_ttl: Duration,
+    /// First retry delay after a failure (full jitter, doubling per consecutive
+    /// failure of a shard). Default 100 ms, Kinesis's own suggestion for
+    /// throttled writers.
+    pub backoff_base: Duration,
+    /// Largest retry delay. Default 5 s: a shard that recovers is used again quickly.
+    pub backoff_max: Duration,
+    /// PutRecords requests in flight at once. Default 8: enough to keep 8 shards busy
+    /// at 50 ms round trips without opening a connection storm.
+    pub max_requests_in_flight: usize,
+    /// A request that has not answered after this long counts as failed (transient)
+    /// and its records are retried. Default 30 s.
+    pub request_timeout: Duration,
+    /// Per-shard write limits the token buckets start from. Default `None`: the
+    /// transport's ([`ShardLimits::KINESIS`] for Kinesis, unlimited for the
+    /// in-process stream).
+    pub shard_limits: Option<ShardLimits>,
+    /// How often the shard map is reloaded even without a sign of a reshard (a put
+    /// landing on an unexpected shard reloads it at once). Default 60 s.
+    pub shard_map_refresh: Duration,
+    /// Where records the producer gives up on go. Default: a [`FileDeadLetters`] at
+    /// [`FileDeadLetters::DEFAULT_PATH`] in the working directory, created only
+    /// when needed.
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// How often the metrics are emitted as a `tracing` event. Default 60 s; `None`
+    /// turns the periodic event off (one is still emitted at close).
+    pub metrics_interval: Option<Duration>,
+    /// Seed for retry jitter; `None` seeds from the OS. Tests set it.
+    pub rng_seed: Option<u64>,
+}
+
+/// Bookkeeping bytes charged to the budget per record, beyond its data and key: its
+/// reply channel, budget permit, deadline and place in an aggregate's key table.
+pub const RECORD_OVERHEAD_BYTES: usize = 256;
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            buffer_budget_bytes: 32 * 1024 * 1024,
+            linger: Duration::from_millis(50),
+            aggregation: true,
+            aggregate_max_bytes: 2 * crate::limits::PUT_PAYLOAD_UNIT_BYTES,
+            record_ttl: Duration::from_secs(120),
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            max_requests_in_flight: 8,
+            request_timeout: Duration::from_secs(30),
+            shard_limits: None,
+            shard_map_refresh: Duration::from_secs(60),
+            dead_letters: Arc::new(FileDeadLetters::new(FileDeadLetters::DEFAULT_PATH)),
+            metrics_interval: Some(Duration::from_secs(60)),
+            rng_seed: None,
+        }
+    }
+}
