@@ -2,14 +2,17 @@
 #
 # The project's one test command: `scripts/test.sh` (CI runs it through .ci/run).
 #
-# On a fresh machine it needs only rustup cargo, python3 with pip and network
-# access to the package registries. It
+# On a fresh machine it needs only rustup cargo, python3 with pip, node with
+# npm and network access to the package registries. It
 #   1. creates .venv and installs requirements-test.txt (moto, cargo-lambda,
-#      pyarrow, duckdb) when that file changed,
-#   2. starts moto server and `cargo lambda watch` on free 127.0.0.1 ports,
+#      pyarrow, duckdb) when that file changed, and installs the pinned
+#      kinesalite (scripts/kinesalite/package-lock.json) when that changed,
+#   2. starts moto server, kinesalite and `cargo lambda watch` on free
+#      127.0.0.1 ports,
 #   3. builds and tests the workspace with the services' addresses exported
 #      (see scripts/lib/services.sh for the variable names),
-#   4. runs scripts/smoke.sh when there is one,
+#   4. runs a 20-second producer soak under 100% throttling (memory bound) and
+#      scripts/smoke.sh when there is one,
 # and stops the services on every exit path. Exits non-zero when any step
 # fails. Service logs: target/test-logs/.
 set -euo pipefail
@@ -69,7 +72,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 step "python test tools (.venv)" ensure_venv || exit 1
+step "node test tools (scripts/kinesalite)" ensure_kinesalite || exit 1
 step "moto server" start_moto || exit 1
+step "kinesalite" start_kinesalite || exit 1
 step "cargo lambda watch" start_lambda_watch || exit 1
 
 locked=()
@@ -83,6 +88,10 @@ if step "build" cargo build --workspace --all-targets "${locked[@]}" &&
   step "tests" cargo test --workspace --all-targets "${locked[@]}" || true
   step "doc tests" cargo test --workspace --doc "${locked[@]}" || true
   step "infra lint" cfn-lint infra/*.yaml || true
+  # Memory under 100% throttling: peak RSS within the producer's budget + 64 MiB
+  # and `send` held back (the 60-second run is in the README's benchmark section).
+  step "producer soak, 100% throttled, 20 s" \
+    cargo run --quiet "${locked[@]}" -p flyhigh-benches --bin producer-load -- soak --seconds 20 || true
   if [[ -x scripts/smoke.sh ]]; then
     step "smoke" scripts/smoke.sh || true
   elif [[ -e scripts/smoke.sh ]]; then

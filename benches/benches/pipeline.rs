@@ -1,7 +1,7 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use flyhigh_core::UserRecord;
+use flyhigh_core::KinesisRecord;
 use flyhigh_core::memory::{MemoryDeadLetters, MemoryStore};
 use flyhigh_embedded::SqliteInventoryStore;
 use flyhigh_handlers::InventoryHandler;
@@ -38,14 +38,36 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+fn aggregation(c: &mut Criterion) {
+    use flyhigh_benches::aggregation::{aggregated_path, even_map, plain_path, sample_records};
+    let records = sample_records(100_000, 42);
+    let map = even_map(4);
+    let config = ProducerConfig::default();
+    let mut group = c.benchmark_group("aggregation");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.sample_size(20);
+    group.bench_function("baseline_unaggregated_collect", |b| {
+        b.iter_batched(
+            || records.clone(),
+            |r| black_box(plain_path(r)),
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("aggregate_and_collect", |b| {
+        b.iter_batched(
+            || records.clone(),
+            |r| black_box(aggregated_path(r, &map, &config)),
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
 fn producer(c: &mut Criterion) {
     let events = events(10_000);
     let entries: Vec<Entry> = events
         .iter()
-        .map(|e| Entry {
-            partition_key: e.partition_key(),
-            data: e.to_json(),
-        })
+        .map(|e| Entry::new(e.partition_key(), e.to_json()))
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -82,11 +104,11 @@ fn producer(c: &mut Criterion) {
     group.finish();
 }
 
-fn user_records(n: usize) -> Vec<UserRecord> {
+fn kinesis_records(n: usize) -> Vec<KinesisRecord> {
     events(n)
         .iter()
         .enumerate()
-        .map(|(i, e)| UserRecord {
+        .map(|(i, e)| KinesisRecord {
             shard_id: "shardId-000000000000".into(),
             sequence_number: format!("49{i:054}"),
             partition_key: e.partition_key(),
@@ -97,7 +119,7 @@ fn user_records(n: usize) -> Vec<UserRecord> {
 }
 
 fn inventory_handler(c: &mut Criterion) {
-    let records = user_records(5_000);
+    let records = kinesis_records(5_000);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -125,7 +147,7 @@ fn inventory_handler(c: &mut Criterion) {
 /// The handler over the SQLite file store (the embedded default) against the same
 /// handler over the in-memory store.
 fn sqlite_store(c: &mut Criterion) {
-    let records = user_records(20_000);
+    let records = kinesis_records(20_000);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -170,5 +192,12 @@ fn sqlite_store(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, producer, inventory_handler, sqlite_store);
+criterion_group!(
+    benches,
+    decode,
+    aggregation,
+    producer,
+    inventory_handler,
+    sqlite_store
+);
 criterion_main!(benches);

@@ -5,6 +5,9 @@
 //!
 //! - `decode`: `flyhigh_schemas::decode` (typed parse and validation) against a plain
 //!   `serde_json::Value` parse of the same bytes;
+//! - `aggregation`: the producer's synchronous hot path for ~330-byte events (shard
+//!   lookup, KPL aggregation per shard, collection into PutRecords requests; see
+//!   [`aggregation`]) against collecting the same records unaggregated;
 //! - `producer`: events through the producer into the in-process stream against
 //!   putting the same pre-serialized records straight into the stream;
 //! - `inventory_handler`: a batch through the inventory handler (decode, plan, pack,
@@ -14,3 +17,5 @@
 //!
 //! End-to-end throughput is measured by the main job itself: `flyhigh demo` reports
 //! `events_per_second` in its summary.
+
+pub mod aggregation;

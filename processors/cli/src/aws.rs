@@ -60,6 +60,13 @@ pub struct ProduceArgs {
     /// Write a JSON summary here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// PutRecords requests in flight at once (1 for moto, which loses records under
+    /// concurrent puts to one stream).
+    #[arg(long, default_value_t = 8)]
+    requests_in_flight: usize,
+    /// Where records the producer gives up on are written (JSON lines).
+    #[arg(long, default_value = flyhigh_producer::FileDeadLetters::DEFAULT_PATH)]
+    dead_letters: PathBuf,
 }
 
 #[derive(Args)]
@@ -120,21 +127,32 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         .context("loading the schedule")?;
     let transport =
         KinesisTransport::new(aws_sdk_kinesis::Client::new(&config), &args.names.stream);
-    let producer = Producer::new(transport.clone(), ProducerConfig::default());
+    let producer = Producer::new(
+        transport,
+        ProducerConfig {
+            max_requests_in_flight: args.requests_in_flight,
+            dead_letters: std::sync::Arc::new(flyhigh_producer::FileDeadLetters::new(
+                &args.dead_letters,
+            )),
+            ..ProducerConfig::default()
+        },
+    );
     let started = Instant::now();
-    let outcome = pipeline::produce(sim, &producer, &transport, args.poison_every, |_| {}).await?;
+    let outcome = pipeline::produce(sim, &producer, args.poison_every, |_| {}).await?;
     let report = producer.close().await;
+    let metrics = producer.metrics();
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "produced {} events ({} searches, {} bookings, {} cancellations) and {} poison records in {:.1} s; {} flights scheduled; {} records failed",
+        "produced {} events ({} searches, {} bookings, {} cancellations) and {} poison records in {:.1} s as {} Kinesis records; {} flights scheduled; {} records dead-lettered",
         outcome.produced.total,
         outcome.produced.search,
         outcome.produced.booking,
         outcome.produced.cancellation,
         outcome.poison_injected,
         elapsed,
+        metrics.kinesis_records_written,
         schedule.flights.len(),
-        report.failed.len()
+        report.dead_lettered
     );
     if let Some(path) = &args.summary_json {
         report::write_json(
@@ -143,17 +161,19 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
                 "seed": args.seed,
                 "events_produced": outcome.produced,
                 "poison_records_injected": outcome.poison_injected,
-                "records_failed": report.failed.len(),
+                "records_dead_lettered": report.dead_lettered,
+                "kinesis_records": metrics.kinesis_records_written,
                 "flights_scheduled": schedule.flights.len(),
                 "elapsed_seconds": elapsed,
             }),
         )?;
     }
     anyhow::ensure!(
-        report.failed.is_empty(),
-        "{} records could not be written; first: {}",
-        report.failed.len(),
-        report.failed[0].reason
+        report.dead_lettered == 0,
+        "{} records could not be written (see {}); last error: {}",
+        report.dead_lettered,
+        args.dead_letters.display(),
+        report.last_error.unwrap_or_default()
     );
     Ok(())
 }
@@ -188,8 +208,9 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let inventory = handler.store().inventory().await?;
     let summary = InventorySummary::new(&inventory);
     println!(
-        "consumed {} records in {} invocations ({:.1} s incl. {} s idle wait): {} events, {} dead-lettered, {} batches to the failure queue; {} seats sold",
+        "consumed {} Kinesis records ({} user records) in {} invocations ({:.1} s incl. {} s idle wait): {} events, {} dead-lettered, {} batches to the failure queue; {} seats sold",
         stats.records_read,
+        h.user_records,
         stats.invocations,
         elapsed,
         args.idle_seconds,
@@ -203,6 +224,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             path,
             &json!({
                 "records_read": stats.records_read,
+                "user_records": h.user_records,
                 "events_consumed": h.searches + h.inventory_events,
                 "dead_lettered": h.dead_lettered + stats.records_to_failure_destination,
                 "handler": h,

@@ -9,7 +9,7 @@ use clap::Args;
 use flyhigh_core::InventoryStore;
 use flyhigh_embedded::{JsonLinesFile, SqliteInventoryStore};
 use flyhigh_handlers::InventoryHandler;
-use flyhigh_producer::{LocalStream, Producer, ProducerConfig};
+use flyhigh_producer::{FileDeadLetters, LocalStream, Producer, ProducerConfig};
 use flyhigh_runner::{LocalSource, MappingConfig, Runner, handler_fn};
 use flyhigh_simulator::{SimConfig, Simulator};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -69,8 +69,10 @@ struct DemoSummary {
 struct ProducerSummary {
     accepted: u64,
     rejected: u64,
-    sent: u64,
-    failed: u64,
+    written: u64,
+    dead_lettered: u64,
+    kinesis_records: u64,
+    user_records_per_kinesis_record: f64,
     requests: u64,
     retries: u64,
 }
@@ -80,6 +82,7 @@ struct Files {
     inventory_sqlite: PathBuf,
     dead_letters: PathBuf,
     failed_batches: PathBuf,
+    producer_dead_letters: PathBuf,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
@@ -91,12 +94,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         inventory_sqlite: args.out.join("inventory.sqlite"),
         dead_letters: args.out.join("dead-letters.jsonl"),
         failed_batches: args.out.join("failed-batches.jsonl"),
+        producer_dead_letters: args.out.join("producer-dead-letters.jsonl"),
     };
     // A demo run starts from nothing, so that its check compares like with like.
     for path in [
         &files.inventory_sqlite,
         &files.dead_letters,
         &files.failed_batches,
+        &files.producer_dead_letters,
     ] {
         remove_if_exists(path)?;
         for suffix in ["-wal", "-shm"] {
@@ -157,13 +162,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         })
     };
 
-    let producer = Producer::new(stream.clone(), ProducerConfig::default());
-    let outcome = pipeline::produce(sim, &producer, &stream, args.poison_every, |n| {
+    let producer = Producer::new(
+        stream.clone(),
+        ProducerConfig {
+            dead_letters: std::sync::Arc::new(FileDeadLetters::new(&files.producer_dead_letters)),
+            ..ProducerConfig::default()
+        },
+    );
+    let outcome = pipeline::produce(sim, &producer, args.poison_every, |n| {
         produced_bar.set_position(n)
     })
     .await?;
-    let producer_stats = producer.stats();
     let report = producer.close().await;
+    let producer_metrics = producer.metrics();
     stream.close();
     produced_bar.finish();
     let runner_stats = consumer.await.context("consumer task")??;
@@ -189,12 +200,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         inventory: InventorySummary::new(&inventory),
         simulation: outcome.simulation,
         producer: ProducerSummary {
-            accepted: producer_stats.accepted,
-            rejected: producer_stats.rejected,
-            sent: producer_stats.sent.max(report.records_sent),
-            failed: report.failed.len() as u64,
-            requests: producer_stats.requests,
-            retries: producer_stats.retries,
+            accepted: producer_metrics.user_records_accepted,
+            rejected: producer_metrics.user_records_rejected,
+            written: producer_metrics.user_records_written,
+            dead_lettered: producer_metrics.user_records_dead_lettered,
+            kinesis_records: producer_metrics.kinesis_records_written,
+            user_records_per_kinesis_record: producer_metrics.user_records_per_kinesis_record(),
+            requests: producer_metrics.requests,
+            retries: producer_metrics.retries,
         },
         handler: handler_stats,
         runner: runner_stats,
@@ -206,7 +219,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .unwrap_or_else(|| args.out.join("summary.json"));
     report::write_json(&path, &summary)?;
     print_summary(&summary, &path);
-    Ok(summary.inventory_check.is_ok() && report.failed.is_empty())
+    Ok(summary.inventory_check.is_ok() && report.dead_lettered == 0)
 }
 
 fn remove_if_exists(path: &std::path::Path) -> anyhow::Result<()> {
@@ -229,6 +242,13 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
     println!(
         "  produced      {} searches, {} bookings, {} cancellations (+{} poison records)",
         p.search, p.booking, p.cancellation, s.poison_records_injected
+    );
+    println!(
+        "  stream        {} Kinesis records ({:.1} events each) in {} requests; {} events dead-lettered by the producer",
+        s.producer.kinesis_records,
+        s.producer.user_records_per_kinesis_record,
+        s.producer.requests,
+        s.producer.dead_lettered
     );
     println!(
         "  consumed      {} events in {} handler invocations",

@@ -10,7 +10,7 @@ use flyhigh_core::{
     BookingRecord, CabinInventory, CabinKey, CommitError, InventoryStore, Schedule, StoreError,
 };
 use flyhigh_embedded::SqliteInventoryStore;
-use flyhigh_producer::{Entry, Producer, Transport};
+use flyhigh_producer::Producer;
 use flyhigh_schemas::{EventType, Payload};
 use flyhigh_simulator::{ExpectedInventory, SimStats, Simulator};
 use serde::Serialize;
@@ -86,8 +86,8 @@ pub struct Produced {
 /// What the produce loop did.
 pub struct ProduceOutcome {
     pub produced: Produced,
-    /// Records that are not valid events, written straight to the stream to exercise
-    /// the dead-letter path (the producer itself refuses them).
+    /// Records that are not valid events, sent as raw records (which the producer does
+    /// not validate) to exercise the consumers' dead-letter path.
     pub poison_injected: u64,
     /// Seats sold per flight and cabin, recomputed independently from the events.
     pub expected: BTreeMap<CabinKey, i64>,
@@ -96,11 +96,10 @@ pub struct ProduceOutcome {
 }
 
 /// Sends every simulated event through the producer, and every `poison_every`
-/// events one poison record straight through `raw`.
-pub async fn produce<T: Transport>(
+/// events one poison record as a raw record.
+pub async fn produce(
     mut sim: Simulator,
     producer: &Producer,
-    raw: &T,
     poison_every: u64,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<ProduceOutcome> {
@@ -120,16 +119,11 @@ pub async fn produce<T: Transport>(
         }
         produced.total += 1;
         if poison_every > 0 && produced.total % poison_every == 0 {
-            // One writer at a time: flush the producer before writing around it (moto,
-            // for one, loses records under concurrent PutRecords on a stream).
+            let (key, data) = poison(poison_injected, &event);
             producer
-                .flush()
+                .send_record(&key, data)
                 .await
-                .context("flushing before a poison record")?;
-            let entry = poison(poison_injected, &event);
-            raw.put_records(std::slice::from_ref(&entry))
-                .await
-                .context("writing a poison record")?;
+                .context("sending a poison record")?;
             poison_injected += 1;
         }
         if produced.total % 1024 == 0 {
@@ -145,8 +139,9 @@ pub async fn produce<T: Transport>(
     })
 }
 
-/// The `n`th poison record, cycling through the kinds a consumer must quarantine.
-pub fn poison(n: u64, template: &flyhigh_schemas::Envelope) -> Entry {
+/// The `n`th poison record (partition key and bytes), cycling through the kinds a
+/// consumer must quarantine.
+pub fn poison(n: u64, template: &flyhigh_schemas::Envelope) -> (String, Vec<u8>) {
     let mut json = serde_json::to_value(template).unwrap_or_default();
     let data = match n % 5 {
         0 => b"\x00\x01\x02 not an event \xff".to_vec(),
@@ -171,8 +166,5 @@ pub fn poison(n: u64, template: &flyhigh_schemas::Envelope) -> Entry {
             invalid.to_json()
         }
     };
-    Entry {
-        partition_key: format!("poison-{n}"),
-        data,
-    }
+    (format!("poison-{n}"), data)
 }

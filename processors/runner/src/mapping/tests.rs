@@ -63,10 +63,7 @@ impl FailureDestination for Failures {
 fn stream(n: usize, shards: usize) -> LocalStream {
     let stream = LocalStream::new("test", shards);
     let entries: Vec<Entry> = (0..n)
-        .map(|i| Entry {
-            partition_key: format!("k{i}"),
-            data: i.to_string().into_bytes(),
-        })
+        .map(|i| Entry::new(format!("k{i}"), i.to_string().into_bytes()))
         .collect();
     for chunk in entries.chunks(500) {
         stream.put(chunk).unwrap();
@@ -213,12 +210,7 @@ async fn a_batch_out_of_retries_goes_to_the_failure_destination_and_the_shard_mo
 #[tokio::test]
 async fn an_idle_shard_stops_after_the_idle_timeout() {
     let stream = LocalStream::new("open", 1);
-    stream
-        .put(&[Entry {
-            partition_key: "k".into(),
-            data: b"0".to_vec(),
-        }])
-        .unwrap();
+    stream.put(&[Entry::new("k", b"0".to_vec())]).unwrap();
     let handler = Scripted::default();
     let runner = Runner::new(MappingConfig {
         idle_timeout: Some(Duration::from_millis(100)),
@@ -278,10 +270,7 @@ async fn the_batching_window_gathers_records_that_trickle_in() {
         tokio::spawn(async move {
             for i in 0..6 {
                 stream
-                    .put(&[Entry {
-                        partition_key: "k".into(),
-                        data: i.to_string().into_bytes(),
-                    }])
+                    .put(&[Entry::new("k", i.to_string().into_bytes())])
                     .unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
