@@ -54,8 +54,10 @@ use crate::transport::{
 
 /// Records taken from the channel per wake-up.
 const RECV_BATCH: usize = 1024;
-/// How deep into a shard's queue dispatch looks for a batch whose keys are free.
-const SCAN_DEPTH: usize = 64;
+/// How deep into a shard's queue dispatch looks for an aggregate whose keys are
+/// free. Aggregates of one shard usually share a hot key, so looking far rarely finds
+/// one and costs a hash-set insert per key of every aggregate passed over.
+const SCAN_DEPTH: usize = 4;
 /// Shortest interval between two map reloads triggered by unexpected shards.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the worker waits for the first shard map before sending plain records.
@@ -192,6 +194,8 @@ pub(crate) struct Worker<T> {
     /// `map` index → `states` index (or the catch-all state alone when `map` is None).
     routes: Vec<usize>,
     keys_in_flight: KeySet,
+    /// Scratch for dispatch: keys of batches passed over (kept for its capacity).
+    held: KeySet,
     requests: JoinSet<PutOutcome>,
     in_flight: HashMap<u64, InFlight>,
     next_request: u64,
@@ -239,6 +243,7 @@ impl<T: Transport> Worker<T> {
             map: None,
             routes: Vec::new(),
             keys_in_flight: KeySet::default(),
+            held: KeySet::default(),
             requests: JoinSet::new(),
             in_flight: HashMap::new(),
             next_request: 0,
@@ -515,7 +520,8 @@ impl<T: Transport> Worker<T> {
                 } else {
                     limits::MAX_RECORDS_PER_REQUEST
                 };
-                let mut held = KeySet::default();
+                let mut held = std::mem::take(&mut self.held);
+                held.clear();
                 let mut j = 0;
                 while j < self.states[i].queue.len().min(depth) {
                     let batch = &self.states[i].queue[j];
@@ -544,6 +550,7 @@ impl<T: Transport> Worker<T> {
                     self.states[i].in_flight += 1;
                     request.push((i, batch));
                 }
+                self.held = held;
             }
             self.rotate = self.rotate.wrapping_add(1);
             if request.is_empty() {
