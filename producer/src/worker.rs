@@ -170,6 +170,15 @@ impl ShardState {
     }
 }
 
+/// A batch given up on, waiting for the turn's single dead-letter write.
+struct DeadBatch {
+    letters: Vec<DeadLetter>,
+    members: Vec<Member>,
+    reason: DeadLetterReason,
+    error: String,
+    attempts: u32,
+}
+
 struct InFlight {
     batches: Vec<(usize, Batch)>,
 }
@@ -209,6 +218,7 @@ pub(crate) struct Worker<T> {
     epoch_base: u64,
     flushes: Vec<(u64, oneshot::Sender<FlushReport>)>,
     report: FlushReport,
+    dead: Vec<DeadBatch>,
     closing: Option<Option<Instant>>,
     close_ack: Option<oneshot::Sender<FlushReport>>,
     next_metrics: Option<Instant>,
@@ -255,6 +265,7 @@ impl<T: Transport> Worker<T> {
             epoch_base: 0,
             flushes: Vec::new(),
             report: FlushReport::default(),
+            dead: Vec::new(),
             closing: None,
             close_ack: None,
             next_metrics: config.metrics_interval.map(|i| now + i),
@@ -321,6 +332,7 @@ impl<T: Transport> Worker<T> {
             self.seal_lingering(now);
             self.expire(now);
             self.dispatch(now);
+            self.flush_dead_letters();
             self.resolve_flushes();
             self.maybe_refresh(now);
             self.maybe_emit_metrics(now);
@@ -816,31 +828,54 @@ impl<T: Transport> Worker<T> {
                 dead_lettered_at: now,
             })
             .collect();
-        let stored = self.config.dead_letters.write(&letters);
         tracing::warn!(records = letters.len(), reason = reason.as_str(), attempts = batch.attempts, error = %error, "dead-lettering records");
-        let n = batch.members.len() as u64;
-        for member in batch.members {
-            let outcome = match &stored {
-                Ok(()) => DeliveryError::DeadLettered {
-                    reason,
-                    error: error.clone(),
-                    attempts: batch.attempts,
-                },
-                Err(sink) => DeliveryError::DeadLetterFailed {
-                    reason,
-                    error: error.clone(),
-                    sink_error: sink.to_string(),
-                },
-            };
-            self.resolve(member, Err(outcome));
+        self.dead.push(DeadBatch {
+            letters,
+            members: batch.members,
+            reason,
+            error,
+            attempts: batch.attempts,
+        });
+    }
+
+    /// Stores the dead letters gathered in this turn of the loop with one sink call
+    /// (a file sink syncs once, not once per batch), then resolves their receipts.
+    fn flush_dead_letters(&mut self) {
+        if self.dead.is_empty() {
+            return;
         }
+        let batches = std::mem::take(&mut self.dead);
+        let letters: Vec<DeadLetter> = batches
+            .iter()
+            .flat_map(|b| b.letters.iter().cloned())
+            .collect();
+        let stored = self.config.dead_letters.write(&letters);
         if let Err(sink) = &stored {
-            Counters::add(&self.counters.dead_letter_failures, n);
-            tracing::error!(records = n, error = %sink, "dead-letter sink failed; the records' receipts carry them");
+            Counters::add(&self.counters.dead_letter_failures, letters.len() as u64);
+            tracing::error!(records = letters.len(), error = %sink, "dead-letter sink failed; the records' receipts carry them");
         }
-        Counters::add(&self.counters.dead_lettered, n);
-        self.report.dead_lettered += n;
-        self.report.last_error = Some(format!("{}: {error}", reason.as_str()));
+        drop(letters);
+        for batch in batches {
+            let n = batch.members.len() as u64;
+            for member in batch.members {
+                let outcome = match &stored {
+                    Ok(()) => DeliveryError::DeadLettered {
+                        reason: batch.reason,
+                        error: batch.error.clone(),
+                        attempts: batch.attempts,
+                    },
+                    Err(sink) => DeliveryError::DeadLetterFailed {
+                        reason: batch.reason,
+                        error: batch.error.clone(),
+                        sink_error: sink.to_string(),
+                    },
+                };
+                self.resolve(member, Err(outcome));
+            }
+            Counters::add(&self.counters.dead_lettered, n);
+            self.report.dead_lettered += n;
+            self.report.last_error = Some(format!("{}: {}", batch.reason.as_str(), batch.error));
+        }
     }
 
     fn resolve(&mut self, member: Member, outcome: Result<Delivery, DeliveryError>) {

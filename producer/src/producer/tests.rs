@@ -620,3 +620,116 @@ async fn flush_waits_for_everything_sent_before_it() {
         Err(SendError::Closed)
     ));
 }
+
+/// A dead-letter sink that cannot store anything.
+#[derive(Debug)]
+struct BrokenSink;
+
+impl crate::dead_letter::DeadLetterSink for BrokenSink {
+    fn write(
+        &self,
+        _: &[crate::dead_letter::DeadLetter],
+    ) -> Result<(), crate::dead_letter::DeadLetterError> {
+        Err(crate::dead_letter::DeadLetterError("disk full".into()))
+    }
+}
+
+#[tokio::test]
+async fn when_the_dead_letter_sink_fails_the_receipt_carries_the_record_fate() {
+    let stream = LocalStream::new("s", 1);
+    let chaos = Arc::new(Chaos {
+        record_failure: 1.0,
+        record_code: "AccessDeniedException",
+        ..Chaos::new(stream.clone())
+    });
+    let producer = Producer::new(
+        chaos,
+        ProducerConfig {
+            dead_letters: Arc::new(BrokenSink),
+            ..config(&MemoryDeadLetters::new())
+        },
+    );
+    let receipt = producer.send(&booking(0, 1)).await.unwrap();
+    match receipt.await {
+        Err(DeliveryError::DeadLetterFailed {
+            reason,
+            error,
+            sink_error,
+        }) => {
+            assert_eq!(reason, DeadLetterReason::Rejected);
+            assert!(error.contains("AccessDeniedException"), "{error}");
+            assert!(sink_error.contains("disk full"), "{sink_error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    producer.close().await;
+    let m = producer.metrics();
+    assert_eq!(
+        (m.dead_letter_failures, m.user_records_dead_lettered),
+        (1, 1)
+    );
+}
+
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_are_emitted_as_tracing_events_periodically_and_at_close() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    // The test's runtime is single-threaded, so the worker logs through this too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let stream = LocalStream::new("s", 2);
+    let producer = Producer::new(
+        stream,
+        ProducerConfig {
+            metrics_interval: Some(Duration::from_secs(10)),
+            ..config(&MemoryDeadLetters::new())
+        },
+    );
+    for i in 0..50 {
+        producer.send(&booking(i, 5)).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let periodic = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        periodic.matches("producer metrics").count(),
+        1,
+        "{periodic}"
+    );
+    assert!(
+        periodic.contains(crate::metrics::METRICS_TARGET),
+        "{periodic}"
+    );
+    assert!(periodic.contains("user_records_written=50"), "{periodic}");
+    assert!(
+        periodic.contains("user_records_per_kinesis_record="),
+        "{periodic}"
+    );
+    producer.close().await;
+    let all = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(all.matches("producer metrics").count(), 2, "{all}");
+}
