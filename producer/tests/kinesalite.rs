@@ -269,3 +269,118 @@ async fn under_full_throttling_send_waits_and_everything_drains_once_it_ends() {
     assert_eq!(check(&sent, &got), 0);
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_split_while_producing_reloads_the_map_and_keeps_order_per_key() {
+    let client = kinesis_client(&kinesalite_url());
+    let stream = unique_name("producer-split");
+    create_stream(&client, &stream, 1).await.unwrap();
+    let dead = MemoryDeadLetters::new();
+    let producer = Producer::new(
+        KinesisTransport::new(client.clone(), &stream),
+        ProducerConfig {
+            dead_letters: Arc::new(dead.clone()),
+            linger: Duration::from_millis(5),
+            ..ProducerConfig::default()
+        },
+    );
+    let all = events(6_000, 5);
+    let (before, after) = all.split_at(3_000);
+    for e in before {
+        producer.send(e).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+    assert_eq!(producer.metrics().shard_map_refreshes, 1);
+
+    // Split the only shard in two halves.
+    client
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key((1u128 << 127).to_string())
+        .send()
+        .await
+        .unwrap();
+    create_stream(&client, &stream, 1).await.unwrap(); // waits until ACTIVE again
+
+    // The next put lands on a child shard: the producer notices and reloads the map.
+    let probe = events(1, 99).remove(0);
+    producer.send(&probe).await.unwrap();
+    producer.flush().await.unwrap();
+    let reloaded = async {
+        while producer.metrics().shard_map_refreshes < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), reloaded)
+        .await
+        .expect("the shard map was not reloaded after the split");
+
+    let mut receipts = Vec::new();
+    for e in after {
+        receipts.push((e.partition_key(), producer.send(e).await.unwrap()));
+    }
+    let report = producer.close().await;
+    assert_eq!(report.dead_lettered, 0, "{:?}", report.last_error);
+
+    // After the reload every record goes to the child that owns its key.
+    let shards = client
+        .list_shards()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap();
+    let children: Vec<_> = shards
+        .shards()
+        .iter()
+        .filter(|s| s.parent_shard_id().is_some())
+        .map(|s| {
+            let r = s.hash_key_range().unwrap();
+            let start: u128 = r.starting_hash_key().parse().unwrap();
+            let end: u128 = r.ending_hash_key().parse().unwrap();
+            (s.shard_id().to_string(), start, end)
+        })
+        .collect();
+    assert_eq!(children.len(), 2);
+    let owner = |key: &str| {
+        let h = flyhigh_schemas::hash_key(key);
+        children
+            .iter()
+            .find(|(_, s, e)| *s <= h && h <= *e)
+            .unwrap()
+            .0
+            .clone()
+    };
+    for (key, receipt) in receipts {
+        let d = receipt.await.unwrap();
+        assert_eq!(*d.shard_id, owner(&key), "key {key}");
+    }
+
+    // Nothing lost or doubled; per key, the parent's records (all written before the
+    // split) come first, then the key's child in order.
+    let (got, _) = read_events(&client, &stream).await;
+    assert_eq!(got.len(), all.len() + 1);
+    let parent: Vec<&Read> = got
+        .iter()
+        .filter(|r| r.shard_id == "shardId-000000000000")
+        .collect();
+    assert_eq!(parent.len(), before.len());
+    let mut read: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for r in parent
+        .iter()
+        .copied()
+        .chain(got.iter().filter(|r| r.shard_id != "shardId-000000000000"))
+    {
+        if r.event.event_id != probe.event_id {
+            read.entry(r.partition_key.clone())
+                .or_default()
+                .push(r.event.event_id);
+        }
+    }
+    let mut want: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for e in all {
+        want.entry(e.partition_key()).or_default().push(e.event_id);
+    }
+    assert_eq!(read, want);
+    assert!(dead.letters().is_empty());
+}
