@@ -202,14 +202,52 @@ impl Producer {
     }
 
     /// Like [`Producer::send`], but fails with [`SendError::BufferFull`] instead of
-    /// waiting.
+    /// waiting: for request handlers that would rather shed load than stall.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use flyhigh_producer::{LocalStream, Producer, ProducerConfig, SendError};
+    /// # use flyhigh_schemas::{Envelope, Payload, Search};
+    /// # let search = |i: u32| Envelope::new("web-app", "2026-11-22T10:15:00.250Z".parse().unwrap(),
+    /// #     Payload::Search(Search { session_id: format!("s-{i:06x}"), origin: "LHR".into(),
+    /// #         destination: "JFK".into(), departure_date: "2026-12-01".parse().unwrap(),
+    /// #         return_date: None, passengers: 1, cabin: flyhigh_schemas::Cabin::Economy }));
+    /// let producer = Producer::new(LocalStream::new("events", 2), ProducerConfig::default());
+    /// match producer.try_send(&search(1)) {
+    ///     Ok(_receipt) => {}
+    ///     Err(SendError::BufferFull { buffered_bytes, budget_bytes, .. }) => {
+    ///         eprintln!("shedding a search: {buffered_bytes} of {budget_bytes} bytes buffered");
+    ///     }
+    ///     Err(e) => panic!("{e}"),
+    /// }
+    /// producer.close().await;
+    /// # });
+    /// ```
     pub fn try_send(&self, event: &Envelope) -> Result<Receipt, SendError> {
         let record = self.prepare_event(event)?;
         self.try_enqueue(record)
     }
 
     /// Queues pre-serialized bytes under `partition_key` (for data that is not a
-    /// FlyHigh envelope). Checks only the Kinesis limits.
+    /// FlyHigh envelope, or a dead letter being re-sent). Checks only the Kinesis
+    /// limits: a partition key of 1 to 256 characters, at most 1 MiB with its key.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use flyhigh_producer::{LocalStream, Producer, ProducerConfig, SendError};
+    ///
+    /// let producer = Producer::new(LocalStream::new("events", 2), ProducerConfig::default());
+    /// let receipt = producer.send_record("FH0123-20261201", br#"{"replayed":true}"#.to_vec()).await?;
+    /// producer.flush().await?;
+    /// assert!(receipt.await.is_ok());
+    /// assert!(matches!(
+    ///     producer.send_record("", b"{}".to_vec()).await,
+    ///     Err(SendError::Invalid(errors)) if errors.0[0].field == "(partition_key)"
+    /// ));
+    /// # producer.close().await;
+    /// # Ok::<(), SendError>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn send_record(
         &self,
         partition_key: &str,
@@ -350,6 +388,17 @@ impl Producer {
     /// Like [`Producer::close`], but after `deadline` every record still unsent is
     /// dead-lettered (reason `closed`) instead of retried: for shutdowns with a
     /// time limit (a container's SIGTERM grace period).
+    ///
+    /// ```no_run
+    /// # async fn shutdown(producer: flyhigh_producer::Producer) {
+    /// use std::time::Duration;
+    /// // On SIGTERM, with 30 s of grace: drain for 25 s, dead-letter the rest.
+    /// let report = producer.close_within(Duration::from_secs(25)).await;
+    /// if report.dead_lettered > 0 {
+    ///     eprintln!("{} records dead-lettered at shutdown", report.dead_lettered);
+    /// }
+    /// # }
+    /// ```
     pub async fn close_within(&self, deadline: Duration) -> FlushReport {
         self.close_inner(Some(deadline)).await
     }
@@ -408,7 +457,26 @@ impl Producer {
                 .min(self.shared.budget_bytes)
     }
 
-    /// A snapshot of the metrics.
+    /// A snapshot of the metrics (also logged every
+    /// [`ProducerConfig::metrics_interval`]).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use flyhigh_producer::{LocalStream, Producer, ProducerConfig};
+    ///
+    /// let producer = Producer::new(LocalStream::new("events", 1), ProducerConfig::default());
+    /// for i in 0..100 {
+    ///     producer.send_record("FH0123-20261201", format!("{{\"n\":{i}}}").into_bytes()).await.unwrap();
+    /// }
+    /// producer.flush().await.unwrap();
+    /// let m = producer.metrics();
+    /// assert_eq!(m.user_records_written, 100);
+    /// assert_eq!(m.kinesis_records_written, 1); // one aggregate
+    /// assert_eq!(m.user_records_per_kinesis_record(), 100.0);
+    /// assert_eq!(m.buffered_bytes, 0);
+    /// # producer.close().await;
+    /// # });
+    /// ```
     pub fn metrics(&self) -> ProducerMetrics {
         self.shared.counters.snapshot(
             self.buffered_bytes() as u64,
