@@ -118,8 +118,32 @@ fn kinesis_records(n: usize) -> Vec<KinesisRecord> {
         .collect()
 }
 
+/// The same events as [`kinesis_records`], packed as the producer packs them: KPL
+/// aggregates of up to 51,200 bytes (one shard, so every event shares them).
+fn aggregated_records(n: usize) -> Vec<KinesisRecord> {
+    use flyhigh_producer::aggregate::{ShardAggregator, UserRecord};
+    let mut aggregator = ShardAggregator::new(ProducerConfig::default().aggregate_max_bytes);
+    let mut sealed = Vec::new();
+    for e in events(n) {
+        sealed.extend(aggregator.add(UserRecord::new(e.partition_key(), e.to_json()), ()));
+    }
+    sealed.extend(aggregator.seal());
+    sealed
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| KinesisRecord {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: format!("49{i:054}"),
+            partition_key: a.entry.partition_key,
+            approximate_arrival: None,
+            data: a.entry.data,
+        })
+        .collect()
+}
+
 fn inventory_handler(c: &mut Criterion) {
     let records = kinesis_records(5_000);
+    let aggregated = aggregated_records(5_000);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -134,6 +158,20 @@ fn inventory_handler(c: &mut Criterion) {
             |handler| {
                 runtime.block_on(async {
                     for batch in records.chunks(500) {
+                        black_box(handler.process(batch).await);
+                    }
+                })
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // The same events in KPL aggregates: deaggregation (MD5 check included) on top.
+    group.bench_function("process_aggregated_records", |b| {
+        b.iter_batched(
+            || InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new()),
+            |handler| {
+                runtime.block_on(async {
+                    for batch in aggregated.chunks(4) {
                         black_box(handler.process(batch).await);
                     }
                 })

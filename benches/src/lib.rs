@@ -11,7 +11,9 @@
 //! - `producer`: events through the producer into the in-process stream against
 //!   putting the same pre-serialized records straight into the stream;
 //! - `inventory_handler`: a batch through the inventory handler (decode, plan, pack,
-//!   commit to the in-memory store) against decoding the batch alone;
+//!   commit to the in-memory store) against decoding the batch alone, and the same
+//!   events packed in KPL aggregates as the producer writes them (deaggregation and
+//!   its MD5 check on top);
 //! - `sqlite_store`: the handler over the SQLite file store (the embedded default)
 //!   against the same handler over the in-memory store.
 //!
