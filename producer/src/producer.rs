@@ -387,7 +387,9 @@ impl Producer {
 
     /// Like [`Producer::close`], but after `deadline` every record still unsent is
     /// dead-lettered (reason `closed`) instead of retried: for shutdowns with a
-    /// time limit (a container's SIGTERM grace period).
+    /// time limit (a container's SIGTERM grace period). A request already in flight
+    /// at the deadline is still awaited (at most
+    /// [`ProducerConfig::request_timeout`]), because its records may be written.
     ///
     /// ```no_run
     /// # async fn shutdown(producer: flyhigh_producer::Producer) {

@@ -220,7 +220,8 @@ pub(crate) struct Worker<T> {
     report: FlushReport,
     dead: Vec<DeadBatch>,
     closing: Option<Option<Instant>>,
-    close_ack: Option<oneshot::Sender<FlushReport>>,
+    /// Every `close` caller (several clones may close at once) gets the report.
+    close_acks: Vec<oneshot::Sender<FlushReport>>,
     next_metrics: Option<Instant>,
     rotate: usize,
 }
@@ -267,7 +268,7 @@ impl<T: Transport> Worker<T> {
             report: FlushReport::default(),
             dead: Vec::new(),
             closing: None,
-            close_ack: None,
+            close_acks: Vec::new(),
             next_metrics: config.metrics_interval.map(|i| now + i),
             rotate: 0,
             config,
@@ -389,8 +390,8 @@ impl<T: Transport> Worker<T> {
         for (_, ack) in self.flushes.drain(..) {
             let _ = ack.send(FlushReport::default());
         }
-        if let Some(ack) = self.close_ack.take() {
-            let _ = ack.send(report);
+        for ack in self.close_acks.drain(..) {
+            let _ = ack.send(report.clone());
         }
     }
 
@@ -412,7 +413,7 @@ impl<T: Transport> Worker<T> {
                 self.flushes.push((epoch, ack));
             }
             Command::Close { deadline, ack } => {
-                self.close_ack = Some(ack);
+                self.close_acks.push(ack);
                 self.begin_close(deadline);
             }
         }

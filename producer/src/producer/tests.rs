@@ -733,3 +733,19 @@ async fn metrics_are_emitted_as_tracing_events_periodically_and_at_close() {
     let all = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert_eq!(all.matches("producer metrics").count(), 2, "{all}");
 }
+
+#[tokio::test]
+async fn closing_from_two_clones_reports_to_both() {
+    let stream = LocalStream::new("s", 1);
+    let producer = Producer::new(stream, config(&MemoryDeadLetters::new()));
+    let other = producer.clone();
+    for i in 0..10 {
+        producer.send(&booking(i, 2)).await.unwrap();
+    }
+    let (a, b) = tokio::join!(producer.close(), other.close());
+    assert_eq!((a.records_written, b.records_written), (10, 10));
+    assert!(matches!(
+        other.send(&booking(11, 2)).await,
+        Err(SendError::Closed)
+    ));
+}
