@@ -211,6 +211,8 @@ pub(crate) struct Worker<T> {
     /// Where a spawned `list_shards` reports; `refreshing` while one runs.
     refreshed: mpsc::UnboundedSender<Result<Vec<ShardInfo>, TransportError>>,
     refreshing: bool,
+    /// Consecutive failed map loads.
+    refresh_failures: u32,
     next_refresh: Instant,
     last_refresh: Option<Instant>,
     /// Unresolved records per flush epoch, oldest first; `epoch_base` is the first's.
@@ -260,6 +262,7 @@ impl<T: Transport> Worker<T> {
             next_request: 0,
             refreshed,
             refreshing: false,
+            refresh_failures: 0,
             next_refresh: now,
             last_refresh: None,
             epochs: VecDeque::from([0]),
@@ -317,13 +320,13 @@ impl<T: Transport> Worker<T> {
             Ok(Ok(shards)) => self.apply_map(shards),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot list shards; sending plain records until the shard map loads");
-                self.next_refresh = Instant::now() + self.config.backoff_max;
+                self.refresh_failed();
             }
             Err(_) => {
                 tracing::warn!(
                     "listing shards timed out; sending plain records until the shard map loads"
                 );
-                self.next_refresh = Instant::now() + self.config.backoff_max;
+                self.refresh_failed();
             }
         }
         let mut commands = Vec::with_capacity(RECV_BATCH);
@@ -365,7 +368,7 @@ impl<T: Transport> Worker<T> {
                         Ok(shards) => self.apply_map(shards),
                         Err(e) => {
                             tracing::warn!(error = %e, "reloading the shard map failed");
-                            self.next_refresh = Instant::now() + self.config.backoff_max;
+                            self.refresh_failed();
                         }
                     }
                 }
@@ -913,6 +916,20 @@ impl<T: Transport> Worker<T> {
         }
     }
 
+    /// Loading the map failed (or gave an unusable map): try again later, waiting
+    /// twice as long each time up to the regular refresh interval, so that a
+    /// producer without `kinesis:ListShards` permission does not poll (it sends plain
+    /// records meanwhile).
+    fn refresh_failed(&mut self) {
+        self.refresh_failures = self.refresh_failures.saturating_add(1);
+        let delay = self
+            .config
+            .backoff_max
+            .saturating_mul(1 << self.refresh_failures.saturating_sub(1).min(16))
+            .min(self.config.shard_map_refresh.max(self.config.backoff_max));
+        self.next_refresh = Instant::now() + delay;
+    }
+
     fn request_refresh(&mut self) {
         let now = Instant::now();
         let earliest = self.last_refresh.map_or(now, |t| t + MIN_REFRESH_INTERVAL);
@@ -938,11 +955,12 @@ impl<T: Transport> Worker<T> {
             Ok(map) => map,
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring an unusable shard map");
-                self.next_refresh = Instant::now() + self.config.backoff_max;
+                self.refresh_failed();
                 return;
             }
         };
         Counters::add(&self.counters.refreshes, 1);
+        self.refresh_failures = 0;
         self.last_refresh = Some(Instant::now());
         self.next_refresh = Instant::now() + self.config.shard_map_refresh;
         if self.map.as_ref() == Some(&map) {

@@ -749,3 +749,26 @@ async fn closing_from_two_clones_reports_to_both() {
         Err(SendError::Closed)
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_list_shards_permission_the_map_is_retried_ever_more_slowly() {
+    let stream = LocalStream::new("s", 2);
+    let chaos = Arc::new(Chaos::new(stream.clone()));
+    *chaos.shards.lock().unwrap() = Some(Err(TransportError::Permanent(
+        "AccessDeniedException: not authorized to perform kinesis:ListShards".into(),
+    )));
+    let producer = Producer::new(
+        chaos.clone(),
+        ProducerConfig {
+            backoff_max: Duration::from_secs(5),
+            ..config(&MemoryDeadLetters::new())
+        },
+    );
+    let receipt = producer.send(&booking(0, 1)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(receipt.await.is_ok(), "records still go, plain");
+    // 5, 10, 20, 40 s, then every 60 s: about 14 attempts in 10 minutes, not 120.
+    let calls = chaos.list_calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((10..=16).contains(&calls), "{calls} ListShards calls");
+    producer.close().await;
+}
