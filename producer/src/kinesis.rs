@@ -126,16 +126,21 @@ impl Transport for KinesisTransport {
     }
 }
 
+/// `Code: message` of a service error, for logs, dead letters and receipts.
+fn error_text(e: &impl ProvideErrorMetadata) -> String {
+    format!(
+        "{}: {}",
+        e.code().unwrap_or("Unknown"),
+        e.message().unwrap_or_default()
+    )
+}
+
 /// Classifies a ListShards failure by what the producer must do.
 fn classify_list_error<R>(error: SdkError<ListShardsError, R>) -> TransportError {
     match &error {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            let text = format!(
-                "{}: {}",
-                e.code().unwrap_or("Unknown"),
-                e.message().unwrap_or_default()
-            );
+            let text = error_text(e);
             match e {
                 ListShardsError::LimitExceededException(_) => TransportError::Throttled(text),
                 ListShardsError::ResourceNotFoundException(_)
@@ -153,11 +158,7 @@ pub fn classify_put_error<R>(error: SdkError<PutRecordsError, R>) -> TransportEr
     match &error {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            let text = format!(
-                "{}: {}",
-                e.code().unwrap_or("Unknown"),
-                e.message().unwrap_or_default()
-            );
+            let text = error_text(e);
             match e {
                 PutRecordsError::ProvisionedThroughputExceededException(_)
                 | PutRecordsError::KmsThrottlingException(_) => TransportError::Throttled(text),

@@ -44,11 +44,15 @@ fn economy() -> CabinKey {
     CabinKey::new(FLIGHT, Cabin::Economy)
 }
 
+fn seq(n: u64) -> String {
+    format!("4959{n:052}")
+}
+
 /// A Kinesis event as Lambda delivers it, with sequence numbers from `first_seq`.
 fn kinesis_event(payloads: &[Vec<u8>], first_seq: u64) -> KinesisEvent {
     let mut event = KinesisEvent::default();
     for (i, data) in payloads.iter().enumerate() {
-        let seq = format!("4959{:052}", first_seq + i as u64);
+        let seq = seq(first_seq + i as u64);
         let mut record = KinesisEventRecord::default();
         record.event_id = Some(format!("shardId-000000000000:{seq}"));
         record.event_source = Some("aws:kinesis".into());
@@ -296,3 +300,5 @@ async fn a_conflicting_writer_is_detected_and_the_batch_replanned() {
     // not released a second time by this handler.
     assert_eq!(store.sold(&economy()), 2);
 }
+
+mod aggregated;

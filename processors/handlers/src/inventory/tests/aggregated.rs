@@ -2,50 +2,13 @@
 //! (and any KPL producer) writes them: each user record is processed, a damaged
 //! aggregate is dead-lettered whole, and failures name Kinesis sequence numbers.
 
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use aws_lambda_events::event::streams::KinesisEventResponse;
 use flyhigh_core::memory::{MemoryDeadLetters, MemoryStore};
-use flyhigh_core::{BookingStatus, CabinKey};
-use flyhigh_handlers::InventoryHandler;
 use flyhigh_schemas::aggregation::MAGIC;
-use flyhigh_schemas::{
-    AggregateBuilder, Booking, Cabin, Cancellation, CancellationReason, Envelope, Money, Payload,
-    Search,
-};
+use flyhigh_schemas::{AggregateBuilder, Search};
 
-const FLIGHT: &str = "FH0123-20261201";
+use super::*;
+
 const OTHER: &str = "FH0999-20261201";
-
-fn booking(id: &str, flight: &str, seats: u8) -> Envelope {
-    Envelope::new(
-        "test-app",
-        "2026-11-22T10:15:00.250Z".parse().unwrap(),
-        Payload::Booking(Booking {
-            booking_id: id.into(),
-            customer_id: "c-5f1e0a".into(),
-            flight_id: flight.into(),
-            origin: "LHR".into(),
-            destination: "JFK".into(),
-            cabin: Cabin::Economy,
-            seats,
-            fare: Money::new("412.80".parse().unwrap(), "GBP"),
-        }),
-    )
-}
-
-fn cancellation(id: &str, flight: &str) -> Envelope {
-    Envelope::new(
-        "test-app",
-        "2026-11-22T11:15:00.250Z".parse().unwrap(),
-        Payload::Cancellation(Cancellation {
-            booking_id: id.into(),
-            customer_id: "c-5f1e0a".into(),
-            flight_id: flight.into(),
-            reason: CancellationReason::CustomerRequest,
-            refund: Money::new("0".parse().unwrap(), "GBP"),
-        }),
-    )
-}
 
 fn search() -> Envelope {
     Envelope::new(
@@ -82,36 +45,7 @@ fn aggregate_events(events: &[Envelope]) -> Vec<u8> {
     aggregate(&records)
 }
 
-fn seq(n: u64) -> String {
-    format!("4959{n:052}")
-}
-
-/// A Kinesis event as Lambda delivers it, with sequence numbers from `first_seq`.
-fn kinesis_event(payloads: &[Vec<u8>], first_seq: u64) -> KinesisEvent {
-    let mut event = KinesisEvent::default();
-    for (i, data) in payloads.iter().enumerate() {
-        let seq = seq(first_seq + i as u64);
-        let mut record = KinesisEventRecord::default();
-        record.event_id = Some(format!("shardId-000000000003:{seq}"));
-        record.event_source = Some("aws:kinesis".into());
-        record.kinesis.sequence_number = seq;
-        record.kinesis.partition_key = FLIGHT.into();
-        record.kinesis.data.0 = data.clone();
-        record.kinesis.approximate_arrival_timestamp.0 = chrono::Utc::now();
-        event.records.push(record);
-    }
-    event
-}
-
-fn failures(response: &KinesisEventResponse) -> Vec<String> {
-    response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone().unwrap_or_default())
-        .collect()
-}
-
-fn economy(flight: &str) -> CabinKey {
+fn economy_of(flight: &str) -> CabinKey {
     CabinKey::new(flight, Cabin::Economy)
 }
 
@@ -145,8 +79,8 @@ async fn every_user_record_of_an_aggregate_is_processed() {
     ];
     let response = handler.handle(kinesis_event(&payloads, 1)).await;
     assert!(failures(&response).is_empty());
-    assert_eq!(handler.store().sold(&economy(FLIGHT)), 1);
-    assert_eq!(handler.store().sold(&economy(OTHER)), 7);
+    assert_eq!(handler.store().sold(&economy_of(FLIGHT)), 1);
+    assert_eq!(handler.store().sold(&economy_of(OTHER)), 7);
     assert_eq!(
         handler.store().booking("BK000001").unwrap().status,
         BookingStatus::Cancelled
@@ -184,8 +118,8 @@ async fn a_damaged_aggregate_is_dead_lettered_whole_with_its_reason_and_the_rest
     ];
     let response = handler.handle(kinesis_event(&payloads, 20)).await;
     assert!(failures(&response).is_empty(), "never blocks the shard");
-    assert_eq!(handler.store().sold(&economy(FLIGHT)), 6);
-    assert_eq!(handler.store().sold(&economy(OTHER)), 1);
+    assert_eq!(handler.store().sold(&economy_of(FLIGHT)), 6);
+    assert_eq!(handler.store().sold(&economy_of(OTHER)), 1);
 
     let letters = dead.letters();
     assert_eq!(letters.len(), 2);
@@ -193,7 +127,7 @@ async fn a_damaged_aggregate_is_dead_lettered_whole_with_its_reason_and_the_rest
     assert_eq!(letters[0].reason, "aggregated record fails its MD5 check");
     assert_eq!(letters[0].sequence_number, seq(21));
     assert_eq!(letters[0].sub_sequence_number, None);
-    assert_eq!(letters[0].shard_id, "shardId-000000000003");
+    assert_eq!(letters[0].shard_id, "shardId-000000000000");
     assert_eq!(letters[0].data_base64, base64(&bad_digest));
     assert_eq!(letters[1].reason_kind, "aggregate_malformed");
     assert_eq!(
@@ -217,7 +151,7 @@ async fn a_poison_event_inside_an_aggregate_is_dead_lettered_alone_with_its_sub_
     ])];
     let response = handler.handle(kinesis_event(&payloads, 40)).await;
     assert!(failures(&response).is_empty());
-    assert_eq!(handler.store().sold(&economy(FLIGHT)), 3);
+    assert_eq!(handler.store().sold(&economy_of(FLIGHT)), 3);
     let letters = dead.letters();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].reason_kind, "not_json");
@@ -248,17 +182,17 @@ async fn a_failure_inside_an_aggregate_names_its_kinesis_sequence_number_and_the
     let response = handler.handle(event.clone()).await;
     // The aggregate's own sequence number: Lambda can only retry whole Kinesis records.
     assert_eq!(failures(&response), [seq(61)]);
-    assert_eq!(handler.store().sold(&economy(FLIGHT)), 0);
+    assert_eq!(handler.store().sold(&economy_of(FLIGHT)), 0);
 
     // Lambda retries from the reported record: the aggregate again, from its start.
     let mut retry = event.clone();
     retry.records.remove(0);
     assert!(failures(&handler.handle(retry.clone()).await).is_empty());
-    assert_eq!(handler.store().sold(&economy(FLIGHT)), 5);
-    assert_eq!(handler.store().sold(&economy(OTHER)), 1);
+    assert_eq!(handler.store().sold(&economy_of(FLIGHT)), 5);
+    assert_eq!(handler.store().sold(&economy_of(OTHER)), 1);
     // Replaying it once more (an operator replay) changes nothing.
     assert!(failures(&handler.handle(retry).await).is_empty());
-    assert_eq!(handler.store().sold(&economy(FLIGHT)), 5);
+    assert_eq!(handler.store().sold(&economy_of(FLIGHT)), 5);
     assert_eq!(dead.letters().len(), 1, "the plain poison record, once");
 }
 
@@ -280,7 +214,7 @@ async fn a_failing_dead_letter_sink_fails_the_damaged_aggregate_instead_of_dropp
     let letters = dead.letters();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].reason_kind, "aggregate_checksum_mismatch");
-    assert_eq!(handler.store().sold(&economy(FLIGHT)), 2);
+    assert_eq!(handler.store().sold(&economy_of(FLIGHT)), 2);
 }
 
 /// MD5 of ASCII bytes, through the Kinesis hash-key function (MD5 of a string, read
