@@ -493,18 +493,14 @@ impl<T: Transport> Worker<T> {
             self.seal_all();
         }
         for i in 0..self.states.len() {
-            let mut expired = Vec::new();
             let queue = &mut self.states[i].queue;
-            let mut j = 0;
-            while j < queue.len() {
-                if close_passed || queue[j].deadline <= now {
-                    if let Some(batch) = queue.remove(j) {
-                        expired.push(batch);
-                    }
-                } else {
-                    j += 1;
-                }
+            if !close_passed && queue.iter().all(|b| b.deadline > now) {
+                continue;
             }
+            let (expired, kept): (VecDeque<Batch>, VecDeque<Batch>) = queue
+                .drain(..)
+                .partition(|b| close_passed || b.deadline <= now);
+            *queue = kept;
             for batch in expired {
                 let reason = if close_passed && batch.deadline > now {
                     DeadLetterReason::Closed
