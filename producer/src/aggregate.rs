@@ -16,7 +16,7 @@
 use flyhigh_schemas::HashKey;
 use flyhigh_schemas::aggregation::AggregateBuilder;
 
-use crate::limits::{MAX_RECORD_BYTES, PUT_PAYLOAD_UNIT_BYTES};
+use crate::limits::MAX_RECORD_BYTES;
 use crate::transport::Entry;
 
 /// A user record ready to aggregate: the event's bytes and where it belongs.
@@ -62,11 +62,6 @@ impl<M> Aggregate<M> {
     /// Bytes Kinesis counts for this record.
     pub fn size(&self) -> usize {
         crate::limits::entry_size(&self.entry)
-    }
-
-    /// PUT payload units (25 KiB each, rounded up) Kinesis bills for this record.
-    pub fn payload_units(&self) -> usize {
-        self.size().div_ceil(PUT_PAYLOAD_UNIT_BYTES)
     }
 }
 

@@ -120,19 +120,19 @@ fn letter_json(letter: &DeadLetter) -> serde_json::Value {
 
 impl DeadLetterSink for FileDeadLetters {
     fn write(&self, letters: &[DeadLetter]) -> Result<(), DeadLetterError> {
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| DeadLetterError(format!("{}: {e}", self.path.display())))?;
-            *guard = Some(BufWriter::new(file));
-        }
-        let Some(out) = guard.as_mut() else {
-            unreachable!("opened above")
-        };
         let io = |e: std::io::Error| DeadLetterError(format!("{}: {e}", self.path.display()));
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let out = match guard.as_mut() {
+            Some(out) => out,
+            None => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(io)?;
+                guard.insert(BufWriter::new(file))
+            }
+        };
         for letter in letters {
             serde_json::to_writer(&mut *out, &letter_json(letter))
                 .map_err(|e| DeadLetterError(e.to_string()))?;
