@@ -19,14 +19,9 @@ use flyhigh_schemas::Envelope;
 use flyhigh_schemas::aggregation::{Deaggregated, deaggregate};
 use flyhigh_simulator::{SimConfig, Simulator};
 use flyhigh_testkit::{
-    FaultConfig, FaultProxy, create_stream, kinesis_client, read_all, unique_name,
+    FaultConfig, FaultProxy, create_stream, kinesalite_url, kinesis_client, read_all, unique_name,
+    wait_until_active,
 };
-
-fn kinesalite_url() -> String {
-    std::env::var("FLYHIGH_KINESALITE_URL").expect(
-        "FLYHIGH_KINESALITE_URL is not set: run scripts/test.sh, or scripts/kinesalite.sh start && source target/kinesalite.env",
-    )
-}
 
 /// An event read back: its shard, partition key and id.
 struct Read {
@@ -301,7 +296,7 @@ async fn a_shard_split_while_producing_reloads_the_map_and_keeps_order_per_key()
         .send()
         .await
         .unwrap();
-    create_stream(&client, &stream, 1).await.unwrap(); // waits until ACTIVE again
+    wait_until_active(&client, &stream).await.unwrap();
 
     // The next put lands on a child shard: the producer notices and reloads the map.
     let probe = events(1, 99).remove(0);

@@ -11,7 +11,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::types::ShardIteratorType;
 use std::sync::Arc;
 
 use flyhigh_producer::{
@@ -19,6 +18,7 @@ use flyhigh_producer::{
 };
 use flyhigh_schemas::aggregation::{Deaggregated, deaggregate};
 use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
+use flyhigh_testkit::read_all;
 
 async fn client() -> Client {
     let url = std::env::var("FLYHIGH_MOTO_URL")
@@ -99,51 +99,20 @@ async fn events_sent_through_kinesis_come_back_once_each_in_order_per_key() {
         "{metrics:?}"
     );
 
-    let shards = client
-        .list_shards()
-        .stream_name(&stream)
-        .send()
-        .await
-        .unwrap();
     let mut received: Vec<(String, Envelope)> = Vec::new();
-    for shard in shards.shards() {
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_name(&stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        loop {
-            let out = client
-                .get_records()
-                .shard_iterator(&iterator)
-                .limit(500)
-                .send()
-                .await
-                .unwrap();
-            for r in out.records() {
-                match deaggregate(r.data().as_ref()).unwrap() {
-                    Deaggregated::Single(data) => received.push((
-                        r.partition_key().unwrap_or_default().to_string(),
-                        flyhigh_schemas::decode(data).unwrap(),
-                    )),
-                    Deaggregated::Aggregated(users) => {
-                        for u in users {
-                            received.push((
-                                u.partition_key.to_string(),
-                                flyhigh_schemas::decode(u.data).unwrap(),
-                            ));
-                        }
-                    }
+    for (_, r) in read_all(&client, &stream).await.unwrap() {
+        match deaggregate(r.data().as_ref()).unwrap() {
+            Deaggregated::Single(data) => received.push((
+                r.partition_key().unwrap_or_default().to_string(),
+                flyhigh_schemas::decode(data).unwrap(),
+            )),
+            Deaggregated::Aggregated(users) => {
+                for u in users {
+                    received.push((
+                        u.partition_key.to_string(),
+                        flyhigh_schemas::decode(u.data).unwrap(),
+                    ));
                 }
-            }
-            match out.next_shard_iterator() {
-                Some(next) if !out.records().is_empty() => iterator = next.to_string(),
-                _ => break,
             }
         }
     }

@@ -27,7 +27,9 @@ use flyhigh_producer::{
     FileDeadLetters, KinesisTransport, Producer, ProducerConfig, SendError, ShardLimits,
 };
 use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
-use flyhigh_testkit::{FaultConfig, FaultProxy, create_stream, kinesis_client, unique_name};
+use flyhigh_testkit::{
+    FaultConfig, FaultProxy, create_stream, kinesalite_url, kinesis_client, unique_name,
+};
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -140,9 +142,7 @@ fn booking(n: u64) -> Envelope {
 }
 
 async fn soak(seconds: u64, budget_mib: usize) -> bool {
-    let url = std::env::var("FLYHIGH_KINESALITE_URL").expect(
-        "FLYHIGH_KINESALITE_URL is not set: scripts/kinesalite.sh start && source target/kinesalite.env",
-    );
+    let url = kinesalite_url();
     let direct = kinesis_client(&url);
     let stream = unique_name("soak");
     create_stream(&direct, &stream, 4).await.expect("stream");

@@ -134,6 +134,28 @@ pub async fn create_stream(
             ) => {}
         Err(e) => return Err(sdk_error("CreateStream", name, &e)),
     }
+    wait_until_active(client, name).await
+}
+
+/// The address of the kinesalite that `scripts/test.sh` (or `scripts/kinesalite.sh
+/// start`) runs, from `FLYHIGH_KINESALITE_URL`.
+///
+/// # Panics
+///
+/// When the variable is not set, with a message saying how to start kinesalite: a
+/// test that needs it must fail, not skip.
+pub fn kinesalite_url() -> String {
+    std::env::var("FLYHIGH_KINESALITE_URL").unwrap_or_else(|_| {
+        panic!(
+            "FLYHIGH_KINESALITE_URL is not set: run scripts/test.sh, or \
+             scripts/kinesalite.sh start && source target/kinesalite.env"
+        )
+    })
+}
+
+/// Waits until `name` is `ACTIVE`: after CreateStream, or after a SplitShard,
+/// MergeShards or UpdateShardCount.
+pub async fn wait_until_active(client: &Client, name: &str) -> Result<(), KinesisTestError> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {

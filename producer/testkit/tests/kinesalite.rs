@@ -12,17 +12,9 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use flyhigh_testkit::{
-    FaultConfig, FaultProxy, create_stream, kinesis_client, list_shards, read_all, unique_name,
+    FaultConfig, FaultProxy, create_stream, kinesalite_url, kinesis_client, list_shards, read_all,
+    unique_name,
 };
-
-fn kinesalite_url() -> String {
-    std::env::var("FLYHIGH_KINESALITE_URL").unwrap_or_else(|_| {
-        panic!(
-            "FLYHIGH_KINESALITE_URL is not set: run scripts/test.sh, or \
-             scripts/kinesalite.sh start && source target/kinesalite.env"
-        )
-    })
-}
 
 fn entry(key: &str, data: impl Into<Vec<u8>>) -> PutRecordsRequestEntry {
     PutRecordsRequestEntry::builder()
