@@ -22,11 +22,71 @@
 //! change. [`pack`] groups them into store transactions of at most
 //! [`MAX_TRANSACTION_ITEMS`], so a flight with 1,000 bookings in one batch costs
 //! `ceil(1000 / 99)` writes on its counter item, not 1,000.
+//!
+//! A second booking event with a known `booking_id` but another flight, cabin or
+//! seat count changes nothing (the first one is the booking) and is reported in
+//! [`Plan::changed_duplicates`]: it is a producer bug an operator must see.
+//!
+//! # How long a booking is remembered
+//!
+//! Exactly-once rests on the booking records, so they cannot be kept forever nor
+//! forgotten while an event about them can still arrive. The rule
+//! ([`booking_expiry`], [`within_horizon`]): a booking's record expires
+//! [`BOOKING_RETENTION_DAYS`] after the end of its flight's departure date (the date
+//! is part of the flight id), and an event on a flight whose records may already be
+//! forgotten, that is one less than [`HORIZON_SAFETY_DAYS`] before that expiry, is
+//! never applied: the handler sets it aside, counted and dead-lettered. The second
+//! half is what makes the rule hold whatever the source of the event (a Kinesis
+//! retry, a replay of the whole retention, a replay from the archive): a record
+//! cannot be deleted before its expiry, and no event can be applied after it.
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use flyhigh_schemas::{Booking, Cabin, Cancellation};
 use serde::{Deserialize, Serialize};
+
+/// Days a booking's record is kept after the end of its flight's departure date.
+///
+/// 400: Kinesis retains records for at most 365 days, and bookings are made before
+/// departure, so a redelivery from the stream meets a live record; the 35 days on top
+/// leave room for cancellations and refunds filed after departure.
+pub const BOOKING_RETENTION_DAYS: u64 = 400;
+
+/// Events stop being applied this many days before their flight's records expire, so
+/// that clock skew between the handler and the store's expiry can never let an event
+/// meet a deleted record.
+pub const HORIZON_SAFETY_DAYS: u64 = 2;
+
+/// The departure date a flight id names: `FH0123-20261201` departs on 2026-12-01.
+pub fn departure_date(flight_id: &str) -> Option<NaiveDate> {
+    let (_, date) = flight_id.rsplit_once('-')?;
+    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    NaiveDate::parse_from_str(date, "%Y%m%d").ok()
+}
+
+/// When the store may forget the records of bookings on this flight:
+/// [`BOOKING_RETENTION_DAYS`] after the end (UTC) of its departure date. `None` for a
+/// flight id without a date (validation rejects those; such records never expire).
+pub fn booking_expiry(flight_id: &str) -> Option<DateTime<Utc>> {
+    departure_date(flight_id)?
+        .checked_add_days(Days::new(BOOKING_RETENTION_DAYS + 1))
+        .map(|day| day.and_time(NaiveTime::MIN).and_utc())
+}
+
+/// Whether an event on this flight may still be applied at `now`: false from
+/// [`HORIZON_SAFETY_DAYS`] before [`booking_expiry`], when applying it could meet a
+/// forgotten booking and count it twice.
+pub fn within_horizon(flight_id: &str, now: DateTime<Utc>) -> bool {
+    match booking_expiry(flight_id) {
+        None => true,
+        Some(expiry) => now
+            .checked_add_days(Days::new(HORIZON_SAFETY_DAYS))
+            .is_some_and(|limit| limit < expiry),
+    }
+}
 
 /// Most items one store transaction may touch (the DynamoDB `TransactWriteItems` limit).
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -117,6 +177,14 @@ impl InventoryEvent<'_> {
             InventoryEvent::Cancellation(c) => &c.booking_id,
         }
     }
+
+    /// The flight the event names.
+    pub fn flight_id(&self) -> &str {
+        match self {
+            InventoryEvent::Booking(b) => &b.flight_id,
+            InventoryEvent::Cancellation(c) => &c.flight_id,
+        }
+    }
 }
 
 /// The result of applying one event: the new record and the seats it moves.
@@ -193,6 +261,20 @@ pub struct BookingChange {
     pub first_index: usize,
 }
 
+/// A booking event whose `booking_id` is already booked with another flight, cabin
+/// or seat count. It changes nothing: the first booking event is the booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedDuplicate {
+    /// Index in the batch of the duplicate.
+    pub index: usize,
+    /// The booking reference.
+    pub booking_id: String,
+    /// Flight, cabin and seats as recorded.
+    pub recorded: (String, Cabin, u8),
+    /// Flight, cabin and seats the duplicate claims.
+    pub received: (String, Cabin, u8),
+}
+
 /// What one batch does to inventory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -200,6 +282,28 @@ pub struct Plan {
     pub changes: Vec<BookingChange>,
     /// Events that changed nothing (duplicates, replays, repeated cancellations).
     pub no_ops: usize,
+    /// No-ops that contradict the recorded booking (counted in `no_ops` too).
+    pub changed_duplicates: Vec<ChangedDuplicate>,
+}
+
+/// The contradiction, if a booking event disagrees with the recorded booking.
+fn changed_duplicate(
+    index: usize,
+    state: Option<&BookingRecord>,
+    event: InventoryEvent<'_>,
+) -> Option<ChangedDuplicate> {
+    let (InventoryEvent::Booking(b), Some(record)) = (event, state) else {
+        return None;
+    };
+    let cabin = record.cabin?;
+    let recorded = (record.flight_id.clone(), cabin, record.seats);
+    let received = (b.flight_id.clone(), b.cabin, b.seats);
+    (recorded != received).then(|| ChangedDuplicate {
+        index,
+        booking_id: b.booking_id.clone(),
+        recorded,
+        received,
+    })
 }
 
 /// Folds a batch of events over the states the store holds.
@@ -220,6 +324,7 @@ pub fn plan<'a>(
     let mut order: Vec<String> = Vec::new();
     let mut accs: HashMap<String, Acc> = HashMap::new();
     let mut no_ops = 0;
+    let mut changed_duplicates = Vec::new();
     for (index, event) in events {
         let id = event.booking_id();
         let acc = match accs.get_mut(id) {
@@ -237,7 +342,10 @@ pub fn plan<'a>(
             }
         };
         match apply(acc.record.as_ref(), event) {
-            None => no_ops += 1,
+            None => {
+                no_ops += 1;
+                changed_duplicates.extend(changed_duplicate(index, acc.record.as_ref(), event));
+            }
             Some(t) => {
                 if !acc.changed {
                     acc.first_index = index;
@@ -261,7 +369,11 @@ pub fn plan<'a>(
             })
         })
         .collect();
-    Plan { changes, no_ops }
+    Plan {
+        changes,
+        no_ops,
+        changed_duplicates,
+    }
 }
 
 /// Sums two deltas of one booking (always on the same flight and cabin); zero is none.
@@ -297,7 +409,9 @@ impl Transaction {
 /// Packs changes into transactions of at most `max_items` items (at least 2).
 ///
 /// Changes on one flight and cabin are kept together so that each transaction carries
-/// as few counter items as possible.
+/// as few counter items as possible. The transactions come in order of the earliest
+/// event each carries, so that a caller committing them in turn and stopping at the
+/// first failure leaves as little as possible applied behind it.
 pub fn pack(mut changes: Vec<BookingChange>, max_items: usize) -> Vec<Transaction> {
     let max_items = max_items.max(2);
     changes.sort_by(|a, b| {
@@ -331,6 +445,7 @@ pub fn pack(mut changes: Vec<BookingChange>, max_items: usize) -> Vec<Transactio
         tx.counters = counters.into_iter().filter(|(_, n)| *n != 0).collect();
         out.push(tx);
     }
+    out.sort_by_key(Transaction::first_index);
     out
 }
 

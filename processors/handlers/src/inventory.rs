@@ -2,26 +2,36 @@
 //!
 //! Per batch:
 //! 1. expand every Kinesis record into its user records (a KPL aggregate holds
-//!    several) and decode each; poison goes to the dead-letter sink with the reason
-//!    (a damaged aggregate as a whole, an event that is not one or is invalid on its
-//!    own), and the rest of the batch goes on;
+//!    several) and decode each; poison is set aside with the reason (a damaged
+//!    aggregate as a whole, an event that is not one or is invalid on its own, an
+//!    event on a flight beyond the retention horizon), and the rest of the batch
+//!    goes on;
 //! 2. read the stored state of every booking the batch mentions;
 //! 3. fold the batch over those states ([`flyhigh_core::inventory::plan`]) and pack
-//!    the changes into transactions of bounded size;
-//! 4. commit each transaction, conditional on the states read; a conflict (a retry or
-//!    replay got there first) means re-read and re-plan those bookings;
-//! 5. report the first Kinesis record whose effect is not stored, so that Lambda
-//!    retries from there; everything before it is done, and everything after it is
-//!    idempotent. Events keep the index of their Kinesis record, so a failure inside
-//!    an aggregate names the aggregate's sequence number; the retry replays the
-//!    aggregate's earlier user records, which the fold turns into no-ops.
+//!    the changes into transactions of bounded size, in order of their earliest
+//!    event;
+//! 4. commit the transactions in turn, each conditional on the states read; a
+//!    conflict (a retry, a replay or a second consumer got there first) means re-read
+//!    and re-plan those bookings; a store error stops the batch;
+//! 5. report the first Kinesis record whose effect may not be stored, so that Lambda
+//!    retries from there (see [`InventoryHandler::process`] for exactly what that
+//!    promises), and write the dead letters of the records before it. Events keep
+//!    the index of their Kinesis record, so a failure inside an aggregate names the
+//!    aggregate's sequence number; the retry replays the aggregate's earlier user
+//!    records, which the fold turns into no-ops.
+//!
+//! A booking re-emitted with another flight, cabin or seat count is counted
+//! ([`HandlerStats::changed_duplicates`]) and logged, and changes nothing.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use flyhigh_core::inventory::{InventoryEvent, MAX_TRANSACTION_ITEMS, pack, plan};
+use chrono::{DateTime, Utc};
+use flyhigh_core::inventory::{
+    InventoryEvent, MAX_TRANSACTION_ITEMS, booking_expiry, pack, plan, within_horizon,
+};
 use flyhigh_core::{
     CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore, KinesisRecord,
 };
@@ -31,6 +41,9 @@ use crate::kinesis;
 
 /// The processor's name in dead letters and logs.
 pub const PROCESSOR: &str = "inventory";
+
+/// The dead-letter `reason_kind` of an event beyond the retention horizon.
+pub const REASON_BEYOND_HORIZON: &str = "beyond_retention_horizon";
 
 /// Rounds of re-read and re-plan after conflicts before the batch is handed back to
 /// the event source to retry later.
@@ -63,6 +76,13 @@ pub struct HandlerStats {
     pub dead_lettered: u64,
     /// Batches that reported a failure.
     pub failed_batches: u64,
+    /// Booking events whose `booking_id` was already booked with another flight,
+    /// cabin or seat count (a producer bug; the first booking is kept). Counted each
+    /// time one is seen, redeliveries included.
+    pub changed_duplicates: u64,
+    /// Events on flights beyond the retention horizon, dead-lettered unapplied (also
+    /// counted in `dead_lettered` once written).
+    pub beyond_horizon: u64,
 }
 
 #[derive(Default)]
@@ -78,6 +98,8 @@ struct Counters {
     conflicts: AtomicU64,
     dead_lettered: AtomicU64,
     failed_batches: AtomicU64,
+    changed_duplicates: AtomicU64,
+    beyond_horizon: AtomicU64,
 }
 
 /// The inventory handler, generic over its store and dead-letter sink.
@@ -85,6 +107,8 @@ pub struct InventoryHandler<S, D> {
     store: S,
     dead_letters: D,
     counters: Counters,
+    clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    max_transaction_items: usize,
 }
 
 /// What one batch came to.
@@ -96,14 +120,41 @@ pub struct BatchOutcome {
     pub error: Option<String>,
 }
 
+impl BatchOutcome {
+    /// Records a failure at `index`; the earliest one wins.
+    fn fail(&mut self, index: usize, error: String) {
+        if self.first_failed.is_none_or(|f| index < f) {
+            self.first_failed = Some(index);
+            self.error = Some(error);
+        }
+    }
+}
+
 impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
-    /// A handler over ready-built adapters.
+    /// A handler over ready-built adapters, on the system clock.
     pub fn new(store: S, dead_letters: D) -> Self {
         InventoryHandler {
             store,
             dead_letters,
             counters: Counters::default(),
+            clock: Box::new(Utc::now),
+            max_transaction_items: MAX_TRANSACTION_ITEMS,
         }
+    }
+
+    /// Reads "now" from `clock` instead of the system clock; it decides which events
+    /// are beyond the retention horizon ([`flyhigh_core::inventory::within_horizon`]).
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// Caps the items of one store transaction below the store's own limit
+    /// ([`MAX_TRANSACTION_ITEMS`]); tests use it to split small batches into many
+    /// transactions.
+    pub fn with_max_transaction_items(mut self, items: usize) -> Self {
+        self.max_transaction_items = items.clamp(2, MAX_TRANSACTION_ITEMS);
+        self
     }
 
     /// The store (for reports).
@@ -123,19 +174,36 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
     }
 
     /// Processes a batch of Kinesis records in shard order.
+    ///
+    /// # What a reported failure promises
+    ///
+    /// When the outcome names record `i` as the first failure, every record before
+    /// `i` is applied (or dead-lettered), and Lambda retries from `i`. Records from
+    /// `i` on may be applied already or not; this is weaker than "nothing after a
+    /// failure is applied ahead of it", and it is safe because:
+    ///
+    /// - all the events of one booking in a batch form one conditional change, which
+    ///   commits together with the counter deltas it implies or not at all, so no
+    ///   booking is ever half applied;
+    /// - a booking's state depends only on its own events, in shard order, and the
+    ///   counters are sums: applying bookings of one batch in another order than the
+    ///   shard's ends in the same inventory, and only the moment at which each becomes
+    ///   visible differs, within one batch;
+    /// - the retry from `i` replays the records already applied, which the fold turns
+    ///   into no-ops against the stored states.
+    ///
+    /// Transactions commit in order of their earliest event and the first store error
+    /// stops the batch, so what lies ahead of the failure is at most the
+    /// transactions already committed in that round.
     pub async fn process(&self, records: &[KinesisRecord]) -> BatchOutcome {
         self.add(&self.counters.batches, 1);
         self.add(&self.counters.records, records.len() as u64);
         let mut outcome = BatchOutcome::default();
-        let mut fail = |index: usize, error: String| {
-            if outcome.first_failed.is_none_or(|f| index < f) {
-                outcome.first_failed = Some(index);
-                outcome.error = Some(error);
-            }
-        };
 
         // Indexes are those of the Kinesis records: every failure is reported, and
         // retried, by Kinesis record.
+        let now = (self.clock)();
+        let mut inventory: Vec<(usize, InventoryEvent<'_>)> = Vec::new();
         let mut events: Vec<(usize, Envelope)> = Vec::with_capacity(records.len());
         let mut poison: Vec<(usize, DeadLetter)> = Vec::new();
         for (index, record) in records.iter().enumerate() {
@@ -144,7 +212,14 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
                     self.add(&self.counters.user_records, user_records.len() as u64);
                     for user_record in user_records {
                         match user_record.decode() {
-                            Ok(event) => events.push((index, event)),
+                            Ok(event) => {
+                                if let Some(letter) = beyond_horizon(&user_record, &event, now) {
+                                    self.add(&self.counters.beyond_horizon, 1);
+                                    poison.push((index, letter));
+                                } else {
+                                    events.push((index, event));
+                                }
+                            }
                             Err(e) => poison.push((index, poison_event(&user_record, &e))),
                         }
                     }
@@ -152,22 +227,6 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
                 Err(e) => poison.push((index, damaged_aggregate(record, &e))),
             }
         }
-        if !poison.is_empty() {
-            let letters: Vec<DeadLetter> = poison.iter().map(|(_, l)| l.clone()).collect();
-            match self.dead_letters.send(&letters).await {
-                Ok(()) => {
-                    self.add(&self.counters.dead_lettered, letters.len() as u64);
-                    for letter in &letters {
-                        tracing::warn!(shard_id = %letter.shard_id, sequence_number = %letter.sequence_number,
-                            sub_sequence_number = ?letter.sub_sequence_number,
-                            reason_kind = %letter.reason_kind, reason = %letter.reason, "record dead-lettered");
-                    }
-                }
-                Err(e) => fail(poison[0].0, format!("dead-letter sink: {e}")),
-            }
-        }
-
-        let mut inventory: Vec<(usize, InventoryEvent<'_>)> = Vec::new();
         for (index, event) in &events {
             match &event.payload {
                 Payload::Search(_) => self.add(&self.counters.searches, 1),
@@ -179,10 +238,67 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
         }
         self.add(&self.counters.inventory_events, inventory.len() as u64);
 
-        let mut round = 0;
-        while !inventory.is_empty() {
-            round += 1;
-            let mut ids: Vec<String> = inventory
+        if let Some((index, error)) = self.apply(records, inventory).await {
+            outcome.fail(index, error);
+        }
+
+        // Poison is set aside only where the batch is final: a letter for a record
+        // at or after the reported failure would be written again by the retry.
+        let final_letters: Vec<&(usize, DeadLetter)> = poison
+            .iter()
+            .filter(|(index, _)| outcome.first_failed.is_none_or(|f| *index < f))
+            .collect();
+        if let Some((first, _)) = final_letters.first() {
+            let letters: Vec<DeadLetter> = final_letters.iter().map(|(_, l)| l.clone()).collect();
+            match self.dead_letters.send(&letters).await {
+                Ok(()) => {
+                    self.add(&self.counters.dead_lettered, letters.len() as u64);
+                    for letter in &letters {
+                        tracing::warn!(shard_id = %letter.shard_id, sequence_number = %letter.sequence_number,
+                            sub_sequence_number = ?letter.sub_sequence_number,
+                            reason_kind = %letter.reason_kind, reason = %letter.reason, "record dead-lettered");
+                    }
+                }
+                Err(e) => outcome.fail(*first, format!("dead-letter sink: {e}")),
+            }
+        }
+        if outcome.first_failed.is_some() {
+            self.add(&self.counters.failed_batches, 1);
+        }
+        outcome
+    }
+
+    /// Applies the inventory events of a batch; on failure, the index of the first
+    /// Kinesis record whose effect may not be stored, and why.
+    ///
+    /// Each round reads the bookings still pending, plans them, and commits the
+    /// transactions in order. A booking leaves `pending` only when its change is
+    /// committed or when it had nothing to change; a conflict keeps it for the next
+    /// round, and a store error stops the loop with every booking not yet committed
+    /// still pending. The reported index is the smallest of the pending events, so it
+    /// covers every record whose effect is not stored.
+    async fn apply(
+        &self,
+        records: &[KinesisRecord],
+        mut pending: Vec<(usize, InventoryEvent<'_>)>,
+    ) -> Option<(usize, String)> {
+        let first_pending = |pending: &[(usize, InventoryEvent<'_>)]| {
+            pending.iter().map(|(i, _)| *i).min().unwrap_or(0)
+        };
+        // Counted once per batch even when a conflict makes a round see them again.
+        let mut changed_duplicates = HashSet::new();
+        for round in 1.. {
+            if pending.is_empty() {
+                break;
+            }
+            if round > MAX_CONFLICT_ROUNDS {
+                let ids: BTreeSet<&str> = pending.iter().map(|(_, e)| e.booking_id()).collect();
+                return Some((
+                    first_pending(&pending),
+                    format!("bookings kept changing under {MAX_CONFLICT_ROUNDS} attempts: {ids:?}"),
+                ));
+            }
+            let mut ids: Vec<String> = pending
                 .iter()
                 .map(|(_, e)| e.booking_id().to_string())
                 .collect();
@@ -190,18 +306,33 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             ids.dedup();
             let current = match self.store.bookings(&ids).await {
                 Ok(current) => current,
-                Err(e) => {
-                    fail(inventory[0].0, e.to_string());
-                    break;
-                }
+                Err(e) => return Some((first_pending(&pending), e.to_string())),
             };
-            let plan = plan(&current, inventory.iter().copied());
+            let plan = plan(&current, pending.iter().copied());
             if round == 1 {
                 self.add(&self.counters.no_ops, plan.no_ops as u64);
             }
-            let mut conflicted: HashSet<String> = HashSet::new();
-            let mut failed_store = false;
-            for tx in pack(plan.changes, MAX_TRANSACTION_ITEMS) {
+            for dup in &plan.changed_duplicates {
+                if changed_duplicates.insert((
+                    dup.index,
+                    dup.booking_id.clone(),
+                    dup.received.clone(),
+                )) {
+                    self.add(&self.counters.changed_duplicates, 1);
+                    let record = &records[dup.index];
+                    tracing::warn!(shard_id = %record.shard_id, sequence_number = %record.sequence_number,
+                        booking_id = %dup.booking_id,
+                        recorded = ?dup.recorded, received = ?dup.received,
+                        "booking re-emitted with another flight, cabin or seat count; the first one is kept");
+                }
+            }
+            let mut unsettled: HashSet<String> = HashSet::new();
+            let mut store_error: Option<String> = None;
+            for tx in pack(plan.changes, self.max_transaction_items) {
+                if store_error.is_some() {
+                    unsettled.extend(tx.changes.iter().map(|c| c.record.booking_id.clone()));
+                    continue;
+                }
                 match self.store.commit(&tx).await {
                     Ok(()) => {
                         self.add(&self.counters.changes_committed, tx.changes.len() as u64);
@@ -209,31 +340,20 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
                     }
                     Err(CommitError::Conflict) => {
                         self.add(&self.counters.conflicts, 1);
-                        conflicted.extend(tx.changes.iter().map(|c| c.record.booking_id.clone()));
+                        unsettled.extend(tx.changes.iter().map(|c| c.record.booking_id.clone()));
                     }
                     Err(CommitError::Store(e)) => {
-                        fail(tx.first_index().unwrap_or(0), e.to_string());
-                        failed_store = true;
+                        unsettled.extend(tx.changes.iter().map(|c| c.record.booking_id.clone()));
+                        store_error = Some(e.to_string());
                     }
                 }
             }
-            if failed_store {
-                break;
-            }
-            inventory.retain(|(_, e)| conflicted.contains(e.booking_id()));
-            if !inventory.is_empty() && round >= MAX_CONFLICT_ROUNDS {
-                let ids: BTreeSet<&str> = inventory.iter().map(|(_, e)| e.booking_id()).collect();
-                fail(
-                    inventory[0].0,
-                    format!("bookings kept changing under {round} attempts: {ids:?}"),
-                );
-                break;
+            pending.retain(|(_, e)| unsettled.contains(e.booking_id()));
+            if let Some(error) = store_error {
+                return Some((first_pending(&pending), error));
             }
         }
-        if outcome.first_failed.is_some() {
-            self.add(&self.counters.failed_batches, 1);
-        }
-        outcome
+        None
     }
 
     /// Counters so far.
@@ -251,6 +371,8 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             conflicts: c(&self.counters.conflicts),
             dead_lettered: c(&self.counters.dead_lettered),
             failed_batches: c(&self.counters.failed_batches),
+            changed_duplicates: c(&self.counters.changed_duplicates),
+            beyond_horizon: c(&self.counters.beyond_horizon),
         }
     }
 
@@ -262,6 +384,13 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
 /// The letter for a user record that is not a valid event: its own bytes, so that a
 /// replay sends exactly it, and its place in its Kinesis record.
 fn poison_event(record: &EventRecord<'_>, error: &DecodeError) -> DeadLetter {
+    let mut letter = poison_event_parts(record);
+    letter.reason_kind = error.kind().to_string();
+    letter.reason = error.to_string();
+    letter
+}
+
+fn poison_event_parts(record: &EventRecord<'_>) -> DeadLetter {
     let kinesis = record.kinesis;
     DeadLetter {
         processor: PROCESSOR.to_string(),
@@ -270,10 +399,39 @@ fn poison_event(record: &EventRecord<'_>, error: &DecodeError) -> DeadLetter {
         sub_sequence_number: record.sub_sequence_number,
         partition_key: record.partition_key.to_string(),
         approximate_arrival: kinesis.approximate_arrival,
-        reason_kind: error.kind().to_string(),
-        reason: error.to_string(),
+        reason_kind: String::new(),
+        reason: String::new(),
         data_base64: record.data_base64(),
     }
+}
+
+/// The letter for an event on a flight whose booking records may be forgotten
+/// already: applying it could count a booking twice, so it is set aside instead.
+fn beyond_horizon(
+    record: &EventRecord<'_>,
+    event: &Envelope,
+    now: DateTime<Utc>,
+) -> Option<DeadLetter> {
+    let flight_id = match &event.payload {
+        Payload::Search(_) => return None,
+        Payload::Booking(b) => &b.flight_id,
+        Payload::Cancellation(c) => &c.flight_id,
+    };
+    if within_horizon(flight_id, now) {
+        return None;
+    }
+    let expiry = booking_expiry(flight_id).map_or_else(
+        || "unknown".to_string(),
+        |e| e.format("%Y-%m-%d").to_string(),
+    );
+    let mut letter = poison_event_parts(record);
+    letter.reason_kind = REASON_BEYOND_HORIZON.to_string();
+    letter.reason = format!(
+        "event {} on flight {flight_id}: its booking records expire on {expiry}, so it can \
+         no longer be applied exactly once",
+        event.event_id
+    );
+    Some(letter)
 }
 
 /// The letter for a Kinesis record whose aggregate cannot be read: none of its user
