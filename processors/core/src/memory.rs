@@ -82,6 +82,11 @@ impl MemoryStore {
     pub fn booking(&self, id: &str) -> Option<BookingRecord> {
         self.lock().bookings.get(id).cloned()
     }
+
+    /// How many bookings are stored.
+    pub fn booking_count(&self) -> usize {
+        self.lock().bookings.len()
+    }
 }
 
 impl InventoryStore for MemoryStore {

@@ -214,3 +214,74 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn the_departure_date_is_read_from_the_flight_id() {
+    assert_eq!(
+        departure_date("FH0123-20261201"),
+        NaiveDate::from_ymd_opt(2026, 12, 1)
+    );
+    assert_eq!(departure_date("FH0123-20261301"), None);
+    assert_eq!(departure_date("FH0123"), None);
+    assert_eq!(departure_date("FH0123-2026120"), None);
+}
+
+#[test]
+fn events_stop_being_applied_before_their_bookings_expire() {
+    let expiry = booking_expiry("FH0123-20261201").unwrap();
+    assert_eq!(expiry.to_rfc3339(), "2028-01-06T00:00:00+00:00");
+    let day = chrono::Duration::days(1);
+    assert!(within_horizon("FH0123-20261201", expiry - day * 3));
+    assert!(!within_horizon("FH0123-20261201", expiry - day * 2));
+    assert!(!within_horizon("FH0123-20261201", expiry + day));
+    // No date, no expiry: always applied (validation rejects such ids anyway).
+    assert!(within_horizon("FH0123", expiry + day * 1000));
+}
+
+#[test]
+fn given_booked_when_a_changed_booking_arrives_then_it_is_a_reported_no_op() {
+    let b = booking("BK0001", 3);
+    let stored = apply(None, InventoryEvent::Booking(&b)).unwrap().record;
+    let mut changed = booking("BK0001", 4);
+    changed.flight_id = "FH0002-20261201".into();
+    let current = HashMap::from([("BK0001".to_string(), stored)]);
+    let plan = plan(
+        &current,
+        [
+            (0, InventoryEvent::Booking(&b)),
+            (1, InventoryEvent::Booking(&changed)),
+        ],
+    );
+    assert!(plan.changes.is_empty());
+    assert_eq!(plan.no_ops, 2);
+    assert_eq!(plan.changed_duplicates.len(), 1);
+    let dup = &plan.changed_duplicates[0];
+    assert_eq!(dup.index, 1);
+    assert_eq!(dup.recorded, ("FH0001-20261201".into(), Cabin::Economy, 3));
+    assert_eq!(dup.received, ("FH0002-20261201".into(), Cabin::Economy, 4));
+}
+
+#[test]
+fn transactions_come_in_order_of_their_earliest_event() {
+    let bookings: Vec<Booking> = (0..6)
+        .map(|i| {
+            let mut b = booking(&format!("BK{i:04}"), 1);
+            // Alternate flights so that grouping by counter reorders the changes.
+            b.flight_id = format!("FH000{}-20261201", 2 - i % 2);
+            b
+        })
+        .collect();
+    let plan = plan(
+        &HashMap::new(),
+        bookings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i, InventoryEvent::Booking(b))),
+    );
+    let txs = pack(plan.changes, 3);
+    let firsts: Vec<Option<usize>> = txs.iter().map(Transaction::first_index).collect();
+    let mut sorted = firsts.clone();
+    sorted.sort();
+    assert_eq!(firsts, sorted);
+    assert_eq!(firsts[0], Some(0));
+}

@@ -301,4 +301,83 @@ async fn a_conflicting_writer_is_detected_and_the_batch_replanned() {
     assert_eq!(store.sold(&economy()), 2);
 }
 
+#[tokio::test]
+async fn regression_a_changed_duplicate_is_counted_and_keeps_the_first_booking() {
+    let handler = InventoryHandler::new(MemoryStore::new(), MemoryDeadLetters::new());
+    let first = booking("BK000001", FLIGHT, 2);
+    let mut changed = booking("BK000001", FLIGHT, 5);
+    if let Payload::Booking(b) = &mut changed.payload {
+        b.cabin = Cabin::Business;
+    }
+    let same = booking("BK000001", FLIGHT, 2);
+    handler.handle(kinesis_event(&json(&[first]), 1)).await;
+    let response = handler
+        .handle(kinesis_event(&json(&[changed, same]), 2))
+        .await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(handler.stats().changed_duplicates, 1);
+    assert_eq!(handler.stats().no_ops, 2);
+    assert_eq!(handler.store().sold(&economy()), 2);
+    assert_eq!(
+        handler
+            .store()
+            .sold(&CabinKey::new(FLIGHT, Cabin::Business)),
+        0
+    );
+}
+
+#[tokio::test]
+async fn an_event_beyond_the_retention_horizon_is_dead_lettered_not_applied() {
+    let dead = MemoryDeadLetters::new();
+    // FLIGHT departs on 2026-12-01; its booking records expire 401 days later.
+    let expiry = flyhigh_core::inventory::booking_expiry(FLIGHT).unwrap();
+    assert_eq!(
+        expiry,
+        "2028-01-06T00:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    );
+    let late = expiry - chrono::Duration::days(1);
+    let handler = InventoryHandler::new(MemoryStore::new(), &dead).with_clock(move || late);
+    let event = kinesis_event(&json(&[booking("BK000001", FLIGHT, 2)]), 1);
+    assert!(failures(&handler.handle(event).await).is_empty());
+    assert_eq!(handler.store().sold(&economy()), 0);
+    assert_eq!(handler.stats().beyond_horizon, 1);
+    let letters = dead.letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason_kind, REASON_BEYOND_HORIZON);
+    assert!(
+        letters[0].reason.contains("2028-01-06"),
+        "{}",
+        letters[0].reason
+    );
+
+    // Three days earlier the same event is applied.
+    let early = expiry - chrono::Duration::days(3);
+    let handler = InventoryHandler::new(MemoryStore::new(), &dead).with_clock(move || early);
+    let event = kinesis_event(&json(&[booking("BK000001", FLIGHT, 2)]), 1);
+    handler.handle(event).await;
+    assert_eq!(handler.store().sold(&economy()), 2);
+}
+
+#[tokio::test]
+async fn regression_poison_after_the_reported_failure_is_dead_lettered_once_by_the_retry() {
+    let dead = MemoryDeadLetters::new();
+    let handler = InventoryHandler::new(MemoryStore::new(), &dead);
+    let payloads = vec![
+        booking("BK000001", FLIGHT, 2).to_json(),
+        b"not json".to_vec(),
+    ];
+    let event = kinesis_event(&payloads, 1);
+    handler.store().fail_next_commits(1);
+    assert_eq!(failures(&handler.handle(event.clone()).await), [seq(1)]);
+    // The poison record lies after the failure: the retry writes its letter.
+    assert!(dead.letters().is_empty());
+    assert!(failures(&handler.handle(event).await).is_empty());
+    assert_eq!(dead.letters().len(), 1);
+}
+
 mod aggregated;
+mod model;
+mod reference;
+mod scripted;
