@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    ScalarAttributeType, TableStatus,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use flyhigh_core::inventory::{BookingRecord, CabinInventory, Transaction};
 use flyhigh_core::ports::{CommitError, InventoryStore, StoreError};
@@ -266,11 +266,45 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         Ok(table.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active))
     })
     .await?;
-    if active {
-        Ok(())
-    } else {
-        Err(StoreError::Transient(format!(
+    if !active {
+        return Err(StoreError::Transient(format!(
             "table {name} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}"
-        )))
+        )));
     }
+    enable_ttl(client, name).await
+}
+
+/// Turns on DynamoDB's TTL on `expires_at`, which booking items carry (see
+/// `flyhigh_core::inventory::booking_expiry`). Already on is fine.
+async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
+    let current = client
+        .describe_time_to_live()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| store_error("DescribeTimeToLive", &e))?;
+    let on = current.time_to_live_description().is_some_and(|d| {
+        d.attribute_name() == Some(items::EXPIRES_AT)
+            && matches!(
+                d.time_to_live_status(),
+                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+            )
+    });
+    if on {
+        return Ok(());
+    }
+    let spec = TimeToLiveSpecification::builder()
+        .attribute_name(items::EXPIRES_AT)
+        .enabled(true)
+        .build()
+        .map_err(|e| StoreError::Permanent(e.to_string()))?;
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+        .map_err(|e| store_error("UpdateTimeToLive", &e))?;
+    tracing::info!(table = name, attribute = items::EXPIRES_AT, "TTL enabled");
+    Ok(())
 }

@@ -389,3 +389,35 @@ async fn create_table_is_idempotent() {
     create_table(&client, &table).await.expect("first");
     create_table(&client, &table).await.expect("second");
 }
+
+#[tokio::test]
+async fn the_table_has_ttl_on_expires_at_and_booking_items_carry_it() {
+    let (client, store) = store().await;
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    let description = ttl.time_to_live_description().unwrap();
+    assert_eq!(description.attribute_name(), Some("expires_at"));
+
+    let flight = "FH0123-20261201";
+    store
+        .commit(&tx(vec![book("BK0001", flight, Cabin::Economy, 2)]))
+        .await
+        .unwrap();
+    let item = client
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S("BOOKING#BK0001".into()))
+        .key("sk", AttributeValue::S("BOOKING".into()))
+        .send()
+        .await
+        .unwrap();
+    let expiry = flyhigh_core::inventory::booking_expiry(flight).unwrap();
+    assert_eq!(
+        item.item().and_then(|i| i.get("expires_at")),
+        Some(&AttributeValue::N(expiry.timestamp().to_string()))
+    );
+}

@@ -3,8 +3,11 @@
 //!
 //! Two tables mirror the two kinds of DynamoDB items the AWS adapter writes:
 //!
-//! - `bookings(booking_id PRIMARY KEY, status, flight_id, cabin, seats)`: one row per
-//!   booking, the state of its small state machine (see [`flyhigh_core::inventory`]);
+//! - `bookings(booking_id PRIMARY KEY, status, flight_id, cabin, seats, expires_at)`:
+//!   one row per booking, the state of its small state machine (see
+//!   [`flyhigh_core::inventory`]), kept until `expires_at` (epoch seconds, from
+//!   [`flyhigh_core::inventory::booking_expiry`]; [`SqliteInventoryStore::open`]
+//!   deletes the rows past it, as DynamoDB's TTL does);
 //! - `cabins(flight_id, cabin, capacity, sold, origin, destination, departure)`, keyed
 //!   by `(flight_id, cabin)`: the counter, plus what the schedule says. `capacity` is
 //!   `NULL` for a flight that is not in the schedule.
@@ -22,8 +25,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use chrono::SecondsFormat;
-use flyhigh_core::inventory::Transaction;
+use chrono::{DateTime, SecondsFormat, Utc};
+use flyhigh_core::inventory::{Transaction, booking_expiry};
 use flyhigh_core::{
     BookingRecord, BookingStatus, CabinInventory, CommitError, InventoryStore, Schedule, StoreError,
 };
@@ -31,7 +34,13 @@ use flyhigh_schemas::Cabin;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 /// The layout this build reads and writes, stored in SQLite's `user_version`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// Version 1 had no `expires_at`: its rows get one computed from their flight id.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE bookings ADD COLUMN expires_at INTEGER NULL;
+CREATE INDEX IF NOT EXISTS bookings_expires_at ON bookings (expires_at);
+";
 
 /// How long a statement waits for another connection's lock before failing with
 /// `SQLITE_BUSY` (reported as [`StoreError::Transient`]). Only another process (an
@@ -58,8 +67,10 @@ CREATE TABLE IF NOT EXISTS bookings (
                CHECK (status = 'booked' OR status = 'cancelled' OR status = 'cancel_pending'),
     flight_id  TEXT    NOT NULL,
     cabin      TEXT    NULL,
-    seats      INTEGER NOT NULL CHECK (seats BETWEEN 0 AND 255)
+    seats      INTEGER NOT NULL CHECK (seats BETWEEN 0 AND 255),
+    expires_at INTEGER NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS bookings_expires_at ON bookings (expires_at);
 CREATE TABLE IF NOT EXISTS cabins (
     flight_id   TEXT    NOT NULL,
     cabin       TEXT    NOT NULL,
@@ -74,14 +85,17 @@ CREATE TABLE IF NOT EXISTS cabins (
 
 /// A booking seen for the first time: applies only if no row exists.
 const INSERT_BOOKING: &str = "
-INSERT INTO bookings (booking_id, status, flight_id, cabin, seats)
-VALUES (?1, ?2, ?3, ?4, ?5)
+INSERT INTO bookings (booking_id, status, flight_id, cabin, seats, expires_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 ON CONFLICT (booking_id) DO NOTHING";
 
 /// A booking moving on: applies only if it still holds the expected status.
 const UPDATE_BOOKING: &str = "
-UPDATE bookings SET status = ?2, flight_id = ?3, cabin = ?4, seats = ?5
+UPDATE bookings SET status = ?2, flight_id = ?3, cabin = ?4, seats = ?5, expires_at = ?7
 WHERE booking_id = ?1 AND status = ?6";
+
+/// Rows past their expiry (what DynamoDB's TTL deletes).
+const PURGE_EXPIRED: &str = "DELETE FROM bookings WHERE expires_at <= ?1";
 
 const ADD_SOLD: &str = "
 INSERT INTO cabins (flight_id, cabin, sold) VALUES (?1, ?2, ?3)
@@ -155,7 +169,12 @@ impl SqliteInventoryStore {
                 path.display()
             )));
         }
-        Self::init(conn)
+        let store = Self::init(conn)?;
+        let purged = store.purge_expired(Utc::now())?;
+        if purged > 0 {
+            tracing::info!(path = %path.display(), bookings = purged, "expired booking records deleted");
+        }
+        Ok(store)
     }
 
     /// An empty in-memory database, for tests and dry runs.
@@ -181,6 +200,31 @@ impl SqliteInventoryStore {
         match version {
             0 => {
                 tx.execute_batch(SCHEMA).context("create schema")?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .context("user_version")?;
+            }
+            1 => {
+                tx.execute_batch(MIGRATE_1_TO_2)
+                    .context("migrate schema 1 to 2")?;
+                let rows: Vec<(String, String)> = {
+                    let mut stmt = tx
+                        .prepare("SELECT booking_id, flight_id FROM bookings")
+                        .context("migrate schema 1 to 2")?;
+                    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .context("migrate schema 1 to 2")?
+                        .collect::<Result<_, _>>()
+                        .context("migrate schema 1 to 2")?
+                };
+                {
+                    let mut set = tx
+                        .prepare("UPDATE bookings SET expires_at = ?2 WHERE booking_id = ?1")
+                        .context("migrate schema 1 to 2")?;
+                    for (booking_id, flight_id) in rows {
+                        let expires_at = booking_expiry(&flight_id).map(|e| e.timestamp());
+                        set.execute(params![booking_id, expires_at])
+                            .context("migrate schema 1 to 2")?;
+                    }
+                }
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .context("user_version")?;
             }
@@ -230,6 +274,7 @@ impl SqliteInventoryStore {
             for change in &tx.changes {
                 let r = &change.record;
                 let cabin = r.cabin.map(Cabin::as_str);
+                let expires_at = booking_expiry(&r.flight_id).map(|e| e.timestamp());
                 let written = match change.expected {
                     None => insert
                         .execute(params![
@@ -237,7 +282,8 @@ impl SqliteInventoryStore {
                             r.status.as_str(),
                             r.flight_id,
                             cabin,
-                            r.seats
+                            r.seats,
+                            expires_at
                         ])
                         .context("insert booking")?,
                     Some(expected) => update
@@ -247,7 +293,8 @@ impl SqliteInventoryStore {
                             r.flight_id,
                             cabin,
                             r.seats,
-                            expected.as_str()
+                            expected.as_str(),
+                            expires_at
                         ])
                         .context("update booking")?,
                 };
@@ -332,6 +379,20 @@ impl SqliteInventoryStore {
 
     /// The schema version stored in the file (for `flyhigh` diagnostics).
     ///
+    /// Deletes the booking records whose expiry is at or before `now`, as DynamoDB's
+    /// TTL does; returns how many. [`open`](Self::open) runs it. Safe at any time:
+    /// the handler applies no event whose records may have expired
+    /// ([`flyhigh_core::inventory::within_horizon`]).
+    ///
+    /// # Errors
+    ///
+    /// As for any write.
+    pub fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.lock()
+            .execute(PURGE_EXPIRED, params![now.timestamp()])
+            .context("purge expired bookings")
+    }
+
     /// # Errors
     ///
     /// As for any read.

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use flyhigh_core::inventory::{
     BookingRecord, BookingStatus, CabinInventory, CabinKey, MAX_TRANSACTION_ITEMS, Transaction,
+    booking_expiry,
 };
 use flyhigh_core::schedule::Schedule;
 use flyhigh_schemas::Cabin;
@@ -24,6 +25,9 @@ const CAPACITY: &str = "capacity";
 const ORIGIN: &str = "origin";
 const DESTINATION: &str = "destination";
 const DEPARTURE: &str = "departure";
+/// When DynamoDB's TTL may delete a booking item (epoch seconds); the table's TTL
+/// attribute.
+pub(crate) const EXPIRES_AT: &str = "expires_at";
 
 const BOOKING_PREFIX: &str = "BOOKING#";
 const BOOKING_SK: &str = "BOOKING";
@@ -67,6 +71,10 @@ pub(crate) fn booking_item(record: &BookingRecord) -> Item {
         item.insert(CABIN.into(), s(cabin.as_str()));
     }
     item.insert(SEATS.into(), n(record.seats));
+    // Cancel-pending tombstones expire by the same rule: they name a flight too.
+    if let Some(expiry) = booking_expiry(&record.flight_id) {
+        item.insert(EXPIRES_AT.into(), n(expiry.timestamp()));
+    }
     item
 }
 
@@ -302,6 +310,18 @@ mod tests {
     fn booking_without_cabin_has_no_cabin_attribute() {
         let item = booking_item(&record("B1", BookingStatus::CancelPending, None, 0));
         assert!(!item.contains_key(CABIN));
+    }
+
+    #[test]
+    fn booking_items_carry_their_expiry_in_epoch_seconds() {
+        let item = booking_item(&record("B1", BookingStatus::CancelPending, None, 0));
+        let expiry = booking_expiry(&record("B1", BookingStatus::Booked, None, 0).flight_id)
+            .unwrap()
+            .timestamp();
+        assert_eq!(
+            item.get(EXPIRES_AT),
+            Some(&AttributeValue::N(expiry.to_string()))
+        );
     }
 
     #[test]

@@ -603,3 +603,76 @@ proptest! {
         }
     }
 }
+
+fn expires_at(store: &SqliteInventoryStore, id: &str) -> Option<i64> {
+    store
+        .lock()
+        .query_row(
+            "SELECT expires_at FROM bookings WHERE booking_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn booking_rows_expire_by_their_flight_and_only_expired_rows_are_purged() {
+    let store = SqliteInventoryStore::open_in_memory().unwrap();
+    let soon = booking("BK0001", "FH0123-20250101", Cabin::Economy, 1);
+    let later = booking("BK0002", FLIGHT, Cabin::Economy, 1);
+    let pending = cancellation("BK0003", FLIGHT);
+    process(
+        &store,
+        &[
+            InventoryEvent::Booking(&soon),
+            InventoryEvent::Booking(&later),
+            InventoryEvent::Cancellation(&pending),
+        ],
+    )
+    .await
+    .unwrap();
+    let expiry = inventory::booking_expiry(FLIGHT).unwrap();
+    assert_eq!(expires_at(&store, "BK0002"), Some(expiry.timestamp()));
+    // Cancel-pending tombstones expire by the same rule.
+    assert_eq!(expires_at(&store, "BK0003"), Some(expiry.timestamp()));
+
+    // A second before the expiry nothing of FLIGHT goes; the 2025 flight does.
+    let purged = store
+        .purge_expired(expiry - chrono::Duration::seconds(1))
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert_eq!(status(&store, "BK0001").await, None);
+    assert_eq!(status(&store, "BK0002").await, Some(BookingStatus::Booked));
+    assert_eq!(store.purge_expired(expiry).unwrap(), 2);
+    // Counters are not booking state: they stay.
+    assert_eq!(sold(&store, FLIGHT, Cabin::Economy).await, Some(1));
+}
+
+#[tokio::test]
+async fn a_version_1_file_is_migrated_with_expiries_from_its_flights() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.sqlite");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE bookings (booking_id TEXT NOT NULL PRIMARY KEY, status TEXT NOT NULL,
+                flight_id TEXT NOT NULL, cabin TEXT NULL, seats INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE cabins (flight_id TEXT NOT NULL, cabin TEXT NOT NULL,
+                capacity INTEGER NULL, sold INTEGER NOT NULL DEFAULT 0, origin TEXT NULL,
+                destination TEXT NULL, departure TEXT NULL, PRIMARY KEY (flight_id, cabin))
+                WITHOUT ROWID;
+             INSERT INTO bookings VALUES ('BK0001', 'booked', 'FH0123-20261201', 'economy', 2);
+             INSERT INTO cabins (flight_id, cabin, sold) VALUES ('FH0123-20261201', 'economy', 2);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteInventoryStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(status(&store, "BK0001").await, Some(BookingStatus::Booked));
+    assert_eq!(
+        expires_at(&store, "BK0001"),
+        Some(inventory::booking_expiry(FLIGHT).unwrap().timestamp())
+    );
+    assert_eq!(sold(&store, FLIGHT, Cabin::Economy).await, Some(2));
+}

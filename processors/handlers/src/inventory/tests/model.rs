@@ -93,7 +93,7 @@ fn delivery() -> impl Strategy<Value = Delivery> {
 fn details(id: u8, changed: bool) -> (&'static str, Cabin, u8) {
     let shift = usize::from(changed);
     let flight = FLIGHTS[(usize::from(id) + shift) % FLIGHTS.len()];
-    let cabin = if id % 3 == 0 {
+    let cabin = if id.is_multiple_of(3) {
         Cabin::Business
     } else {
         Cabin::Economy
