@@ -182,6 +182,38 @@ fn inventory_handler(c: &mut Criterion) {
     group.finish();
 }
 
+/// The pure part of the inventory handler on a 10,000-record batch (Lambda's largest):
+/// decode and validate every record, fold the inventory events over the stored states
+/// and pack the transactions, against decoding alone.
+fn plan(c: &mut Criterion) {
+    use flyhigh_core::inventory::{InventoryEvent, MAX_TRANSACTION_ITEMS, pack, plan};
+    use flyhigh_schemas::Payload;
+    let records = kinesis_records(10_000);
+    let current = std::collections::HashMap::new();
+    let mut group = c.benchmark_group("plan");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.bench_function("baseline_decode_only", |b| {
+        b.iter(|| records.iter().filter(|r| r.decode().is_ok()).count())
+    });
+    group.bench_function("decode_validate_plan_pack_10000", |b| {
+        b.iter(|| {
+            let events: Vec<(usize, Envelope)> = records
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.decode().ok().map(|e| (i, e)))
+                .collect();
+            let inventory = events.iter().filter_map(|(i, e)| match &e.payload {
+                Payload::Booking(b) => Some((*i, InventoryEvent::Booking(b))),
+                Payload::Cancellation(c) => Some((*i, InventoryEvent::Cancellation(c))),
+                Payload::Search(_) => None,
+            });
+            let plan = plan(&current, inventory);
+            black_box(pack(plan.changes, MAX_TRANSACTION_ITEMS))
+        })
+    });
+    group.finish();
+}
+
 /// The handler over the SQLite file store (the embedded default) against the same
 /// handler over the in-memory store.
 fn sqlite_store(c: &mut Criterion) {
@@ -236,6 +268,7 @@ criterion_group!(
     aggregation,
     producer,
     inventory_handler,
+    plan,
     sqlite_store
 );
 criterion_main!(benches);

@@ -86,7 +86,11 @@ struct Files {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
-    let sim = Simulator::new(SimConfig::new(args.seed, args.events))?;
+    let config = SimConfig::new(args.seed, args.events);
+    // The demo runs as of the end of its simulated span: which events are beyond the
+    // retention horizon depends on the simulated day, not on the day it is run.
+    let simulated_now = config.start + Duration::from_secs(u64::from(config.days) * 86_400);
+    let sim = Simulator::new(config)?;
     let schedule = sim.schedule();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -114,7 +118,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let failed_batches = JsonLinesFile::create(&files.failed_batches)?;
 
     let stream = LocalStream::new("flyhigh-events", args.shards);
-    let handler = Arc::new(InventoryHandler::new(store, dead_letters));
+    let handler =
+        Arc::new(InventoryHandler::new(store, dead_letters).with_clock(move || simulated_now));
     let runner = Runner::new(MappingConfig {
         batch_size: args.batch_size,
         poll_interval: Duration::from_millis(5),
