@@ -19,14 +19,21 @@
 //!
 //! [`LocalStream`]: flyhigh_producer::LocalStream
 
+pub mod checkpoint;
 pub mod failure;
 pub mod local;
 pub mod mapping;
 pub mod source;
 
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointStore, FileCheckpoints, MemoryCheckpoints,
+};
 pub use failure::{BatchFailure, FailureDestination, KinesisBatchInfo};
 pub use local::LocalSource;
-pub use mapping::{Handler, HandlerError, MappingConfig, MappingStats, Runner, handler_fn};
+pub use mapping::{
+    Handler, HandlerError, MappingConfig, MappingStats, Runner, RunnerError, handler_fn,
+};
 pub use source::{
-    ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
+    ReadOutcome, ShardReader, SourceError, SourceRecord, SourceShard, StartPosition, StreamSource,
+    compare_sequence_numbers,
 };
