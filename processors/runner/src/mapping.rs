@@ -790,4 +790,6 @@ fn batch_failure(
 }
 
 #[cfg(test)]
+mod reshard_tests;
+#[cfg(test)]
 mod tests;
