@@ -7,6 +7,13 @@
 //! and reading goes on with no gap and no repeat. Sequence numbers stay strings: real
 //! ones have 56 digits, emulators return `"1"`.
 //!
+//! Every call names the stream by its name, never by its ARN: Kinesis takes either,
+//! but kinesalite accepts only `StreamName`. The ARN (looked up once with
+//! `DescribeStreamSummary`) is only what events carry.
+//!
+//! [`StreamSource::shards`] lists every shard, closed ones included, with its
+//! parents, so that the runner reads the children of a reshard after their parents.
+//!
 //! Mapping from SDK types and error classification are pure functions below, tested
 //! with SDK types built by their builders.
 
@@ -18,10 +25,10 @@ use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError
 use aws_sdk_kinesis::operation::create_stream::CreateStreamError;
 use aws_sdk_kinesis::operation::get_records::{GetRecordsError, GetRecordsOutput};
 use aws_sdk_kinesis::operation::list_shards::builders::ListShardsFluentBuilder;
-use aws_sdk_kinesis::types::{Record, ShardIteratorType, StreamStatus};
+use aws_sdk_kinesis::types::{Record, Shard, ShardIteratorType, StreamStatus};
 use chrono::{DateTime, Utc};
 use flyhigh_runner::source::{
-    ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
+    ReadOutcome, ShardReader, SourceError, SourceRecord, SourceShard, StartPosition, StreamSource,
 };
 
 use crate::retry::{Retry, sdk_retry_of, wait_until_active};
@@ -113,17 +120,17 @@ impl StreamSource for KinesisSource {
         }
     }
 
-    async fn shards(&self) -> Result<Vec<String>, SourceError> {
-        let arn = self.resolve_stream_arn().await?;
+    async fn shards(&self) -> Result<Vec<SourceShard>, SourceError> {
+        self.resolve_stream_arn().await?;
         let mut shards = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
-            let request = list_shards_page(&self.client, &arn, next_token.take());
+            let request = list_shards_page(&self.client, &self.stream_name, next_token.take());
             let out = request
                 .send()
                 .await
                 .map_err(|e| source_error("ListShards", &e))?;
-            shards.extend(out.shards().iter().map(|s| s.shard_id().to_string()));
+            shards.extend(out.shards().iter().map(source_shard));
             match out.next_token() {
                 Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
                 _ => break,
@@ -137,10 +144,10 @@ impl StreamSource for KinesisSource {
         shard_id: &str,
         start: StartPosition,
     ) -> Result<KinesisShardReader, SourceError> {
-        let stream_arn = self.resolve_stream_arn().await?;
+        self.resolve_stream_arn().await?;
         let mut reader = KinesisShardReader {
             client: self.client.clone(),
-            stream_arn,
+            stream_name: self.stream_name.clone(),
             shard_id: shard_id.to_string(),
             start,
             cursor: Cursor::default(),
@@ -154,7 +161,7 @@ impl StreamSource for KinesisSource {
 #[derive(Debug)]
 pub struct KinesisShardReader {
     client: Client,
-    stream_arn: String,
+    stream_name: String,
     shard_id: String,
     start: StartPosition,
     cursor: Cursor,
@@ -210,7 +217,7 @@ impl KinesisShardReader {
         let out = self
             .client
             .get_shard_iterator()
-            .stream_arn(&self.stream_arn)
+            .stream_name(&self.stream_name)
             .shard_id(&self.shard_id)
             .shard_iterator_type(kind)
             .set_starting_sequence_number(sequence_number)
@@ -227,9 +234,9 @@ impl KinesisShardReader {
         iterator: &str,
         limit: i32,
     ) -> Result<GetRecordsOutput, SdkError<GetRecordsError>> {
+        // The iterator names the stream and shard; no stream parameter is needed.
         self.client
             .get_records()
-            .stream_arn(&self.stream_arn)
             .shard_iterator(iterator)
             .limit(limit)
             .send()
@@ -273,18 +280,29 @@ impl ShardReader for KinesisShardReader {
     }
 }
 
-/// One `ListShards` request: the first names the stream, the next ones carry only
-/// the token. Kinesis refuses a token together with the stream ("NextToken and
-/// StreamARN cannot be provided together"); moto 5.2 wants both, but pages only
-/// past 1,000 shards by default, which no emulated stream has.
+/// One `ListShards` request: the first names the stream by name (kinesalite
+/// refuses `StreamARN`), the next ones carry only the token. Kinesis refuses a token
+/// together with the stream ("NextToken and StreamName cannot be provided
+/// together"); moto 5.2 would want both, but pages only past 1,000 shards, which no
+/// emulated stream has, and kinesalite never pages.
 fn list_shards_page(
     client: &Client,
-    stream_arn: &str,
+    stream_name: &str,
     next_token: Option<String>,
 ) -> ListShardsFluentBuilder {
     match next_token {
         Some(token) => client.list_shards().next_token(token),
-        None => client.list_shards().stream_arn(stream_arn),
+        None => client.list_shards().stream_name(stream_name),
+    }
+}
+
+/// A listed shard with its lineage.
+fn source_shard(shard: &Shard) -> SourceShard {
+    let non_empty = |id: Option<&str>| id.filter(|id| !id.is_empty()).map(str::to_string);
+    SourceShard {
+        shard_id: shard.shard_id().to_string(),
+        parent_shard_id: non_empty(shard.parent_shard_id()),
+        adjacent_parent_shard_id: non_empty(shard.adjacent_parent_shard_id()),
     }
 }
 
@@ -565,15 +583,76 @@ mod tests {
             .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
             .build();
         let client = Client::from_conf(config);
-        let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/bookings";
-        let first = list_shards_page(&client, arn, None);
-        assert_eq!(first.get_stream_arn().as_deref(), Some(arn));
-        assert_eq!(first.get_next_token(), &None);
-        let next = list_shards_page(&client, arn, Some("token".into()));
+        let first = list_shards_page(&client, "bookings", None);
+        assert_eq!(first.get_stream_name().as_deref(), Some("bookings"));
+        assert_eq!(
+            (first.get_stream_arn(), first.get_next_token()),
+            (&None, &None)
+        );
+        let next = list_shards_page(&client, "bookings", Some("token".into()));
         assert_eq!(next.get_next_token().as_deref(), Some("token"));
         assert_eq!(
             (next.get_stream_arn(), next.get_stream_name()),
             (&None, &None)
+        );
+    }
+
+    #[test]
+    fn regression_list_shards_names_the_stream_by_name_for_kinesalite() {
+        let config = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+            .build();
+        let first = list_shards_page(&Client::from_conf(config), "flyhigh-events", None);
+        assert_eq!(
+            first.get_stream_arn(),
+            &None,
+            "kinesalite rejects StreamARN"
+        );
+    }
+
+    #[test]
+    fn listed_shards_keep_their_parents() {
+        let range = |start: &str, end: &str| {
+            aws_sdk_kinesis::types::HashKeyRange::builder()
+                .starting_hash_key(start)
+                .ending_hash_key(end)
+                .build()
+                .unwrap()
+        };
+        let sequence_range = aws_sdk_kinesis::types::SequenceNumberRange::builder()
+            .starting_sequence_number("1")
+            .build()
+            .unwrap();
+        let shard = |id: &str, parent: Option<&str>, adjacent: Option<&str>| {
+            Shard::builder()
+                .shard_id(id)
+                .set_parent_shard_id(parent.map(str::to_string))
+                .set_adjacent_parent_shard_id(adjacent.map(str::to_string))
+                .hash_key_range(range("0", "9"))
+                .sequence_number_range(sequence_range.clone())
+                .build()
+                .unwrap()
+        };
+        assert_eq!(
+            source_shard(&shard("shardId-000000000000", None, None)),
+            SourceShard::root("shardId-000000000000")
+        );
+        let merged = source_shard(&shard(
+            "shardId-000000000003",
+            Some("shardId-000000000001"),
+            Some("shardId-000000000002"),
+        ));
+        assert_eq!(
+            merged.parents().collect::<Vec<_>>(),
+            ["shardId-000000000001", "shardId-000000000002"]
+        );
+        // An empty id is no parent.
+        assert_eq!(
+            source_shard(&shard("shardId-000000000004", Some(""), None))
+                .parents()
+                .count(),
+            0
         );
     }
 

@@ -11,7 +11,7 @@ use flyhigh_aws::sqs::{SqsQueue, create_queue};
 use flyhigh_core::InventoryStore;
 use flyhigh_handlers::InventoryHandler;
 use flyhigh_producer::{KinesisTransport, Producer, ProducerConfig};
-use flyhigh_runner::{MappingConfig, Runner, handler_fn};
+use flyhigh_runner::{FileCheckpoints, MappingConfig, Runner, handler_fn};
 use flyhigh_simulator::{SimConfig, Simulator};
 use serde_json::json;
 
@@ -87,6 +87,16 @@ pub struct ConsumeArgs {
     /// Write a JSON summary here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Checkpoint file of this mapping (JSON, format in `flyhigh_runner::checkpoint`):
+    /// a restarted `consume` goes on after the last checkpoint of each shard and
+    /// never re-reads a finished shard. Delete it to start again from the trim
+    /// horizon. Default: out/checkpoints/STREAM.json.
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+    /// How often to list the shards again to find the children of a reshard (also
+    /// done whenever a shard ends).
+    #[arg(long, default_value_t = 10.0)]
+    shard_refresh_seconds: f64,
 }
 
 pub async fn setup(args: SetupArgs) -> anyhow::Result<()> {
@@ -189,10 +199,18 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         dead_letters,
     );
     let source = KinesisSource::new(aws_sdk_kinesis::Client::new(&config), &n.stream);
+    let checkpoints_path = args
+        .checkpoints
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out/checkpoints").join(format!("{}.json", n.stream)));
+    let checkpoints = FileCheckpoints::open(&checkpoints_path)?;
     let runner = Runner::new(MappingConfig {
         batch_size: args.batch_size,
         idle_timeout: Some(Duration::from_secs_f64(args.idle_seconds)),
         shard_concurrency: args.shard_concurrency,
+        // A poison batch is narrowed down to its bad record instead of failing whole.
+        bisect_batch_on_function_error: true,
+        shard_refresh_interval: Duration::from_secs_f64(args.shard_refresh_seconds),
         region: config
             .region()
             .map(|r| r.to_string())
@@ -202,13 +220,15 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let handler = &handler;
     let invoke = handler_fn(|event| async move { Ok(handler.handle(event).await) });
-    let stats = runner.run(&source, &invoke, &failures).await?;
+    let stats = runner
+        .run_with_checkpoints(&source, &invoke, &failures, &checkpoints)
+        .await?;
     let elapsed = started.elapsed().as_secs_f64();
     let h = handler.stats();
     let inventory = handler.store().inventory().await?;
     let summary = InventorySummary::new(&inventory);
     println!(
-        "consumed {} Kinesis records ({} user records) in {} invocations ({:.1} s incl. {} s idle wait): {} events, {} dead-lettered, {} batches to the failure queue; {} seats sold",
+        "consumed {} Kinesis records ({} user records) in {} invocations ({:.1} s incl. {} s idle wait): {} events, {} dead-lettered, {} batches to the failure queue; {} seats sold; checkpoints in {}",
         stats.records_read,
         h.user_records,
         stats.invocations,
@@ -217,7 +237,8 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         h.searches + h.inventory_events,
         h.dead_lettered,
         stats.batches_to_failure_destination,
-        summary.seats_sold
+        summary.seats_sold,
+        checkpoints_path.display()
     );
     if let Some(path) = &args.summary_json {
         report::write_json(
@@ -230,6 +251,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
                 "handler": h,
                 "runner": stats,
                 "inventory": summary,
+                "checkpoints": checkpoints_path,
                 "elapsed_seconds": elapsed,
             }),
         )?;

@@ -123,6 +123,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let runner = Runner::new(MappingConfig {
         batch_size: args.batch_size,
         poll_interval: Duration::from_millis(5),
+        bisect_batch_on_function_error: true,
         ..MappingConfig::default()
     });
 

@@ -6,7 +6,8 @@ use flyhigh_producer::LocalStream;
 use flyhigh_producer::local::LocalRead;
 
 use crate::source::{
-    ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
+    ReadOutcome, ShardReader, SourceError, SourceRecord, SourceShard, StartPosition, StreamSource,
+    compare_sequence_numbers,
 };
 
 /// How long a read waits for new records before answering "none yet".
@@ -67,12 +68,13 @@ impl StreamSource for LocalSource {
         self.stream.arn()
     }
 
-    async fn shards(&self) -> Result<Vec<String>, SourceError> {
+    /// The in-process stream never reshards: every shard is a root.
+    async fn shards(&self) -> Result<Vec<SourceShard>, SourceError> {
         Ok(self
             .stream
             .shards()
             .into_iter()
-            .map(|s| s.shard_id)
+            .map(|s| SourceShard::root(s.shard_id))
             .collect())
     }
 
@@ -92,10 +94,11 @@ impl StreamSource for LocalSource {
             StartPosition::Latest => self.shard_len(shard),
             StartPosition::AfterSequenceNumber(seq) => match self.stream.read(shard, 0, usize::MAX)
             {
+                // The first record after the checkpoint, as AFTER_SEQUENCE_NUMBER.
                 LocalRead::Records(records) => records
                     .iter()
-                    .position(|r| r.sequence_number == seq)
-                    .map_or(0, |i| i + 1),
+                    .position(|r| compare_sequence_numbers(&r.sequence_number, &seq).is_gt())
+                    .unwrap_or(records.len()),
                 LocalRead::Ended => 0,
             },
         };

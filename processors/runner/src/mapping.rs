@@ -1,6 +1,6 @@
 //! The runner: shards → batches → handler, with Lambda's retry semantics.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,11 +9,14 @@ use std::time::Duration;
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::Utc;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, MemoryCheckpoints};
 use crate::failure::{BatchFailure, FailureDestination, KinesisBatchInfo};
 use crate::source::{
-    ReadOutcome, ShardReader, SourceError, SourceRecord, StartPosition, StreamSource,
+    ReadOutcome, ShardReader, SourceError, SourceRecord, SourceShard, StartPosition, StreamSource,
 };
 
 /// Lambda's limit on the invocation payload for stream batches.
@@ -53,6 +56,13 @@ pub struct MappingConfig {
     /// Lambda does. Lower it to spare a small machine or an emulator that cannot take
     /// concurrent writes (moto's DynamoDB transactions race). Default `None`.
     pub shard_concurrency: Option<usize>,
+    /// When a batch fails (function error or a reported item failure), split it in
+    /// two halves and retry each, without counting a retry, down to one record,
+    /// as Lambda's `BisectBatchOnFunctionError`. Default false (Lambda's default).
+    pub bisect_batch_on_function_error: bool,
+    /// How often the shards are listed again to find the children of a reshard
+    /// (also done whenever a shard reaches its end). Default 10 s.
+    pub shard_refresh_interval: Duration,
 }
 
 impl Default for MappingConfig {
@@ -67,6 +77,8 @@ impl Default for MappingConfig {
             retry_backoff: Duration::from_millis(100),
             region: "local".into(),
             shard_concurrency: None,
+            bisect_batch_on_function_error: false,
+            shard_refresh_interval: Duration::from_secs(10),
         }
     }
 }
@@ -126,6 +138,11 @@ pub struct MappingStats {
     pub batches_to_failure_destination: u64,
     /// Records in those batches.
     pub records_to_failure_destination: u64,
+    /// Failed batches split in two (`bisect_batch_on_function_error`).
+    pub bisections: u64,
+    /// Shards read to their end after a reshard closed them (or, in-process, after
+    /// the stream was closed) and marked finished.
+    pub shards_finished: u64,
 }
 
 #[derive(Default)]
@@ -136,6 +153,8 @@ struct Counters {
     failed_invocations: AtomicU64,
     batches_to_failure_destination: AtomicU64,
     records_to_failure_destination: AtomicU64,
+    bisections: AtomicU64,
+    shards_finished: AtomicU64,
 }
 
 /// Why a run stopped early.
@@ -152,6 +171,10 @@ pub enum RunnerError {
     /// stops rather than skip records nobody recorded.
     #[error("shard {shard_id}: on-failure destination: {error}")]
     FailureDestination { shard_id: String, error: String },
+    /// A checkpoint could not be loaded or saved; the run stops rather than lose
+    /// track of what it has done.
+    #[error("shard {shard_id}: checkpoint: {error}")]
+    Checkpoint { shard_id: String, error: String },
 }
 
 /// An event source mapping, run locally.
@@ -182,10 +205,13 @@ impl Runner {
             failed_invocations: get(&c.failed_invocations),
             batches_to_failure_destination: get(&c.batches_to_failure_destination),
             records_to_failure_destination: get(&c.records_to_failure_destination),
+            bisections: get(&c.bisections),
+            shards_finished: get(&c.shards_finished),
         }
     }
 
-    /// Reads every shard until it ends (or idles out), invoking `handler`.
+    /// Reads every shard until it ends (or idles out), invoking `handler`, with
+    /// checkpoints in memory: each shard starts at [`MappingConfig::start`].
     pub async fn run<S, H, F>(
         &self,
         source: &S,
@@ -197,53 +223,160 @@ impl Runner {
         H: Handler,
         F: FailureDestination,
     {
-        let shards = source.shards().await.map_err(|error| RunnerError::Source {
-            shard_id: "*".into(),
-            error,
-        })?;
-        let arn = source.stream_arn();
-        let concurrency = self.config.shard_concurrency.unwrap_or(shards.len()).max(1);
-        let permits = tokio::sync::Semaphore::new(concurrency);
-        let runs = shards.iter().map(|shard_id| async {
-            // The semaphore is never closed, so acquiring only waits.
-            let _permit = permits.acquire().await;
-            self.run_shard(source, shard_id, &arn, handler, failures)
-                .await
-        });
-        futures::future::try_join_all(runs).await?;
-        Ok(self.stats())
+        self.run_with_checkpoints(source, handler, failures, &MemoryCheckpoints::default())
+            .await
     }
 
-    async fn run_shard<S, H, F>(
+    /// Reads every shard until it ends (or idles out), invoking `handler`, going on
+    /// from the checkpoints in `checkpoints` and saving new ones there.
+    ///
+    /// Shards are scheduled by lineage: a child of a reshard starts once each parent
+    /// it names is finished (closed, read to its end, last batch checkpointed) or no
+    /// longer listed (trimmed). The shards are listed again every
+    /// [`MappingConfig::shard_refresh_interval`] and whenever a shard finishes, so
+    /// children created while the runner runs are found. The run ends when no shard
+    /// is being read and a fresh listing offers none to start.
+    pub async fn run_with_checkpoints<S, H, F, C>(
         &self,
         source: &S,
-        shard_id: &str,
-        arn: &str,
         handler: &H,
         failures: &F,
-    ) -> Result<(), RunnerError>
+        checkpoints: &C,
+    ) -> Result<MappingStats, RunnerError>
     where
         S: StreamSource,
         H: Handler,
         F: FailureDestination,
+        C: CheckpointStore,
+    {
+        let mut lineage = Lineage::default();
+        let mut listing_failures = 0u32;
+        // The first listing also resolves the stream's ARN (`KinesisSource`).
+        let mut listed = loop {
+            match source.shards().await {
+                Ok(shards) => break shards,
+                Err(SourceError::Transient(e)) => {
+                    listing_failures += 1;
+                    tracing::warn!(error = %e, "listing shards failed; backing off");
+                    tokio::time::sleep(backoff(self.config.poll_interval, listing_failures)).await;
+                }
+                Err(error) => return Err(listing_error(error)),
+            }
+        };
+        let arn = source.stream_arn();
+        let arn = arn.as_str();
+        let mut running = FuturesUnordered::new();
+        loop {
+            // Learn the shards listed for the first time.
+            for shard in &listed {
+                if lineage.knows(&shard.shard_id) {
+                    continue;
+                }
+                let checkpoint = checkpoints
+                    .load(arn, &shard.shard_id)
+                    .await
+                    .map_err(|e| checkpoint_error(&shard.shard_id, e))?
+                    .unwrap_or_default();
+                if checkpoint.finished {
+                    tracing::debug!(shard_id = %shard.shard_id, "shard finished in an earlier run");
+                }
+                lineage.learn(&shard.shard_id, checkpoint);
+            }
+            let concurrency = self.config.shard_concurrency.unwrap_or(usize::MAX).max(1);
+            for (shard_id, start) in lineage.ready(&listed, &self.config.start) {
+                if running.len() >= concurrency {
+                    break;
+                }
+                lineage.set(&shard_id, ShardState::Running);
+                tracing::info!(shard_id, start = ?start, "reading shard");
+                running.push(async move {
+                    let end = self
+                        .run_shard(
+                            source,
+                            &shard_id,
+                            arn,
+                            start,
+                            handler,
+                            failures,
+                            checkpoints,
+                        )
+                        .await;
+                    (shard_id, end)
+                });
+            }
+            if running.is_empty() {
+                let waiting = lineage.waiting(&listed);
+                if !waiting.is_empty() {
+                    tracing::info!(shards = ?waiting, "shards left unread: a parent stopped before its end");
+                }
+                return Ok(self.stats());
+            }
+            let relist_at = Instant::now() + self.config.shard_refresh_interval;
+            let finished = tokio::select! {
+                Some((shard_id, end)) = running.next() => match end? {
+                    ShardEnd::Closed => {
+                        checkpoints
+                            .finish(arn, &shard_id)
+                            .await
+                            .map_err(|e| checkpoint_error(&shard_id, e))?;
+                        self.counters.shards_finished.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(shard_id, "shard finished");
+                        lineage.set(&shard_id, ShardState::Finished);
+                        true
+                    }
+                    ShardEnd::Idle => {
+                        tracing::info!(shard_id, "shard idle; stopped reading it");
+                        lineage.set(&shard_id, ShardState::Stopped);
+                        false
+                    }
+                },
+                () = tokio::time::sleep_until(relist_at) => true,
+            };
+            if finished {
+                // A shard reaching its end is when its children become readable.
+                match source.shards().await {
+                    Ok(shards) => listed = shards,
+                    Err(SourceError::Transient(e)) => {
+                        tracing::warn!(error = %e, "listing shards failed; keeping the last listing");
+                    }
+                    Err(error) => return Err(listing_error(error)),
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_shard<S, H, F, C>(
+        &self,
+        source: &S,
+        shard_id: &str,
+        arn: &str,
+        start: StartPosition,
+        handler: &H,
+        failures: &F,
+        checkpoints: &C,
+    ) -> Result<ShardEnd, RunnerError>
+    where
+        S: StreamSource,
+        H: Handler,
+        F: FailureDestination,
+        C: CheckpointStore,
     {
         let source_error = |error| RunnerError::Source {
             shard_id: shard_id.to_string(),
             error,
         };
-        let mut reader = source
-            .open(shard_id, self.config.start.clone())
-            .await
-            .map_err(source_error)?;
+        let mut reader = source.open(shard_id, start).await.map_err(source_error)?;
         let mut buffer: VecDeque<SourceRecord> = VecDeque::new();
-        let mut ended = false;
+        let mut end = None;
         let mut last_records = Instant::now();
         let mut read_failures = 0u32;
+        let shard = ShardContext { shard_id, arn };
         loop {
             let window_ends = Instant::now() + self.config.batching_window;
-            while !ended && buffer.len() < self.config.batch_size {
+            while end.is_none() && buffer.len() < self.config.batch_size {
                 match reader.read(self.config.batch_size - buffer.len()).await {
-                    Ok(ReadOutcome::Ended) => ended = true,
+                    Ok(ReadOutcome::Ended) => end = Some(ShardEnd::Closed),
                     Ok(ReadOutcome::Records(records)) if records.is_empty() => {
                         read_failures = 0;
                         let now = Instant::now();
@@ -256,7 +389,7 @@ impl Runner {
                                 .idle_timeout
                                 .is_some_and(|idle| now.duration_since(last_records) >= idle)
                         {
-                            ended = true;
+                            end = Some(ShardEnd::Idle);
                             break;
                         }
                         let wake = if buffer.is_empty() {
@@ -286,67 +419,93 @@ impl Runner {
                 }
             }
             if buffer.is_empty() {
-                if ended {
-                    return Ok(());
+                if let Some(end) = end {
+                    return Ok(end);
                 }
                 continue;
             }
             let batch = take_batch(&mut buffer, self.config.batch_size);
-            self.deliver(shard_id, arn, batch, handler, failures)
+            self.deliver(&shard, batch, handler, failures, checkpoints)
                 .await?;
         }
     }
 
-    /// Invokes the handler until the batch is done or out of retries.
-    async fn deliver<H: Handler, F: FailureDestination>(
+    /// Invokes the handler until every record of the batch is done or sent to the
+    /// on-failure destination, checkpointing as it goes.
+    ///
+    /// The batch is worked through as segments in shard order. A failing segment is
+    /// retried from its first failed record; with
+    /// [`MappingConfig::bisect_batch_on_function_error`] a failing segment of two or
+    /// more records is first split in two halves, each retried on its own, without
+    /// counting a retry (as Lambda does). Only a one-record segment, or any segment
+    /// when bisecting is off, counts retries towards
+    /// [`MappingConfig::max_retry_attempts`].
+    async fn deliver<H, F, C>(
         &self,
-        shard_id: &str,
-        arn: &str,
+        shard: &ShardContext<'_>,
         batch: Vec<SourceRecord>,
         handler: &H,
         failures: &F,
-    ) -> Result<(), RunnerError> {
-        let mut start = 0;
-        let mut attempt = 0u32;
-        loop {
-            let pending = &batch[start..];
-            let event = kinesis_event(shard_id, arn, &self.config.region, pending);
+        checkpoints: &C,
+    ) -> Result<(), RunnerError>
+    where
+        H: Handler,
+        F: FailureDestination,
+        C: CheckpointStore,
+    {
+        let shard_id = shard.shard_id;
+        let mut segments = VecDeque::from([Segment {
+            start: 0,
+            end: batch.len(),
+            retries: 0,
+        }]);
+        while let Some(mut segment) = segments.pop_front() {
+            let pending = &batch[segment.start..segment.end];
+            let event = kinesis_event(shard_id, shard.arn, &self.config.region, pending);
             self.counters.invocations.fetch_add(1, Ordering::Relaxed);
-            let condition = match handler.handle(event).await {
+            let (failed_from, condition) = match handler.handle(event).await {
                 Ok(response) => match first_failure(pending, &response) {
                     FirstFailure::None => {
-                        self.counters
-                            .records_done
-                            .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                        return Ok(());
+                        self.done(shard, pending, checkpoints).await?;
+                        continue;
                     }
                     FirstFailure::At(i) => {
-                        self.counters
-                            .records_done
-                            .fetch_add(i as u64, Ordering::Relaxed);
-                        start += i;
-                        format!(
+                        self.done(shard, &pending[..i], checkpoints).await?;
+                        let from = segment.start + i;
+                        let condition = format!(
                             "partial batch failure from sequence number {}",
-                            batch[start].sequence_number
-                        )
+                            batch[from].sequence_number
+                        );
+                        (from, condition)
                     }
-                    FirstFailure::Invalid(id) => {
-                        format!("invalid batch item identifier {id:?}: whole batch retried")
-                    }
+                    FirstFailure::Invalid(id) => (
+                        segment.start,
+                        format!("invalid batch item identifier {id:?}: whole batch retried"),
+                    ),
                 },
-                Err(e) => e.to_string(),
+                Err(e) => (segment.start, e.to_string()),
             };
             self.counters
                 .failed_invocations
                 .fetch_add(1, Ordering::Relaxed);
-            attempt += 1;
+            segment.start = failed_from;
+            if self.config.bisect_batch_on_function_error && segment.len() > 1 {
+                let (left, right) = segment.halves();
+                tracing::warn!(shard_id, %condition, left = left.len(), right = right.len(), "bisecting failed batch");
+                self.counters.bisections.fetch_add(1, Ordering::Relaxed);
+                segments.push_front(right);
+                segments.push_front(left);
+                continue;
+            }
+            segment.retries += 1;
             if self
                 .config
                 .max_retry_attempts
-                .is_some_and(|max| attempt > max)
+                .is_some_and(|max| segment.retries > max)
             {
-                let pending = &batch[start..];
-                let failure = batch_failure(shard_id, arn, pending, condition, attempt);
+                let pending = &batch[segment.start..segment.end];
+                let failure =
+                    batch_failure(shard_id, shard.arn, pending, condition, segment.retries);
                 failures
                     .send(&failure)
                     .await
@@ -362,14 +521,164 @@ impl Runner {
                 self.counters
                     .records_to_failure_destination
                     .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                self.counters
-                    .records_done
-                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                return Ok(());
+                self.done(shard, pending, checkpoints).await?;
+                continue;
             }
-            tracing::warn!(shard_id, attempt, %condition, "retrying batch");
-            tokio::time::sleep(backoff(self.config.retry_backoff, attempt)).await;
+            tracing::warn!(shard_id, attempt = segment.retries, %condition, "retrying batch");
+            tokio::time::sleep(backoff(self.config.retry_backoff, segment.retries)).await;
+            segments.push_front(segment);
         }
+        Ok(())
+    }
+
+    /// Counts `records` as done and checkpoints the last of them.
+    async fn done<C: CheckpointStore>(
+        &self,
+        shard: &ShardContext<'_>,
+        records: &[SourceRecord],
+        checkpoints: &C,
+    ) -> Result<(), RunnerError> {
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        checkpoints
+            .save(shard.arn, shard.shard_id, &last.sequence_number)
+            .await
+            .map_err(|e| checkpoint_error(shard.shard_id, e))?;
+        self.counters
+            .records_done
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The shard a task reads.
+struct ShardContext<'a> {
+    shard_id: &'a str,
+    arn: &'a str,
+}
+
+/// Why a shard's task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShardEnd {
+    /// Closed and read to its end, every batch checkpointed.
+    Closed,
+    /// Stopped after [`MappingConfig::idle_timeout`] without records.
+    Idle,
+}
+
+/// Records `start..end` of a batch, and the retries counted against them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    start: usize,
+    end: usize,
+    retries: u32,
+}
+
+impl Segment {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// The two halves (the first one is the smaller when the length is odd); a
+    /// bisection counts no retry, so both keep the segment's count.
+    fn halves(&self) -> (Segment, Segment) {
+        let mid = self.start + self.len() / 2;
+        (
+            Segment { end: mid, ..*self },
+            Segment {
+                start: mid,
+                ..*self
+            },
+        )
+    }
+}
+
+/// Where each known shard stands in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ShardState {
+    /// Not started; resume after this checkpoint, if any.
+    Waiting(Option<String>),
+    Running,
+    /// Drained: closed, read to its end and checkpointed (now or in an earlier run).
+    Finished,
+    /// Stopped by the idle timeout before its end: its children must wait.
+    Stopped,
+}
+
+/// The scheduling of shards by lineage, pure.
+#[derive(Debug, Default)]
+struct Lineage {
+    states: HashMap<String, ShardState>,
+}
+
+impl Lineage {
+    fn knows(&self, shard_id: &str) -> bool {
+        self.states.contains_key(shard_id)
+    }
+
+    fn learn(&mut self, shard_id: &str, checkpoint: Checkpoint) {
+        let state = if checkpoint.finished {
+            ShardState::Finished
+        } else {
+            ShardState::Waiting(checkpoint.sequence_number)
+        };
+        self.states.insert(shard_id.to_string(), state);
+    }
+
+    fn set(&mut self, shard_id: &str, state: ShardState) {
+        self.states.insert(shard_id.to_string(), state);
+    }
+
+    /// The waiting shards of `listed` whose listed parents are all finished, in
+    /// listing order, with where each must start: after its checkpoint; at the trim
+    /// horizon for a child of a listed parent (the parent's records came before, the
+    /// child's are all new); otherwise the mapping's start position.
+    fn ready(&self, listed: &[SourceShard], start: &StartPosition) -> Vec<(String, StartPosition)> {
+        let is_listed = |id: &str| listed.iter().any(|s| s.shard_id == id);
+        listed
+            .iter()
+            .filter_map(|shard| {
+                let ShardState::Waiting(checkpoint) = self.states.get(&shard.shard_id)? else {
+                    return None;
+                };
+                let parents_drained = shard
+                    .parents()
+                    .all(|p| !is_listed(p) || self.states.get(p) == Some(&ShardState::Finished));
+                if !parents_drained {
+                    return None;
+                }
+                let position = match checkpoint {
+                    Some(seq) => StartPosition::AfterSequenceNumber(seq.clone()),
+                    None if shard.parents().any(is_listed) => StartPosition::TrimHorizon,
+                    None => start.clone(),
+                };
+                Some((shard.shard_id.clone(), position))
+            })
+            .collect()
+    }
+
+    /// Listed shards still waiting (their parents never finished).
+    fn waiting(&self, listed: &[SourceShard]) -> Vec<String> {
+        listed
+            .iter()
+            .filter(|s| matches!(self.states.get(&s.shard_id), Some(ShardState::Waiting(_))))
+            .map(|s| s.shard_id.clone())
+            .collect()
+    }
+}
+
+fn listing_error(error: SourceError) -> RunnerError {
+    RunnerError::Source {
+        shard_id: "*".into(),
+        error,
+    }
+}
+
+fn checkpoint_error(shard_id: &str, error: CheckpointError) -> RunnerError {
+    RunnerError::Checkpoint {
+        shard_id: shard_id.to_string(),
+        error: error.to_string(),
     }
 }
 
@@ -480,5 +789,7 @@ fn batch_failure(
     }
 }
 
+#[cfg(test)]
+mod reshard_tests;
 #[cfg(test)]
 mod tests;
