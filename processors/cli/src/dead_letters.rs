@@ -192,7 +192,7 @@ async fn open_queue(name: &str) -> anyhow::Result<SqsQueue> {
         .queue_name(name)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+        .map_err(|e| anyhow::anyhow!("{}", crate::errors::sdk_message(&e)))
         .with_context(|| format!("finding SQS queue {name}"))?;
     let url = url
         .queue_url()
@@ -330,9 +330,7 @@ impl Sink {
                     .data(aws_sdk_kinesis::primitives::Blob::new(data))
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("{}", aws_sdk_kinesis::error::DisplayErrorContext(&e))
-                    })
+                    .map_err(|e| anyhow::anyhow!("{}", crate::errors::sdk_message(&e)))
                     .with_context(|| format!("putting the record back on Kinesis stream {name}"))?;
                 Ok(Put::Done)
             }

@@ -56,9 +56,54 @@ pub fn hint(message: &str) -> Option<&'static str> {
     None
 }
 
+/// An SDK error as one line: its Display and every source's, joined with `: `.
+/// (`DisplayErrorContext`, which the adapters use in their messages, ends with the
+/// error's `Debug`, raw HTTP response included: right for logs, not for a person.)
+pub fn sdk_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    tidy(&parts.join(": "))
+}
+
+/// Where `DisplayErrorContext` starts the `Debug` of an `SdkError`.
+const DEBUG_TAILS: [&str; 5] = [
+    " (ServiceError(",
+    " (DispatchFailure(",
+    " (TimeoutError(",
+    " (ResponseError(",
+    " (ConstructionFailure(",
+];
+
+/// Drops the `Debug` tail `DisplayErrorContext` appends (always last in a message:
+/// the innermost cause), and a cause repeated right after itself (an SDK service
+/// error displays its code and message, and so does its source).
+pub fn tidy(message: &str) -> String {
+    let mut m = message.replace('\n', " ");
+    if let Some(at) = DEBUG_TAILS.iter().filter_map(|t| m.find(t)).min() {
+        m.truncate(at);
+    }
+    let parts: Vec<&str> = m.split(": ").collect();
+    let mut out: Vec<&str> = Vec::with_capacity(parts.len());
+    for part in parts {
+        out.push(part);
+        for width in [1, 2] {
+            let n = out.len();
+            if n >= 2 * width && out[n - width..] == out[n - 2 * width..n - width] {
+                out.truncate(n - width);
+                break;
+            }
+        }
+    }
+    out.join(": ")
+}
+
 /// The lines printed for an error: `error: ...` and maybe `hint: ...`.
 pub fn report(err: &anyhow::Error) -> String {
-    let message = format!("{err:#}").replace('\n', " ");
+    let message = tidy(&format!("{err:#}"));
     match hint(&message) {
         Some(h) => format!("error: {message}\nhint: {h}"),
         None => format!("error: {message}"),
@@ -98,6 +143,20 @@ mod tests {
             assert!(h.contains(expected), "{message}: {h}");
         }
         assert_eq!(hint("something else"), None);
+    }
+
+    #[test]
+    fn sdk_debug_tails_and_repeated_causes_are_dropped() {
+        let m = "reading flight F: DynamoDB Query: service error: ResourceNotFoundException: Requested resource not found: ResourceNotFoundException: Requested resource not found (ServiceError(ServiceError { source: X, raw: Response { status: 400 } }))";
+        assert_eq!(
+            tidy(m),
+            "reading flight F: DynamoDB Query: service error: ResourceNotFoundException: Requested resource not found"
+        );
+        assert_eq!(tidy("a: b: b: c"), "a: b: c");
+        assert_eq!(
+            tidy("dispatch failure: io error (DispatchFailure(DispatchFailure { .. }))"),
+            "dispatch failure: io error"
+        );
     }
 
     #[test]
