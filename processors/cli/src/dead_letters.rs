@@ -300,7 +300,7 @@ enum Sink {
         name: String,
     },
     Sqlite {
-        handler: InventoryHandler<SqliteInventoryStore, JsonLinesFile>,
+        handler: Box<InventoryHandler<SqliteInventoryStore, JsonLinesFile>>,
         path: PathBuf,
     },
 }
@@ -388,7 +388,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
             let sink = JsonLinesFile::create(&again)
                 .with_context(|| format!("opening {}", again.display()))?;
             Sink::Sqlite {
-                handler: InventoryHandler::new(store, sink),
+                handler: Box::new(InventoryHandler::new(store, sink)),
                 path: path.clone(),
             }
         }

@@ -319,7 +319,7 @@ mod tests {
                 "line 3, column `origin`",
             ),
             (
-                format!("FH2-20261201,LHR,jfk,2026-12-01T09:30:00Z,1,,,"),
+                "FH2-20261201,LHR,jfk,2026-12-01T09:30:00Z,1,,,".to_string(),
                 "line 2, column `destination`",
             ),
             (
@@ -327,23 +327,23 @@ mod tests {
                 "line 3, column `flight_id`: FH1-20261201 is already on line 2",
             ),
             (
-                format!("FH2-20261201,LHR,JFK,2026-12-01T09:30:00Z,-5,,,"),
+                "FH2-20261201,LHR,JFK,2026-12-01T09:30:00Z,-5,,,".to_string(),
                 "line 2, column `economy`: \"-5\" is not a seat count",
             ),
             (
-                format!("FH2-20261201,LHR,JFK,2026-12-01T09:30:00Z,1,,x,"),
+                "FH2-20261201,LHR,JFK,2026-12-01T09:30:00Z,1,,x,".to_string(),
                 "line 2, column `business`",
             ),
             (
-                format!("FH2-20261201,LHR,JFK,2026-12-01T09:30:00Z,1,,"),
+                "FH2-20261201,LHR,JFK,2026-12-01T09:30:00Z,1,,".to_string(),
                 "line 2, column `first`: 7 fields, the header has 8",
             ),
             (
-                format!("FH2-20261201,LHR,JFK,2026-12-01T09:30:00Z,,,,"),
+                "FH2-20261201,LHR,JFK,2026-12-01T09:30:00Z,,,,".to_string(),
                 "line 2, column `economy`: no cabin",
             ),
             (
-                format!(",LHR,JFK,2026-12-01T09:30:00Z,1,,,"),
+                ",LHR,JFK,2026-12-01T09:30:00Z,1,,,".to_string(),
                 "line 2, column `flight_id`: empty",
             ),
         ];

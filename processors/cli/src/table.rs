@@ -34,7 +34,6 @@ impl Table {
 
     /// The table as text, one line per row, each ending in a newline.
     pub fn render(&self) -> String {
-        let n = self.header.len();
         let cell = |row: &Vec<String>, i: usize| row.get(i).cloned().unwrap_or_default();
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
@@ -45,9 +44,9 @@ impl Table {
         let mut out = String::new();
         for row in std::iter::once(&self.header).chain(&self.rows) {
             let mut line = String::new();
-            for i in 0..n {
+            for (i, width) in widths.iter().enumerate() {
                 let text = cell(row, i);
-                let pad = " ".repeat(widths[i] - text.chars().count());
+                let pad = " ".repeat(width - text.chars().count());
                 if i > 0 {
                     line.push_str("  ");
                 }
