@@ -2,7 +2,9 @@
 #
 # Runs the `flyhigh` CLI as a user would and checks what it reports:
 #   1. `demo` on the embedded default (small run), summary JSON checked;
-#   2. `setup`, `produce`, `consume`, `check` against moto through AWS_ENDPOINT_URL.
+#   2. `inventory show` for every oversold cabin of a demo summary agrees with it
+#      (a full-size demo, which oversells), and `inventory list --oversold` finds them;
+#   3. `setup`, `produce`, `consume`, `check` against moto through AWS_ENDPOINT_URL.
 # Called by scripts/test.sh with moto started and the AWS test environment exported.
 set -euo pipefail
 
@@ -32,6 +34,39 @@ assert s["events_per_second"] > 0
 assert s["producer"]["dead_lettered"] == 0 and s["producer"]["kinesis_records"] * 10 < 30003, s["producer"]
 print("demo summary ok:", {k: s[k] for k in ("events_consumed", "dead_lettered", "events_per_second")})
 PY
+
+# Asserts that `flyhigh inventory show` on a demo's SQLite file agrees with the
+# demo's summary for every oversold cabin, and `inventory list --oversold` lists
+# exactly those; with a third argument `some`, that there is at least one.
+check_oversold() {
+  "$py" - "$flyhigh" "$1" "$2" "${3:-}" <<'PY'
+import json, subprocess, sys
+flyhigh, summary, db, need = sys.argv[1:5]
+s = json.load(open(summary))
+oversold = s["inventory"]["oversold"]
+assert len(oversold) == s["inventory"]["oversold_cabins"], (len(oversold), s["inventory"]["oversold_cabins"])
+assert need != "some" or oversold, "the demo oversold nothing: the check would be vacuous"
+def run(*args):
+    return json.loads(subprocess.run([flyhigh, *args, "--sqlite", db, "--json"], check=True, capture_output=True, text=True).stdout)
+shown = {}
+for flight in sorted({c["flight_id"] for c in oversold}):
+    for cabin in run("inventory", "show", flight)["cabins"]:
+        shown[(flight, cabin["cabin"])] = cabin
+for c in oversold:
+    got = shown[(c["flight_id"], c["cabin"])]
+    for field in ("capacity", "sold", "oversold"):
+        assert got[field] == c[field], (c, got)
+    assert got["scheduled"] and got["available"] == 0, got
+listed = {(c["flight_id"], c["cabin"]) for c in run("inventory", "list", "--oversold")}
+assert listed == {(c["flight_id"], c["cabin"]) for c in oversold}, (listed, oversold)
+print(f"inventory show agrees with {summary} for {len(oversold)} oversold cabins")
+PY
+}
+check_oversold "$out/demo.json" "$out/demo/inventory.sqlite"
+
+echo "--- demo, 200000 events (oversells), then inventory show for every oversold cabin"
+$flyhigh demo --seed 7 --poison-every 0 --out "$out/demo-full" >"$out/demo-full.log"
+check_oversold "$out/demo-full/summary.json" "$out/demo-full/inventory.sqlite" some
 
 echo "--- schedule: generate, then load into the demo store again (idempotent, keeps sold)"
 $flyhigh schedule generate --seed 7 --out "$out/schedule.json"
@@ -71,4 +106,4 @@ assert consume["dead_lettered"] == 3, consume["dead_lettered"]
 assert check["inventory_check"] == "ok", check
 print("AWS mode ok:", {"records_read": consume["records_read"], "dead_lettered": consume["dead_lettered"], "inventory_check": check["inventory_check"]})
 PY
-echo "smoke: 3 passed, 0 failed"
+echo "smoke: 4 passed, 0 failed"

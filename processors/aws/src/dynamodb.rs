@@ -4,12 +4,15 @@
 //! - `items`: item keys and attributes, and the write requests built from a
 //!   transaction (pure).
 //! - `errors`: SDK errors classified by what the caller must do (pure).
+//! - `reads`: the `Query` of one flight and the filtered `Scan` of an operator's
+//!   listing (pure).
 //! - this module: the only code that calls DynamoDB.
 //!
 //! See the crate docs for the table design.
 
 mod errors;
 mod items;
+mod reads;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -20,6 +23,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
     ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
+use flyhigh_core::InventoryFilter;
 use flyhigh_core::inventory::{BookingRecord, CabinInventory, Transaction};
 use flyhigh_core::ports::{CommitError, InventoryStore, StoreError};
 use flyhigh_core::schedule::Schedule;
@@ -216,6 +220,66 @@ impl InventoryStore for DynamoInventoryStore {
         tracing::debug!(table = %self.table, pages = page_count, cabins = out.len(), "inventory scanned");
         out.sort_by(|a, b| (&a.flight_id, a.cabin).cmp(&(&b.flight_id, b.cabin)));
         Ok(out)
+    }
+
+    /// One `Query` on the flight's partition key (paged, though a flight has at most
+    /// four cabin items), strongly consistent.
+    async fn flight(&self, flight_id: &str) -> Result<Vec<CabinInventory>, StoreError> {
+        let key = reads::flight_key_condition(flight_id);
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(key.text)
+            .set_expression_attribute_names(Some(key.names))
+            .set_expression_attribute_values(Some(key.values))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_error("Query", &e))?;
+            for item in page.items() {
+                out.push(self.cabin(item)?);
+            }
+        }
+        out.sort_by_key(|c| c.cabin);
+        Ok(out)
+    }
+
+    /// A `Scan` with a filter expression (see the `reads` module): it reads the whole
+    /// table, which is fine for an operator command and never done on the record path.
+    async fn list(&self, filter: &InventoryFilter) -> Result<Vec<CabinInventory>, StoreError> {
+        let expression = reads::list_filter(filter);
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(expression.text)
+            .set_expression_attribute_names(Some(expression.names))
+            .set_expression_attribute_values(Some(expression.values))
+            .consistent_read(true)
+            .set_limit(self.scan_page_size)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        let mut page_count = 0usize;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| store_error("Scan", &e))?;
+            page_count += 1;
+            for item in page.items() {
+                out.push(self.cabin(item)?);
+            }
+        }
+        tracing::debug!(table = %self.table, pages = page_count, matched = out.len(), "inventory listing scanned");
+        Ok(filter.select(out))
+    }
+}
+
+impl DynamoInventoryStore {
+    fn cabin(&self, item: &items::Item) -> Result<CabinInventory, StoreError> {
+        items::parse_cabin(item)
+            .map_err(|e| StoreError::Permanent(format!("table {}: flight item: {e}", self.table)))
     }
 }
 

@@ -3,7 +3,9 @@
 //! `FailureDestination`.
 //!
 //! - `messages`: bodies, attributes, sizes and batching (pure).
-//! - this module: the only code that calls SQS, and the classification of its
+//! - `receive`: reading letters back for the operator commands (receive, release,
+//!   delete).
+//! - this module: the only code that calls SQS to send, and the classification of its
 //!   failures (pure functions, tested with SDK types built by their builders).
 //!
 //! Each letter is one message whose body is the letter as JSON, with the String
@@ -12,6 +14,7 @@
 //! at least once: when a retried batch is sent again, its letters may arrive twice.
 
 mod messages;
+mod receive;
 
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use flyhigh_core::ports::{DeadLetter, DeadLetterSink, StoreError};
 
 use self::messages::Message;
 pub use self::messages::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+pub use self::receive::ReceivedLetter;
 use crate::retry::{Retry, backoff, sdk_retry_of};
 
 /// Attempts per batch at entries SQS failed on its side (`SenderFault == false`),

@@ -14,8 +14,8 @@ use chrono::TimeZone;
 use flyhigh_aws::dynamodb::{DynamoInventoryStore, create_table};
 use flyhigh_core::inventory::{BookingChange, MAX_TRANSACTION_ITEMS, Transaction};
 use flyhigh_core::{
-    BookingRecord, BookingStatus, CabinInventory, CabinKey, CommitError, InventoryStore, Schedule,
-    ScheduledFlight, StoreError,
+    BookingRecord, BookingStatus, CabinInventory, CabinKey, CommitError, FlightSchedule,
+    InventoryFilter, InventoryStore, Schedule, ScheduledFlight, StoreError,
 };
 use flyhigh_schemas::Cabin;
 
@@ -223,12 +223,22 @@ async fn a_schedule_sets_capacity_without_touching_sold() {
             cabin: Cabin::Economy,
             capacity: Some(150),
             sold: 4,
+            schedule: Some(FlightSchedule {
+                origin: "LHR".into(),
+                destination: "JFK".into(),
+                departure: chrono::Utc.with_ymd_and_hms(2026, 12, 5, 9, 30, 0).unwrap(),
+            }),
         },
         CabinInventory {
             flight_id: "FH5-20261205".into(),
             cabin: Cabin::Business,
             capacity: Some(20),
             sold: 0,
+            schedule: Some(FlightSchedule {
+                origin: "LHR".into(),
+                destination: "JFK".into(),
+                departure: chrono::Utc.with_ymd_and_hms(2026, 12, 5, 9, 30, 0).unwrap(),
+            }),
         },
         // Sold but not in the schedule: counted, flagged by its missing capacity.
         CabinInventory {
@@ -236,6 +246,7 @@ async fn a_schedule_sets_capacity_without_touching_sold() {
             cabin: Cabin::First,
             capacity: None,
             sold: 1,
+            schedule: None,
         },
     ];
     assert_eq!(store.inventory().await.expect("inventory"), expected);
@@ -419,5 +430,173 @@ async fn the_table_has_ttl_on_expires_at_and_booking_items_carry_it() {
     assert_eq!(
         item.item().and_then(|i| i.get("expires_at")),
         Some(&AttributeValue::N(expiry.timestamp().to_string()))
+    );
+}
+
+/// FH1 LHR-JFK (economy 10: 10 sold, sold out; business 4: 6 sold, oversold), FH2
+/// LHR-CDG (economy 3 sold of 150), FH9 unscheduled (1 sold, departs 2026-12-02 by its
+/// id); plus a booking item, which no read of cabins may return.
+async fn populated() -> (Client, DynamoInventoryStore) {
+    let (client, store) = store().await;
+    let flight = |id: &str, destination: &str, day: u32| ScheduledFlight {
+        flight_id: id.into(),
+        origin: "LHR".into(),
+        destination: destination.into(),
+        departure: chrono::Utc
+            .with_ymd_and_hms(2026, 12, day, 23, 45, 0)
+            .unwrap(),
+        capacity: BTreeMap::from([
+            (Cabin::Economy, if day == 1 { 10 } else { 150 }),
+            (Cabin::Business, 4),
+        ]),
+    };
+    store
+        .load_schedule(&Schedule {
+            flights: vec![
+                flight("FH1-20261201", "JFK", 1),
+                flight("FH2-20261202", "CDG", 2),
+            ],
+        })
+        .await
+        .expect("load");
+    store
+        .commit(&tx(vec![
+            book("B1", "FH1-20261201", Cabin::Economy, 10),
+            book("B2", "FH1-20261201", Cabin::Business, 6),
+            book("B3", "FH2-20261202", Cabin::Economy, 3),
+            book("B4", "FH9-20261202", Cabin::First, 1),
+        ]))
+        .await
+        .expect("commit");
+    (client, store)
+}
+
+fn names(cabins: &[CabinInventory]) -> Vec<String> {
+    cabins
+        .iter()
+        .map(|c| format!("{} {}", c.flight_id, c.cabin))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_flight_is_read_by_a_query_on_its_key() {
+    let (_, store) = populated().await;
+    let fh1 = store.flight("FH1-20261201").await.expect("flight");
+    assert_eq!(
+        names(&fh1),
+        ["FH1-20261201 economy", "FH1-20261201 business"]
+    );
+    assert_eq!(
+        (fh1[0].sold, fh1[0].capacity, fh1[0].available()),
+        (10, Some(10), 0)
+    );
+    assert_eq!((fh1[1].sold, fh1[1].oversold()), (6, 2));
+    assert_eq!(fh1[0].route().as_deref(), Some("LHR-JFK"));
+    assert_eq!(
+        fh1,
+        store.inventory().await.unwrap()[..2].to_vec(),
+        "agrees with the scan"
+    );
+    let fh9 = store.flight("FH9-20261202").await.expect("flight");
+    assert_eq!(
+        (names(&fh9), fh9[0].schedule.clone()),
+        (vec!["FH9-20261202 first".to_string()], None)
+    );
+    assert!(
+        store
+            .flight("FH7-20261207")
+            .await
+            .expect("flight")
+            .is_empty()
+    );
+    assert!(
+        store.flight("FH1").await.expect("flight").is_empty(),
+        "a prefix is not a flight"
+    );
+}
+
+#[tokio::test]
+async fn the_listing_filters_in_dynamodb_like_the_pure_filter() {
+    let (_, store) = populated().await;
+    // Small pages: the listing follows LastEvaluatedKey.
+    let store = store.with_scan_page_size(2);
+    let everything = store.inventory().await.expect("inventory");
+    assert_eq!(everything.len(), 5);
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 12, d);
+    let cases: Vec<(InventoryFilter, Vec<&str>)> = vec![
+        (
+            InventoryFilter::default(),
+            vec![
+                "FH1-20261201 economy",
+                "FH1-20261201 business",
+                "FH2-20261202 economy",
+                "FH2-20261202 business",
+                "FH9-20261202 first",
+            ],
+        ),
+        (
+            InventoryFilter {
+                route: Some("LHR-CDG".parse().unwrap()),
+                ..InventoryFilter::default()
+            },
+            vec!["FH2-20261202 economy", "FH2-20261202 business"],
+        ),
+        (
+            InventoryFilter {
+                date: day(2),
+                ..InventoryFilter::default()
+            },
+            vec![
+                "FH2-20261202 economy",
+                "FH2-20261202 business",
+                "FH9-20261202 first",
+            ],
+        ),
+        (
+            InventoryFilter {
+                oversold_only: true,
+                ..InventoryFilter::default()
+            },
+            vec!["FH1-20261201 business"],
+        ),
+        (
+            InventoryFilter {
+                sold_out_only: true,
+                ..InventoryFilter::default()
+            },
+            vec!["FH1-20261201 economy", "FH1-20261201 business"],
+        ),
+        (
+            InventoryFilter {
+                date: day(2),
+                limit: Some(2),
+                ..InventoryFilter::default()
+            },
+            vec!["FH2-20261202 economy", "FH2-20261202 business"],
+        ),
+        (
+            InventoryFilter {
+                route: Some("LHR-JFK".parse().unwrap()),
+                date: day(2),
+                ..InventoryFilter::default()
+            },
+            vec![],
+        ),
+    ];
+    for (filter, expected) in cases {
+        let got = store.list(&filter).await.expect("list");
+        assert_eq!(names(&got), expected, "{filter:?}");
+        assert_eq!(got, filter.select(everything.clone()), "{filter:?}");
+    }
+}
+
+#[tokio::test]
+async fn reading_a_missing_table_is_a_permanent_error_naming_it() {
+    let client = Client::new(&common::sdk_config().await);
+    let store = DynamoInventoryStore::new(client, "no-such-table");
+    let err = store.flight("FH1-20261201").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Permanent(m) if m.contains("Query") && m.contains("ResourceNotFound")),
+        "{err:?}"
     );
 }

@@ -7,6 +7,9 @@
 //!   with `AWS_ENDPOINT_URL` (moto in the tests).
 //! - `schedule`: write the simulator's flight schedule to a file, or load a schedule
 //!   file into either store (the operator command).
+//! - `inventory show | list`: the operator's reads, from either store.
+//! - `dead-letters list | replay`: what was quarantined, and putting it back on the
+//!   stream once the cause is fixed.
 //! - `check`: recompute the expected inventory from the simulator's events and compare
 //!   it with a store.
 //!
@@ -14,13 +17,19 @@
 //! runner the Lambda binaries and tests use.
 
 mod aws;
+mod dead_letters;
 mod demo;
+mod errors;
+mod inventory_cmd;
 mod pipeline;
 mod report;
+mod schedule_cmd;
+mod table;
 
 use flyhigh_core::InventoryStore;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -46,6 +55,12 @@ enum Command {
     Schedule(ScheduleCommand),
     /// Compare a store's inventory with a recomputation from the simulated events.
     Check(CheckArgs),
+    /// Read seat inventory: one flight, or a filtered listing.
+    #[command(subcommand)]
+    Inventory(inventory_cmd::InventoryCommand),
+    /// List or replay dead letters (records the consumers could not use).
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(dead_letters::DeadLetterCommand),
 }
 
 #[derive(Subcommand)]
@@ -59,9 +74,14 @@ enum ScheduleCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Load a schedule file (JSON, `{"flights": [...]}`) into a store.
+    /// Load a schedule file into a store, keeping seats already sold (a capacity
+    /// lowered below them shows as oversold). CSV with a header
+    /// `flight_id,origin,destination,departure,economy,premium_economy,business,first`
+    /// (cabin columns optional, an empty cell for a cabin the aircraft lacks,
+    /// departure in RFC 3339), or JSON `{"flights": [...]}`; chosen by the extension,
+    /// else by the content. An invalid file loads nothing.
     Load {
-        /// The schedule file.
+        /// The schedule file (.csv or .json).
         #[arg(long)]
         file: PathBuf,
         #[command(flatten)]
@@ -81,6 +101,17 @@ struct StoreArgs {
     table: Option<String>,
 }
 
+impl StoreArgs {
+    /// The store as a person names it, for messages.
+    pub fn describe(&self) -> String {
+        match (&self.sqlite, &self.table) {
+            (Some(path), _) => format!("SQLite file {}", path.display()),
+            (None, Some(table)) => format!("DynamoDB table {table}"),
+            (None, None) => "no store".into(),
+        }
+    }
+}
+
 #[derive(Args)]
 struct CheckArgs {
     /// Simulator seed the events were produced with.
@@ -96,18 +127,30 @@ struct CheckArgs {
     summary_json: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
+    // Usage errors exit 2 (clap); failures print what failed and what to do, exit 1.
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{}", errors::report(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let ok = runtime.block_on(async {
+    runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Setup(args) => aws::setup(args).await.map(|()| true),
@@ -125,26 +168,13 @@ fn main() -> anyhow::Result<()> {
                 Ok(true)
             }
             Command::Schedule(ScheduleCommand::Load { file, store }) => {
-                let schedule: flyhigh_core::Schedule =
-                    serde_json::from_slice(&std::fs::read(&file)?)?;
-                pipeline::open_store(&store)
-                    .await?
-                    .load_schedule(&schedule)
-                    .await?;
-                println!(
-                    "loaded {} flights from {}",
-                    schedule.flights.len(),
-                    file.display()
-                );
-                Ok(true)
+                schedule_cmd::load(&file, &store).await
             }
             Command::Check(args) => check(args).await,
+            Command::Inventory(command) => inventory_cmd::run(command).await,
+            Command::DeadLetters(command) => dead_letters::run(command).await,
         }
-    })?;
-    if !ok {
-        std::process::exit(1);
-    }
-    Ok(())
+    })
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<bool> {

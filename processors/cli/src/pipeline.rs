@@ -7,7 +7,8 @@ use anyhow::Context;
 use flyhigh_aws::dynamodb::DynamoInventoryStore;
 use flyhigh_core::inventory::Transaction;
 use flyhigh_core::{
-    BookingRecord, CabinInventory, CabinKey, CommitError, InventoryStore, Schedule, StoreError,
+    BookingRecord, CabinInventory, CabinKey, CommitError, InventoryFilter, InventoryStore,
+    Schedule, StoreError,
 };
 use flyhigh_embedded::SqliteInventoryStore;
 use flyhigh_producer::Producer;
@@ -28,7 +29,7 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<AnyStore> {
     match (&args.sqlite, &args.table) {
         (Some(path), _) => Ok(AnyStore::Sqlite(
             SqliteInventoryStore::open(path)
-                .with_context(|| format!("opening {}", path.display()))?,
+                .with_context(|| format!("opening SQLite file {}", path.display()))?,
         )),
         (None, Some(table)) => {
             let config = aws_config().await;
@@ -64,6 +65,18 @@ impl InventoryStore for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.inventory().await,
             AnyStore::Dynamo(s) => s.inventory().await,
+        }
+    }
+    async fn flight(&self, flight_id: &str) -> Result<Vec<CabinInventory>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.flight(flight_id).await,
+            AnyStore::Dynamo(s) => s.flight(flight_id).await,
+        }
+    }
+    async fn list(&self, filter: &InventoryFilter) -> Result<Vec<CabinInventory>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.list(filter).await,
+            AnyStore::Dynamo(s) => s.list(filter).await,
         }
     }
 }

@@ -107,6 +107,19 @@ pub struct InventorySummary {
     pub unscheduled_cabins: usize,
     /// The most oversold cabins, worst first (at most 5).
     pub most_oversold: Vec<String>,
+    /// Every oversold cabin, by flight and cabin (what `flyhigh inventory show`
+    /// must agree with).
+    pub oversold: Vec<OversoldCabin>,
+}
+
+/// One oversold cabin in a summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct OversoldCabin {
+    pub flight_id: String,
+    pub cabin: String,
+    pub capacity: u32,
+    pub sold: i64,
+    pub oversold: i64,
 }
 
 impl InventorySummary {
@@ -139,6 +152,17 @@ impl InventorySummary {
                         c.sold,
                         c.capacity.unwrap_or(0)
                     )
+                })
+                .collect(),
+            oversold: inventory
+                .iter()
+                .filter(|c| c.oversold() > 0)
+                .map(|c| OversoldCabin {
+                    flight_id: c.flight_id.clone(),
+                    cabin: c.cabin.to_string(),
+                    capacity: c.capacity.unwrap_or(0),
+                    sold: c.sold,
+                    oversold: c.oversold(),
                 })
                 .collect(),
         }

@@ -460,6 +460,28 @@ pub struct CabinInventory {
     pub capacity: Option<u32>,
     /// Seats sold (bookings minus cancellations). Never clamped.
     pub sold: i64,
+    /// Route and departure from the schedule; `None` for a flight that is not in it
+    /// (its departure date is still in its id, see [`CabinInventory::departure_date`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<FlightSchedule>,
+}
+
+/// What the schedule says about a flight, stored with each of its cabins.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FlightSchedule {
+    /// IATA origin.
+    pub origin: String,
+    /// IATA destination.
+    pub destination: String,
+    /// Scheduled departure, UTC.
+    pub departure: DateTime<Utc>,
+}
+
+impl FlightSchedule {
+    /// `ORIGIN-DESTINATION`, as [`crate::ScheduledFlight::route`] spells it.
+    pub fn route(&self) -> String {
+        format!("{}-{}", self.origin, self.destination)
+    }
 }
 
 impl CabinInventory {
@@ -479,6 +501,32 @@ impl CabinInventory {
     /// counted and flagged, never dropped.
     pub fn scheduled(&self) -> bool {
         self.capacity.is_some()
+    }
+
+    /// Every seat sold (oversold included); never true of an unscheduled flight.
+    pub fn sold_out(&self) -> bool {
+        self.scheduled() && self.available() == 0
+    }
+
+    /// Seats sold over capacity (above 1.0 when oversold); `None` when unscheduled or
+    /// the cabin has no seats.
+    pub fn load_factor(&self) -> Option<f64> {
+        self.capacity
+            .filter(|&c| c > 0)
+            .map(|c| self.sold as f64 / f64::from(c))
+    }
+
+    /// `ORIGIN-DESTINATION` from the schedule; `None` when unscheduled.
+    pub fn route(&self) -> Option<String> {
+        self.schedule.as_ref().map(FlightSchedule::route)
+    }
+
+    /// The departure date (UTC): the schedule's, else the one in the flight id.
+    pub fn departure_date(&self) -> Option<NaiveDate> {
+        match &self.schedule {
+            Some(s) => Some(s.departure.date_naive()),
+            None => departure_date(&self.flight_id),
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`records`]: Kinesis records as the processors see them, expanded from KPL
 //!   aggregates into user records ([`EventRecord`]), decoding into events or poison
 //!   with a reason.
+//! - [`listing`]: the filters of an operator's inventory listing (route, date,
+//!   oversold, sold out, limit).
 //! - [`ports`]: the small traits the handlers need ([`ports::InventoryStore`],
 //!   [`ports::DeadLetterSink`]); the AWS and embedded adapters implement them.
 //!
@@ -16,12 +18,14 @@
 //! crate depends only on `flyhigh-schemas`. No AWS crate, no async runtime.
 
 pub mod inventory;
+pub mod listing;
 pub mod memory;
 pub mod ports;
 pub mod records;
 pub mod schedule;
 
-pub use inventory::{BookingRecord, BookingStatus, CabinInventory, CabinKey};
+pub use inventory::{BookingRecord, BookingStatus, CabinInventory, CabinKey, FlightSchedule};
+pub use listing::{InventoryFilter, Route};
 pub use ports::{CommitError, DeadLetter, DeadLetterSink, InventoryStore, StoreError};
 pub use records::{EventRecord, KinesisRecord};
 pub use schedule::{Schedule, ScheduledFlight};

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use crate::inventory::{BookingRecord, CabinInventory, CabinKey, Transaction};
+use crate::inventory::{BookingRecord, CabinInventory, CabinKey, FlightSchedule, Transaction};
+use crate::listing::InventoryFilter;
 use crate::ports::{CommitError, DeadLetter, DeadLetterSink, InventoryStore, StoreError};
 use crate::schedule::Schedule;
 
@@ -15,6 +16,7 @@ use crate::schedule::Schedule;
 struct State {
     bookings: HashMap<String, BookingRecord>,
     capacity: BTreeMap<CabinKey, u32>,
+    schedule: BTreeMap<String, FlightSchedule>,
     sold: BTreeMap<CabinKey, i64>,
     /// Commits that touched each counter (to check write amplification).
     counter_writes: BTreeMap<CabinKey, u64>,
@@ -139,6 +141,14 @@ impl InventoryStore for MemoryStore {
     async fn load_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
         let mut state = self.lock();
         for flight in &schedule.flights {
+            state.schedule.insert(
+                flight.flight_id.clone(),
+                FlightSchedule {
+                    origin: flight.origin.clone(),
+                    destination: flight.destination.clone(),
+                    departure: flight.departure,
+                },
+            );
             for (cabin, seats) in &flight.capacity {
                 state
                     .capacity
@@ -149,18 +159,36 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn inventory(&self) -> Result<Vec<CabinInventory>, StoreError> {
-        let state = self.lock();
-        let keys: std::collections::BTreeSet<&CabinKey> =
-            state.capacity.keys().chain(state.sold.keys()).collect();
-        Ok(keys
-            .into_iter()
+        Ok(self.lock().cabins(|_| true))
+    }
+
+    async fn flight(&self, flight_id: &str) -> Result<Vec<CabinInventory>, StoreError> {
+        Ok(self.lock().cabins(|k| k.flight_id == flight_id))
+    }
+
+    async fn list(&self, filter: &InventoryFilter) -> Result<Vec<CabinInventory>, StoreError> {
+        Ok(filter.select(self.lock().cabins(|_| true)))
+    }
+}
+
+impl State {
+    /// The cabins whose key passes `keep`, ordered by flight and cabin.
+    fn cabins(&self, keep: impl Fn(&CabinKey) -> bool) -> Vec<CabinInventory> {
+        let keys: std::collections::BTreeSet<&CabinKey> = self
+            .capacity
+            .keys()
+            .chain(self.sold.keys())
+            .filter(|k| keep(k))
+            .collect();
+        keys.into_iter()
             .map(|k| CabinInventory {
                 flight_id: k.flight_id.clone(),
                 cabin: k.cabin,
-                capacity: state.capacity.get(k).copied(),
-                sold: state.sold.get(k).copied().unwrap_or(0),
+                capacity: self.capacity.get(k).copied(),
+                sold: self.sold.get(k).copied().unwrap_or(0),
+                schedule: self.schedule.get(&k.flight_id).cloned(),
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -203,5 +231,90 @@ impl DeadLetterSink for MemoryDeadLetters {
             .unwrap_or_else(|p| p.into_inner())
             .extend_from_slice(letters);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{TimeZone, Utc};
+    use flyhigh_schemas::Cabin;
+
+    use super::*;
+    use crate::inventory::{BookingChange, BookingStatus};
+    use crate::schedule::ScheduledFlight;
+
+    fn sell(store: &MemoryStore, id: &str, flight: &str, cabin: Cabin, seats: u8) {
+        let key = CabinKey::new(flight, cabin);
+        let tx = Transaction {
+            changes: vec![BookingChange {
+                expected: None,
+                record: BookingRecord {
+                    booking_id: id.into(),
+                    status: BookingStatus::Booked,
+                    flight_id: flight.into(),
+                    cabin: Some(cabin),
+                    seats,
+                },
+                delta: Some((key.clone(), i64::from(seats))),
+                first_index: 0,
+            }],
+            counters: vec![(key, i64::from(seats))],
+        };
+        futures_lite(store.commit(&tx)).unwrap();
+    }
+
+    /// The memory store never awaits: its futures are ready on first poll.
+    fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("memory store future pending"),
+        }
+    }
+
+    #[test]
+    fn flight_reads_one_flight_with_its_schedule_and_list_filters() {
+        let store = MemoryStore::new();
+        let departure = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        futures_lite(store.load_schedule(&Schedule {
+            flights: vec![ScheduledFlight {
+                flight_id: "FH1-20261201".into(),
+                origin: "LHR".into(),
+                destination: "JFK".into(),
+                departure,
+                capacity: BTreeMap::from([(Cabin::Economy, 2), (Cabin::Business, 10)]),
+            }],
+        }))
+        .unwrap();
+        sell(&store, "B1", "FH1-20261201", Cabin::Economy, 3);
+        sell(&store, "B2", "FH2-20261202", Cabin::First, 1);
+
+        let fh1 = futures_lite(store.flight("FH1-20261201")).unwrap();
+        assert_eq!(fh1.len(), 2);
+        assert_eq!(
+            (fh1[0].cabin, fh1[0].sold, fh1[0].oversold()),
+            (Cabin::Economy, 3, 1)
+        );
+        assert_eq!(
+            fh1[0].schedule.as_ref().map(|s| s.departure),
+            Some(departure)
+        );
+        let fh2 = futures_lite(store.flight("FH2-20261202")).unwrap();
+        assert_eq!((fh2.len(), fh2[0].schedule.is_none()), (1, true));
+        assert!(
+            futures_lite(store.flight("FH3-20261203"))
+                .unwrap()
+                .is_empty()
+        );
+
+        let oversold = InventoryFilter {
+            oversold_only: true,
+            ..InventoryFilter::default()
+        };
+        let got = futures_lite(store.list(&oversold)).unwrap();
+        assert_eq!(got, vec![fh1[0].clone()]);
     }
 }

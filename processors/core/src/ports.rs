@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{BookingRecord, CabinInventory, Transaction};
+use crate::listing::InventoryFilter;
 use crate::schedule::Schedule;
 
 /// A store failure, classified by what the caller must do.
@@ -57,6 +58,37 @@ pub trait InventoryStore: Send + Sync {
 
     /// Every flight and cabin with a capacity or a sale.
     fn inventory(&self) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send;
+
+    /// The cabins of one flight, by key (ordered by cabin); empty when the store
+    /// knows nothing of it.
+    ///
+    /// The default reads the whole [`inventory`](Self::inventory); the stores of
+    /// this workspace read the flight's key only.
+    fn flight(
+        &self,
+        flight_id: &str,
+    ) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send {
+        async move {
+            let mut out: Vec<CabinInventory> = self
+                .inventory()
+                .await?
+                .into_iter()
+                .filter(|c| c.flight_id == flight_id)
+                .collect();
+            out.sort_by_key(|c| c.cabin);
+            Ok(out)
+        }
+    }
+
+    /// The cabins an operator's listing shows: those passing `filter`, ordered by
+    /// flight id and cabin, at most `filter.limit`. An operator command, not the
+    /// record path: a store may read its whole inventory to answer.
+    fn list(
+        &self,
+        filter: &InventoryFilter,
+    ) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send {
+        async move { Ok(filter.select(self.inventory().await?)) }
+    }
 }
 
 impl<T: InventoryStore> InventoryStore for &T {
@@ -77,6 +109,18 @@ impl<T: InventoryStore> InventoryStore for &T {
     }
     fn inventory(&self) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send {
         (**self).inventory()
+    }
+    fn flight(
+        &self,
+        flight_id: &str,
+    ) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send {
+        (**self).flight(flight_id)
+    }
+    fn list(
+        &self,
+        filter: &InventoryFilter,
+    ) -> impl Future<Output = Result<Vec<CabinInventory>, StoreError>> + Send {
+        (**self).list(filter)
     }
 }
 

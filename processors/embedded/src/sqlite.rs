@@ -30,6 +30,7 @@ use flyhigh_core::inventory::{Transaction, booking_expiry};
 use flyhigh_core::{
     BookingRecord, BookingStatus, CabinInventory, CommitError, InventoryStore, Schedule, StoreError,
 };
+use flyhigh_core::{FlightSchedule, InventoryFilter};
 use flyhigh_schemas::Cabin;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -110,7 +111,15 @@ ON CONFLICT (flight_id, cabin) DO UPDATE SET
     destination = excluded.destination,
     departure = excluded.departure";
 
-const SELECT_INVENTORY: &str = "SELECT flight_id, cabin, capacity, sold FROM cabins";
+/// The columns [`cabin_from_row`] reads, in its order.
+const CABIN_COLUMNS: &str = "flight_id, cabin, capacity, sold, origin, destination, departure";
+
+const SELECT_INVENTORY: &str =
+    "SELECT flight_id, cabin, capacity, sold, origin, destination, departure FROM cabins";
+
+/// One flight's cabins: a range of the `(flight_id, cabin)` primary key.
+const SELECT_FLIGHT: &str = "SELECT flight_id, cabin, capacity, sold, origin, destination, departure \
+     FROM cabins WHERE flight_id = ?1";
 
 /// Seat inventory in one SQLite database (a file, or memory for tests).
 ///
@@ -377,6 +386,35 @@ impl SqliteInventoryStore {
         Ok(out)
     }
 
+    fn flight_now(&self, flight_id: &str) -> Result<Vec<CabinInventory>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(SELECT_FLIGHT).context("prepare")?;
+        let mut rows = stmt.query([flight_id]).context("select flight")?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().context("select flight")? {
+            out.push(cabin_from_row(row)?);
+        }
+        out.sort_by_key(|c| c.cabin);
+        Ok(out)
+    }
+
+    /// The listing: SQL narrows by route, departure date and counters (the date of an
+    /// unscheduled flight is in its id, so those rows are kept for the pure filter),
+    /// and [`InventoryFilter::select`] decides, orders and limits, as in every store.
+    fn list_now(&self, filter: &InventoryFilter) -> Result<Vec<CabinInventory>, StoreError> {
+        let (sql, args) = list_sql(filter);
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&sql).context("prepare")?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(args))
+            .context("select listing")?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().context("select listing")? {
+            out.push(cabin_from_row(row)?);
+        }
+        Ok(filter.select(out))
+    }
+
     /// The schema version stored in the file (for `flyhigh` diagnostics).
     ///
     /// Deletes the booking records whose expiry is at or before `now`, as DynamoDB's
@@ -436,6 +474,51 @@ impl InventoryStore for SqliteInventoryStore {
     async fn inventory(&self) -> Result<Vec<CabinInventory>, StoreError> {
         self.inventory_now()
     }
+
+    async fn flight(&self, flight_id: &str) -> Result<Vec<CabinInventory>, StoreError> {
+        self.flight_now(flight_id)
+    }
+
+    async fn list(&self, filter: &InventoryFilter) -> Result<Vec<CabinInventory>, StoreError> {
+        self.list_now(filter)
+    }
+}
+
+/// The `SELECT` of a listing and its arguments. Every condition is necessary for a
+/// match, none sufficient: the pure filter has the last word.
+fn list_sql(filter: &InventoryFilter) -> (String, Vec<String>) {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    if let Some(route) = &filter.route {
+        args.push(route.origin.clone());
+        args.push(route.destination.clone());
+        conditions.push(format!(
+            "origin = ?{} AND destination = ?{}",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+    if let Some(date) = filter.date {
+        // Departures are stored as RFC 3339 in UTC, so the date is their first 10
+        // characters.
+        args.push(date.format("%Y-%m-%d").to_string());
+        conditions.push(format!(
+            "(departure IS NULL OR substr(departure, 1, 10) = ?{})",
+            args.len()
+        ));
+    }
+    if filter.oversold_only {
+        conditions.push("capacity IS NOT NULL AND sold > capacity".into());
+    }
+    if filter.sold_out_only {
+        conditions.push("capacity IS NOT NULL AND sold >= capacity".into());
+    }
+    let mut sql = format!("SELECT {CABIN_COLUMNS} FROM cabins");
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    (sql, args)
 }
 
 /// `SELECT ... WHERE booking_id IN (?1, ..., ?width)`, built once per width.
@@ -486,6 +569,19 @@ fn cabin_from_row(row: &Row<'_>) -> Result<CabinInventory, StoreError> {
             "cabins row {flight_id:?}/{cabin:?} holds an invalid {what}"
         ))
     };
+    let origin: Option<String> = row.get(4).context("read cabin")?;
+    let destination: Option<String> = row.get(5).context("read cabin")?;
+    let departure: Option<String> = row.get(6).context("read cabin")?;
+    let schedule = match (origin, destination, departure) {
+        (Some(origin), Some(destination), Some(departure)) => Some(FlightSchedule {
+            origin,
+            destination,
+            departure: DateTime::parse_from_rfc3339(&departure)
+                .map_err(|_| corrupt("departure"))?
+                .with_timezone(&Utc),
+        }),
+        _ => None,
+    };
     Ok(CabinInventory {
         cabin: Cabin::parse(&cabin).ok_or_else(|| corrupt("cabin"))?,
         capacity: capacity
@@ -493,6 +589,7 @@ fn cabin_from_row(row: &Row<'_>) -> Result<CabinInventory, StoreError> {
             .transpose()
             .map_err(|_| corrupt("capacity"))?,
         sold: row.get(3).context("read cabin")?,
+        schedule,
         flight_id,
     })
 }

@@ -408,6 +408,7 @@ mod tests {
             cabin,
             capacity: Some(100),
             sold,
+            schedule: None,
         }
     }
 

@@ -414,6 +414,7 @@ fn the_core_fold_agrees_with_the_ground_truth() {
             flight_id: key.flight_id,
             cabin: key.cabin,
             sold,
+            schedule: None,
         })
         .collect();
     let differences = compare(&expected_inventory(events), &stored);

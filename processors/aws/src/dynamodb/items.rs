@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use flyhigh_core::inventory::{
-    BookingRecord, BookingStatus, CabinInventory, CabinKey, MAX_TRANSACTION_ITEMS, Transaction,
-    booking_expiry,
+    BookingRecord, BookingStatus, CabinInventory, CabinKey, FlightSchedule, MAX_TRANSACTION_ITEMS,
+    Transaction, booking_expiry,
 };
 use flyhigh_core::schedule::Schedule;
 use flyhigh_schemas::Cabin;
@@ -20,11 +20,11 @@ const STATUS: &str = "status";
 const FLIGHT_ID: &str = "flight_id";
 const CABIN: &str = "cabin";
 const SEATS: &str = "seats";
-const SOLD: &str = "sold";
-const CAPACITY: &str = "capacity";
-const ORIGIN: &str = "origin";
-const DESTINATION: &str = "destination";
-const DEPARTURE: &str = "departure";
+pub(crate) const SOLD: &str = "sold";
+pub(crate) const CAPACITY: &str = "capacity";
+pub(crate) const ORIGIN: &str = "origin";
+pub(crate) const DESTINATION: &str = "destination";
+pub(crate) const DEPARTURE: &str = "departure";
 /// When DynamoDB's TTL may delete a booking item (epoch seconds); the table's TTL
 /// attribute.
 pub(crate) const EXPIRES_AT: &str = "expires_at";
@@ -33,7 +33,7 @@ const BOOKING_PREFIX: &str = "BOOKING#";
 const BOOKING_SK: &str = "BOOKING";
 /// Every flight-cabin item's partition key starts with this.
 pub(crate) const FLIGHT_PREFIX: &str = "FLIGHT#";
-const CABIN_PREFIX: &str = "CABIN#";
+pub(crate) const CABIN_PREFIX: &str = "CABIN#";
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -139,7 +139,25 @@ pub(crate) fn parse_cabin(item: &Item) -> Result<CabinInventory, String> {
         cabin,
         capacity: get_n(item, CAPACITY)?,
         sold: get_n(item, SOLD)?.unwrap_or(0),
+        schedule: parse_flight_schedule(item)?,
     })
+}
+
+/// What the schedule wrote on a flight-cabin item; `None` on an item only sales
+/// created (an unscheduled flight).
+fn parse_flight_schedule(item: &Item) -> Result<Option<FlightSchedule>, String> {
+    if !item.contains_key(DEPARTURE) {
+        return Ok(None);
+    }
+    let departure = get_s(item, DEPARTURE)?;
+    let departure = chrono::DateTime::parse_from_rfc3339(departure)
+        .map_err(|e| format!("attribute `{DEPARTURE}` is not an RFC 3339 time: {e}"))?
+        .with_timezone(&chrono::Utc);
+    Ok(Some(FlightSchedule {
+        origin: get_s(item, ORIGIN)?.to_string(),
+        destination: get_s(item, DESTINATION)?.to_string(),
+        departure,
+    }))
 }
 
 /// Why a transaction cannot be sent as it is. Sending it again cannot help.
@@ -349,12 +367,36 @@ mod tests {
         assert_eq!(
             parsed,
             CabinInventory {
-                flight_id: key.flight_id,
+                flight_id: key.flight_id.clone(),
                 cabin: key.cabin,
                 capacity: Some(180),
-                sold: -3
+                sold: -3,
+                schedule: None,
             }
         );
+        // What the schedule update writes reads back as the flight's schedule.
+        let departure = chrono::Utc.with_ymd_and_hms(2026, 12, 24, 7, 5, 0).unwrap();
+        let update = schedule_updates(&Schedule {
+            flights: vec![ScheduledFlight {
+                flight_id: key.flight_id.clone(),
+                origin: "LHR".into(),
+                destination: "JFK".into(),
+                departure,
+                capacity: BTreeMap::from([(key.cabin, 180)]),
+            }],
+        })
+        .remove(0);
+        item.insert(ORIGIN.into(), update.values[":origin"].clone());
+        item.insert(DESTINATION.into(), update.values[":destination"].clone());
+        item.insert(DEPARTURE.into(), update.values[":departure"].clone());
+        let schedule = parse_cabin(&item).unwrap().schedule.unwrap();
+        assert_eq!(
+            (schedule.route(), schedule.departure),
+            ("LHR-JFK".into(), departure)
+        );
+        item.insert(DEPARTURE.into(), s("tomorrow"));
+        assert!(parse_cabin(&item).unwrap_err().contains("departure"));
+        item.insert(DEPARTURE.into(), update.values[":departure"].clone());
         item.insert(SK.into(), s("CABIN#steerage"));
         assert!(parse_cabin(&item).is_err());
     }

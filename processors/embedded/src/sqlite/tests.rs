@@ -251,13 +251,23 @@ async fn loading_the_schedule_keeps_what_was_sold() {
                 flight_id: FLIGHT.into(),
                 cabin: Cabin::Economy,
                 capacity: Some(180),
-                sold: 5
+                sold: 5,
+                schedule: Some(FlightSchedule {
+                    origin: "LHR".into(),
+                    destination: "JFK".into(),
+                    departure: Utc.with_ymd_and_hms(2026, 12, 1, 8, 30, 0).unwrap(),
+                }),
             },
             CabinInventory {
                 flight_id: FLIGHT.into(),
                 cabin: Cabin::Business,
                 capacity: Some(24),
-                sold: 0
+                sold: 0,
+                schedule: Some(FlightSchedule {
+                    origin: "LHR".into(),
+                    destination: "JFK".into(),
+                    departure: Utc.with_ymd_and_hms(2026, 12, 1, 8, 30, 0).unwrap(),
+                }),
             },
         ]
     );
@@ -342,7 +352,12 @@ async fn reopening_the_file_keeps_the_data() {
             flight_id: FLIGHT.into(),
             cabin: Cabin::Economy,
             capacity: Some(150),
-            sold: 2
+            sold: 2,
+            schedule: Some(FlightSchedule {
+                origin: "LHR".into(),
+                destination: "JFK".into(),
+                departure: Utc.with_ymd_and_hms(2026, 12, 1, 8, 30, 0).unwrap(),
+            }),
         }]
     );
     let journal: String = store
