@@ -9,9 +9,14 @@ table, 20,000 events):
 
 1. Cost. For its rollback it deep-copies the whole table once per *item* of the
    transaction, so a transaction of n items on a table of m items costs n * m
-   item copies; the garbage outran the collector and moto grew past 7 GiB until
-   the kernel killed it. Patched: within one transaction, the copies of one table
-   are made once and shared (the rollback only ever reads one of them).
+   item copies, and none of them is ever freed: every moto model object (each
+   `Item` of each copy included) is also appended to its class's
+   `instances_tracked` list, kept for moto's dashboard only. moto grew past
+   7 GiB until the kernel killed it. Patched: within one transaction, the copies
+   of one table are made once and shared (the rollback only ever reads one of
+   them), and the objects of the copies moto.dynamodb.models makes are taken off
+   the dashboard's lists again (a restored copy is then missing from the
+   dashboard, which nothing here reads).
 2. Lost updates. The rollback puts back the copy taken when the transaction
    began, so a transaction cancelled while another request thread committed
    meanwhile erases that commit; real DynamoDB never does. Patched: every
@@ -32,6 +37,7 @@ import threading
 import types
 
 import moto
+from moto.core.model_instances import model_data
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.models import DynamoDBBackend
@@ -69,6 +75,11 @@ def _check_internals():
     used = set(re.findall(r"\bcopy\.(\w+)", inspect.getsource(dynamodb_models)))
     if used != {"deepcopy"}:
         _fail(f"moto.dynamodb.models uses copy.{sorted(used)}, not only copy.deepcopy")
+    models = model_data.get("dynamodb", {})
+    if "Item" not in models or any(
+        not isinstance(getattr(m, "instances_tracked", None), list) for m in models.values()
+    ):
+        _fail("moto no longer tracks DynamoDB model instances in model_data")
     if not callable(getattr(dynamodb_responses.DynamoHandler, "call_action", None)):
         _fail("DynamoHandler.call_action is gone")
 
@@ -78,14 +89,26 @@ def _check_internals():
 _transaction = threading.local()
 
 
+def _untracked_deepcopy(value, memo):
+    """A deep copy whose model objects moto's dashboard lists do not keep alive.
+    Runs under the DynamoDB request lock, so every DynamoDB model object created
+    meanwhile is one of the copy's."""
+    tracked = [m.instances_tracked for m in model_data["dynamodb"].values()]
+    lengths = [len(instances) for instances in tracked]
+    result = copy.deepcopy(value, memo)
+    for instances, length in zip(tracked, lengths):
+        del instances[length:]
+    return result
+
+
 def _deepcopy(value, memo=None):
     """`copy.deepcopy` as moto.dynamodb.models sees it: inside a transaction a
     table is copied once and every later request for a copy of it gets the same."""
     copies = getattr(_transaction, "copies", None)
     if copies is None or not isinstance(value, Table):
-        return copy.deepcopy(value, memo)
+        return _untracked_deepcopy(value, memo)
     if id(value) not in copies:
-        copies[id(value)] = (value, copy.deepcopy(value, memo))
+        copies[id(value)] = (value, _untracked_deepcopy(value, memo))
     return copies[id(value)][1]
 
 

@@ -28,8 +28,9 @@ const DEFAULT_FAULT_SEED: u64 = 7;
 /// Longest a consumer may run before the test gives up on it.
 const CONSUMER_DEADLINE: Duration = Duration::from_secs(600);
 /// moto's peak RSS above which the launcher's fix has surely regressed: plain
-/// moto 5.2.5 grew past 7 GiB on this run.
-const MOTO_PEAK_RSS_LIMIT_KIB: u64 = 3 * 1024 * 1024;
+/// moto 5.2.5 grew past 7 GiB on this run; through the launcher it peaks at
+/// 200-300 MiB (a fresh server, then a second run in it).
+const MOTO_PEAK_RSS_LIMIT_KIB: u64 = 1024 * 1024;
 
 fn moto_url() -> String {
     std::env::var("FLYHIGH_MOTO_URL").expect(
