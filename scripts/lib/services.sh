@@ -11,6 +11,7 @@
 # What tests get in their environment after start_moto / start_kinesalite /
 # start_lambda_watch:
 #   FLYHIGH_MOTO_URL     http://127.0.0.1:PORT of moto server
+#   FLYHIGH_MOTO_PID     its pid (tests read its peak RSS, VmHWM, in /proc)
 #   FLYHIGH_KINESALITE_URL
 #                        http://127.0.0.1:PORT of kinesalite (Kinesis only, in
 #                        memory): for concurrent and high-volume Kinesis tests,
@@ -222,16 +223,29 @@ _svc_wait_until() {
   done
 }
 
-# start_moto [PORT] [LOG]: starts moto server and exports FLYHIGH_MOTO_URL and
-# the AWS test environment.
+# start_moto [PORT] [LOG]: starts moto server and exports FLYHIGH_MOTO_URL,
+# FLYHIGH_MOTO_PID and the AWS test environment.
+#
+# Not the plain `moto_server` command but scripts/moto_server.py, which starts
+# the same server after patching moto 5.2's DynamoDB TransactWriteItems: as
+# released it deep-copies the whole table once per item of a transaction (a
+# two-consumer run of 20,000 events grew moto past 7 GiB) and its rollback
+# restores a snapshot that erases what other request threads committed
+# meanwhile (a lost update real DynamoDB never makes). The launcher copies each
+# table once per transaction and serializes DynamoDB requests with one lock; it
+# refuses to start (and start_moto fails) when moto's internals differ from what
+# it patches. See the file for details and docs/testing.md for the numbers.
 start_moto() {
   local port=${1:-} log=${2:-$FLYHIGH_LOG_DIR/moto.log} pid
   [[ -n $port ]] || port=$(free_port) || return 1
-  _svc_spawn moto "$log" "$FLYHIGH_ROOT" "$FLYHIGH_VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
+  _svc_spawn moto "$log" "$FLYHIGH_ROOT" \
+    "$FLYHIGH_VENV/bin/python" "$FLYHIGH_ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port"
   pid=$REPLY
   _svc_wait_until "moto_server (pid $pid, port $port)" "$pid" "$log" \
     curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:$port/moto-api/" || return 1
   export FLYHIGH_MOTO_URL="http://127.0.0.1:$port"
+  # Tests read the server's peak memory from /proc/$FLYHIGH_MOTO_PID/status.
+  export FLYHIGH_MOTO_PID=$pid
   export_aws_test_env
   _svc_log "moto_server pid $pid at $FLYHIGH_MOTO_URL (log: ${log#"$FLYHIGH_ROOT"/})"
 }

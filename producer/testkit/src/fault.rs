@@ -11,7 +11,10 @@ use crate::wire::InjectedError;
 /// Which faults a [`FaultProxy`](crate::FaultProxy) injects, and how often.
 ///
 /// Rates are probabilities in `[0, 1]`, drawn independently per request (per
-/// record for `record_failure_rate`). The default injects nothing; build the rest
+/// record for `record_failure_rate`), in the order of the fields: a request
+/// dropped before forwarding draws no error, one answered with an error is not
+/// dropped after. So with `throttle_rate: 0.2, server_error_rate: 0.05`, 20% of
+/// the requests are throttled and 4% (5% of the other 80%) get a 5xx. The default injects nothing; build the rest
 /// with `..FaultConfig::default()` so that new fields do not break callers.
 ///
 /// Decisions are deterministic per seed: request number `n` (counted from the
@@ -29,6 +32,13 @@ pub struct FaultConfig {
     /// HTTP 400 `ProvisionedThroughputExceededException` or HTTP 400
     /// `ThrottlingException` (equally likely).
     pub request_error_rate: f64,
+    /// Per request: answer it without forwarding with HTTP 400
+    /// `ProvisionedThroughputExceededException` or `ThrottlingException`
+    /// (equally likely).
+    pub throttle_rate: f64,
+    /// Per request: answer it without forwarding with HTTP 500 (`InternalFailure`
+    /// for Kinesis, `InternalServerError` for DynamoDB).
+    pub server_error_rate: f64,
     /// Per request: close the connection without answering or forwarding.
     pub drop_before_rate: f64,
     /// Per request: forward it, let the upstream write, then close the connection
@@ -67,6 +77,8 @@ impl FaultConfig {
         for (field, value) in [
             ("record_failure_rate", self.record_failure_rate),
             ("request_error_rate", self.request_error_rate),
+            ("throttle_rate", self.throttle_rate),
+            ("server_error_rate", self.server_error_rate),
             ("drop_before_rate", self.drop_before_rate),
             ("drop_after_rate", self.drop_after_rate),
         ] {
@@ -95,7 +107,8 @@ pub struct FaultStats {
     pub written_records: u64,
     /// Records answered with an injected `ProvisionedThroughputExceededException`.
     pub failed_records: u64,
-    /// Requests answered with an injected HTTP 500 `InternalFailure`.
+    /// Requests answered with an injected HTTP 500 (`InternalFailure`, or
+    /// `InternalServerError` for DynamoDB).
     pub internal_failures: u64,
     /// Requests answered with an injected HTTP 400
     /// `ProvisionedThroughputExceededException` (`throttle_all` included).
@@ -225,6 +238,21 @@ pub(crate) fn plan(config: &FaultConfig, rng: &mut ChaCha8Rng, is_put_records: b
             drop_after: false,
         };
     }
+    // Drawn only when asked for, so that configs without them see the same
+    // decisions as before these rates existed.
+    if config.throttle_rate > 0.0 && chance(rng, config.throttle_rate) {
+        let kind = InjectedError::THROTTLING[rng.gen_range(0..InjectedError::THROTTLING.len())];
+        return Plan {
+            before: Before::Answer(kind),
+            drop_after: false,
+        };
+    }
+    if config.server_error_rate > 0.0 && chance(rng, config.server_error_rate) {
+        return Plan {
+            before: Before::Answer(InjectedError::InternalFailure),
+            drop_after: false,
+        };
+    }
     Plan {
         drop_after: chance(rng, config.drop_after_rate),
         ..forward
@@ -280,6 +308,67 @@ mod tests {
             plan(&all, &mut rng, false).before,
             Before::Answer(_)
         ));
+    }
+
+    #[test]
+    fn throttle_and_server_error_rates_pick_their_kinds() {
+        let throttled = FaultConfig {
+            throttle_rate: 1.0,
+            ..FaultConfig::default()
+        };
+        let mut kinds = std::collections::BTreeSet::new();
+        for index in 0..64 {
+            match plan(&throttled, &mut request_rng(3, index), true).before {
+                Before::Answer(kind) => kinds.insert(format!("{kind:?}")),
+                other => panic!("request {index}: {other:?}"),
+            };
+        }
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["ProvisionedThroughputExceeded", "Throttling"]
+        );
+        let failing = FaultConfig {
+            server_error_rate: 1.0,
+            ..FaultConfig::default()
+        };
+        assert_eq!(
+            plan(&failing, &mut request_rng(3, 0), true).before,
+            Before::Answer(InjectedError::InternalFailure)
+        );
+        let bad = FaultConfig {
+            throttle_rate: 2.0,
+            ..FaultConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field, "throttle_rate");
+    }
+
+    #[test]
+    fn rates_add_up_as_documented() {
+        let config = FaultConfig {
+            throttle_rate: 0.2,
+            server_error_rate: 0.05,
+            drop_after_rate: 0.03,
+            fault_all_operations: true,
+            ..FaultConfig::default()
+        };
+        let n = 20_000;
+        let (mut throttled, mut failed, mut dropped) = (0, 0, 0);
+        for index in 0..n {
+            let p = plan(&config, &mut request_rng(11, index), false);
+            match p.before {
+                Before::Answer(InjectedError::InternalFailure) => failed += 1,
+                Before::Answer(_) => throttled += 1,
+                _ if p.drop_after => dropped += 1,
+                _ => {}
+            }
+        }
+        let share = |k: u64| k as f64 / n as f64;
+        assert!((share(throttled) - 0.2).abs() < 0.01, "{throttled}");
+        assert!((share(failed) - 0.8 * 0.05).abs() < 0.005, "{failed}");
+        assert!(
+            (share(dropped) - 0.8 * 0.95 * 0.03).abs() < 0.005,
+            "{dropped}"
+        );
     }
 
     #[test]

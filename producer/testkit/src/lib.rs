@@ -1,5 +1,6 @@
-//! Test support for code that talks to Kinesis: a fault-injecting proxy to put in
-//! front of an emulator, and SDK helpers to set up streams and read them back.
+//! Test support for code that talks to Kinesis (and DynamoDB): a fault-injecting
+//! proxy to put in front of an emulator, and SDK helpers to set up streams and
+//! read them back.
 //!
 //! Emulators never fail the way Kinesis does (kinesalite and moto never throttle,
 //! never fail single records, never lose a connection after writing), so tests of
@@ -10,9 +11,10 @@
 //! Layout:
 //! - `fault`: [`FaultConfig`] (what to inject) and [`FaultStats`] (what was); the
 //!   per-request decisions are pure functions of a seed and the request's number.
-//! - `wire`: the awsJson1.1 bits, pure: error bodies, and the PutRecords surgery
-//!   (drop the records chosen to fail, merge the injected failures back into the
-//!   upstream's answer at their original positions).
+//! - `wire`: the awsJson bits, pure: error bodies shaped as the request's service
+//!   (Kinesis or DynamoDB) sends them, and the PutRecords surgery (drop the
+//!   records chosen to fail, merge the injected failures back into the upstream's
+//!   answer at their original positions).
 //! - `proxy`: [`FaultProxy`], the hyper server that only moves bytes and counts.
 //! - `kinesis`: [`kinesis_client`], [`create_stream`], [`read_all`].
 //!

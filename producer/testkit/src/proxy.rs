@@ -24,15 +24,21 @@ use crate::fault::{
     Before, Counters, FaultConfig, FaultStats, InvalidFaultConfig, add, choose_failures, plan,
     request_rng,
 };
-use crate::wire::{self, AMZ_JSON, InjectedError, PUT_RECORDS_TARGET, PutRecordsRequest};
+use crate::wire::{self, InjectedError, PUT_RECORDS_TARGET, PutRecordsRequest, Service};
 
-/// A fault-injecting HTTP/1.1 reverse proxy on 127.0.0.1 in front of a Kinesis
+/// A fault-injecting HTTP/1.1 reverse proxy on 127.0.0.1 in front of an AWS
 /// emulator (kinesalite, moto).
 ///
 /// Point an SDK client at [`url`](FaultProxy::url). Requests other than PutRecords
 /// pass through untouched (unless [`FaultConfig::fault_all_operations`]); PutRecords
 /// get the faults of the current [`FaultConfig`]. The proxy rewrites request bodies
 /// without re-signing them, which emulators accept (they do not check SigV4).
+///
+/// In front of DynamoDB (`X-Amz-Target: DynamoDB_20120810.*`, say through
+/// `AWS_ENDPOINT_URL_DYNAMODB`), set `fault_all_operations`: every request then
+/// gets the whole-request faults (errors, dropped connections), and injected
+/// errors are shaped as DynamoDB sends them (awsJson1.0, namespaced `__type`,
+/// `InternalServerError` for a 5xx). Only PutRecords ever gets record faults.
 ///
 /// It stops on drop or [`shutdown`](FaultProxy::shutdown); connections in progress
 /// are cut.
@@ -219,10 +225,9 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> ProxyResult {
     let counters = &shared.counters;
     add(&counters.requests, 1);
-    let is_put_records = req
-        .headers()
-        .get("x-amz-target")
-        .is_some_and(|t| t.as_bytes() == PUT_RECORDS_TARGET.as_bytes());
+    let target = req.headers().get("x-amz-target").map(HeaderValue::as_bytes);
+    let service = Service::of_target(target);
+    let is_put_records = target.is_some_and(|t| t == PUT_RECORDS_TARGET.as_bytes());
     if is_put_records {
         add(&counters.put_records_requests, 1);
     }
@@ -244,7 +249,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> ProxyResult {
         }
         Before::Answer(error) => {
             counters.injected(error);
-            return Ok(error_response(error));
+            return Ok(error_response(error, service));
         }
     }
 
@@ -269,6 +274,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> ProxyResult {
         return Ok(json_response(
             StatusCode::OK,
             wire::all_failed(failed_count),
+            service,
         ));
     }
     let forwarded_body = if failed_count == 0 {
@@ -297,7 +303,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> ProxyResult {
                 Err(error) => {
                     tracing::warn!(%error, "cannot merge the upstream's PutRecords answer");
                     add(&counters.upstream_errors, 1);
-                    Err(error_response(InjectedError::InternalFailure))
+                    Err(error_response(InjectedError::InternalFailure, service))
                 }
             }
         }
@@ -393,21 +399,23 @@ async fn forward(
     Ok(Upstream { head, body })
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+fn json_response(status: StatusCode, body: Vec<u8>, service: Service) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(service.content_type()),
+    );
     response
 }
 
-/// An awsJson1.1 error answer, shaped as Kinesis sends it.
-fn error_response(error: InjectedError) -> Response<Full<Bytes>> {
+/// An awsJson error answer, shaped as the request's service sends it.
+fn error_response(error: InjectedError, service: Service) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut response = json_response(status, error.body());
-    response
-        .headers_mut()
-        .insert("x-amzn-errortype", HeaderValue::from_static(error.code()));
+    let mut response = json_response(status, error.body(service), service);
+    response.headers_mut().insert(
+        "x-amzn-errortype",
+        HeaderValue::from_static(error.code(service)),
+    );
     response
 }

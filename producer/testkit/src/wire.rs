@@ -1,29 +1,62 @@
-//! The Kinesis awsJson1.1 wire bits the proxy needs, as pure functions: which
-//! operation a request is, the error bodies it answers with, and the PutRecords
-//! surgery (drop the records chosen to fail from the request, then put injected
-//! failures back into the upstream's answer at their original positions).
+//! The awsJson wire bits the proxy needs, as pure functions: which service and
+//! operation a request is, the error bodies it answers with, and the Kinesis
+//! PutRecords surgery (drop the records chosen to fail from the request, then put
+//! injected failures back into the upstream's answer at their original positions).
 //!
 //! `aws-sdk-kinesis` speaks awsJson1.1 (`Content-Type: application/x-amz-json-1.1`,
 //! `X-Amz-Target: Kinesis_20131202.<Operation>`, blobs as base64 strings); it never
-//! sends CBOR, which only other SDKs (Java) use for Kinesis.
+//! sends CBOR, which only other SDKs (Java) use for Kinesis. `aws-sdk-dynamodb`
+//! speaks awsJson1.0 (`application/x-amz-json-1.0`,
+//! `X-Amz-Target: DynamoDB_20120810.<Operation>`); the proxy only answers whole
+//! DynamoDB requests with errors, it never rewrites their bodies.
 
 use serde_json::{Map, Value};
 
 /// `X-Amz-Target` of a PutRecords request.
 pub(crate) const PUT_RECORDS_TARGET: &str = "Kinesis_20131202.PutRecords";
-/// The awsJson1.1 content type, of requests, answers and error answers alike.
+/// The awsJson1.1 content type of Kinesis, of requests, answers and error answers alike.
 pub(crate) const AMZ_JSON: &str = "application/x-amz-json-1.1";
 /// What an injected per-record failure says. Real Kinesis names the shard; the
 /// proxy does not know the stream's shard map, and clients key on `ErrorCode`.
 const RECORD_FAILURE_MESSAGE: &str =
     "Rate exceeded for shard in stream under account 123456789012. (injected by FaultProxy)";
 
+/// The service a request is for, by its `X-Amz-Target`: it decides the shape of
+/// an injected error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    /// `Kinesis_20131202.*`, and anything the proxy does not recognise (it was
+    /// written for Kinesis first).
+    Kinesis,
+    /// `DynamoDB_20120810.*`.
+    DynamoDb,
+}
+
+impl Service {
+    pub(crate) fn of_target(target: Option<&[u8]>) -> Service {
+        match target {
+            Some(t) if t.starts_with(b"DynamoDB_20120810.") => Service::DynamoDb,
+            _ => Service::Kinesis,
+        }
+    }
+
+    /// The content type of the service's answers.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Service::Kinesis => AMZ_JSON,
+            Service::DynamoDb => "application/x-amz-json-1.0",
+        }
+    }
+}
+
 /// A whole-request error the proxy answers with instead of forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum InjectedError {
-    /// HTTP 500 `InternalFailure`: the service failed; retryable.
+    /// HTTP 500 `InternalFailure` (Kinesis) or `InternalServerError` (DynamoDB):
+    /// the service failed; retryable.
     InternalFailure,
-    /// HTTP 400 `ProvisionedThroughputExceededException`: the shard's write limit.
+    /// HTTP 400 `ProvisionedThroughputExceededException`: the shard's or the
+    /// table's throughput.
     ProvisionedThroughputExceeded,
     /// HTTP 400 `ThrottlingException`: the account's API rate limit.
     Throttling,
@@ -37,6 +70,12 @@ impl InjectedError {
         InjectedError::Throttling,
     ];
 
+    /// The kinds `throttle_rate` picks from, each equally likely.
+    pub(crate) const THROTTLING: [InjectedError; 2] = [
+        InjectedError::ProvisionedThroughputExceeded,
+        InjectedError::Throttling,
+    ];
+
     pub(crate) fn status(self) -> u16 {
         match self {
             InjectedError::InternalFailure => 500,
@@ -44,32 +83,47 @@ impl InjectedError {
         }
     }
 
-    /// The `__type` of the body and the `x-amzn-ErrorType` header.
-    pub(crate) fn code(self) -> &'static str {
-        match self {
-            InjectedError::InternalFailure => "InternalFailure",
-            InjectedError::ProvisionedThroughputExceeded => {
+    /// The error code, as the `x-amzn-ErrorType` header and (with a namespace
+    /// for DynamoDB) the body's `__type` carry it.
+    pub(crate) fn code(self, service: Service) -> &'static str {
+        match (self, service) {
+            (InjectedError::InternalFailure, Service::Kinesis) => "InternalFailure",
+            (InjectedError::InternalFailure, Service::DynamoDb) => "InternalServerError",
+            (InjectedError::ProvisionedThroughputExceeded, _) => {
                 "ProvisionedThroughputExceededException"
             }
-            InjectedError::Throttling => "ThrottlingException",
+            (InjectedError::Throttling, _) => "ThrottlingException",
         }
     }
 
-    fn message(self) -> &'static str {
-        match self {
-            InjectedError::InternalFailure => {
+    fn message(self, service: Service) -> &'static str {
+        match (self, service) {
+            (InjectedError::InternalFailure, Service::Kinesis) => {
                 "The request processing has failed because of an unknown error, exception or failure. (injected by FaultProxy)"
             }
-            InjectedError::ProvisionedThroughputExceeded => {
+            (InjectedError::InternalFailure, Service::DynamoDb) => {
+                "Internal server error (injected by FaultProxy)"
+            }
+            (InjectedError::ProvisionedThroughputExceeded, Service::Kinesis) => {
                 "Rate exceeded for stream under account 123456789012. (injected by FaultProxy)"
             }
-            InjectedError::Throttling => "Rate exceeded (injected by FaultProxy)",
+            (InjectedError::ProvisionedThroughputExceeded, Service::DynamoDb) => {
+                "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API. (injected by FaultProxy)"
+            }
+            (InjectedError::Throttling, _) => "Rate exceeded (injected by FaultProxy)",
         }
     }
 
-    /// The awsJson1.1 error body: `{"__type":"<code>","message":"..."}`.
-    pub(crate) fn body(self) -> Vec<u8> {
-        let body = serde_json::json!({"__type": self.code(), "message": self.message()});
+    /// The error body: `{"__type":"<code>","message":"..."}` for Kinesis,
+    /// `{"__type":"com.amazonaws.dynamodb.v20120810#<code>","message":"..."}` for
+    /// DynamoDB.
+    pub(crate) fn body(self, service: Service) -> Vec<u8> {
+        let code = self.code(service);
+        let kind = match service {
+            Service::Kinesis => code.to_owned(),
+            Service::DynamoDb => format!("com.amazonaws.dynamodb.v20120810#{code}"),
+        };
+        let body = serde_json::json!({"__type": kind, "message": self.message(service)});
         body.to_string().into_bytes()
     }
 }
@@ -295,11 +349,44 @@ mod tests {
     #[test]
     fn error_bodies_name_their_type() {
         for kind in InjectedError::ALL {
-            let body = json(&kind.body());
-            assert_eq!(body["__type"], kind.code());
+            let body = json(&kind.body(Service::Kinesis));
+            assert_eq!(body["__type"], kind.code(Service::Kinesis));
             assert!(body["message"].as_str().unwrap().contains("FaultProxy"));
         }
         assert_eq!(InjectedError::InternalFailure.status(), 500);
         assert_eq!(InjectedError::Throttling.status(), 400);
+    }
+
+    #[test]
+    fn dynamodb_error_bodies_carry_the_service_namespace() {
+        let body = json(&InjectedError::ProvisionedThroughputExceeded.body(Service::DynamoDb));
+        assert_eq!(
+            body["__type"],
+            "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
+        );
+        let body = json(&InjectedError::InternalFailure.body(Service::DynamoDb));
+        assert_eq!(
+            body["__type"],
+            "com.amazonaws.dynamodb.v20120810#InternalServerError"
+        );
+        assert_eq!(
+            InjectedError::Throttling.code(Service::DynamoDb),
+            "ThrottlingException"
+        );
+    }
+
+    #[test]
+    fn the_service_comes_from_the_target_prefix() {
+        let of = |t: &str| Service::of_target(Some(t.as_bytes()));
+        assert_eq!(
+            of("DynamoDB_20120810.TransactWriteItems"),
+            Service::DynamoDb
+        );
+        assert_eq!(of(PUT_RECORDS_TARGET), Service::Kinesis);
+        assert_eq!(Service::of_target(None), Service::Kinesis);
+        assert_eq!(
+            Service::DynamoDb.content_type(),
+            "application/x-amz-json-1.0"
+        );
     }
 }

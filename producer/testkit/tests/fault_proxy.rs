@@ -539,6 +539,94 @@ async fn fault_all_operations_extends_request_faults_to_every_operation() {
     assert!(upstream.seen().is_empty());
 }
 
+const DYNAMODB_TRANSACT: &str = "DynamoDB_20120810.TransactWriteItems";
+
+#[tokio::test]
+async fn dynamodb_requests_get_dynamodb_shaped_errors() {
+    let upstream = start_upstream().await;
+    let proxy = FaultProxy::start(
+        &upstream.url,
+        FaultConfig {
+            seed: 5,
+            throttle_rate: 0.5,
+            server_error_rate: 0.5,
+            fault_all_operations: true,
+            ..FaultConfig::default()
+        },
+    )
+    .unwrap();
+    let mut codes = std::collections::BTreeSet::new();
+    let mut passed = 0;
+    for _ in 0..40 {
+        let answer = post(proxy.local_addr(), DYNAMODB_TRANSACT, "{}".into())
+            .await
+            .unwrap();
+        if answer.status == StatusCode::OK {
+            passed += 1;
+            continue;
+        }
+        assert_eq!(answer.headers["content-type"], "application/x-amz-json-1.0");
+        let body = answer.json();
+        let kind = body["__type"].as_str().unwrap().to_owned();
+        let code = kind
+            .strip_prefix("com.amazonaws.dynamodb.v20120810#")
+            .unwrap_or_else(|| panic!("no DynamoDB namespace in {kind}"));
+        let expected_status = match code {
+            "InternalServerError" => StatusCode::INTERNAL_SERVER_ERROR,
+            "ProvisionedThroughputExceededException" | "ThrottlingException" => {
+                StatusCode::BAD_REQUEST
+            }
+            other => panic!("unexpected error type {other}"),
+        };
+        assert_eq!(answer.status, expected_status, "{code}");
+        assert_eq!(answer.headers["x-amzn-errortype"], code);
+        assert!(body["message"].as_str().unwrap().contains("FaultProxy"));
+        codes.insert(code.to_owned());
+    }
+    assert_eq!(
+        codes.into_iter().collect::<Vec<_>>(),
+        [
+            "InternalServerError",
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException"
+        ]
+    );
+    // Only the requests that passed were forwarded.
+    assert_eq!(upstream.seen().len(), passed);
+    let stats = proxy.stats();
+    assert_eq!(
+        stats.internal_failures + stats.throughput_exceeded + stats.throttling_errors,
+        40 - passed as u64
+    );
+    assert_eq!(stats.put_records_requests, 0);
+}
+
+#[tokio::test]
+async fn a_dropped_dynamodb_answer_was_still_written_upstream() {
+    let upstream = start_upstream().await;
+    let proxy = FaultProxy::start(
+        &upstream.url,
+        FaultConfig {
+            drop_after_rate: 1.0,
+            fault_all_operations: true,
+            ..FaultConfig::default()
+        },
+    )
+    .unwrap();
+    let body = r#"{"TransactItems":[]}"#;
+    let error = post(proxy.local_addr(), DYNAMODB_TRANSACT, body.into())
+        .await
+        .err()
+        .expect("the connection is closed without an answer");
+    assert!(error.is_incomplete_message(), "{error:?}");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, DYNAMODB_TRANSACT);
+    assert_eq!(seen[0].body, body.as_bytes());
+    let stats = proxy.stats();
+    assert_eq!((stats.dropped_after, stats.forwarded_requests), (1, 1));
+}
+
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_bad_gateway() {
     // Bind and drop a listener: its port is then (almost surely) closed.
