@@ -9,7 +9,9 @@
 //!   counter per cabin), which DynamoDB caps at 1,000 write units per second per item.
 //! - `write_units`: N simulated events (default 200,000) spread over S shards
 //!   (default 4) by partition key, as Kinesis does, handled in batches of 100 (Lambda's
-//!   default), 1,000 and 10,000 per shard; DynamoDB write units per booking event
+//!   default), 1,000 and 10,000 per shard, and in batches of 100 KPL aggregates as
+//!   the producer writes them (about 14,000 events a batch, the realistic case);
+//!   DynamoDB write units per booking event
 //!   against the naive design measured on the same events in the same run: one
 //!   transaction per event (the booking item and its counter), with a failed
 //!   condition (a duplicate) still paying for one item.
@@ -32,6 +34,8 @@ use flyhigh_core::{
     StoreError,
 };
 use flyhigh_handlers::InventoryHandler;
+use flyhigh_producer::ProducerConfig;
+use flyhigh_producer::aggregate::{ShardAggregator, UserRecord};
 use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
 use flyhigh_simulator::{SimConfig, Simulator};
 use serde_json::json;
@@ -184,19 +188,65 @@ fn naive_units(events: &[Envelope]) -> u64 {
     units
 }
 
+/// How the events reach the handler: one event per Kinesis record, or packed in KPL
+/// aggregates of up to 51,200 bytes as the producer writes them.
+#[derive(Clone, Copy)]
+enum Packing {
+    Plain,
+    Aggregated,
+}
+
+fn shard_records(events: &[Envelope], shards: usize, packing: Packing) -> Vec<Vec<KinesisRecord>> {
+    let mut per_shard: Vec<Vec<&Envelope>> = vec![Vec::new(); shards];
+    for event in events {
+        let mut hasher = DefaultHasher::new();
+        event.partition_key().hash(&mut hasher);
+        per_shard[(hasher.finish() % shards as u64) as usize].push(event);
+    }
+    per_shard
+        .into_iter()
+        .enumerate()
+        .map(|(shard, events)| match packing {
+            Packing::Plain => events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| record(shard, i, e))
+                .collect(),
+            Packing::Aggregated => {
+                let mut aggregator =
+                    ShardAggregator::new(ProducerConfig::default().aggregate_max_bytes);
+                let mut sealed = Vec::new();
+                for e in events {
+                    sealed.extend(
+                        aggregator.add(UserRecord::new(e.partition_key(), e.to_json()), ()),
+                    );
+                }
+                sealed.extend(aggregator.seal());
+                sealed
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| KinesisRecord {
+                        shard_id: format!("shardId-{shard:012}"),
+                        sequence_number: format!("49{i:054}"),
+                        partition_key: a.entry.partition_key,
+                        approximate_arrival: None,
+                        data: a.entry.data,
+                    })
+                    .collect()
+            }
+        })
+        .collect()
+}
+
 fn write_units(
     runtime: &tokio::runtime::Runtime,
     events: &[Envelope],
     shards: usize,
+    packing: Packing,
     batch_size: usize,
 ) -> serde_json::Value {
-    let mut per_shard: Vec<Vec<KinesisRecord>> = vec![Vec::new(); shards];
-    for (i, event) in events.iter().enumerate() {
-        let mut hasher = DefaultHasher::new();
-        event.partition_key().hash(&mut hasher);
-        let shard = (hasher.finish() % shards as u64) as usize;
-        per_shard[shard].push(record(shard, i, event));
-    }
+    let per_shard = shard_records(events, shards, packing);
+    let batches: usize = per_shard.iter().map(|s| s.len().div_ceil(batch_size)).sum();
     let handler = InventoryHandler::new(Counting::default(), MemoryDeadLetters::new());
     runtime.block_on(async {
         for shard in &per_shard {
@@ -219,7 +269,12 @@ fn write_units(
     let naive = naive_units(events);
     let ratio = |a: u64, b: u64| (a as f64 / b.max(1) as f64 * 1000.0).round() / 1000.0;
     json!({
+        "records": match packing {
+            Packing::Plain => "one event per Kinesis record",
+            Packing::Aggregated => "KPL aggregates",
+        },
         "batch_size": batch_size,
+        "events_per_batch": (events.len() as f64 / batches.max(1) as f64).round(),
         "booking_events": bookings,
         "inventory_events": inventory_events,
         "transactions": store.transactions.load(Ordering::Relaxed),
@@ -243,10 +298,15 @@ fn main() {
     let events: Vec<Envelope> = Simulator::new(SimConfig::new(42, n))
         .expect("valid config")
         .collect();
-    let units: Vec<serde_json::Value> = [100, 1_000, 10_000]
-        .into_iter()
-        .map(|b| write_units(&runtime, &events, shards, b))
-        .collect();
+    let units: Vec<serde_json::Value> = [
+        (Packing::Plain, 100),
+        (Packing::Plain, 1_000),
+        (Packing::Plain, 10_000),
+        (Packing::Aggregated, 100),
+    ]
+    .into_iter()
+    .map(|(packing, b)| write_units(&runtime, &events, shards, packing, b))
+    .collect();
     let ok = hot["writes_on_hot_flight_items"]
         .as_u64()
         .unwrap_or(u64::MAX)
