@@ -7,6 +7,13 @@
 pub fn hint(message: &str) -> Option<&'static str> {
     let m = message;
     let has = |s: &str| m.contains(s);
+    // Before "dispatch failure": a credentials failure is reported as one.
+    if has("credentials") && (has("no providers") || has("failed to load") || has("NoCredentials"))
+    {
+        return Some(
+            "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        );
+    }
     if has("dispatch failure")
         || has("Connection refused")
         || has("tcp connect error")
@@ -14,12 +21,6 @@ pub fn hint(message: &str) -> Option<&'static str> {
     {
         return Some(
             "the AWS endpoint cannot be reached: check AWS_ENDPOINT_URL (is the local endpoint running?), AWS_REGION and the network, then run the command again",
-        );
-    }
-    if has("credentials") && (has("no providers") || has("failed to load") || has("NoCredentials"))
-    {
-        return Some(
-            "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
         );
     }
     if has("NonExistentQueue") || has("QueueDoesNotExist") {
@@ -132,6 +133,10 @@ mod tests {
             (
                 "DynamoDB Query: dispatch failure: io error: client error (Connect): tcp connect error: Connection refused (os error 111)",
                 "AWS_ENDPOINT_URL",
+            ),
+            (
+                "DynamoDB Query: dispatch failure: other: an error occurred while loading credentials: failed to load IMDS session token",
+                "AWS_ACCESS_KEY_ID",
             ),
             (
                 "schedule file s.csv is invalid; nothing loaded: line 3, column `origin`: ...",

@@ -131,7 +131,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            // The SDK's credential chain warns, with Debug dumps, for every provider it
+            // tries; the CLI's own error says what failed and what to do.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,aws_config=error".into()),
         )
         .init();
     // Usage errors exit 2 (clap); failures print what failed and what to do, exit 1.
