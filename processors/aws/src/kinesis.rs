@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::create_stream::CreateStreamError;
 use aws_sdk_kinesis::operation::get_records::{GetRecordsError, GetRecordsOutput};
 use aws_sdk_kinesis::operation::list_shards::builders::ListShardsFluentBuilder;
@@ -353,7 +353,7 @@ enum GetRecordsFailure {
 }
 
 fn get_records_error(err: &SdkError<GetRecordsError>) -> GetRecordsFailure {
-    let message = || format!("Kinesis GetRecords: {}", DisplayErrorContext(err));
+    let message = || format!("Kinesis GetRecords: {}", crate::error_text(err));
     let retry = match err.as_service_error() {
         Some(GetRecordsError::ExpiredIteratorException(_)) => {
             return GetRecordsFailure::ExpiredIterator;
@@ -384,7 +384,7 @@ where
 {
     to_source_error(
         retry_of(err),
-        format!("Kinesis {op}: {}", DisplayErrorContext(err)),
+        format!("Kinesis {op}: {}", crate::error_text(err)),
     )
 }
 

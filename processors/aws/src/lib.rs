@@ -43,7 +43,10 @@
 //! ------------  --------------------  -----------------  -----------------------------------------------
 //! booking       BOOKING#<booking_id>  BOOKING            status (booked | cancelled | cancel_pending),
 //!                                                        flight_id, cabin (absent while only the
-//!                                                        cancellation is known), seats (N)
+//!                                                        cancellation is known), seats (N),
+//!                                                        expires_at (N, epoch seconds: the table's
+//!                                                        TTL attribute, see
+//!                                                        `flyhigh_core::inventory::booking_expiry`)
 //! flight-cabin  FLIGHT#<flight_id>    CABIN#<cabin>      sold (N, changed only by ADD), capacity (N,
 //!                                                        absent = unscheduled), origin, destination,
 //!                                                        departure (RFC 3339, UTC)
@@ -75,8 +78,11 @@
 //! # }
 //! ```
 
+mod error_text;
 #[cfg(any(feature = "dynamodb", feature = "sqs", feature = "kinesis"))]
 mod retry;
+
+pub use error_text::error_text;
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;

@@ -19,7 +19,7 @@ mod receive;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::create_queue::CreateQueueError;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
@@ -175,7 +175,7 @@ fn store_error<E>(op: &str, err: &SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let message = format!("SQS {op}: {}", DisplayErrorContext(err));
+    let message = format!("SQS {op}: {}", crate::error_text(err));
     match retry_of(err) {
         Retry::Transient => StoreError::Transient(message),
         Retry::Permanent => StoreError::Permanent(message),

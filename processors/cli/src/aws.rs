@@ -225,7 +225,20 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         .await?;
     let elapsed = started.elapsed().as_secs_f64();
     let h = handler.stats();
-    let inventory = handler.store().inventory().await?;
+    // The records are done and checkpointed: a throttled summary read is retried
+    // rather than failing a run that succeeded.
+    let mut attempt = 0;
+    let inventory = loop {
+        match handler.store().inventory().await {
+            Ok(inventory) => break inventory,
+            Err(flyhigh_core::StoreError::Transient(e)) if attempt < 5 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "reading the inventory for the summary failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let summary = InventorySummary::new(&inventory);
     println!(
         "consumed {} Kinesis records ({} user records) in {} invocations ({:.1} s incl. {} s idle wait): {} events, {} dead-lettered, {} batches to the failure queue; {} seats sold; checkpoints in {}",

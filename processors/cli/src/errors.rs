@@ -57,17 +57,9 @@ pub fn hint(message: &str) -> Option<&'static str> {
     None
 }
 
-/// An SDK error as one line: its Display and every source's, joined with `: `.
-/// (`DisplayErrorContext`, which the adapters use in their messages, ends with the
-/// error's `Debug`, raw HTTP response included: right for logs, not for a person.)
+/// An SDK error as one line (see [`flyhigh_aws::error_text`]).
 pub fn sdk_message(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(e) = source {
-        parts.push(e.to_string());
-        source = e.source();
-    }
-    tidy(&parts.join(": "))
+    tidy(&flyhigh_aws::error_text(err))
 }
 
 /// Where `DisplayErrorContext` starts the `Debug` of an `SdkError`.

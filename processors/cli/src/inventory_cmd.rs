@@ -117,14 +117,7 @@ pub async fn run(command: InventoryCommand) -> anyhow::Result<bool> {
 /// Opens a store to read it: unlike loading a schedule, a read never creates a
 /// SQLite file (a mistyped path would otherwise read as an empty inventory).
 async fn open_for_reading(store: &StoreArgs) -> anyhow::Result<pipeline::AnyStore> {
-    if let Some(path) = &store.sqlite {
-        anyhow::ensure!(
-            path.exists(),
-            "SQLite file {} does not exist (the demo writes out/demo/inventory.sqlite)",
-            path.display()
-        );
-    }
-    pipeline::open_store(store).await
+    pipeline::open_store_read_only(store).await
 }
 
 async fn show(flight_id: &str, store: &StoreArgs, json: bool) -> anyhow::Result<bool> {

@@ -186,7 +186,10 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
         args.events,
     ))?;
     let expected = flyhigh_simulator::expected_inventory(&sim.collect::<Vec<_>>());
-    let stored = pipeline::open_store(&args.store).await?.inventory().await?;
+    let stored = pipeline::open_store_read_only(&args.store)
+        .await?
+        .inventory()
+        .await?;
     let check = report::InventoryCheck::new(&expected, &stored);
     println!("inventory check: {}", check.describe());
     if let Some(path) = &args.summary_json {

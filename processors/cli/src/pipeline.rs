@@ -42,6 +42,25 @@ pub async fn open_store(args: &StoreArgs) -> anyhow::Result<AnyStore> {
     }
 }
 
+/// The store named on the command line, for a command that only reads: an SQLite
+/// file is opened read-only (never migrated, purged or created).
+pub async fn open_store_read_only(args: &StoreArgs) -> anyhow::Result<AnyStore> {
+    match &args.sqlite {
+        Some(path) => {
+            anyhow::ensure!(
+                path.exists(),
+                "SQLite file {} does not exist (the demo writes out/demo/inventory.sqlite)",
+                path.display()
+            );
+            Ok(AnyStore::Sqlite(
+                SqliteInventoryStore::open_read_only(path)
+                    .with_context(|| format!("opening SQLite file {}", path.display()))?,
+            ))
+        }
+        None => open_store(args).await,
+    }
+}
+
 impl InventoryStore for AnyStore {
     async fn bookings(&self, ids: &[String]) -> Result<HashMap<String, BookingRecord>, StoreError> {
         match self {

@@ -229,9 +229,13 @@ async fn two_consumers_through_dynamodb_faults_leave_the_recomputed_inventory() 
                 .env("AWS_ENDPOINT_URL_DYNAMODB", proxy.url())
                 .arg("consume")
                 .args(&names)
-                // Several batches per shard, so that a failure is retried from
-                // inside the shard rather than by replaying all of it.
-                .args(["--batch-size", "10", "--idle-seconds", "3"])
+                // Many batches per shard (a Kinesis record holds ~143 events), so that
+                // failures are retried from inside the shard and the two consumers
+                // meet on the same bookings often.
+                .args(["--batch-size", "2", "--idle-seconds", "3"])
+                // Two consumers, two mappings: each keeps its own checkpoints.
+                .arg("--checkpoints")
+                .arg(dir.join(format!("checkpoints-{n}.json")))
                 .arg("--summary-json")
                 .arg(&summary);
             (consume, dir.join(format!("consume-{n}.log")), summary)

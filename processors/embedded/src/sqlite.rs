@@ -32,7 +32,9 @@ use flyhigh_core::{
 };
 use flyhigh_core::{FlightSchedule, InventoryFilter};
 use flyhigh_schemas::Cabin;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
+};
 
 /// The layout this build reads and writes, stored in SQLite's `user_version`.
 pub const SCHEMA_VERSION: i32 = 2;
@@ -184,6 +186,38 @@ impl SqliteInventoryStore {
             tracing::info!(path = %path.display(), bookings = purged, "expired booking records deleted");
         }
         Ok(store)
+    }
+
+    /// Opens an existing inventory database for reading only: no schema change, no
+    /// purge, nothing written (what `flyhigh inventory` and `flyhigh check` use, so a
+    /// look at the file never changes it under a running pipeline).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Permanent`] when the file does not exist, cannot be opened, or
+    /// holds another schema version than this build's (an older file is migrated by
+    /// the first writer that opens it: the demo, `consume` with `--sqlite`, or
+    /// `flyhigh schedule load`).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .context("open read-only")?;
+        conn.busy_timeout(BUSY_TIMEOUT).context("busy_timeout")?;
+        let version: i32 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .context("user_version")?;
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Permanent(format!(
+                "{}: inventory database has schema version {version}; this build reads version \
+                 {SCHEMA_VERSION} (a writer of this build migrates an older file when it opens it)",
+                path.display()
+            )));
+        }
+        Ok(SqliteInventoryStore {
+            conn: Mutex::new(conn),
+        })
     }
 
     /// An empty in-memory database, for tests and dry runs.

@@ -28,7 +28,10 @@
 //! processing is done (a decimal string, compared as an integer); `finished` is
 //! absent while the shard may still have records. The file is replaced whole on
 //! each save: written to `<file>.tmp`, flushed to disk, then renamed over the file,
-//! so a crash leaves either the old or the new document, never half of one.
+//! so a crash leaves either the old or the new document, never half of one. While a
+//! [`FileCheckpoints`] is open it holds an exclusive lock on `<file>.lock`, so a second
+//! consumer given the same file is refused at start instead of overwriting the first
+//! one's checkpoints.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -90,6 +93,16 @@ pub enum CheckpointError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// Another process has the file open: each consumer needs a file of its own (two
+    /// writers would overwrite each other's checkpoints).
+    #[error(
+        "checkpoint file {} is in use by another process: give each consumer its own checkpoint file",
+        path.display()
+    )]
+    InUse {
+        /// The file.
+        path: PathBuf,
     },
     /// Another store (a database) failed.
     #[error("checkpoint store: {0}")]
@@ -216,34 +229,50 @@ impl CheckpointStore for MemoryCheckpoints {
 pub struct FileCheckpoints {
     path: PathBuf,
     table: Mutex<CheckpointTable>,
+    /// `<file>.lock`, locked exclusively for as long as this value lives (the OS
+    /// releases it if the process dies).
+    _lock: std::fs::File,
 }
 
 impl FileCheckpoints {
     /// Opens the file, or starts an empty table when it does not exist yet (its
-    /// directory is created).
+    /// directory is created), and locks it against other processes until dropped.
     ///
     /// # Errors
     ///
-    /// When the file exists but cannot be read or is not a checkpoint document.
+    /// When the file exists but cannot be read or is not a checkpoint document, or
+    /// another process has it open ([`CheckpointError::InUse`]).
     pub fn open(path: impl Into<PathBuf>) -> Result<FileCheckpoints, CheckpointError> {
         let path = path.into();
         let io = |source| CheckpointError::Io {
             path: path.clone(),
             source,
         };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(sibling(&path, ".lock"))
+            .map_err(io)?;
+        match lock_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(CheckpointError::InUse { path });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
         let table = match std::fs::read(&path) {
             Ok(bytes) => parse(&path, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(io)?;
-                }
-                CheckpointTable::new()
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CheckpointTable::new(),
             Err(e) => return Err(io(e)),
         };
         Ok(FileCheckpoints {
             path,
             table: Mutex::new(table),
+            _lock: lock_file,
         })
     }
 
@@ -311,10 +340,15 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<CheckpointTable, CheckpointError> 
     Ok(table)
 }
 
+/// `path` with `suffix` appended to its name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 fn write_atomically(path: &Path, table: &CheckpointTable) -> Result<(), CheckpointError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = sibling(path, ".tmp");
     let io = |source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
@@ -403,6 +437,19 @@ mod tests {
             !path.with_extension("json.tmp").exists(),
             "the temp file is renamed"
         );
+    }
+
+    #[test]
+    fn regression_a_checkpoint_file_is_refused_while_another_consumer_has_it_open() {
+        // Two `flyhigh consume` processes on the default file raced on its temp file
+        // and one failed mid-run with "No such file or directory".
+        let path = temp_dir("in-use").join("checkpoints.json");
+        let first = FileCheckpoints::open(&path).expect("first open");
+        let err = FileCheckpoints::open(&path).unwrap_err();
+        assert!(matches!(err, CheckpointError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("its own checkpoint file"), "{err}");
+        drop(first);
+        FileCheckpoints::open(&path).expect("free again once the first is closed");
     }
 
     #[test]

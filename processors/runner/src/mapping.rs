@@ -25,6 +25,8 @@ pub const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
 /// the entry holds only the batch's position, as Lambda's does (an SQS message holds
 /// 256 KiB).
 pub const MAX_RECORDS_IN_FAILURE_BYTES: usize = 192 * 1024;
+/// Attempts at the listing that decides a run is over.
+const FINAL_LISTING_ATTEMPTS: u32 = 5;
 /// Lambda's largest Kinesis batch size.
 pub const MAX_BATCH_SIZE: usize = 10_000;
 
@@ -266,6 +268,8 @@ impl Runner {
         let arn = source.stream_arn();
         let arn = arn.as_str();
         let mut running = FuturesUnordered::new();
+        // Whether the listing at hand was made after the last shard stopped.
+        let mut confirmed = false;
         loop {
             // Learn the shards listed for the first time.
             for shard in &listed {
@@ -305,12 +309,23 @@ impl Runner {
                 });
             }
             if running.is_empty() {
+                // Nothing left to read in the listing at hand; one fresh listing decides,
+                // so that children of a shard that just ended are not missed because the
+                // listing after its end failed or was never made (an idle stop).
+                if !confirmed {
+                    confirmed = true;
+                    if let Some(shards) = self.relist(source, FINAL_LISTING_ATTEMPTS).await? {
+                        listed = shards;
+                    }
+                    continue;
+                }
                 let waiting = lineage.waiting(&listed);
                 if !waiting.is_empty() {
-                    tracing::info!(shards = ?waiting, "shards left unread: a parent stopped before its end");
+                    tracing::warn!(shards = ?waiting, "shards left unread: a parent stopped before its end; run again to read them");
                 }
                 return Ok(self.stats());
             }
+            confirmed = false;
             let relist_at = Instant::now() + self.config.shard_refresh_interval;
             let finished = tokio::select! {
                 Some((shard_id, end)) = running.next() => match end? {
@@ -334,15 +349,33 @@ impl Runner {
             };
             if finished {
                 // A shard reaching its end is when its children become readable.
-                match source.shards().await {
-                    Ok(shards) => listed = shards,
-                    Err(SourceError::Transient(e)) => {
-                        tracing::warn!(error = %e, "listing shards failed; keeping the last listing");
-                    }
-                    Err(error) => return Err(listing_error(error)),
+                if let Some(shards) = self.relist(source, 1).await? {
+                    listed = shards;
                 }
             }
         }
+    }
+
+    /// Lists the shards again, trying up to `attempts` times on transient errors;
+    /// `None` when every attempt failed (the caller keeps its last listing).
+    async fn relist<S: StreamSource>(
+        &self,
+        source: &S,
+        attempts: u32,
+    ) -> Result<Option<Vec<SourceShard>>, RunnerError> {
+        for attempt in 1..=attempts.max(1) {
+            match source.shards().await {
+                Ok(shards) => return Ok(Some(shards)),
+                Err(SourceError::Transient(e)) => {
+                    tracing::warn!(error = %e, attempt, "listing shards failed; keeping the last listing");
+                    if attempt < attempts {
+                        tokio::time::sleep(backoff(self.config.poll_interval, attempt)).await;
+                    }
+                }
+                Err(error) => return Err(listing_error(error)),
+            }
+        }
+        Ok(None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -434,11 +467,13 @@ impl Runner {
     /// on-failure destination, checkpointing as it goes.
     ///
     /// The batch is worked through as segments in shard order. A failing segment is
-    /// retried from its first failed record; with
-    /// [`MappingConfig::bisect_batch_on_function_error`] a failing segment of two or
-    /// more records is first split in two halves, each retried on its own, without
-    /// counting a retry (as Lambda does). Only a one-record segment, or any segment
-    /// when bisecting is off, counts retries towards
+    /// retried from its first failed record. With
+    /// [`MappingConfig::bisect_batch_on_function_error`], as Lambda does, a reported
+    /// item failure splits the segment at that record and the rest is retried whole,
+    /// and a failing segment of two or more records that made no progress (a
+    /// function error, or a failure reported at its first record) is split in two
+    /// halves, each retried on its own; neither counts a retry. Only a one-record
+    /// segment, or any segment when bisecting is off, counts retries towards
     /// [`MappingConfig::max_retry_attempts`].
     async fn deliver<H, F, C>(
         &self,
@@ -463,6 +498,7 @@ impl Runner {
             let pending = &batch[segment.start..segment.end];
             let event = kinesis_event(shard_id, shard.arn, &self.config.region, pending);
             self.counters.invocations.fetch_add(1, Ordering::Relaxed);
+            let mut reported = false;
             let (failed_from, condition) = match handler.handle(event).await {
                 Ok(response) => match first_failure(pending, &response) {
                     FirstFailure::None => {
@@ -470,6 +506,7 @@ impl Runner {
                         continue;
                     }
                     FirstFailure::At(i) => {
+                        reported = true;
                         self.done(shard, &pending[..i], checkpoints).await?;
                         let from = segment.start + i;
                         let condition = format!(
@@ -488,8 +525,19 @@ impl Runner {
             self.counters
                 .failed_invocations
                 .fetch_add(1, Ordering::Relaxed);
+            // Lambda with both settings splits at the reported record and retries the
+            // rest; a failure at the very first record made no progress and is bisected
+            // like a function error.
+            let progressed = reported && failed_from > segment.start;
             segment.start = failed_from;
+            if self.config.bisect_batch_on_function_error && progressed {
+                segments.push_front(segment);
+                continue;
+            }
             if self.config.bisect_batch_on_function_error && segment.len() > 1 {
+                // Halves are retried at once in Lambda; a pause keeps a throttled store
+                // from being hit again by every level of the bisection.
+                tokio::time::sleep(self.config.retry_backoff).await;
                 let (left, right) = segment.halves();
                 tracing::warn!(shard_id, %condition, left = left.len(), right = right.len(), "bisecting failed batch");
                 self.counters.bisections.fetch_add(1, Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! DynamoDB errors, classified by what the caller must do. Pure: tested with SDK
 //! error types built by their builders.
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::CancellationReason;
 use flyhigh_core::ports::{CommitError, StoreError};
@@ -39,7 +39,7 @@ pub(crate) fn store_error<E>(op: &str, err: &SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let message = format!("DynamoDB {op}: {}", DisplayErrorContext(err));
+    let message = format!("DynamoDB {op}: {}", crate::error_text(err));
     match retry_of(err) {
         Retry::Transient => StoreError::Transient(message),
         Retry::Permanent => StoreError::Permanent(message),

@@ -416,7 +416,7 @@ async fn bisect_isolates(report_item: bool) {
     expected.remove(5);
     if report_item {
         // A reported failure marks the records before it done: they are not sent
-        // again, and the rest is bisected.
+        // again, and the rest is retried, then bisected.
         assert_eq!(batches[0], names("S", 0..8));
         assert!(batches[1..].iter().flatten().all(|r| r.as_str() >= "S/5"));
         expected.retain(|r| r.as_str() > "S/5");
@@ -424,15 +424,17 @@ async fn bisect_isolates(report_item: bool) {
     assert_eq!(succeeded, expected, "{batches:?}");
     assert_eq!(stats.records_done, 8);
     // By a function error: 8 → 4 + [4] → 2 + [2] → 1 + [1]; by a reported failure
-    // at S/5, records 0..5 are done and the 3 left → 1 + 2.
+    // at S/5, records 0..5 are done, the 3 left are retried whole (split at the
+    // reported record), fail at their first record, and → 1 + 2.
     assert_eq!(
         stats.bisections,
         if report_item { 1 } else { 3 },
         "{stats:?}"
     );
     assert_eq!(handler.records().iter().filter(|r| *r == "S/5").count(), {
-        // Every segment holding S/5 down to the lone record, plus its 2 retries.
-        stats.bisections as usize + 1 + 2
+        // Every segment holding S/5 down to the lone record, plus its 2 retries, plus
+        // the split at the reported record.
+        stats.bisections as usize + 1 + 2 + usize::from(report_item)
     });
 }
 
