@@ -33,12 +33,14 @@
 //! forgotten while an event about them can still arrive. The rule
 //! ([`booking_expiry`], [`within_horizon`]): a booking's record expires
 //! [`BOOKING_RETENTION_DAYS`] after the end of its flight's departure date (the date
-//! is part of the flight id), and an event on a flight whose records may already be
-//! forgotten, that is one less than [`HORIZON_SAFETY_DAYS`] before that expiry, is
-//! never applied: the handler sets it aside, counted and dead-lettered. The second
-//! half is what makes the rule hold whatever the source of the event (a Kinesis
-//! retry, a replay of the whole retention, a replay from the archive): a record
-//! cannot be deleted before its expiry, and no event can be applied after it.
+//! is part of the flight id), and a booking event on a flight whose records may
+//! already be forgotten, from [`HORIZON_SAFETY_DAYS`] before that expiry, is never
+//! applied: the handler sets it aside, counted and dead-lettered. The second half is
+//! what makes the rule hold whatever the source of the event (a Kinesis retry, a
+//! replay of the whole retention, a replay from the archive): a record cannot be
+//! deleted before its expiry, and no booking can be counted after it. Cancellations
+//! need no such check: one that meets a forgotten record leaves a tombstone and moves
+//! no seat.
 
 use std::collections::{BTreeMap, HashMap};
 

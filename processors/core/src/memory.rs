@@ -85,6 +85,18 @@ impl MemoryStore {
         self.lock().bookings.get(id).cloned()
     }
 
+    /// Forgets the booking records whose expiry
+    /// ([`crate::inventory::booking_expiry`]) is at or before `now`, as DynamoDB's TTL
+    /// does; returns how many.
+    pub fn purge_expired(&self, now: chrono::DateTime<chrono::Utc>) -> usize {
+        let mut state = self.lock();
+        let before = state.bookings.len();
+        state.bookings.retain(|_, r| {
+            crate::inventory::booking_expiry(&r.flight_id).is_none_or(|expiry| expiry > now)
+        });
+        before - state.bookings.len()
+    }
+
     /// How many bookings are stored.
     pub fn booking_count(&self) -> usize {
         self.lock().bookings.len()

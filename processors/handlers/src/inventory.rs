@@ -3,8 +3,8 @@
 //! Per batch:
 //! 1. expand every Kinesis record into its user records (a KPL aggregate holds
 //!    several) and decode each; poison is set aside with the reason (a damaged
-//!    aggregate as a whole, an event that is not one or is invalid on its own, an
-//!    event on a flight beyond the retention horizon), and the rest of the batch
+//!    aggregate as a whole, an event that is not one or is invalid on its own, a
+//!    booking on a flight beyond the retention horizon), and the rest of the batch
 //!    goes on;
 //! 2. read the stored state of every booking the batch mentions;
 //! 3. fold the batch over those states ([`flyhigh_core::inventory::plan`]) and pack
@@ -35,7 +35,7 @@ use flyhigh_core::inventory::{
 use flyhigh_core::{
     CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore, KinesisRecord,
 };
-use flyhigh_schemas::{AggregateError, DecodeError, Envelope, Payload};
+use flyhigh_schemas::{AggregateError, Booking, DecodeError, Envelope, Payload};
 
 use crate::kinesis;
 
@@ -80,8 +80,8 @@ pub struct HandlerStats {
     /// cabin or seat count (a producer bug; the first booking is kept). Counted each
     /// time one is seen, redeliveries included.
     pub changed_duplicates: u64,
-    /// Events on flights beyond the retention horizon, dead-lettered unapplied (also
-    /// counted in `dead_lettered` once written).
+    /// Bookings on flights beyond the retention horizon, dead-lettered unapplied (also
+    /// counted in `dead_lettered` once written). Counted each time one is seen.
     pub beyond_horizon: u64,
 }
 
@@ -405,17 +405,18 @@ fn poison_event_parts(record: &EventRecord<'_>) -> DeadLetter {
     }
 }
 
-/// The letter for an event on a flight whose booking records may be forgotten
-/// already: applying it could count a booking twice, so it is set aside instead.
+/// The letter for a booking on a flight whose booking records may be forgotten
+/// already: applying it could count it twice, so it is set aside instead.
 fn beyond_horizon(
     record: &EventRecord<'_>,
     event: &Envelope,
     now: DateTime<Utc>,
 ) -> Option<DeadLetter> {
-    let flight_id = match &event.payload {
-        Payload::Search(_) => return None,
-        Payload::Booking(b) => &b.flight_id,
-        Payload::Cancellation(c) => &c.flight_id,
+    // Only a booking can count twice when it meets a forgotten record. A cancellation
+    // that meets one leaves a tombstone and moves no seat, and it releases what its
+    // booking's own record says, whatever flight it names, so it is always applied.
+    let Payload::Booking(Booking { flight_id, .. }) = &event.payload else {
+        return None;
     };
     if within_horizon(flight_id, now) {
         return None;

@@ -361,6 +361,39 @@ async fn an_event_beyond_the_retention_horizon_is_dead_lettered_not_applied() {
 }
 
 #[tokio::test]
+async fn a_redelivery_after_the_booking_records_expired_counts_nothing_twice() {
+    // Booked and cancelled while the flight is live; the stream (or an archive
+    // replay) delivers the whole history again after the records expired.
+    let dead = MemoryDeadLetters::new();
+    let store = MemoryStore::new();
+    let expiry = flyhigh_core::inventory::booking_expiry(FLIGHT).unwrap();
+    let events = kinesis_event(
+        &json(&[
+            booking("BK000001", FLIGHT, 2),
+            booking("BK000002", FLIGHT, 3),
+            cancellation("BK000002", FLIGHT),
+        ]),
+        1,
+    );
+    let live =
+        InventoryHandler::new(&store, &dead).with_clock(|| "2026-11-30T00:00:00Z".parse().unwrap());
+    live.handle(events.clone()).await;
+    assert_eq!(store.sold(&economy()), 2);
+    assert_eq!(store.purge_expired(expiry), 2);
+
+    let late = InventoryHandler::new(&store, &dead).with_clock(move || expiry);
+    assert!(failures(&late.handle(events).await).is_empty());
+    assert_eq!(store.sold(&economy()), 2, "no booking counted again");
+    assert_eq!(late.stats().beyond_horizon, 2);
+    // The cancellation met nothing and left a tombstone, moving no seat.
+    assert_eq!(
+        store.booking("BK000002").map(|r| r.status),
+        Some(BookingStatus::CancelPending)
+    );
+    assert_eq!(store.booking("BK000001"), None);
+}
+
+#[tokio::test]
 async fn regression_poison_after_the_reported_failure_is_dead_lettered_once_by_the_retry() {
     let dead = MemoryDeadLetters::new();
     let handler = InventoryHandler::new(MemoryStore::new(), &dead);

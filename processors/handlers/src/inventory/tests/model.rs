@@ -21,7 +21,8 @@ use super::reference::Reference;
 use super::scripted::{ScriptedStore, Step};
 use super::*;
 
-/// The flight beyond the retention horizon at [`now`].
+/// The flight beyond the retention horizon at [`now`]: bookings on it are set aside,
+/// cancellations naming it are applied (they release what their booking recorded).
 const DEPARTED: &str = "FH0003-20241101";
 const FLIGHTS: [&str; 4] = [FLIGHT, "FH0456-20261202", "FH0999-20261203", DEPARTED];
 
@@ -128,7 +129,8 @@ fn payloads(ops: &[Op]) -> (Vec<Vec<u8>>, Vec<Envelope>, BTreeSet<usize>) {
                     Payload::Cancellation(c) => c.flight_id.clone(),
                     Payload::Search(_) => unreachable!("the model makes no searches"),
                 };
-                if flight == DEPARTED {
+                let is_booking = matches!(event.payload, Payload::Booking(_));
+                if is_booking && flight == DEPARTED {
                     set_aside.insert(payloads.len());
                 } else {
                     applicable.push(event.clone());
