@@ -90,7 +90,9 @@ pub struct ConsumeArgs {
     /// Checkpoint file of this mapping (JSON, format in `flyhigh_runner::checkpoint`):
     /// a restarted `consume` goes on after the last checkpoint of each shard and
     /// never re-reads a finished shard. Delete it to start again from the trim
-    /// horizon. Default: out/checkpoints/STREAM.json.
+    /// horizon. Default: out/checkpoints/STREAM--TABLE.json (what is stored in that
+    /// table). A stream deleted and created again under its name needs its checkpoint
+    /// file deleted: its shards are new ones under the same ids.
     #[arg(long)]
     checkpoints: Option<PathBuf>,
     /// How often to list the shards again to find the children of a reshard (also
@@ -202,7 +204,11 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     let checkpoints_path = args
         .checkpoints
         .clone()
-        .unwrap_or_else(|| PathBuf::from("out/checkpoints").join(format!("{}.json", n.stream)));
+        // Keyed by stream and table: the checkpoints say what is stored in that table,
+        // so consuming the stream into another table starts from the trim horizon.
+        .unwrap_or_else(|| {
+            PathBuf::from("out/checkpoints").join(format!("{}--{}.json", n.stream, n.table))
+        });
     let checkpoints = FileCheckpoints::open(&checkpoints_path)?;
     let runner = Runner::new(MappingConfig {
         batch_size: args.batch_size,

@@ -155,6 +155,18 @@ pub fn letter_key(l: &DeadLetter) -> String {
     }
 }
 
+/// A letter's entry in a replay ledger: its place in the stream and a digest of its
+/// bytes. The place alone repeats: the embedded default's stream numbers its records
+/// from the start on every demo run, and a stream created again under its name has
+/// new records under old ids.
+pub fn ledger_key(l: &DeadLetter) -> String {
+    format!(
+        "{}@{}",
+        letter_key(l),
+        flyhigh_schemas::hash_key(&l.data_base64)
+    )
+}
+
 /// The original bytes of a letter.
 pub fn original_bytes(l: &DeadLetter) -> Result<Vec<u8>, String> {
     if l.data_base64.is_empty() {
@@ -517,7 +529,8 @@ async fn replay_file(
             break;
         }
         let key = letter_key(&letter);
-        if done.contains(&key) {
+        let ledger_entry = ledger_key(&letter);
+        if done.contains(&ledger_entry) {
             report.already_replayed += 1;
             continue;
         }
@@ -541,7 +554,7 @@ async fn replay_file(
             Put::Done => {
                 ledger
                     .append(&[LedgerEntry {
-                        key: key.clone(),
+                        key: ledger_entry.clone(),
                         reason_kind: letter.reason_kind.clone(),
                         target: target.clone(),
                         replayed_at: chrono::Utc::now(),
@@ -552,7 +565,7 @@ async fn replay_file(
                             ledger_path.display()
                         )
                     })?;
-                done.insert(key);
+                done.insert(ledger_entry);
                 report.replayed += 1;
             }
             Put::FailedAgain => report.failed_again += 1,
@@ -612,6 +625,18 @@ mod tests {
             letter_key(&letter("x", "p", Some(0))),
             letter_key(&letter("x", "p", Some(1)))
         );
+    }
+
+    #[test]
+    fn regression_a_new_letter_at_a_replayed_place_is_not_taken_for_the_old_one() {
+        // The demo's stream numbers records from the start on every run: a letter of
+        // a later run at the same shard and sequence number must still be replayed.
+        let old = letter("x", "p", None);
+        let mut new = letter("x", "p", None);
+        new.data_base64 = "eyJhIjoxfQ==".into();
+        assert_eq!(letter_key(&old), letter_key(&new));
+        assert_ne!(ledger_key(&old), ledger_key(&new));
+        assert_eq!(ledger_key(&old), ledger_key(&old.clone()));
     }
 
     #[test]

@@ -108,7 +108,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         &files.producer_dead_letters,
     ] {
         remove_if_exists(path)?;
-        for suffix in ["-wal", "-shm"] {
+        // SQLite's side files, and what `flyhigh dead-letters replay` keeps beside a
+        // letter file: the ledger of an earlier run's letters means nothing now.
+        for suffix in ["-wal", "-shm", ".replayed.jsonl", ".failed-again.jsonl"] {
             remove_if_exists(&PathBuf::from(format!("{}{suffix}", path.display())))?;
         }
     }
