@@ -357,6 +357,21 @@ async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
     if on {
         return Ok(());
     }
+    if let Some(other) = current.time_to_live_description().and_then(|d| {
+        d.attribute_name().filter(|a| {
+            *a != items::EXPIRES_AT
+                && matches!(
+                    d.time_to_live_status(),
+                    Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+                )
+        })
+    }) {
+        return Err(StoreError::Permanent(format!(
+            "table {name} has TTL on attribute `{other}`; the inventory's booking items \
+             expire by `{}`: change the table's TTL attribute",
+            items::EXPIRES_AT
+        )));
+    }
     let spec = TimeToLiveSpecification::builder()
         .attribute_name(items::EXPIRES_AT)
         .enabled(true)

@@ -80,8 +80,9 @@ pub struct ConsumeArgs {
     /// command ends when every shard has stopped.
     #[arg(long, default_value_t = 5.0)]
     idle_seconds: f64,
-    /// Shards processed at once (default: all, as Lambda does). Use 1 against moto,
-    /// whose DynamoDB transactions race under concurrent writers.
+    /// Shards processed at once (default: all, as Lambda does). Against moto, start
+    /// it with `scripts/moto.sh` (its launcher serializes DynamoDB calls, so
+    /// concurrent shards are safe there).
     #[arg(long)]
     shard_concurrency: Option<usize>,
     /// Write a JSON summary here.

@@ -137,7 +137,11 @@ async fn show(flight_id: &str, store: &StoreArgs, json: bool) -> anyhow::Result<
     }
     let views: Vec<CabinView> = cabins.iter().map(CabinView::new).collect();
     if json {
-        let first = &views[0];
+        // A cabin sold but missing from the schedule has no route: take one that has.
+        let first = views
+            .iter()
+            .find(|v| v.route.is_some())
+            .unwrap_or(&views[0]);
         let flight = FlightView {
             flight_id: flight_id.to_string(),
             scheduled: views.iter().any(|v| v.scheduled),
@@ -148,7 +152,10 @@ async fn show(flight_id: &str, store: &StoreArgs, json: bool) -> anyhow::Result<
         println!("{}", serde_json::to_string_pretty(&flight)?);
         return Ok(true);
     }
-    let first = &views[0];
+    let first = views
+        .iter()
+        .find(|v| v.route.is_some())
+        .unwrap_or(&views[0]);
     match (&first.route, &first.departure) {
         (Some(route), Some(departure)) => {
             println!("flight {flight_id}  {route}  departs {departure}")

@@ -243,7 +243,8 @@ async fn regression_no_transaction_commits_after_a_store_error() {
     let handler =
         InventoryHandler::new(&store, MemoryDeadLetters::new()).with_max_transaction_items(4);
     let outcome = handler.process(&records).await;
-    assert!(outcome.first_failed.is_some());
+    // The first transaction (holding record 0) committed, so the retry starts later.
+    assert!(outcome.first_failed > Some(0), "{outcome:?}");
     // One transaction committed before the failure; none after it.
     assert_eq!(store.inner.commits(), 1);
     assert_eq!(handler.stats().transactions, 1);
