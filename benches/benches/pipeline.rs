@@ -105,40 +105,13 @@ fn producer(c: &mut Criterion) {
 }
 
 fn kinesis_records(n: usize) -> Vec<KinesisRecord> {
-    events(n)
-        .iter()
-        .enumerate()
-        .map(|(i, e)| KinesisRecord {
-            shard_id: "shardId-000000000000".into(),
-            sequence_number: format!("49{i:054}"),
-            partition_key: e.partition_key(),
-            approximate_arrival: None,
-            data: e.to_json(),
-        })
-        .collect()
+    flyhigh_benches::records::plain(0, &events(n))
 }
 
 /// The same events as [`kinesis_records`], packed as the producer packs them: KPL
 /// aggregates of up to 51,200 bytes (one shard, so every event shares them).
 fn aggregated_records(n: usize) -> Vec<KinesisRecord> {
-    use flyhigh_producer::aggregate::{ShardAggregator, UserRecord};
-    let mut aggregator = ShardAggregator::new(ProducerConfig::default().aggregate_max_bytes);
-    let mut sealed = Vec::new();
-    for e in events(n) {
-        sealed.extend(aggregator.add(UserRecord::new(e.partition_key(), e.to_json()), ()));
-    }
-    sealed.extend(aggregator.seal());
-    sealed
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| KinesisRecord {
-            shard_id: "shardId-000000000000".into(),
-            sequence_number: format!("49{i:054}"),
-            partition_key: a.entry.partition_key,
-            approximate_arrival: None,
-            data: a.entry.data,
-        })
-        .collect()
+    flyhigh_benches::records::aggregated(0, &events(n))
 }
 
 fn inventory_handler(c: &mut Criterion) {

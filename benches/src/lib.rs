@@ -21,3 +21,20 @@
 //! `events_per_second` in its summary.
 
 pub mod aggregation;
+pub mod records;
+
+/// The value after `name` in a load command's arguments, or `default`.
+///
+/// # Panics
+///
+/// When the value does not parse: the command was started with a wrong argument.
+pub fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number, got {v}"))
+        })
+        .unwrap_or(default)
+}

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use flyhigh_benches::{arg, records};
 use flyhigh_core::inventory::{InventoryEvent, Transaction, apply};
 use flyhigh_core::memory::{MemoryDeadLetters, MemoryStore};
 use flyhigh_core::{
@@ -34,8 +35,6 @@ use flyhigh_core::{
     StoreError,
 };
 use flyhigh_handlers::InventoryHandler;
-use flyhigh_producer::ProducerConfig;
-use flyhigh_producer::aggregate::{ShardAggregator, UserRecord};
 use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
 use flyhigh_simulator::{SimConfig, Simulator};
 use serde_json::json;
@@ -75,27 +74,6 @@ impl InventoryStore for Counting {
     }
 }
 
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, got {v}"))
-        })
-        .unwrap_or(default)
-}
-
-fn record(shard: usize, seq: usize, event: &Envelope) -> KinesisRecord {
-    KinesisRecord {
-        shard_id: format!("shardId-{shard:012}"),
-        sequence_number: format!("49{seq:054}"),
-        partition_key: event.partition_key(),
-        approximate_arrival: None,
-        data: event.to_json(),
-    }
-}
-
 fn hot_flight(runtime: &tokio::runtime::Runtime) -> serde_json::Value {
     const HOT: &str = "FH0777-20261201";
     let others: Vec<Envelope> = Simulator::new(SimConfig::new(7, 9_000))
@@ -132,11 +110,7 @@ fn hot_flight(runtime: &tokio::runtime::Runtime) -> serde_json::Value {
         ));
         events.extend(others.by_ref().take(9));
     }
-    let records: Vec<KinesisRecord> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| record(0, i, e))
-        .collect();
+    let records = records::plain(0, &events);
     let handler = InventoryHandler::new(Counting::default(), MemoryDeadLetters::new());
     let outcome = runtime.block_on(handler.process(&records));
     assert_eq!(outcome.first_failed, None, "the hot batch failed");
@@ -207,33 +181,8 @@ fn shard_records(events: &[Envelope], shards: usize, packing: Packing) -> Vec<Ve
         .into_iter()
         .enumerate()
         .map(|(shard, events)| match packing {
-            Packing::Plain => events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| record(shard, i, e))
-                .collect(),
-            Packing::Aggregated => {
-                let mut aggregator =
-                    ShardAggregator::new(ProducerConfig::default().aggregate_max_bytes);
-                let mut sealed = Vec::new();
-                for e in events {
-                    sealed.extend(
-                        aggregator.add(UserRecord::new(e.partition_key(), e.to_json()), ()),
-                    );
-                }
-                sealed.extend(aggregator.seal());
-                sealed
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, a)| KinesisRecord {
-                        shard_id: format!("shardId-{shard:012}"),
-                        sequence_number: format!("49{i:054}"),
-                        partition_key: a.entry.partition_key,
-                        approximate_arrival: None,
-                        data: a.entry.data,
-                    })
-                    .collect()
-            }
+            Packing::Plain => records::plain(shard, events),
+            Packing::Aggregated => records::aggregated(shard, events),
         })
         .collect()
 }
@@ -289,8 +238,8 @@ fn write_units(
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let n = arg(&args, "--events", 200_000);
-    let shards = arg(&args, "--shards", 4).max(1);
+    let n: usize = arg(&args, "--events", 200_000);
+    let shards = arg::<usize>(&args, "--shards", 4).max(1);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flyhigh_benches::aggregation::{aggregated_path, even_map, plain_path, sample_records};
+use flyhigh_benches::arg;
 use flyhigh_producer::{
     FileDeadLetters, KinesisTransport, Producer, ProducerConfig, SendError, ShardLimits,
 };
@@ -30,17 +31,6 @@ use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
 use flyhigh_testkit::{
     FaultConfig, FaultProxy, create_stream, kinesalite_url, kinesis_client, unique_name,
 };
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, got {v}"))
-        })
-        .unwrap_or(default)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

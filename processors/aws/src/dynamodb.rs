@@ -20,7 +20,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
     ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use flyhigh_core::InventoryFilter;
@@ -194,32 +194,9 @@ impl InventoryStore for DynamoInventoryStore {
         Ok(())
     }
 
+    /// Every flight-cabin item: the listing with no filter (a whole-table `Scan`).
     async fn inventory(&self) -> Result<Vec<CabinInventory>, StoreError> {
-        let mut pages = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(#pk, :prefix)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":prefix", AttributeValue::S(items::FLIGHT_PREFIX.into()))
-            .consistent_read(true)
-            .set_limit(self.scan_page_size)
-            .into_paginator()
-            .send();
-        let mut out = Vec::new();
-        let mut page_count = 0usize;
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| store_error("Scan", &e))?;
-            page_count += 1;
-            for item in page.items() {
-                out.push(items::parse_cabin(item).map_err(|e| {
-                    StoreError::Permanent(format!("table {}: flight item: {e}", self.table))
-                })?);
-            }
-        }
-        tracing::debug!(table = %self.table, pages = page_count, cabins = out.len(), "inventory scanned");
-        out.sort_by(|a, b| (&a.flight_id, a.cabin).cmp(&(&b.flight_id, b.cabin)));
-        Ok(out)
+        self.list(&InventoryFilter::default()).await
     }
 
     /// One `Query` on the flight's partition key (paged, though a flight has at most

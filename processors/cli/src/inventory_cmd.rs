@@ -74,6 +74,19 @@ pub struct CabinView {
 }
 
 impl CabinView {
+    /// The cells both tables end with: capacity, sold, available, oversold, load,
+    /// status.
+    fn count_cells(&self) -> Vec<String> {
+        vec![
+            self.capacity.map_or("-".into(), |c| c.to_string()),
+            self.sold.to_string(),
+            self.available.to_string(),
+            self.oversold.to_string(),
+            load(self.load_factor),
+            status(self).into(),
+        ]
+    }
+
     pub fn new(c: &CabinInventory) -> CabinView {
         CabinView {
             flight_id: c.flight_id.clone(),
@@ -116,12 +129,8 @@ pub async fn run(command: InventoryCommand) -> anyhow::Result<bool> {
 
 /// Opens a store to read it: unlike loading a schedule, a read never creates a
 /// SQLite file (a mistyped path would otherwise read as an empty inventory).
-async fn open_for_reading(store: &StoreArgs) -> anyhow::Result<pipeline::AnyStore> {
-    pipeline::open_store_read_only(store).await
-}
-
 async fn show(flight_id: &str, store: &StoreArgs, json: bool) -> anyhow::Result<bool> {
-    let cabins = open_for_reading(store)
+    let cabins = pipeline::open_store_read_only(store)
         .await?
         .flight(flight_id)
         .await
@@ -136,27 +145,24 @@ async fn show(flight_id: &str, store: &StoreArgs, json: bool) -> anyhow::Result<
         return Ok(false);
     }
     let views: Vec<CabinView> = cabins.iter().map(CabinView::new).collect();
+    // A cabin sold but missing from the schedule has no route: take one that has.
+    let first = views
+        .iter()
+        .find(|v| v.route.is_some())
+        .unwrap_or(&views[0]);
+    let (route, departure) = (first.route.clone(), first.departure.clone());
     if json {
-        // A cabin sold but missing from the schedule has no route: take one that has.
-        let first = views
-            .iter()
-            .find(|v| v.route.is_some())
-            .unwrap_or(&views[0]);
         let flight = FlightView {
             flight_id: flight_id.to_string(),
             scheduled: views.iter().any(|v| v.scheduled),
-            route: first.route.clone(),
-            departure: first.departure.clone(),
+            route,
+            departure,
             cabins: views,
         };
         println!("{}", serde_json::to_string_pretty(&flight)?);
         return Ok(true);
     }
-    let first = views
-        .iter()
-        .find(|v| v.route.is_some())
-        .unwrap_or(&views[0]);
-    match (&first.route, &first.departure) {
+    match (&route, &departure) {
         (Some(route), Some(departure)) => {
             println!("flight {flight_id}  {route}  departs {departure}")
         }
@@ -174,15 +180,9 @@ async fn show(flight_id: &str, store: &StoreArgs, json: bool) -> anyhow::Result<
         "status",
     ]);
     for v in &views {
-        table.row(vec![
-            v.cabin.clone(),
-            v.capacity.map_or("-".into(), |c| c.to_string()),
-            v.sold.to_string(),
-            v.available.to_string(),
-            v.oversold.to_string(),
-            load(v.load_factor),
-            status(v).into(),
-        ]);
+        let mut row = vec![v.cabin.clone()];
+        row.extend(v.count_cells());
+        table.row(row);
     }
     print!("{}", table.render());
     Ok(true)
@@ -196,7 +196,7 @@ async fn list(args: ListArgs) -> anyhow::Result<bool> {
         sold_out_only: args.sold_out,
         limit: args.limit,
     };
-    let cabins = open_for_reading(&args.store)
+    let cabins = pipeline::open_store_read_only(&args.store)
         .await?
         .list(&filter)
         .await
@@ -219,18 +219,14 @@ async fn list(args: ListArgs) -> anyhow::Result<bool> {
         "status",
     ]);
     for v in &views {
-        table.row(vec![
+        let mut row = vec![
             v.flight_id.clone(),
             v.cabin.clone(),
             v.route.clone().unwrap_or_else(|| "-".into()),
             v.departure.clone().unwrap_or_else(|| "-".into()),
-            v.capacity.map_or("-".into(), |c| c.to_string()),
-            v.sold.to_string(),
-            v.available.to_string(),
-            v.oversold.to_string(),
-            load(v.load_factor),
-            status(v).into(),
-        ]);
+        ];
+        row.extend(v.count_cells());
+        table.row(row);
     }
     if table.is_empty() {
         println!("no cabin matches");
