@@ -29,8 +29,7 @@ const COMMITTED_UPDATES: usize = 400;
 const UPDATE_WRITERS: usize = 4;
 
 async fn client() -> Client {
-    let url = std::env::var("FLYHIGH_MOTO_URL")
-        .expect("FLYHIGH_MOTO_URL is not set: run scripts/test.sh, or scripts/moto.sh start && source target/moto.env");
+    let url = flyhigh_testkit::moto_url();
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(aws_config::Region::new("us-east-1"))

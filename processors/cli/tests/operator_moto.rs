@@ -17,12 +17,8 @@ use flyhigh_core::{
     BookingRecord, BookingStatus, CabinKey, DeadLetter, DeadLetterSink, InventoryStore,
 };
 use flyhigh_schemas::Cabin;
+use flyhigh_testkit::moto_url;
 use serde_json::Value;
-
-fn moto_url() -> String {
-    std::env::var("FLYHIGH_MOTO_URL")
-        .expect("FLYHIGH_MOTO_URL is not set: scripts/moto.sh start && source target/moto.env")
-}
 
 fn flyhigh_at(endpoint: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flyhigh"))

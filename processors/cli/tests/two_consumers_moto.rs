@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use flyhigh_testkit::{FaultConfig, FaultProxy, FaultStats};
+use flyhigh_testkit::{FaultConfig, FaultProxy, FaultStats, moto_url};
 use serde_json::Value;
 
 const EVENTS: u32 = 20_000;
@@ -31,12 +31,6 @@ const CONSUMER_DEADLINE: Duration = Duration::from_secs(600);
 /// moto 5.2.5 grew past 7 GiB on this run; through the launcher it peaks at
 /// 200-300 MiB (a fresh server, then a second run in it).
 const MOTO_PEAK_RSS_LIMIT_KIB: u64 = 1024 * 1024;
-
-fn moto_url() -> String {
-    std::env::var("FLYHIGH_MOTO_URL").expect(
-        "FLYHIGH_MOTO_URL is not set: run scripts/test.sh, or scripts/moto.sh start && source target/moto.env",
-    )
-}
 
 /// `flyhigh` with the AWS test environment, pointed at moto.
 fn flyhigh(moto: &str) -> Command {

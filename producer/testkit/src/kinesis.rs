@@ -153,6 +153,22 @@ pub fn kinesalite_url() -> String {
     })
 }
 
+/// The URL of the moto server the test run (`scripts/test.sh`, or `scripts/moto.sh
+/// start`) runs, from `FLYHIGH_MOTO_URL`.
+///
+/// # Panics
+///
+/// When the variable is not set, with a message saying how to start moto: a test
+/// that needs it must fail, not skip.
+pub fn moto_url() -> String {
+    std::env::var("FLYHIGH_MOTO_URL").unwrap_or_else(|_| {
+        panic!(
+            "FLYHIGH_MOTO_URL is not set: run scripts/test.sh, or \
+             scripts/moto.sh start && source target/moto.env"
+        )
+    })
+}
+
 /// Waits until `name` is `ACTIVE`: after CreateStream, or after a SplitShard,
 /// MergeShards or UpdateShardCount.
 pub async fn wait_until_active(client: &Client, name: &str) -> Result<(), KinesisTestError> {

@@ -54,7 +54,7 @@ mod wire;
 
 pub use fault::{FaultConfig, FaultStats, InvalidFaultConfig};
 pub use kinesis::{
-    KinesisTestError, create_stream, kinesalite_url, kinesis_client, list_shards, read_all,
-    unique_name, wait_until_active,
+    KinesisTestError, create_stream, kinesalite_url, kinesis_client, list_shards, moto_url,
+    read_all, unique_name, wait_until_active,
 };
 pub use proxy::FaultProxy;
