@@ -25,7 +25,6 @@ use flyhigh_core::InventoryStore;
 use flyhigh_core::memory::MemoryDeadLetters;
 use flyhigh_embedded::SqliteInventoryStore;
 use flyhigh_handlers::InventoryHandler;
-use flyhigh_runner::failure::{BatchFailure, FailureDestination};
 use flyhigh_runner::source::StreamSource;
 use flyhigh_runner::{MappingConfig, Runner, handler_fn};
 use flyhigh_schemas::Envelope;
@@ -37,15 +36,7 @@ use flyhigh_testkit::{
 const EVENTS: usize = 3_000;
 const PARENT: &str = "shardId-000000000000";
 
-#[derive(Default)]
-struct Failures(Mutex<Vec<BatchFailure>>);
-
-impl FailureDestination for Failures {
-    async fn send(&self, failure: &BatchFailure) -> Result<(), String> {
-        self.0.lock().unwrap().push(failure.clone());
-        Ok(())
-    }
-}
+use flyhigh_runner::failure::MemoryFailures as Failures;
 
 /// Puts events as plain JSON records (one envelope each), 500 per request, keyed
 /// as the design says; returns (shard id, sequence number) of each.
@@ -188,7 +179,7 @@ async fn a_split_while_the_runner_reads_loses_nothing_counts_nothing_twice_and_k
     );
     assert_eq!(sorted, expected, "delivered = written");
     assert_eq!(stats.records_done, EVENTS as u64);
-    assert!(failures.0.lock().unwrap().is_empty());
+    assert!(failures.sent().is_empty());
     assert!(stats.shards_finished >= 1, "{stats:?}");
 
     // Every parent record before any child record.

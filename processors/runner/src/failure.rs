@@ -54,3 +54,24 @@ pub trait FailureDestination: Send + Sync {
     /// batch it could not record).
     fn send(&self, failure: &BatchFailure) -> impl Future<Output = Result<(), String>> + Send;
 }
+
+/// An in-memory [`FailureDestination`], for tests and examples: keeps every entry.
+#[derive(Debug, Default)]
+pub struct MemoryFailures(std::sync::Mutex<Vec<BatchFailure>>);
+
+impl MemoryFailures {
+    /// The entries received, in order.
+    pub fn sent(&self) -> Vec<BatchFailure> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl FailureDestination for MemoryFailures {
+    async fn send(&self, failure: &BatchFailure) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(failure.clone());
+        Ok(())
+    }
+}

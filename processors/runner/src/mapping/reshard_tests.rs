@@ -225,15 +225,7 @@ impl Handler for Recorder {
     }
 }
 
-#[derive(Default)]
-struct Failures(Mutex<Vec<BatchFailure>>);
-
-impl FailureDestination for Failures {
-    async fn send(&self, failure: &BatchFailure) -> Result<(), String> {
-        self.0.lock().unwrap().push(failure.clone());
-        Ok(())
-    }
-}
+use crate::failure::MemoryFailures as Failures;
 
 fn config(batch_size: usize) -> MappingConfig {
     MappingConfig {
@@ -396,7 +388,7 @@ async fn bisect_isolates(report_item: bool) {
     });
     let stats = runner.run(&stream, &handler, &failures).await.unwrap();
 
-    let sent = failures.0.lock().unwrap().clone();
+    let sent = failures.sent();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let info = &sent[0].kinesis_batch_info;
     assert_eq!(info.batch_size, 1, "only the poison record is given up");
@@ -461,7 +453,7 @@ async fn without_bisect_the_whole_failing_batch_goes_to_the_failure_destination(
         ..config(8)
     });
     let stats = runner.run(&stream, &handler, &failures).await.unwrap();
-    let sent = failures.0.lock().unwrap().clone();
+    let sent = failures.sent();
     assert_eq!(sent[0].kinesis_batch_info.batch_size, 8);
     assert_eq!((stats.invocations, stats.bisections), (3, 0));
 }

@@ -49,15 +49,7 @@ impl Handler for Scripted {
     }
 }
 
-#[derive(Default)]
-struct Failures(Mutex<Vec<BatchFailure>>);
-
-impl FailureDestination for Failures {
-    async fn send(&self, failure: &BatchFailure) -> Result<(), String> {
-        self.0.lock().unwrap().push(failure.clone());
-        Ok(())
-    }
-}
+use crate::failure::MemoryFailures as Failures;
 
 /// A closed one-shard stream holding records "0".."n-1".
 fn stream(n: usize, shards: usize) -> LocalStream {
@@ -188,7 +180,7 @@ async fn a_batch_out_of_retries_goes_to_the_failure_destination_and_the_shard_mo
         .run(&LocalSource::new(stream(10, 1)), &handler, &failures)
         .await
         .unwrap();
-    let sent = failures.0.lock().unwrap().clone();
+    let sent = failures.sent();
     assert_eq!(sent.len(), 1);
     let info = &sent[0].kinesis_batch_info;
     assert_eq!(info.batch_size, 3);
