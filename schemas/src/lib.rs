@@ -17,6 +17,8 @@
 //! - [`json_schema`]: the JSON Schema (draft 2020-12) of the envelope, generated from
 //!   these types for producers not written in Rust; checked in as
 //!   `json/envelope.schema.json` and kept equal to the types by `tests/json_schema.rs`.
+//! - [`alert`]: the [`Alert`] the hot-route processor publishes (SNS message body and
+//!   attributes), with its JSON Schema checked in as `json/alert.schema.json`.
 //! - `fixtures/`: valid and invalid example records with the verdicts every consumer
 //!   (and the JSON Schema) must reach, run by `tests/fixtures.rs`.
 //!
@@ -60,6 +62,7 @@
 //! ```
 
 pub mod aggregation;
+pub mod alert;
 pub mod decode;
 pub mod event;
 pub mod json_schema;
@@ -69,6 +72,7 @@ pub mod validate;
 pub use aggregation::{
     AggregateBuilder, AggregateError, Deaggregated, UserRecordRef, deaggregate, is_aggregated,
 };
+pub use alert::{ALERT_VERSION, Alert, AlertRule, Severity};
 pub use decode::{DecodeError, decode};
 pub use event::{
     Booking, Cabin, Cancellation, CancellationReason, Envelope, EventType, Money, Payload,

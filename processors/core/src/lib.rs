@@ -6,17 +6,25 @@
 //!   ([`inventory::apply`]); a batch of events becomes a [`inventory::Plan`] of
 //!   conditional booking writes plus one aggregated counter change per flight and
 //!   cabin, packed into store transactions of bounded size.
+//! - [`demand`]: the hot-route processor. Demand counted per route, bucket of event
+//!   time and shard, exactly once by a high-water mark per counter
+//!   ([`demand::counting`]); surges judged once per route against its own baseline
+//!   ([`demand::surge`]); near-sold-out, sold-out and oversold latches per cabin
+//!   ([`demand::flights`]).
 //! - [`records`]: Kinesis records as the processors see them, expanded from KPL
 //!   aggregates into user records ([`EventRecord`]), decoding into events or poison
 //!   with a reason.
 //! - [`listing`]: the filters of an operator's inventory listing (route, date,
 //!   oversold, sold out, limit).
 //! - [`ports`]: the small traits the handlers need ([`ports::InventoryStore`],
-//!   [`ports::DeadLetterSink`]); the AWS and embedded adapters implement them.
+//!   [`ports::DemandStore`], [`ports::AlertStore`], [`ports::AlertPublisher`],
+//!   [`ports::DeadLetterSink`]); the AWS and embedded adapters implement them, and
+//!   [`memory`] does for tests.
 //!
 //! Dependencies point inwards: adapters and handlers depend on this crate, and this
 //! crate depends only on `flyhigh-schemas`. No AWS crate, no async runtime.
 
+pub mod demand;
 pub mod inventory;
 pub mod listing;
 pub mod memory;
@@ -26,6 +34,9 @@ pub mod schedule;
 
 pub use inventory::{BookingRecord, BookingStatus, CabinInventory, CabinKey, FlightSchedule};
 pub use listing::{InventoryFilter, Route};
-pub use ports::{CommitError, DeadLetter, DeadLetterSink, InventoryStore, StoreError};
+pub use ports::{
+    Added, AlertFilter, AlertPublisher, AlertStore, CommitError, DeadLetter, DeadLetterSink,
+    DemandStore, InventoryStore, ShardWatermark, StoreError, StoredAlert,
+};
 pub use records::{EventRecord, KinesisRecord};
 pub use schedule::{Schedule, ScheduledFlight};

@@ -12,6 +12,10 @@ use crate::listing::InventoryFilter;
 use crate::ports::{CommitError, DeadLetter, DeadLetterSink, InventoryStore, StoreError};
 use crate::schedule::Schedule;
 
+mod demand;
+
+pub use demand::{MemoryAlertStore, MemoryDemandStore, MemoryPublisher};
+
 #[derive(Debug, Default)]
 struct State {
     bookings: HashMap<String, BookingRecord>,

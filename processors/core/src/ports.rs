@@ -1,4 +1,5 @@
-//! The ports the handlers need. Adapters (DynamoDB, SQS, SQLite, files) implement
+//! The ports the handlers need: the inventory's, the hot-route processor's
+//! ([`DemandStore`], [`AlertStore`], [`AlertPublisher`]) and dead letters. Adapters (DynamoDB, SQS, SQLite, files) implement
 //! them; tests implement them in memory.
 
 use std::collections::HashMap;
@@ -7,7 +8,10 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{BookingRecord, CabinInventory, Transaction};
+use flyhigh_schemas::{Alert, AlertRule};
+
+use crate::demand::{CabinAlertState, CounterKey, CounterUpdate, Counts, Position, RouteState};
+use crate::inventory::{BookingRecord, CabinInventory, CabinKey, Transaction};
 use crate::listing::InventoryFilter;
 use crate::schedule::Schedule;
 
@@ -162,5 +166,230 @@ pub trait DeadLetterSink: Send + Sync {
 impl<T: DeadLetterSink> DeadLetterSink for &T {
     fn send(&self, letters: &[DeadLetter]) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).send(letters)
+    }
+}
+
+/// What a conditional counter change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// The counts were added and the mark moved.
+    Applied,
+    /// The stored mark was not below the change's first position: some or all of its
+    /// events are counted already. Build the change again above `mark`.
+    Stale {
+        /// The counter's stored mark.
+        mark: Position,
+    },
+}
+
+/// How far one shard's events have got in event time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardWatermark {
+    /// The shard.
+    pub shard_id: String,
+    /// The latest `occurred_at` counted from it.
+    pub event_time: DateTime<Utc>,
+    /// When (wall clock) it last moved.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where demand counters live (the hot-route processor's counting side).
+pub trait DemandStore: Send + Sync {
+    /// Adds `update.counts` to its counter and sets the counter's mark to
+    /// `update.last`, if the stored mark is below `update.first` or there is no
+    /// counter yet; else changes nothing and returns the stored mark.
+    fn add(&self, update: &CounterUpdate) -> impl Future<Output = Result<Added, StoreError>> + Send;
+
+    /// Every counter of `route` in buckets `from <= bucket < to`, one per shard.
+    fn counters(
+        &self,
+        route: &str,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<(CounterKey, Counts)>, StoreError>> + Send;
+
+    /// Notes that these routes have counters (idempotent), so that [`routes`](Self::routes)
+    /// lists them without scanning counters.
+    fn note_routes(&self, routes: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every route ever noted, sorted.
+    fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// The shard's watermark, if it has one.
+    fn watermark(
+        &self,
+        shard_id: &str,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// Moves the shard's watermark to `event_time` if that is later than the stored
+    /// one (never back), stamping `updated_at`.
+    fn advance_watermark(
+        &self,
+        shard_id: &str,
+        event_time: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every shard's watermark.
+    fn watermarks(&self) -> impl Future<Output = Result<Vec<ShardWatermark>, StoreError>> + Send;
+}
+
+/// An alert as stored: the alert and whether it has been published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAlert {
+    /// The alert exactly as published (or to be published).
+    pub alert: Alert,
+    /// When the outbox marked it published; `None` while pending.
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+/// Which alerts a listing shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFilter {
+    /// Raised at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Of this rule.
+    pub rule: Option<AlertRule>,
+    /// At most this many, the latest ones.
+    pub limit: Option<usize>,
+}
+
+impl AlertFilter {
+    /// Whether `alert` passes.
+    pub fn accepts(&self, alert: &Alert) -> bool {
+        self.since.is_none_or(|s| alert.raised_at >= s) && self.rule.is_none_or(|r| alert.rule == r)
+    }
+
+    /// Filters, orders by `(raised_at, alert_id)` and keeps the latest `limit`.
+    pub fn select(&self, alerts: impl IntoIterator<Item = StoredAlert>) -> Vec<StoredAlert> {
+        let mut out: Vec<StoredAlert> = alerts.into_iter().filter(|a| self.accepts(&a.alert)).collect();
+        out.sort_by(|a, b| {
+            (a.alert.raised_at, &a.alert.alert_id).cmp(&(b.alert.raised_at, &b.alert.alert_id))
+        });
+        if let Some(limit) = self.limit
+            && out.len() > limit
+        {
+            out.drain(..out.len() - limit);
+        }
+        out
+    }
+}
+
+/// Where alerts, their outbox and the rules' state live.
+///
+/// The outbox: [`record`](Self::record) stores an alert and queues it for publishing
+/// in one atomic step, and only the first caller for an `alert_id` gets `true`; a
+/// publisher [`claim`](Self::claim)s a pending alert, publishes it, then
+/// [`mark_published`](Self::mark_published). A crash between publish and mark leaves it
+/// pending; once the claim expires it is published again (at most once more per
+/// crash), with the same `alert_id`.
+pub trait AlertStore: Send + Sync {
+    /// Records `alert` and queues it for publishing, if no alert with its id exists.
+    /// `Ok(false)`: one does (raised by another invocation); nothing changed.
+    fn record(&self, alert: &Alert) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Alerts queued and not marked published, oldest first, at most `limit`.
+    fn pending(&self, limit: usize) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send;
+
+    /// Claims a pending alert for publishing until `until`, if it is pending and
+    /// unclaimed or its claim expired before `now`. `Ok(false)`: someone else holds it,
+    /// or it is published.
+    fn claim(
+        &self,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Marks a published alert (takes it out of the outbox). Idempotent.
+    fn mark_published(
+        &self,
+        alert_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The alerts a listing shows.
+    fn alerts(
+        &self,
+        filter: &AlertFilter,
+    ) -> impl Future<Output = Result<Vec<StoredAlert>, StoreError>> + Send;
+
+    /// The surge evaluator's state of a route.
+    fn route_state(
+        &self,
+        route: &str,
+    ) -> impl Future<Output = Result<Option<RouteState>, StoreError>> + Send;
+
+    /// Saves a route's state if the stored one has version `state.version - 1` (or
+    /// there is none and `state.version == 1`). `Ok(false)`: another evaluator saved
+    /// first; nothing changed.
+    fn save_route_state(
+        &self,
+        route: &str,
+        state: &RouteState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The flight rules' latches of these cabins; cabins without any are absent.
+    fn cabin_states(
+        &self,
+        keys: &[CabinKey],
+    ) -> impl Future<Output = Result<HashMap<CabinKey, CabinAlertState>, StoreError>> + Send;
+
+    /// Saves a cabin's latches, conditional on the version as for
+    /// [`save_route_state`](Self::save_route_state).
+    fn save_cabin_state(
+        &self,
+        key: &CabinKey,
+        state: &CabinAlertState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Where alerts are published: SNS, or locally a JSON lines file and the console.
+pub trait AlertPublisher: Send + Sync {
+    /// Publishes one alert (body: [`Alert::to_json`], attributes:
+    /// [`Alert::message_attributes`]). An error leaves it in the outbox, to retry.
+    fn publish(&self, alert: &Alert) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<T: DemandStore> DemandStore for &T {
+    fn add(&self, update: &CounterUpdate) -> impl Future<Output = Result<Added, StoreError>> + Send {
+        (**self).add(update)
+    }
+    fn counters(
+        &self,
+        route: &str,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<(CounterKey, Counts)>, StoreError>> + Send {
+        (**self).counters(route, from, to)
+    }
+    fn note_routes(&self, routes: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).note_routes(routes)
+    }
+    fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        (**self).routes()
+    }
+    fn watermark(
+        &self,
+        shard_id: &str,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send {
+        (**self).watermark(shard_id)
+    }
+    fn advance_watermark(
+        &self,
+        shard_id: &str,
+        event_time: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).advance_watermark(shard_id, event_time, updated_at)
+    }
+    fn watermarks(&self) -> impl Future<Output = Result<Vec<ShardWatermark>, StoreError>> + Send {
+        (**self).watermarks()
+    }
+}
+
+impl<T: AlertPublisher> AlertPublisher for &T {
+    fn publish(&self, alert: &Alert) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).publish(alert)
     }
 }

@@ -1,0 +1,335 @@
+//! In-memory adapters of the hot-route ports, with the real stores' conditions and
+//! injectable failures.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use flyhigh_schemas::Alert;
+
+use crate::demand::{CabinAlertState, CounterKey, CounterUpdate, Counts, Position, RouteState};
+use crate::inventory::CabinKey;
+use crate::ports::{
+    Added, AlertFilter, AlertPublisher, AlertStore, DemandStore, ShardWatermark, StoreError,
+    StoredAlert,
+};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Takes one from a failure budget; `true` when the call must fail.
+fn spend(budget: &mut u32) -> bool {
+    if *budget > 0 {
+        *budget -= 1;
+        true
+    } else {
+        false
+    }
+}
+
+#[derive(Debug, Default)]
+struct DemandState {
+    counters: BTreeMap<CounterKey, (Counts, Position)>,
+    routes: std::collections::BTreeSet<String>,
+    watermarks: BTreeMap<String, ShardWatermark>,
+    writes: u64,
+    fail_adds: u32,
+}
+
+/// An in-memory [`DemandStore`].
+#[derive(Debug, Default)]
+pub struct MemoryDemandStore {
+    state: Mutex<DemandState>,
+}
+
+impl MemoryDemandStore {
+    /// An empty store.
+    pub fn new() -> MemoryDemandStore {
+        MemoryDemandStore::default()
+    }
+
+    /// The next `n` counter changes fail with a transient error, changing nothing.
+    pub fn fail_next_adds(&self, n: u32) {
+        lock(&self.state).fail_adds = n;
+    }
+
+    /// Counter changes attempted so far (applied or stale).
+    pub fn writes(&self) -> u64 {
+        lock(&self.state).writes
+    }
+
+    /// Every counter with its mark.
+    pub fn all(&self) -> Vec<(CounterKey, Counts, Position)> {
+        lock(&self.state)
+            .counters
+            .iter()
+            .map(|(k, (c, p))| (k.clone(), *c, p.clone()))
+            .collect()
+    }
+
+    /// Counts per route and bucket, summed over shards.
+    pub fn totals(&self) -> BTreeMap<(String, i64), Counts> {
+        let mut out: BTreeMap<(String, i64), Counts> = BTreeMap::new();
+        for (k, (c, _)) in &lock(&self.state).counters {
+            out.entry((k.route.clone(), k.bucket)).or_default().add(c);
+        }
+        out
+    }
+}
+
+impl DemandStore for MemoryDemandStore {
+    async fn add(&self, update: &CounterUpdate) -> Result<Added, StoreError> {
+        let mut s = lock(&self.state);
+        if spend(&mut s.fail_adds) {
+            return Err(StoreError::Transient("injected counter failure".into()));
+        }
+        s.writes += 1;
+        match s.counters.get_mut(&update.key) {
+            Some((_, mark)) if *mark >= update.first => Ok(Added::Stale { mark: mark.clone() }),
+            Some((counts, mark)) => {
+                counts.add(&update.counts);
+                *mark = update.last.clone();
+                Ok(Added::Applied)
+            }
+            None => {
+                s.counters
+                    .insert(update.key.clone(), (update.counts, update.last.clone()));
+                Ok(Added::Applied)
+            }
+        }
+    }
+
+    async fn counters(
+        &self,
+        route: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(CounterKey, Counts)>, StoreError> {
+        Ok(lock(&self.state)
+            .counters
+            .iter()
+            .filter(|(k, _)| k.route == route && (from..to).contains(&k.bucket))
+            .map(|(k, (c, _))| (k.clone(), *c))
+            .collect())
+    }
+
+    async fn note_routes(&self, routes: &[String]) -> Result<(), StoreError> {
+        lock(&self.state).routes.extend(routes.iter().cloned());
+        Ok(())
+    }
+
+    async fn routes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(lock(&self.state).routes.iter().cloned().collect())
+    }
+
+    async fn watermark(&self, shard_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(lock(&self.state).watermarks.get(shard_id).map(|w| w.event_time))
+    }
+
+    async fn advance_watermark(
+        &self,
+        shard_id: &str,
+        event_time: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut s = lock(&self.state);
+        let w = s
+            .watermarks
+            .entry(shard_id.to_string())
+            .or_insert_with(|| ShardWatermark {
+                shard_id: shard_id.to_string(),
+                event_time,
+                updated_at,
+            });
+        if event_time > w.event_time {
+            w.event_time = event_time;
+            w.updated_at = updated_at;
+        }
+        Ok(())
+    }
+
+    async fn watermarks(&self) -> Result<Vec<ShardWatermark>, StoreError> {
+        Ok(lock(&self.state).watermarks.values().cloned().collect())
+    }
+}
+
+#[derive(Debug, Default)]
+struct AlertState {
+    alerts: BTreeMap<String, StoredAlert>,
+    /// Pending alert id → claim expiry.
+    outbox: BTreeMap<String, Option<DateTime<Utc>>>,
+    routes: HashMap<String, RouteState>,
+    cabins: HashMap<CabinKey, CabinAlertState>,
+    fail_records: u32,
+    fail_marks: u32,
+}
+
+/// An in-memory [`AlertStore`].
+#[derive(Debug, Default)]
+pub struct MemoryAlertStore {
+    state: Mutex<AlertState>,
+}
+
+impl MemoryAlertStore {
+    /// An empty store.
+    pub fn new() -> MemoryAlertStore {
+        MemoryAlertStore::default()
+    }
+
+    /// The next `n` calls of `record` fail with a transient error.
+    pub fn fail_next_records(&self, n: u32) {
+        lock(&self.state).fail_records = n;
+    }
+
+    /// The next `n` calls of `mark_published` fail with a transient error (a crash
+    /// between publish and mark).
+    pub fn fail_next_marks(&self, n: u32) {
+        lock(&self.state).fail_marks = n;
+    }
+
+    /// Every alert recorded, by id.
+    pub fn all(&self) -> Vec<StoredAlert> {
+        lock(&self.state).alerts.values().cloned().collect()
+    }
+}
+
+impl AlertStore for MemoryAlertStore {
+    async fn record(&self, alert: &Alert) -> Result<bool, StoreError> {
+        let mut s = lock(&self.state);
+        if spend(&mut s.fail_records) {
+            return Err(StoreError::Transient("injected record failure".into()));
+        }
+        if s.alerts.contains_key(&alert.alert_id) {
+            return Ok(false);
+        }
+        s.alerts.insert(
+            alert.alert_id.clone(),
+            StoredAlert {
+                alert: alert.clone(),
+                published_at: None,
+            },
+        );
+        s.outbox.insert(alert.alert_id.clone(), None);
+        Ok(true)
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        let s = lock(&self.state);
+        let mut out: Vec<Alert> = s
+            .outbox
+            .keys()
+            .filter_map(|id| s.alerts.get(id).map(|a| a.alert.clone()))
+            .collect();
+        out.sort_by(|a, b| (a.raised_at, &a.alert_id).cmp(&(b.raised_at, &b.alert_id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn claim(
+        &self,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut s = lock(&self.state);
+        match s.outbox.get_mut(alert_id) {
+            Some(claim) if claim.is_none_or(|c| c < now) => {
+                *claim = Some(until);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn mark_published(&self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut s = lock(&self.state);
+        if spend(&mut s.fail_marks) {
+            return Err(StoreError::Transient("injected mark failure".into()));
+        }
+        s.outbox.remove(alert_id);
+        if let Some(a) = s.alerts.get_mut(alert_id)
+            && a.published_at.is_none()
+        {
+            a.published_at = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<StoredAlert>, StoreError> {
+        Ok(filter.select(lock(&self.state).alerts.values().cloned()))
+    }
+
+    async fn route_state(&self, route: &str) -> Result<Option<RouteState>, StoreError> {
+        Ok(lock(&self.state).routes.get(route).cloned())
+    }
+
+    async fn save_route_state(&self, route: &str, state: &RouteState) -> Result<bool, StoreError> {
+        let mut s = lock(&self.state);
+        let stored = s.routes.get(route).map_or(0, |r| r.version);
+        if stored + 1 != state.version {
+            return Ok(false);
+        }
+        s.routes.insert(route.to_string(), state.clone());
+        Ok(true)
+    }
+
+    async fn cabin_states(
+        &self,
+        keys: &[CabinKey],
+    ) -> Result<HashMap<CabinKey, CabinAlertState>, StoreError> {
+        let s = lock(&self.state);
+        Ok(keys
+            .iter()
+            .filter_map(|k| s.cabins.get(k).map(|c| (k.clone(), *c)))
+            .collect())
+    }
+
+    async fn save_cabin_state(
+        &self,
+        key: &CabinKey,
+        state: &CabinAlertState,
+    ) -> Result<bool, StoreError> {
+        let mut s = lock(&self.state);
+        let stored = s.cabins.get(key).map_or(0, |c| c.version);
+        if stored + 1 != state.version {
+            return Ok(false);
+        }
+        s.cabins.insert(key.clone(), *state);
+        Ok(true)
+    }
+}
+
+/// An [`AlertPublisher`] that keeps what it published, and can fail on demand.
+#[derive(Debug, Default)]
+pub struct MemoryPublisher {
+    state: Mutex<(Vec<Alert>, u32)>,
+}
+
+impl MemoryPublisher {
+    /// A publisher with nothing published.
+    pub fn new() -> MemoryPublisher {
+        MemoryPublisher::default()
+    }
+
+    /// The next `n` publishes fail with a transient error.
+    pub fn fail_next(&self, n: u32) {
+        lock(&self.state).1 = n;
+    }
+
+    /// Every alert published, in order (repeats included).
+    pub fn published(&self) -> Vec<Alert> {
+        lock(&self.state).0.clone()
+    }
+}
+
+impl AlertPublisher for MemoryPublisher {
+    async fn publish(&self, alert: &Alert) -> Result<(), StoreError> {
+        let mut s = lock(&self.state);
+        if spend(&mut s.1) {
+            return Err(StoreError::Transient("injected publish failure".into()));
+        }
+        s.0.push(alert.clone());
+        Ok(())
+    }
+}
