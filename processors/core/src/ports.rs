@@ -393,3 +393,59 @@ impl<T: AlertPublisher> AlertPublisher for &T {
         (**self).publish(alert)
     }
 }
+
+impl<T: AlertStore> AlertStore for &T {
+    fn record(&self, alert: &Alert) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).record(alert)
+    }
+    fn pending(&self, limit: usize) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send {
+        (**self).pending(limit)
+    }
+    fn claim(
+        &self,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).claim(alert_id, now, until)
+    }
+    fn mark_published(
+        &self,
+        alert_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).mark_published(alert_id, at)
+    }
+    fn alerts(
+        &self,
+        filter: &AlertFilter,
+    ) -> impl Future<Output = Result<Vec<StoredAlert>, StoreError>> + Send {
+        (**self).alerts(filter)
+    }
+    fn route_state(
+        &self,
+        route: &str,
+    ) -> impl Future<Output = Result<Option<RouteState>, StoreError>> + Send {
+        (**self).route_state(route)
+    }
+    fn save_route_state(
+        &self,
+        route: &str,
+        state: &RouteState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).save_route_state(route, state)
+    }
+    fn cabin_states(
+        &self,
+        keys: &[CabinKey],
+    ) -> impl Future<Output = Result<HashMap<CabinKey, CabinAlertState>, StoreError>> + Send {
+        (**self).cabin_states(keys)
+    }
+    fn save_cabin_state(
+        &self,
+        key: &CabinKey,
+        state: &CabinAlertState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).save_cabin_state(key, state)
+    }
+}

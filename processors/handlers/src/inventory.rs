@@ -23,7 +23,7 @@
 //! A booking re-emitted with another flight, cabin or seat count is counted
 //! ([`HandlerStats::changed_duplicates`]) and logged, and changes nothing.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
@@ -35,8 +35,10 @@ use flyhigh_core::inventory::{
 use flyhigh_core::{
     CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore, KinesisRecord,
 };
-use flyhigh_schemas::{AggregateError, Booking, DecodeError, Envelope, Payload};
+use flyhigh_schemas::{Booking, Envelope, Payload};
 
+use crate::batch::{self, BatchOutcome, Decoded};
+use crate::demand::flights::{FlightWatch, NoFlightWatch, touched};
 use crate::kinesis;
 
 /// The processor's name in dead letters and logs.
@@ -102,46 +104,47 @@ struct Counters {
     beyond_horizon: AtomicU64,
 }
 
-/// The inventory handler, generic over its store and dead-letter sink.
-pub struct InventoryHandler<S, D> {
+/// The inventory handler, generic over its store, its dead-letter sink and what
+/// watches the flights it changes (flight alerts; none by default).
+pub struct InventoryHandler<S, D, W = NoFlightWatch> {
     store: S,
     dead_letters: D,
+    watch: W,
     counters: Counters,
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     max_transaction_items: usize,
 }
 
-/// What one batch came to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BatchOutcome {
-    /// Index of the first Kinesis record to retry, if any.
-    pub first_failed: Option<usize>,
-    /// Why, when there is a failure.
-    pub error: Option<String>,
-}
-
-impl BatchOutcome {
-    /// Records a failure at `index`; the earliest one wins.
-    fn fail(&mut self, index: usize, error: String) {
-        if self.first_failed.is_none_or(|f| index < f) {
-            self.first_failed = Some(index);
-            self.error = Some(error);
-        }
-    }
-}
-
 impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
-    /// A handler over ready-built adapters, on the system clock.
+    /// A handler over ready-built adapters, on the system clock, with no flight
+    /// alerts.
     pub fn new(store: S, dead_letters: D) -> Self {
         InventoryHandler {
             store,
             dead_letters,
+            watch: NoFlightWatch,
             counters: Counters::default(),
             clock: Box::new(Utc::now),
             max_transaction_items: MAX_TRANSACTION_ITEMS,
         }
     }
 
+    /// Checks the flights each batch changes with `watch` (see
+    /// [`crate::demand::flights`]): near-sold-out, sold-out and oversold alerts from the
+    /// committed state.
+    pub fn with_flight_watch<W: FlightWatch>(self, watch: W) -> InventoryHandler<S, D, W> {
+        InventoryHandler {
+            store: self.store,
+            dead_letters: self.dead_letters,
+            watch,
+            counters: self.counters,
+            clock: self.clock,
+            max_transaction_items: self.max_transaction_items,
+        }
+    }
+}
+
+impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D, W> {
     /// Reads "now" from `clock` instead of the system clock; it decides which events
     /// are beyond the retention horizon ([`flyhigh_core::inventory::within_horizon`]).
     pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
@@ -204,30 +207,14 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
         // retried, by Kinesis record.
         let now = (self.clock)();
         let mut inventory: Vec<(usize, InventoryEvent<'_>)> = Vec::new();
-        let mut events: Vec<(usize, Envelope)> = Vec::with_capacity(records.len());
-        let mut poison: Vec<(usize, DeadLetter)> = Vec::new();
-        for (index, record) in records.iter().enumerate() {
-            match record.event_records() {
-                Ok(user_records) => {
-                    self.add(&self.counters.user_records, user_records.len() as u64);
-                    for user_record in user_records {
-                        match user_record.decode() {
-                            Ok(event) => {
-                                if let Some(letter) = beyond_horizon(&user_record, &event, now) {
-                                    self.add(&self.counters.beyond_horizon, 1);
-                                    poison.push((index, letter));
-                                } else {
-                                    events.push((index, event));
-                                }
-                            }
-                            Err(e) => poison.push((index, poison_event(&user_record, &e))),
-                        }
-                    }
-                }
-                Err(e) => poison.push((index, damaged_aggregate(record, &e))),
-            }
-        }
-        for (index, event) in &events {
+        let expanded = batch::expand(PROCESSOR, records, |record, event| {
+            let letter = beyond_horizon(record, event, now)?;
+            self.add(&self.counters.beyond_horizon, 1);
+            Some(letter)
+        });
+        self.add(&self.counters.user_records, expanded.user_records as u64);
+        let poison = expanded.poison;
+        for Decoded { index, event, .. } in &expanded.events {
             match &event.payload {
                 Payload::Search(_) => self.add(&self.counters.searches, 1),
                 Payload::Booking(b) => inventory.push((*index, InventoryEvent::Booking(b))),
@@ -238,29 +225,17 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
         }
         self.add(&self.counters.inventory_events, inventory.len() as u64);
 
-        if let Some((index, error)) = self.apply(records, inventory).await {
+        let mut settled = HashSet::new();
+        if let Some((index, error)) = self.apply(records, inventory, &mut settled).await {
             outcome.fail(index, error);
         }
+        if !settled.is_empty() {
+            self.watch_flights(&expanded.events, &settled, &mut outcome).await;
+        }
 
-        // Poison is set aside only where the batch is final: a letter for a record
-        // at or after the reported failure would be written again by the retry.
-        let final_letters: Vec<&(usize, DeadLetter)> = poison
-            .iter()
-            .filter(|(index, _)| outcome.first_failed.is_none_or(|f| *index < f))
-            .collect();
-        if let Some((first, _)) = final_letters.first() {
-            let letters: Vec<DeadLetter> = final_letters.iter().map(|(_, l)| l.clone()).collect();
-            match self.dead_letters.send(&letters).await {
-                Ok(()) => {
-                    self.add(&self.counters.dead_lettered, letters.len() as u64);
-                    for letter in &letters {
-                        tracing::warn!(shard_id = %letter.shard_id, sequence_number = %letter.sequence_number,
-                            sub_sequence_number = ?letter.sub_sequence_number,
-                            reason_kind = %letter.reason_kind, reason = %letter.reason, "record dead-lettered");
-                    }
-                }
-                Err(e) => outcome.fail(*first, format!("dead-letter sink: {e}")),
-            }
+        match batch::send_final_letters(&self.dead_letters, &poison, outcome.first_failed).await {
+            Ok(n) => self.add(&self.counters.dead_lettered, n as u64),
+            Err((index, error)) => outcome.fail(index, error),
         }
         if outcome.first_failed.is_some() {
             self.add(&self.counters.failed_batches, 1);
@@ -277,10 +252,15 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
     /// round, and a store error stops the loop with every booking not yet committed
     /// still pending. The reported index is the smallest of the pending events, so it
     /// covers every record whose effect is not stored.
+    ///
+    /// `settled` receives the flights whose seats a committed change moved and the
+    /// flights of events that were no-ops (a retried batch's own earlier commits), for
+    /// the flight watch.
     async fn apply(
         &self,
         records: &[KinesisRecord],
         mut pending: Vec<(usize, InventoryEvent<'_>)>,
+        settled: &mut HashSet<String>,
     ) -> Option<(usize, String)> {
         let first_pending = |pending: &[(usize, InventoryEvent<'_>)]| {
             pending.iter().map(|(i, _)| *i).min().unwrap_or(0)
@@ -311,6 +291,14 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             let plan = plan(&current, pending.iter().copied());
             if round == 1 {
                 self.add(&self.counters.no_ops, plan.no_ops as u64);
+                let changing: HashSet<&str> =
+                    plan.changes.iter().map(|c| c.record.booking_id.as_str()).collect();
+                settled.extend(
+                    pending
+                        .iter()
+                        .filter(|(_, e)| !changing.contains(e.booking_id()))
+                        .map(|(_, e)| e.flight_id().to_string()),
+                );
             }
             for dup in &plan.changed_duplicates {
                 if changed_duplicates.insert((
@@ -335,6 +323,10 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
                 }
                 match self.store.commit(&tx).await {
                     Ok(()) => {
+                        settled.extend(tx.changes.iter().filter_map(|c| match &c.delta {
+                            Some((key, seats)) if *seats != 0 => Some(key.flight_id.clone()),
+                            _ => None,
+                        }));
                         self.add(&self.counters.changes_committed, tx.changes.len() as u64);
                         self.add(&self.counters.transactions, 1);
                     }
@@ -354,6 +346,33 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             }
         }
         None
+    }
+
+    /// Runs the flight watch over the `settled` flights; a flight whose check failed
+    /// fails the batch from its first event, so that the retry checks it again.
+    async fn watch_flights(
+        &self,
+        events: &[Decoded],
+        settled: &HashSet<String>,
+        outcome: &mut BatchOutcome,
+    ) {
+        let mut first_index: HashMap<&str, usize> = HashMap::new();
+        let flights = touched(events.iter().filter_map(|d| {
+            let flight = match &d.event.payload {
+                Payload::Booking(b) => &b.flight_id,
+                Payload::Cancellation(c) => &c.flight_id,
+                Payload::Search(_) => return None,
+            };
+            if !settled.contains(flight) {
+                return None;
+            }
+            first_index.entry(flight.as_str()).or_insert(d.index);
+            Some((flight.clone(), d.event.occurred_at))
+        }));
+        if let Err((flight, error)) = self.watch.check(&self.store, &flights).await {
+            let index = first_index.get(flight.as_str()).copied().unwrap_or(0);
+            outcome.fail(index, format!("flight alerts of {flight}: {error}"));
+        }
     }
 
     /// Counters so far.
@@ -381,30 +400,6 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
     }
 }
 
-/// The letter for a user record that is not a valid event: its own bytes, so that a
-/// replay sends exactly it, and its place in its Kinesis record.
-fn poison_event(record: &EventRecord<'_>, error: &DecodeError) -> DeadLetter {
-    let mut letter = poison_event_parts(record);
-    letter.reason_kind = error.kind().to_string();
-    letter.reason = error.to_string();
-    letter
-}
-
-fn poison_event_parts(record: &EventRecord<'_>) -> DeadLetter {
-    let kinesis = record.kinesis;
-    DeadLetter {
-        processor: PROCESSOR.to_string(),
-        shard_id: kinesis.shard_id.clone(),
-        sequence_number: kinesis.sequence_number.clone(),
-        sub_sequence_number: record.sub_sequence_number,
-        partition_key: record.partition_key.to_string(),
-        approximate_arrival: kinesis.approximate_arrival,
-        reason_kind: String::new(),
-        reason: String::new(),
-        data_base64: record.data_base64(),
-    }
-}
-
 /// The letter for a booking on a flight whose booking records may be forgotten
 /// already: applying it could count it twice, so it is set aside instead.
 fn beyond_horizon(
@@ -425,7 +420,7 @@ fn beyond_horizon(
         || "unknown".to_string(),
         |e| e.format("%Y-%m-%d").to_string(),
     );
-    let mut letter = poison_event_parts(record);
+    let mut letter = batch::letter_for(PROCESSOR, record);
     letter.reason_kind = REASON_BEYOND_HORIZON.to_string();
     letter.reason = format!(
         "event {} on flight {flight_id}: its booking records expire on {expiry}, so it can \
@@ -433,22 +428,6 @@ fn beyond_horizon(
         event.event_id
     );
     Some(letter)
-}
-
-/// The letter for a Kinesis record whose aggregate cannot be read: none of its user
-/// records can be trusted, so the whole record goes, bytes and all.
-fn damaged_aggregate(record: &KinesisRecord, error: &AggregateError) -> DeadLetter {
-    DeadLetter {
-        processor: PROCESSOR.to_string(),
-        shard_id: record.shard_id.clone(),
-        sequence_number: record.sequence_number.clone(),
-        sub_sequence_number: None,
-        partition_key: record.partition_key.clone(),
-        approximate_arrival: record.approximate_arrival,
-        reason_kind: error.kind().to_string(),
-        reason: error.to_string(),
-        data_base64: record.data_base64(),
-    }
 }
 
 #[cfg(test)]

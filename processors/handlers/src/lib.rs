@@ -7,7 +7,14 @@
 //! files) and the tests (in memory) all run this same code.
 //!
 //! - [`kinesis`]: `KinesisEvent` ⇄ core Kinesis records and batch responses.
-//! - [`inventory`]: [`InventoryHandler`], seat inventory exactly once.
+//! - [`inventory`]: [`InventoryHandler`], seat inventory exactly once; with a
+//!   [`FlightAlerts`] watch, near-sold-out, sold-out and oversold alerts from its
+//!   committed state.
+//! - [`demand`]: the hot-route processor: [`DemandHandler`] counts demand per route
+//!   and bucket exactly once, [`SurgeEvaluator`] judges each route once on a
+//!   schedule, [`Outbox`] publishes every alert.
+//! - [`batch`]: what every handler shares: expanding a batch into events and poison,
+//!   writing the dead letters of the records before a reported failure.
 //!
 //! Every handler reads Kinesis records through
 //! [`KinesisRecord::event_records`](flyhigh_core::KinesisRecord::event_records), so a
@@ -18,7 +25,10 @@
 //! [`KinesisEvent`]: aws_lambda_events::event::kinesis::KinesisEvent
 //! [`KinesisEventResponse`]: aws_lambda_events::event::streams::KinesisEventResponse
 
+pub mod batch;
+pub mod demand;
 pub mod inventory;
 pub mod kinesis;
 
+pub use demand::{DemandHandler, FlightAlerts, Outbox, SurgeEvaluator};
 pub use inventory::{HandlerStats, InventoryHandler};

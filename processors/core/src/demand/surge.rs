@@ -49,9 +49,10 @@ pub struct SurgeConfig {
     /// Least window demand (searches plus bookings) that can be a surge (20).
     pub floor: u64,
     /// Largest Poisson tail probability of the window's demand, under the baseline,
-    /// that still counts as a surge (1e-6).
+    /// that still counts as a surge (1e-7).
     pub max_p_value: f64,
-    /// Half-life of the baseline's weighted mean, in buckets (30).
+    /// Half-life of the baseline's weighted mean, in buckets (10): short enough to
+    /// follow the daily curve's morning ramp, long enough to average out noise.
     pub baseline_half_life_buckets: f64,
     /// Buckets fed into the baseline before the route is judged at all (30).
     pub warmup_buckets: u32,
@@ -74,8 +75,8 @@ impl Default for SurgeConfig {
             warning_multiple: 3.0,
             critical_multiple: 6.0,
             floor: 20,
-            max_p_value: 1e-6,
-            baseline_half_life_buckets: 30.0,
+            max_p_value: 1e-7,
+            baseline_half_life_buckets: 10.0,
             warmup_buckets: 30,
             min_baseline_per_bucket: 0.5,
             exit_multiple: 1.5,

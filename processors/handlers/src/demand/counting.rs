@@ -1,0 +1,391 @@
+//! [`DemandHandler`]: Kinesis batches → demand counters per route, bucket and shard.
+//!
+//! Per batch:
+//! 1. expand and decode (poison is dead-lettered with the reason, as every handler
+//!    does); a cancellation names only its flight, so its route comes from the
+//!    inventory's schedule (cached; a cancellation of a flight the schedule does not
+//!    know is counted in [`DemandStats::unrouted_cancellations`] and nowhere else);
+//! 2. per shard, flag late events against the shard's stored watermark, group the
+//!    events by counter and write one conditional change per counter
+//!    ([`flyhigh_core::demand::counting`]); a stale mark means part of the change is
+//!    counted already, so the change is rebuilt above the stored mark and written
+//!    again;
+//! 3. report the first Kinesis record of the first counter that could not be
+//!    written: every record before it has all its counters written, and the retry's
+//!    changes for counters already written are stale and shrink to nothing;
+//! 4. move the shard's watermark, note new routes, write the dead letters of the
+//!    records before the failure.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use chrono::{DateTime, Duration, Utc};
+use flyhigh_core::demand::counting::{Tally, flag_late, tally};
+use flyhigh_core::demand::{DemandEvent, DemandKind, Position};
+use flyhigh_core::{Added, DeadLetterSink, DemandStore, InventoryStore, KinesisRecord, StoreError};
+use flyhigh_schemas::Payload;
+use futures::StreamExt;
+
+use super::PROCESSOR;
+use crate::batch::{self, BatchOutcome};
+use crate::kinesis;
+
+/// Bucket length of the counters, seconds (one minute).
+pub const DEFAULT_BUCKET_SECONDS: i64 = 60;
+/// How far behind its shard's watermark an event may be before it is late.
+pub const DEFAULT_LATE_ALLOWANCE: Duration = Duration::minutes(5);
+/// Counter changes in flight at once.
+const CONCURRENCY: usize = 16;
+/// Attempts per counter: a stale mark costs one more (a second consumer racing on
+/// the shard could cost another).
+const MAX_ATTEMPTS: usize = 4;
+/// Flight routes remembered for cancellations before the cache starts over.
+const ROUTE_CACHE_LIMIT: usize = 200_000;
+
+/// Counters over the handler's life (retries count again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DemandStats {
+    /// Batches handled.
+    pub batches: u64,
+    /// Kinesis records received.
+    pub records: u64,
+    /// Valid events seen.
+    pub events: u64,
+    /// Events that went to a counter change that applied.
+    pub events_counted: u64,
+    /// Late events among them.
+    pub late: u64,
+    /// Conditional counter changes sent (applied or stale).
+    pub counter_writes: u64,
+    /// Of those, changes refused because the counter had counted some of their events
+    /// already (redeliveries, retries, a racing consumer).
+    pub stale_writes: u64,
+    /// Cancellations of flights the schedule does not know: not attributable to a
+    /// route, so not counted.
+    pub unrouted_cancellations: u64,
+    /// Dead letters written.
+    pub dead_lettered: u64,
+    /// Batches that reported a failure.
+    pub failed_batches: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    records: AtomicU64,
+    events: AtomicU64,
+    events_counted: AtomicU64,
+    late: AtomicU64,
+    counter_writes: AtomicU64,
+    stale_writes: AtomicU64,
+    unrouted_cancellations: AtomicU64,
+    dead_lettered: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+/// The demand-counting handler, generic over its counter store, the inventory store
+/// it reads cancellations' routes from, and its dead-letter sink.
+pub struct DemandHandler<S, R, D> {
+    store: S,
+    routes_from: R,
+    dead_letters: D,
+    bucket_seconds: i64,
+    late_allowance: Duration,
+    counters: Counters,
+    /// Flight id → route, from the schedule (`None`: not in it).
+    flight_routes: Mutex<HashMap<String, Option<String>>>,
+    /// Routes already noted in the store by this instance.
+    noted: Mutex<HashSet<String>>,
+    clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+}
+
+impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D> {
+    /// A handler with one-minute buckets and a five-minute late allowance.
+    pub fn new(store: S, routes_from: R, dead_letters: D) -> Self {
+        DemandHandler {
+            store,
+            routes_from,
+            dead_letters,
+            bucket_seconds: DEFAULT_BUCKET_SECONDS,
+            late_allowance: DEFAULT_LATE_ALLOWANCE,
+            counters: Counters::default(),
+            flight_routes: Mutex::new(HashMap::new()),
+            noted: Mutex::new(HashSet::new()),
+            clock: Box::new(Utc::now),
+        }
+    }
+
+    /// Buckets of `seconds` (≥ 1) instead of one minute; the evaluator must use the
+    /// same.
+    pub fn with_bucket_seconds(mut self, seconds: i64) -> Self {
+        self.bucket_seconds = seconds.max(1);
+        self
+    }
+
+    /// How far behind its shard's watermark an event may be before it is late.
+    pub fn with_late_allowance(mut self, allowance: Duration) -> Self {
+        self.late_allowance = allowance;
+        self
+    }
+
+    /// Wall clock for the watermarks' `updated_at`.
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
+    }
+
+    /// The counter store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Handles one Lambda batch.
+    pub async fn handle(&self, event: KinesisEvent) -> KinesisEventResponse {
+        let records = kinesis::kinesis_records(&event);
+        let outcome = self.process(&records).await;
+        if let (Some(index), Some(error)) = (outcome.first_failed, &outcome.error) {
+            let record = &records[index];
+            tracing::warn!(processor = PROCESSOR, shard_id = %record.shard_id, sequence_number = %record.sequence_number, %error, "batch failed; retrying from record");
+        }
+        kinesis::response(&records, outcome.first_failed)
+    }
+
+    /// Processes a batch of Kinesis records in shard order. A reported failure at
+    /// record `i` promises that every counter of every record before `i` is written;
+    /// records from `i` on may be counted already, which the retry's stale marks
+    /// absorb.
+    pub async fn process(&self, records: &[KinesisRecord]) -> BatchOutcome {
+        add(&self.counters.batches, 1);
+        add(&self.counters.records, records.len() as u64);
+        let mut outcome = BatchOutcome::default();
+        let expanded = batch::expand(PROCESSOR, records, |_, _| None);
+        add(&self.counters.events, expanded.events.len() as u64);
+
+        // Routes of cancellations, from the schedule.
+        let mut unknown: Vec<String> = Vec::new();
+        for d in &expanded.events {
+            if let Payload::Cancellation(c) = &d.event.payload
+                && !lock(&self.flight_routes).contains_key(&c.flight_id)
+            {
+                unknown.push(c.flight_id.clone());
+            }
+        }
+        unknown.sort_unstable();
+        unknown.dedup();
+        let mut route_failures: HashMap<String, String> = HashMap::new();
+        for flight in unknown {
+            match self.routes_from.flight(&flight).await {
+                Ok(cabins) => {
+                    let route = cabins.iter().find_map(|c| c.route());
+                    let mut cache = lock(&self.flight_routes);
+                    if cache.len() >= ROUTE_CACHE_LIMIT {
+                        cache.clear();
+                    }
+                    cache.insert(flight, route);
+                }
+                Err(e) => {
+                    route_failures.insert(flight, e.to_string());
+                }
+            }
+        }
+
+        // Per shard (a Lambda batch has one; the runner's tests may mix), the events
+        // as the counters see them, with their Kinesis record's index.
+        let mut shards: BTreeMap<&str, (Vec<DemandEvent>, Vec<usize>)> = BTreeMap::new();
+        {
+            let cache = lock(&self.flight_routes);
+            for d in &expanded.events {
+                let (route, kind) = match &d.event.payload {
+                    Payload::Search(s) => (
+                        Some(format!("{}-{}", s.origin, s.destination)),
+                        DemandKind::Search {
+                            passengers: s.passengers,
+                        },
+                    ),
+                    Payload::Booking(b) => (
+                        Some(format!("{}-{}", b.origin, b.destination)),
+                        DemandKind::Booking { seats: b.seats },
+                    ),
+                    Payload::Cancellation(c) => {
+                        if let Some(error) = route_failures.get(&c.flight_id) {
+                            outcome.fail(d.index, format!("reading the route of {}: {error}", c.flight_id));
+                            continue;
+                        }
+                        (cache.get(&c.flight_id).cloned().flatten(), DemandKind::Cancellation)
+                    }
+                };
+                let Some(route) = route else {
+                    add(&self.counters.unrouted_cancellations, 1);
+                    continue;
+                };
+                let record = &records[d.index];
+                let entry = shards.entry(record.shard_id.as_str()).or_default();
+                entry.0.push(DemandEvent {
+                    route,
+                    occurred_at: d.event.occurred_at,
+                    position: Position::new(&record.sequence_number, d.sub_sequence_number),
+                    kind,
+                    late: false,
+                });
+                entry.1.push(d.index);
+            }
+        }
+
+        for (shard_id, (mut events, indexes)) in shards {
+            if let Err((index, error)) = self.count_shard(shard_id, &mut events, &indexes).await {
+                outcome.fail(index, error);
+            }
+        }
+
+        match batch::send_final_letters(&self.dead_letters, &expanded.poison, outcome.first_failed)
+            .await
+        {
+            Ok(n) => add(&self.counters.dead_lettered, n as u64),
+            Err((index, error)) => outcome.fail(index, error),
+        }
+        if outcome.first_failed.is_some() {
+            add(&self.counters.failed_batches, 1);
+        }
+        outcome
+    }
+
+    /// Counts one shard's events; on failure, the smallest Kinesis record index whose
+    /// counters may not all be written.
+    async fn count_shard(
+        &self,
+        shard_id: &str,
+        events: &mut [DemandEvent],
+        indexes: &[usize],
+    ) -> Result<(), (usize, String)> {
+        let first_index = indexes.first().copied().unwrap_or(0);
+        let watermark = self
+            .store
+            .watermark(shard_id)
+            .await
+            .map_err(|e| (first_index, e.to_string()))?;
+        let new_watermark = flag_late(events, watermark, self.late_allowance);
+        add(
+            &self.counters.late,
+            events.iter().filter(|e| e.late).count() as u64,
+        );
+        let events: &[DemandEvent] = events;
+        let tallies = tally(shard_id, events, self.bucket_seconds);
+
+        let results: Vec<(&Tally, Result<u64, StoreError>)> = futures::stream::iter(&tallies)
+            .map(|t| async move { (t, self.write(t, events).await) })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut failed: Option<(usize, String)> = None;
+        for (t, result) in results {
+            match result {
+                Ok(counted) => add(&self.counters.events_counted, counted),
+                Err(e) => {
+                    let index = t.events.iter().map(|&i| indexes[i]).min().unwrap_or(first_index);
+                    if failed.as_ref().is_none_or(|(f, _)| index < *f) {
+                        failed = Some((index, e.to_string()));
+                    }
+                }
+            }
+        }
+
+        // Watermark and route registry: only what lies before the failure is final.
+        let done = |i: usize| failed.as_ref().is_none_or(|(f, _)| indexes[i] < *f);
+        let watermark = if failed.is_none() {
+            new_watermark
+        } else {
+            (0..events.len()).filter(|&i| done(i)).map(|i| events[i].occurred_at).max()
+        };
+        if let Some(w) = watermark
+            && let Err(e) = self.store.advance_watermark(shard_id, w, (self.clock)()).await
+        {
+            // The watermark only flags lateness and paces the demo's evaluator; a
+            // missed move is made good by the next batch.
+            tracing::warn!(processor = PROCESSOR, shard_id, error = %e, "watermark not moved");
+        }
+        let new_routes: Vec<String> = {
+            let noted = lock(&self.noted);
+            let mut r: Vec<String> = tallies
+                .iter()
+                .filter(|t| t.events.iter().any(|&i| done(i)))
+                .map(|t| t.key.route.clone())
+                .filter(|r| !noted.contains(r))
+                .collect();
+            r.sort_unstable();
+            r.dedup();
+            r
+        };
+        if !new_routes.is_empty() {
+            match self.store.note_routes(&new_routes).await {
+                Ok(()) => lock(&self.noted).extend(new_routes),
+                Err(e) => {
+                    // A route missing from the registry would never be judged: the
+                    // batch is retried from its first record, and its counters are
+                    // stale and cost nothing more.
+                    let index = first_index;
+                    if failed.as_ref().is_none_or(|(f, _)| index < *f) {
+                        failed = Some((index, format!("noting routes: {e}")));
+                    }
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Writes one counter's change, rebuilding it above the stored mark when stale.
+    /// Returns how many events it counted.
+    async fn write(&self, t: &Tally, events: &[DemandEvent]) -> Result<u64, StoreError> {
+        let mut mark: Option<Position> = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(update) = t.update_above(events, mark.as_ref()) else {
+                return Ok(0);
+            };
+            add(&self.counters.counter_writes, 1);
+            match self.store.add(&update).await? {
+                Added::Applied => {
+                    return Ok(t
+                        .events
+                        .iter()
+                        .filter(|&&i| mark.as_ref().is_none_or(|m| events[i].position > *m))
+                        .count() as u64);
+                }
+                Added::Stale { mark: stored } => {
+                    add(&self.counters.stale_writes, 1);
+                    mark = Some(stored);
+                }
+            }
+        }
+        Err(StoreError::Transient(format!(
+            "counter {} {} {} kept moving under {MAX_ATTEMPTS} attempts",
+            t.key.route, t.key.bucket, t.key.shard_id
+        )))
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DemandStats {
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DemandStats {
+            batches: c(&self.counters.batches),
+            records: c(&self.counters.records),
+            events: c(&self.counters.events),
+            events_counted: c(&self.counters.events_counted),
+            late: c(&self.counters.late),
+            counter_writes: c(&self.counters.counter_writes),
+            stale_writes: c(&self.counters.stale_writes),
+            unrouted_cancellations: c(&self.counters.unrouted_cancellations),
+            dead_lettered: c(&self.counters.dead_lettered),
+            failed_batches: c(&self.counters.failed_batches),
+        }
+    }
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
