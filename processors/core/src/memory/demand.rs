@@ -106,10 +106,17 @@ impl DemandStore for MemoryDemandStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<(CounterKey, Counts)>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let key = |bucket| CounterKey {
+            route: route.to_string(),
+            bucket,
+            shard_id: String::new(),
+        };
         Ok(lock(&self.state)
             .counters
-            .iter()
-            .filter(|(k, _)| k.route == route && (from..to).contains(&k.bucket))
+            .range(key(from)..key(to))
             .map(|(k, (c, _))| (k.clone(), *c))
             .collect())
     }
