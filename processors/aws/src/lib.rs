@@ -1,5 +1,5 @@
 //! The AWS adapters of the FlyHigh processors: the ports of `flyhigh-core` and
-//! `flyhigh-runner` implemented on DynamoDB, SQS and Kinesis.
+//! `flyhigh-runner` implemented on DynamoDB, SNS, SQS and Kinesis.
 //!
 //! Each adapter takes a ready-built SDK client in `new(client, ...)`; building clients
 //! (region, credentials, `AWS_ENDPOINT_URL`) is the wiring of the Lambda binaries and
@@ -12,6 +12,7 @@
 //! | module       | feature    | implements                                                       | SDK crate          |
 //! |--------------|------------|------------------------------------------------------------------|--------------------|
 //! | [`dynamodb`] | `dynamodb` | `flyhigh_core::InventoryStore` ([`dynamodb::DynamoInventoryStore`]) | `aws-sdk-dynamodb` |
+//! | [`demand`]   | `dynamodb` | `flyhigh_core::DemandStore` ([`demand::DynamoDemandStore`]), `flyhigh_core::AlertStore` ([`demand::DynamoAlertStore`]) | `aws-sdk-dynamodb` |
 //! | [`sqs`]      | `sqs`      | `flyhigh_core::DeadLetterSink` ([`sqs::SqsQueue`]); with `runner` also `flyhigh_runner::failure::FailureDestination` | `aws-sdk-sqs` |
 //! | [`kinesis`]  | `kinesis`  | `flyhigh_runner::source::StreamSource` ([`kinesis::KinesisSource`]) | `aws-sdk-kinesis`  |
 //!
@@ -28,6 +29,7 @@
 //! | binary                                  | features                |
 //! |-----------------------------------------|-------------------------|
 //! | inventory Lambda                        | `dynamodb`, `sqs`       |
+//! | hot-route Lambdas (counting, evaluator) | `dynamodb`, `sqs`       |
 //! | other processor Lambdas (dead letters)  | `sqs`                   |
 //! | `flyhigh` CLI and runner in AWS mode    | all (the default)       |
 //!
@@ -61,6 +63,9 @@
 //! sales. The sold counter of a hot flight is written once per transaction, not once
 //! per booking.
 //!
+//! The hot-route processor's two tables (demand counters; alerts, outbox and rule
+//! states) are described in [`demand`].
+//!
 //! # Example
 //!
 //! ```no_run
@@ -84,6 +89,8 @@ mod retry;
 
 pub use error_text::error_text;
 
+#[cfg(feature = "dynamodb")]
+pub mod demand;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(feature = "kinesis")]
