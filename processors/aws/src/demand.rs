@@ -84,7 +84,7 @@
 //! | `pending` | one `Query` of `outbox_order`, `pk = #outbox`, strongly consistent, `Limit` = the limit | 1 RCU per 4 KB |
 //! | `claim` | one `UpdateItem` of the outbox item, `SET claim_until`, condition `attribute_exists(pk) AND (attribute_not_exists(claim_until) OR claim_until < :now)`; failed → `Ok(false)` | 1 WCU |
 //! | `mark_published` | `TransactWriteItems`: Update the alert item `SET published_at = if_not_exists(published_at, :at)` with `attribute_exists(pk)`, Delete the outbox item; idempotent | 2 × 2 WCU, + the indexes' |
-//! | `alerts` | one `Query` of `by_time`, `time_pk = ALERTS` [`AND time_sk >= <since>`], filter `rule = :rule`, newest first, paginated until `limit`; then [`AlertFilter::select`](flyhigh_core::AlertFilter::select) | 0.5 RCU per 4 KB read |
+//! | `alerts` | one `Query` of `by_time`, `time_pk = ALERTS` (and `time_sk >= <since>`), filter `rule = :rule`, newest first, paginated until `limit`; then [`AlertFilter::select`](flyhigh_core::AlertFilter::select) | 0.5 RCU per 4 KB read |
 //! | `route_state` | one strongly consistent `GetItem` | 1 RCU |
 //! | `save_route_state`, `save_cabin_state` | one `PutItem`, condition `attribute_not_exists(pk)` for version 1, else `version = :expected` (the new version - 1); failed → `Ok(false)`; version 0 is refused without a call | 1 WCU |
 //! | `cabin_states` | `BatchGetItem`, 100 keys per request, strongly consistent, unprocessed keys asked again | 1 RCU per cabin |

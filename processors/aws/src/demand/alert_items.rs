@@ -14,9 +14,9 @@ use super::items::Write;
 use super::keys::{parse_time, time_key};
 use crate::dynamodb::items::{Item, PK, SK, get_n, get_s, n, s};
 
-/// The index that lists alerts by time (a GSI on [`TIME_PK`], [`TIME_SK`]).
+/// The index that lists alerts by time (a GSI on `time_pk`, `time_sk`).
 pub const BY_TIME_INDEX: &str = "by_time";
-/// The index that orders the outbox (an LSI on `pk`, [`ORDER`]).
+/// The index that orders the outbox (an LSI on `pk`, `order`).
 pub const OUTBOX_INDEX: &str = "outbox_order";
 
 const ALERT_PREFIX: &str = "ALERT#";
