@@ -13,6 +13,7 @@
 //! |--------------|------------|------------------------------------------------------------------|--------------------|
 //! | [`dynamodb`] | `dynamodb` | `flyhigh_core::InventoryStore` ([`dynamodb::DynamoInventoryStore`]) | `aws-sdk-dynamodb` |
 //! | [`demand`]   | `dynamodb` | `flyhigh_core::DemandStore` ([`demand::DynamoDemandStore`]), `flyhigh_core::AlertStore` ([`demand::DynamoAlertStore`]) | `aws-sdk-dynamodb` |
+//! | [`sns`]      | `sns`      | `flyhigh_core::AlertPublisher` ([`sns::SnsTopic`]); with `sqs` also [`sns::subscribe_queue`] | `aws-sdk-sns` |
 //! | [`sqs`]      | `sqs`      | `flyhigh_core::DeadLetterSink` ([`sqs::SqsQueue`]); with `runner` also `flyhigh_runner::failure::FailureDestination` | `aws-sdk-sqs` |
 //! | [`kinesis`]  | `kinesis`  | `flyhigh_runner::source::StreamSource` ([`kinesis::KinesisSource`]) | `aws-sdk-kinesis`  |
 //!
@@ -29,9 +30,12 @@
 //! | binary                                  | features                |
 //! |-----------------------------------------|-------------------------|
 //! | inventory Lambda                        | `dynamodb`, `sqs`       |
-//! | hot-route Lambdas (counting, evaluator) | `dynamodb`, `sqs`       |
 //! | other processor Lambdas (dead letters)  | `sqs`                   |
 //! | `flyhigh` CLI and runner in AWS mode    | all (the default)       |
+//!
+//! The hot-route processor's stores need `dynamodb`, its publisher `sns`: a counting
+//! Lambda links `dynamodb` and `sqs`, an evaluator or publisher of alerts `dynamodb`
+//! and `sns`.
 //!
 //! `runner` (on by default, implied by `kinesis`) adds the `flyhigh-runner` ports,
 //! which the Lambdas do not need: Lambda's own event source mapping reads the stream.
@@ -84,7 +88,12 @@
 //! ```
 
 mod error_text;
-#[cfg(any(feature = "dynamodb", feature = "sqs", feature = "kinesis"))]
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "sns",
+    feature = "kinesis"
+))]
 mod retry;
 
 pub use error_text::error_text;
@@ -95,5 +104,7 @@ pub mod demand;
 pub mod dynamodb;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "sns")]
+pub mod sns;
 #[cfg(feature = "sqs")]
 pub mod sqs;
