@@ -36,7 +36,7 @@
 //! | port method | calls | cost |
 //! |---|---|---|
 //! | `add` | one `UpdateItem`: `ADD` the six counts, `SET mark = :last` (and the key attributes), condition `attribute_not_exists(pk) OR mark < :first`, `ReturnValuesOnConditionCheckFailure = ALL_OLD` so a stale change learns the stored mark without a read | 1 WCU (an item is ~250 bytes), applied or stale |
-//! | `counters` | one `Query` of `pk = ROUTE#<route> AND sk BETWEEN <from># AND <to - 1>$`, paginated, eventually consistent (the evaluator reads closed buckets; a late event landing after the read is flagged `late` and shows on the next read) | 0.5 RCU per 4 KB read: ~16 counters per RCU |
+//! | `counters` | one `Query` of `pk = ROUTE#<route> AND sk BETWEEN <from># AND <to - 1>$`, paginated, eventually consistent (the evaluator reads closed buckets; a late event landing after the read is flagged `late` and shows on the next read) | 0.5 RCU per 4 KB read: ~16 counters (~250 bytes each) per 0.5 RCU |
 //! | `note_routes` | `BatchWriteItem` of idempotent puts, 25 per request, unprocessed items sent again with backoff | 1 WCU per route (a put costs the same when the item is there: callers note a route once per container, not per batch) |
 //! | `routes` | one `Query` of `pk = #routes`, paginated, eventually consistent | 0.5 RCU per 4 KB |
 //! | `watermark` | one strongly consistent `GetItem` | 1 RCU |
@@ -80,10 +80,10 @@
 //!
 //! | port method | calls | cost |
 //! |---|---|---|
-//! | `record` | `TransactWriteItems`: Put the alert item with `attribute_not_exists(pk)`, Put the outbox item; cancelled with `ConditionalCheckFailed` → `Ok(false)` | 2 × 2 WCU (transactional), + 1 WCU each index |
+//! | `record` | `TransactWriteItems`: Put the alert item with `attribute_not_exists(pk)`, Put the outbox item; cancelled with `ConditionalCheckFailed` → `Ok(false)` | 2 WCU per KB of each of the two items (transactional), + 1 WCU per KB in each index (the alert item in `by_time`, the outbox item in `outbox_order`) |
 //! | `pending` | one `Query` of `outbox_order`, `pk = #outbox`, strongly consistent, `Limit` = the limit | 1 RCU per 4 KB |
-//! | `claim` | one `UpdateItem` of the outbox item, `SET claim_until`, condition `attribute_exists(pk) AND (attribute_not_exists(claim_until) OR claim_until < :now)`; failed → `Ok(false)` | 1 WCU |
-//! | `mark_published` | `TransactWriteItems`: Update the alert item `SET published_at = if_not_exists(published_at, :at)` with `attribute_exists(pk)`, Delete the outbox item; idempotent | 2 × 2 WCU, + the indexes' |
+//! | `claim` | one `UpdateItem` of the outbox item, `SET claim_until`, condition `attribute_exists(pk) AND (attribute_not_exists(claim_until) OR claim_until < :now)`; failed → `Ok(false)` | 1 WCU (the index does not project `claim_until`) |
+//! | `mark_published` | `TransactWriteItems`: Update the alert item `SET published_at = if_not_exists(published_at, :at)` with `attribute_exists(pk)`, Delete the outbox item; idempotent | 2 WCU per KB of each item, + 1 WCU per KB in each index |
 //! | `alerts` | one `Query` of `by_time`, `time_pk = ALERTS` (and `time_sk >= <since>`), filter `rule = :rule`, newest first, paginated until `limit`; then [`AlertFilter::select`](flyhigh_core::AlertFilter::select) | 0.5 RCU per 4 KB read |
 //! | `route_state` | one strongly consistent `GetItem` | 1 RCU |
 //! | `save_route_state`, `save_cabin_state` | one `PutItem`, condition `attribute_not_exists(pk)` for version 1, else `version = :expected` (the new version - 1); failed → `Ok(false)`; version 0 is refused without a call | 1 WCU |
