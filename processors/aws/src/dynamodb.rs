@@ -10,18 +10,19 @@
 //!
 //! See the crate docs for the table design.
 
-mod errors;
-mod items;
-mod reads;
+pub(crate) mod errors;
+pub(crate) mod items;
+pub(crate) mod reads;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use flyhigh_core::InventoryFilter;
 use flyhigh_core::inventory::{BookingRecord, CabinInventory, Transaction};
@@ -265,26 +266,49 @@ impl DynamoInventoryStore {
 ///
 /// Meant for tests and the local setup; production tables come from `infra/`.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    let key = |attr: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(attr)
-            .key_type(kind)
-            .build()
-    };
-    let attr = |attr: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(attr)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
     let request = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key(PK, KeyType::Hash).map_err(|e| StoreError::Permanent(e.to_string()))?)
-        .key_schema(key(SK, KeyType::Range).map_err(|e| StoreError::Permanent(e.to_string()))?)
-        .attribute_definitions(attr(PK).map_err(|e| StoreError::Permanent(e.to_string()))?)
-        .attribute_definitions(attr(SK).map_err(|e| StoreError::Permanent(e.to_string()))?);
+        .key_schema(key_element(PK, KeyType::Hash)?)
+        .key_schema(key_element(SK, KeyType::Range)?)
+        .attribute_definitions(string_attribute(PK)?)
+        .attribute_definitions(string_attribute(SK)?);
+    create_and_wait(client, name, request).await?;
+    enable_ttl(
+        client,
+        name,
+        items::EXPIRES_AT,
+        "the inventory's booking items",
+    )
+    .await
+}
+
+/// One element of a key schema.
+pub(crate) fn key_element(attr: &str, kind: KeyType) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder()
+        .attribute_name(attr)
+        .key_type(kind)
+        .build()
+        .map_err(|e| StoreError::Permanent(e.to_string()))
+}
+
+/// The definition of a string key attribute.
+pub(crate) fn string_attribute(attr: &str) -> Result<AttributeDefinition, StoreError> {
+    AttributeDefinition::builder()
+        .attribute_name(attr)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| StoreError::Permanent(e.to_string()))
+}
+
+/// Sends `request` (a `CreateTable` of table `name`), taking an existing table as
+/// success, and waits until the table is `ACTIVE`; returns its description.
+pub(crate) async fn create_and_wait(
+    client: &Client,
+    name: &str,
+    request: CreateTableFluentBuilder,
+) -> Result<TableDescription, StoreError> {
     match request.send().await {
         Ok(_) => tracing::info!(table = name, "table created"),
         Err(e)
@@ -297,13 +321,16 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         }
         Err(e) => return Err(store_error("CreateTable", &e)),
     }
-    let active = wait_until_active(TABLE_ACTIVE_TIMEOUT, || async {
-        let table = client
+    let describe = || async {
+        client
             .describe_table()
             .table_name(name)
             .send()
             .await
-            .map_err(|e| store_error("DescribeTable", &e))?;
+            .map_err(|e| store_error("DescribeTable", &e))
+    };
+    let active = wait_until_active(TABLE_ACTIVE_TIMEOUT, || async {
+        let table = describe().await?;
         Ok(table.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active))
     })
     .await?;
@@ -312,12 +339,22 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
             "table {name} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}"
         )));
     }
-    enable_ttl(client, name).await
+    describe().await?.table.ok_or_else(|| {
+        StoreError::Transient(format!(
+            "DynamoDB DescribeTable of {name} returned no table"
+        ))
+    })
 }
 
-/// Turns on DynamoDB's TTL on `expires_at`, which booking items carry (see
-/// `flyhigh_core::inventory::booking_expiry`). Already on is fine.
-async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
+/// Turns on DynamoDB's TTL on `attribute`, which `items` (named in the error)
+/// carry. Already on is fine; TTL on another attribute is a clear error (a table
+/// has at most one TTL attribute).
+pub(crate) async fn enable_ttl(
+    client: &Client,
+    name: &str,
+    attribute: &str,
+    items: &str,
+) -> Result<(), StoreError> {
     let current = client
         .describe_time_to_live()
         .table_name(name)
@@ -325,7 +362,7 @@ async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
         .await
         .map_err(|e| store_error("DescribeTimeToLive", &e))?;
     let on = current.time_to_live_description().is_some_and(|d| {
-        d.attribute_name() == Some(items::EXPIRES_AT)
+        d.attribute_name() == Some(attribute)
             && matches!(
                 d.time_to_live_status(),
                 Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
@@ -336,7 +373,7 @@ async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
     }
     if let Some(other) = current.time_to_live_description().and_then(|d| {
         d.attribute_name().filter(|a| {
-            *a != items::EXPIRES_AT
+            *a != attribute
                 && matches!(
                     d.time_to_live_status(),
                     Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
@@ -344,13 +381,12 @@ async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
         })
     }) {
         return Err(StoreError::Permanent(format!(
-            "table {name} has TTL on attribute `{other}`; the inventory's booking items \
-             expire by `{}`: change the table's TTL attribute",
-            items::EXPIRES_AT
+            "table {name} has TTL on attribute `{other}`; {items} \
+             expire by `{attribute}`: change the table's TTL attribute"
         )));
     }
     let spec = TimeToLiveSpecification::builder()
-        .attribute_name(items::EXPIRES_AT)
+        .attribute_name(attribute)
         .enabled(true)
         .build()
         .map_err(|e| StoreError::Permanent(e.to_string()))?;
@@ -361,6 +397,6 @@ async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
         .send()
         .await
         .map_err(|e| store_error("UpdateTimeToLive", &e))?;
-    tracing::info!(table = name, attribute = items::EXPIRES_AT, "TTL enabled");
+    tracing::info!(table = name, attribute, "TTL enabled");
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The AWS adapters of the FlyHigh processors: the ports of `flyhigh-core` and
-//! `flyhigh-runner` implemented on DynamoDB, SQS and Kinesis.
+//! `flyhigh-runner` implemented on DynamoDB, SNS, SQS and Kinesis.
 //!
 //! Each adapter takes a ready-built SDK client in `new(client, ...)`; building clients
 //! (region, credentials, `AWS_ENDPOINT_URL`) is the wiring of the Lambda binaries and
@@ -12,6 +12,8 @@
 //! | module       | feature    | implements                                                       | SDK crate          |
 //! |--------------|------------|------------------------------------------------------------------|--------------------|
 //! | [`dynamodb`] | `dynamodb` | `flyhigh_core::InventoryStore` ([`dynamodb::DynamoInventoryStore`]) | `aws-sdk-dynamodb` |
+//! | [`demand`]   | `dynamodb` | `flyhigh_core::DemandStore` ([`demand::DynamoDemandStore`]), `flyhigh_core::AlertStore` ([`demand::DynamoAlertStore`]) | `aws-sdk-dynamodb` |
+//! | [`sns`]      | `sns`      | `flyhigh_core::AlertPublisher` ([`sns::SnsTopic`]); with `sqs` also [`sns::subscribe_queue`] | `aws-sdk-sns` |
 //! | [`sqs`]      | `sqs`      | `flyhigh_core::DeadLetterSink` ([`sqs::SqsQueue`]); with `runner` also `flyhigh_runner::failure::FailureDestination` | `aws-sdk-sqs` |
 //! | [`kinesis`]  | `kinesis`  | `flyhigh_runner::source::StreamSource` ([`kinesis::KinesisSource`]) | `aws-sdk-kinesis`  |
 //!
@@ -30,6 +32,10 @@
 //! | inventory Lambda                        | `dynamodb`, `sqs`       |
 //! | other processor Lambdas (dead letters)  | `sqs`                   |
 //! | `flyhigh` CLI and runner in AWS mode    | all (the default)       |
+//!
+//! The hot-route processor's stores need `dynamodb`, its publisher `sns`: a counting
+//! Lambda links `dynamodb` and `sqs`, an evaluator or publisher of alerts `dynamodb`
+//! and `sns`.
 //!
 //! `runner` (on by default, implied by `kinesis`) adds the `flyhigh-runner` ports,
 //! which the Lambdas do not need: Lambda's own event source mapping reads the stream.
@@ -61,6 +67,9 @@
 //! sales. The sold counter of a hot flight is written once per transaction, not once
 //! per booking.
 //!
+//! The hot-route processor's two tables (demand counters; alerts, outbox and rule
+//! states) are described in [`demand`].
+//!
 //! # Example
 //!
 //! ```no_run
@@ -79,14 +88,23 @@
 //! ```
 
 mod error_text;
-#[cfg(any(feature = "dynamodb", feature = "sqs", feature = "kinesis"))]
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "sns",
+    feature = "kinesis"
+))]
 mod retry;
 
 pub use error_text::error_text;
 
 #[cfg(feature = "dynamodb")]
+pub mod demand;
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "sns")]
+pub mod sns;
 #[cfg(feature = "sqs")]
 pub mod sqs;

@@ -5,6 +5,7 @@
 //! inside one call (standard retry mode); what reaches us has outlived those retries,
 //! so "transient" here means "give the batch back and let it be redelivered".
 
+#[cfg(any(feature = "dynamodb", feature = "sqs", feature = "kinesis", test))]
 use std::time::Duration;
 
 /// What the caller must do about a failed request.
@@ -34,6 +35,7 @@ pub(crate) fn classify_service(code: Option<&str>, status: u16, transient_codes:
 /// Jitter matters when many clients retry in lockstep against one partition; the
 /// callers here retry a handful of leftover entries of their own request, where a
 /// deterministic schedule keeps tests reproducible.
+#[cfg(any(feature = "dynamodb", feature = "sqs", feature = "kinesis", test))]
 pub(crate) fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     base.saturating_mul(2u32.saturating_pow(attempt)).min(max)
 }

@@ -171,7 +171,8 @@ fn entries_to_retry(
     Ok(out)
 }
 
-fn store_error<E>(op: &str, err: &SdkError<E>) -> StoreError
+/// A store error for a failed SQS request of operation `op`.
+pub(crate) fn store_error<E>(op: &str, err: &SdkError<E>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -35,11 +35,13 @@ const BOOKING_SK: &str = "BOOKING";
 pub(crate) const FLIGHT_PREFIX: &str = "FLIGHT#";
 pub(crate) const CABIN_PREFIX: &str = "CABIN#";
 
-fn s(v: impl Into<String>) -> AttributeValue {
+/// A string attribute value.
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+/// A number attribute value.
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -78,7 +80,8 @@ pub(crate) fn booking_item(record: &BookingRecord) -> Item {
     item
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, String> {
+/// A string attribute that must be there.
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, String> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
         Some(other) => Err(format!("attribute `{name}` is not a string: {other:?}")),
@@ -86,7 +89,8 @@ fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, String> {
     }
 }
 
-fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, String> {
+/// A number attribute, `None` when absent.
+pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, String> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v
             .parse()

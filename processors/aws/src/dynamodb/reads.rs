@@ -29,6 +29,40 @@ pub(crate) struct Expression {
     pub(crate) values: HashMap<String, AttributeValue>,
 }
 
+#[cfg(test)]
+impl Expression {
+    /// Every `#name` and `:value` the text uses is defined, and every definition used.
+    ///
+    /// # Panics
+    ///
+    /// When one is not: a test helper.
+    pub(crate) fn assert_consistent(&self) {
+        let tokens: Vec<&str> = self
+            .text
+            .split(|c: char| !(c.is_alphanumeric() || c == '#' || c == ':' || c == '_'))
+            .filter(|t| t.starts_with('#') || t.starts_with(':'))
+            .collect();
+        for t in &tokens {
+            if t.starts_with('#') {
+                assert!(
+                    self.names.contains_key(*t),
+                    "{t} undefined in {}",
+                    self.text
+                );
+            } else {
+                assert!(
+                    self.values.contains_key(*t),
+                    "{t} undefined in {}",
+                    self.text
+                );
+            }
+        }
+        for k in self.names.keys().chain(self.values.keys()) {
+            assert!(tokens.contains(&k.as_str()), "{k} unused in {}", self.text);
+        }
+    }
+}
+
 /// The `KeyConditionExpression` of one flight's cabins.
 pub(crate) fn flight_key_condition(flight_id: &str) -> Expression {
     Expression {
@@ -113,25 +147,6 @@ mod tests {
 
     use super::*;
 
-    /// Every `#name` and `:value` the text uses is defined, and every definition used.
-    fn assert_consistent(e: &Expression) {
-        let tokens: Vec<&str> = e
-            .text
-            .split(|c: char| !(c.is_alphanumeric() || c == '#' || c == ':' || c == '_'))
-            .filter(|t| t.starts_with('#') || t.starts_with(':'))
-            .collect();
-        for t in &tokens {
-            if t.starts_with('#') {
-                assert!(e.names.contains_key(*t), "{t} undefined in {}", e.text);
-            } else {
-                assert!(e.values.contains_key(*t), "{t} undefined in {}", e.text);
-            }
-        }
-        for k in e.names.keys().chain(e.values.keys()) {
-            assert!(tokens.contains(&k.as_str()), "{k} unused in {}", e.text);
-        }
-    }
-
     #[test]
     fn a_flight_is_a_query_on_its_partition_key() {
         let e = flight_key_condition("FH1-20261201");
@@ -140,14 +155,14 @@ mod tests {
             AttributeValue::S("FLIGHT#FH1-20261201".into())
         );
         assert!(e.text.starts_with("#pk = :pk"));
-        assert_consistent(&e);
+        e.assert_consistent();
     }
 
     #[test]
     fn the_default_listing_keeps_flight_items_only() {
         let e = list_filter(&InventoryFilter::default());
         assert_eq!(e.text, "begins_with(#pk, :flight)");
-        assert_consistent(&e);
+        e.assert_consistent();
     }
 
     #[test]
@@ -159,7 +174,7 @@ mod tests {
             sold_out_only: true,
             limit: Some(3),
         });
-        assert_consistent(&e);
+        e.assert_consistent();
         assert_eq!(e.values[":origin"], AttributeValue::S("LHR".into()));
         assert_eq!(e.values[":date"], AttributeValue::S("2026-12-01".into()));
         assert_eq!(e.values[":id_date"], AttributeValue::S("-20261201".into()));

@@ -1,0 +1,391 @@
+//! The hot-route processor's state in two DynamoDB tables: [`DynamoDemandStore`]
+//! implements [`DemandStore`] (demand counters: hot and short-lived) and
+//! [`DynamoAlertStore`] implements [`AlertStore`](flyhigh_core::AlertStore) (alerts,
+//! their outbox and the rules' states: few and kept).
+//!
+//! - `keys`: strings whose byte order is the order of buckets and times (pure).
+//! - `items`, `alert_items`: the two tables' items and requests (pure).
+//! - `errors`: failed conditions told apart from failures (pure).
+//! - this module and `alerts`: the only code that calls DynamoDB.
+//!
+//! Both tables have string keys `pk` (partition) and `sk` (sort), like the inventory
+//! table. Every write is conditional or idempotent, so a retried Lambda batch, a replay
+//! or a second evaluator changes nothing twice.
+//!
+//! # The demand table
+//!
+//! ```text
+//! item       pk              sk                         attributes
+//! ---------  --------------  -------------------------  ------------------------------------------
+//! counter    ROUTE#<route>   <bucket, 20 chars>#<shard>  searches passengers bookings seats
+//!                                                        cancellations late (N, changed only by ADD),
+//!                                                        mark (S, Position::to_key), route,
+//!                                                        bucket (N), shard_id, expires_at (N)
+//! route      #routes         <route>                     route
+//! watermark  #watermarks     <shard_id>                  shard_id, event_time, updated_at (S, fixed-
+//!                                                        width RFC 3339 with nanoseconds)
+//! ```
+//!
+//! The bucket in a counter's sort key is zero-padded to 20 digits (see `keys`), so a
+//! route's counters sort by bucket, then shard, and a bucket range is one key
+//! condition. The mark is the 64-digit padded position, so the condition
+//! `mark < :first` compares Kinesis sequence numbers of any length as numbers
+//! (`"9"` < `"10"`). `expires_at` (the table's TTL attribute) is the bucket plus
+//! [`COUNTER_TTL_SECONDS`] (35 days).
+//!
+//! | port method | calls | cost |
+//! |---|---|---|
+//! | `add` | one `UpdateItem`: `ADD` the six counts, `SET mark = :last` (and the key attributes), condition `attribute_not_exists(pk) OR mark < :first`, `ReturnValuesOnConditionCheckFailure = ALL_OLD` so a stale change learns the stored mark without a read | 1 WCU (an item is ~250 bytes), applied or stale |
+//! | `counters` | one `Query` of `pk = ROUTE#<route> AND sk BETWEEN <from># AND <to - 1>$`, paginated, eventually consistent (the evaluator reads closed buckets; a late event landing after the read is flagged `late` and shows on the next read) | 0.5 RCU per 4 KB read: ~16 counters (~250 bytes each) per 0.5 RCU |
+//! | `note_routes` | `BatchWriteItem` of idempotent puts, 25 per request, unprocessed items sent again with backoff | 1 WCU per route (a put costs the same when the item is there: callers note a route once per container, not per batch) |
+//! | `routes` | one `Query` of `pk = #routes`, paginated, eventually consistent | 0.5 RCU per 4 KB |
+//! | `watermark` | one strongly consistent `GetItem` | 1 RCU |
+//! | `advance_watermark` | one `UpdateItem`, condition `attribute_not_exists(pk) OR event_time < :t`; a failed condition is success (it is at or past `:t` already) | 1 WCU |
+//! | `watermarks` | one `Query` of `pk = #watermarks`, eventually consistent | 0.5 RCU per 4 KB |
+//!
+//! A route's counters share its partition key; each shard's consumer writes its own
+//! items (one per bucket per batch), and DynamoDB splits a hot partition key across
+//! partitions by sort key, so a surge of one route spread over many shards is not
+//! one item's 1,000 WCU/s.
+//!
+//! # The alerts table
+//!
+//! ```text
+//! item         pk                  sk                attributes
+//! -----------  ------------------  ----------------  ------------------------------------------------
+//! alert        ALERT#<alert_id>    ALERT             alert (S, exactly Alert::to_json), alert_id, rule,
+//!                                                    raised_at, published_at (absent while pending),
+//!                                                    time_pk = ALERTS, time_sk = <raised_at>#<alert_id>
+//! outbox       #outbox             <alert_id>        order = <raised_at>#<alert_id>, alert (S, JSON),
+//!                                                    claim_until (absent until claimed)
+//! route state  ROUTE#<route>       STATE             state (S, RouteState as JSON), version (N), route
+//! cabin state  FLIGHT#<flight_id>  CABIN#<cabin>     state (S, CabinAlertState as JSON), version (N),
+//!                                                    flight_id, cabin
+//! ```
+//!
+//! Times are fixed-width RFC 3339 with nanoseconds, so they compare as strings.
+//! Two indexes:
+//!
+//! - `outbox_order` ([`OUTBOX_INDEX`]), a local secondary index on `pk` and `order`,
+//!   projecting `alert`: only outbox items have `order`, so it holds the pending
+//!   alerts in `(raised_at, alert_id)` order, read strongly consistent; a claim changes
+//!   `claim_until`, which the index does not project, so it costs the index nothing.
+//!   The outbox item is keyed by `alert_id`, so claiming and marking need no lookup.
+//! - `by_time` ([`BY_TIME_INDEX`]), a global secondary index on `time_pk` and
+//!   `time_sk`, projecting everything: every alert in one index partition in
+//!   `(raised_at, alert_id)` order. Alerts are a few hundred a day at most, far below
+//!   what one partition takes, and the listing reads it newest first and stops at the
+//!   filter's `limit`. A GSI is eventually consistent: an alert shows in listings a
+//!   moment after it is recorded.
+//!
+//! | port method | calls | cost |
+//! |---|---|---|
+//! | `record` | `TransactWriteItems`: Put the alert item with `attribute_not_exists(pk)`, Put the outbox item; cancelled with `ConditionalCheckFailed` → `Ok(false)` | 2 WCU per KB of each of the two items (transactional), + 1 WCU per KB in each index (the alert item in `by_time`, the outbox item in `outbox_order`) |
+//! | `pending` | one `Query` of `outbox_order`, `pk = #outbox`, strongly consistent, `Limit` = the limit | 1 RCU per 4 KB |
+//! | `claim` | one `UpdateItem` of the outbox item, `SET claim_until`, condition `attribute_exists(pk) AND (attribute_not_exists(claim_until) OR claim_until < :now)`; failed → `Ok(false)` | 1 WCU (the index does not project `claim_until`) |
+//! | `mark_published` | `TransactWriteItems`: Update the alert item `SET published_at = if_not_exists(published_at, :at)` with `attribute_exists(pk)`, Delete the outbox item; idempotent | 2 WCU per KB of each item, + 1 WCU per KB in each index |
+//! | `alerts` | one `Query` of `by_time`, `time_pk = ALERTS` (and `time_sk >= <since>`), filter `rule = :rule`, newest first, paginated until `limit`; then [`AlertFilter::select`](flyhigh_core::AlertFilter::select) | 0.5 RCU per 4 KB read |
+//! | `route_state` | one strongly consistent `GetItem` | 1 RCU |
+//! | `save_route_state`, `save_cabin_state` | one `PutItem`, condition `attribute_not_exists(pk)` for version 1, else `version = :expected` (the new version - 1); failed → `Ok(false)`; version 0 is refused without a call | 1 WCU |
+//! | `cabin_states` | `BatchGetItem`, 100 keys per request, strongly consistent, unprocessed keys asked again | 1 RCU per cabin |
+
+mod alert_items;
+mod alerts;
+mod errors;
+mod items;
+mod keys;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{
+    BillingMode, KeyType, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
+};
+use chrono::{DateTime, Utc};
+use flyhigh_core::demand::{CounterKey, CounterUpdate, Counts};
+use flyhigh_core::ports::{Added, DemandStore, ShardWatermark, StoreError};
+
+pub use self::alert_items::{BY_TIME_INDEX, OUTBOX_INDEX};
+pub use self::alerts::{DynamoAlertStore, create_alerts_table};
+use self::errors::update_refused;
+use self::items::Write;
+pub use self::items::{BATCH_WRITE_MAX_ITEMS, COUNTER_TTL_SECONDS};
+use crate::dynamodb::errors::store_error;
+use crate::dynamodb::items::{Item, PK, SK};
+use crate::dynamodb::{create_and_wait, enable_ttl, key_element, string_attribute};
+use crate::retry::backoff;
+
+/// Rounds of a batch request for what DynamoDB left unprocessed, the first included.
+const BATCH_MAX_ROUNDS: u32 = 8;
+const BATCH_BACKOFF_BASE: Duration = Duration::from_millis(50);
+const BATCH_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// What a conditional `UpdateItem` did.
+#[derive(Debug)]
+enum Outcome {
+    Applied,
+    /// The condition failed; the item as it was, when DynamoDB returned it.
+    Refused(Option<Item>),
+}
+
+/// Sends a conditional update, asking for the old item when the condition fails.
+async fn conditional_update(
+    client: &Client,
+    table: &str,
+    write: Write,
+) -> Result<Outcome, StoreError> {
+    let sent = client
+        .update_item()
+        .table_name(table)
+        .set_key(Some(write.key))
+        .update_expression(write.update)
+        .condition_expression(write.condition)
+        .set_expression_attribute_names(Some(write.names))
+        .set_expression_attribute_values(Some(write.values))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match sent {
+        Ok(_) => Ok(Outcome::Applied),
+        Err(e) => update_refused(&e).map(Outcome::Refused),
+    }
+}
+
+/// Every item a query returns, page after page, up to `limit` items when given.
+async fn query_items(
+    query: QueryFluentBuilder,
+    limit: Option<usize>,
+) -> Result<Vec<Item>, StoreError> {
+    let mut pages = query.into_paginator().send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| store_error("Query", &e))?;
+        out.extend(page.items().iter().cloned());
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+    }
+    if let Some(limit) = limit {
+        out.truncate(limit);
+    }
+    Ok(out)
+}
+
+/// A page size for a query that needs at most `limit` items (DynamoDB takes 1 and up).
+fn page_limit(limit: usize) -> i32 {
+    i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000)
+}
+
+/// Sleeps before round `round` of a batch request (none before the first).
+async fn batch_pause(round: u32) {
+    if round > 0 {
+        tokio::time::sleep(backoff(round - 1, BATCH_BACKOFF_BASE, BATCH_BACKOFF_MAX)).await;
+    }
+}
+
+/// Demand counters, the route registry and the shards' watermarks in a DynamoDB table
+/// of the design in the module docs.
+#[derive(Debug, Clone)]
+pub struct DynamoDemandStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDemandStore {
+    /// A store on `table`, which must exist (see [`create_demand_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoDemandStore {
+        DynamoDemandStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn broken(&self, what: &str, e: String) -> StoreError {
+        StoreError::Permanent(format!("table {}: {what} item: {e}", self.table))
+    }
+
+    /// The mark of a counter whose condition failed, when DynamoDB did not return
+    /// the old item (it always does; an emulator might not).
+    async fn read_mark(&self, key: &CounterKey) -> Result<Added, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(items::counter_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &e))?;
+        match out.item() {
+            Some(item) => Ok(Added::Stale {
+                mark: items::parse_mark(item).map_err(|e| self.broken("counter", e))?,
+            }),
+            // Refused, then gone: only TTL deletes counters. Try the change again.
+            None => Err(StoreError::Transient(format!(
+                "table {}: counter {} {} {} refused the change and is gone",
+                self.table, key.route, key.bucket, key.shard_id
+            ))),
+        }
+    }
+
+    fn partition(&self, pk: &str) -> QueryFluentBuilder {
+        let key = items::partition_query(pk);
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(key.text)
+            .set_expression_attribute_names(Some(key.names))
+            .set_expression_attribute_values(Some(key.values))
+    }
+
+    /// Puts one batch of items, sending again what DynamoDB leaves unprocessed.
+    async fn batch_put(&self, batch: Vec<Item>) -> Result<(), StoreError> {
+        let mut pending: Vec<WriteRequest> = batch
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|e| StoreError::Permanent(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        for round in 0..BATCH_MAX_ROUNDS {
+            batch_pause(round).await;
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| store_error("BatchWriteItem", &e))?;
+            pending = out
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .cloned()
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            tracing::debug!(table = %self.table, unprocessed = pending.len(), round, "batch write left items unprocessed");
+        }
+        Err(StoreError::Transient(format!(
+            "DynamoDB BatchWriteItem: {} items still unprocessed after {BATCH_MAX_ROUNDS} rounds",
+            pending.len()
+        )))
+    }
+}
+
+impl DemandStore for DynamoDemandStore {
+    async fn add(&self, update: &CounterUpdate) -> Result<Added, StoreError> {
+        match conditional_update(&self.client, &self.table, items::counter_write(update)).await? {
+            Outcome::Applied => Ok(Added::Applied),
+            Outcome::Refused(Some(old)) => Ok(Added::Stale {
+                mark: items::parse_mark(&old).map_err(|e| self.broken("counter", e))?,
+            }),
+            Outcome::Refused(None) => self.read_mark(&update.key).await,
+        }
+    }
+
+    async fn counters(
+        &self,
+        route: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(CounterKey, Counts)>, StoreError> {
+        let Some(key) = items::counters_query(route, from, to) else {
+            return Ok(Vec::new());
+        };
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(key.text)
+            .set_expression_attribute_names(Some(key.names))
+            .set_expression_attribute_values(Some(key.values));
+        query_items(query, None)
+            .await?
+            .iter()
+            .map(|item| items::parse_counter(item).map_err(|e| self.broken("counter", e)))
+            .collect()
+    }
+
+    async fn note_routes(&self, routes: &[String]) -> Result<(), StoreError> {
+        for batch in items::route_batches(routes) {
+            self.batch_put(batch.into_iter().map(items::route_item).collect())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn routes(&self) -> Result<Vec<String>, StoreError> {
+        query_items(self.partition(items::ROUTES_PK), None)
+            .await?
+            .iter()
+            .map(|item| items::parse_route(item).map_err(|e| self.broken("route", e)))
+            .collect()
+    }
+
+    async fn watermark(&self, shard_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(items::watermark_key(shard_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &e))?;
+        out.item()
+            .map(|item| {
+                items::parse_watermark(item)
+                    .map(|w| w.event_time)
+                    .map_err(|e| self.broken("watermark", e))
+            })
+            .transpose()
+    }
+
+    async fn advance_watermark(
+        &self,
+        shard_id: &str,
+        event_time: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let write = items::watermark_write(shard_id, event_time, updated_at)
+            .map_err(|e| StoreError::Permanent(format!("watermark of {shard_id}: {e}")))?;
+        // Refused: the stored watermark is at or past `event_time` already.
+        conditional_update(&self.client, &self.table, write).await?;
+        Ok(())
+    }
+
+    async fn watermarks(&self) -> Result<Vec<ShardWatermark>, StoreError> {
+        query_items(self.partition(items::WATERMARKS_PK), None)
+            .await?
+            .iter()
+            .map(|item| items::parse_watermark(item).map_err(|e| self.broken("watermark", e)))
+            .collect()
+    }
+}
+
+/// Creates the demand table (on-demand capacity, string keys `pk` and `sk`, TTL on
+/// `expires_at`) and waits until it is `ACTIVE`. A table that already exists is fine.
+///
+/// Meant for tests and the local setup; production tables come from `infra/`.
+pub async fn create_demand_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key_element(PK, KeyType::Hash)?)
+        .key_schema(key_element(SK, KeyType::Range)?)
+        .attribute_definitions(string_attribute(PK)?)
+        .attribute_definitions(string_attribute(SK)?);
+    create_and_wait(client, name, request).await?;
+    enable_ttl(client, name, items::EXPIRES_AT, "demand counters").await
+}

@@ -1,0 +1,332 @@
+//! [`DynamoAlertStore`]: alerts, their outbox and the rules' states in the alerts
+//! table (layout and costs in the parent module's docs). The only code that calls
+//! DynamoDB for them.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    BillingMode, GlobalSecondaryIndex, KeyType, KeysAndAttributes, LocalSecondaryIndex, Projection,
+    ProjectionType,
+};
+use chrono::{DateTime, Utc};
+use flyhigh_core::demand::{CabinAlertState, RouteState};
+use flyhigh_core::inventory::CabinKey;
+use flyhigh_core::ports::{AlertFilter, AlertStore, StoreError, StoredAlert};
+use flyhigh_schemas::Alert;
+
+use super::alert_items::{
+    self, ALERT, BY_TIME_INDEX, ORDER, OUTBOX_INDEX, StatePut, TIME_PK, TIME_SK,
+};
+use super::errors::{put_refused, transaction_refused};
+use super::{BATCH_MAX_ROUNDS, Outcome, batch_pause, conditional_update, page_limit, query_items};
+use crate::dynamodb::errors::store_error;
+use crate::dynamodb::items::{Item, PK, SK};
+use crate::dynamodb::{BATCH_GET_MAX_KEYS, create_and_wait, key_element, string_attribute};
+
+/// Alerts, the outbox and the rules' states in a DynamoDB table of the design in the
+/// module docs.
+#[derive(Debug, Clone)]
+pub struct DynamoAlertStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoAlertStore {
+    /// A store on `table`, which must exist with its indexes (see
+    /// [`create_alerts_table`]).
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoAlertStore {
+        DynamoAlertStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn broken(&self, what: &str, e: String) -> StoreError {
+        StoreError::Permanent(format!("table {}: {what} item: {e}", self.table))
+    }
+
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", &e))?;
+        Ok(out.item)
+    }
+
+    async fn save(&self, put: Option<StatePut>) -> Result<bool, StoreError> {
+        // Version 0: no stored state can be version -1.
+        let Some(put) = put else {
+            return Ok(false);
+        };
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item))
+            .condition_expression(put.condition)
+            .set_expression_attribute_names(Some(put.names))
+            .set_expression_attribute_values((!put.values.is_empty()).then_some(put.values))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) => put_refused(&e).map(|()| false),
+        }
+    }
+
+    /// Reads one chunk of at most [`BATCH_GET_MAX_KEYS`] keys, asking again for the
+    /// keys DynamoDB leaves unprocessed.
+    async fn batch_get(&self, keys: Vec<Item>, out: &mut Vec<Item>) -> Result<(), StoreError> {
+        let mut pending = keys;
+        for round in 0..BATCH_MAX_ROUNDS {
+            batch_pause(round).await;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                // Latches are read to decide whether to raise: the latest, always.
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Permanent(e.to_string()))?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| store_error("BatchGetItem", &e))?;
+            if let Some(items) = output.responses().and_then(|r| r.get(&self.table)) {
+                out.extend(items.iter().cloned());
+            }
+            pending = output
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            tracing::debug!(table = %self.table, unprocessed = pending.len(), round, "batch get left keys unprocessed");
+        }
+        Err(StoreError::Transient(format!(
+            "DynamoDB BatchGetItem: {} keys still unprocessed after {BATCH_MAX_ROUNDS} rounds",
+            pending.len()
+        )))
+    }
+}
+
+impl AlertStore for DynamoAlertStore {
+    async fn record(&self, alert: &Alert) -> Result<bool, StoreError> {
+        let actions =
+            alert_items::record_items(&self.table, alert).map_err(StoreError::Permanent)?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                tracing::info!(table = %self.table, alert_id = %alert.alert_id, "alert recorded");
+                Ok(true)
+            }
+            // The alert item's condition: an alert with this id exists.
+            Err(e) => transaction_refused(&e).map(|()| false),
+        }
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = alert_items::pending_query();
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OUTBOX_INDEX)
+            .key_condition_expression(key.text)
+            .set_expression_attribute_names(Some(key.names))
+            .set_expression_attribute_values(Some(key.values))
+            .consistent_read(true)
+            .limit(page_limit(limit));
+        query_items(query, Some(limit))
+            .await?
+            .iter()
+            .map(|item| alert_items::parse_outbox(item).map_err(|e| self.broken("outbox", e)))
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let write =
+            alert_items::claim_write(alert_id, now, until).map_err(StoreError::Permanent)?;
+        Ok(matches!(
+            conditional_update(&self.client, &self.table, write).await?,
+            Outcome::Applied
+        ))
+    }
+
+    async fn mark_published(&self, alert_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let actions =
+            alert_items::mark_items(&self.table, alert_id, at).map_err(StoreError::Permanent)?;
+        let sent = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            // No such alert: nothing to mark, as in every store.
+            Err(e) => transaction_refused(&e),
+        }
+    }
+
+    async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<StoredAlert>, StoreError> {
+        if filter.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let listing = alert_items::listing(filter).map_err(StoreError::Permanent)?;
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_TIME_INDEX)
+            .key_condition_expression(listing.key)
+            .set_filter_expression(listing.filter)
+            .set_expression_attribute_names(Some(listing.names))
+            .set_expression_attribute_values(Some(listing.values))
+            // Newest first: the latest `limit` are the first `limit` read.
+            .scan_index_forward(false)
+            .set_limit(filter.limit.map(page_limit));
+        let stored = query_items(query, filter.limit)
+            .await?
+            .iter()
+            .map(|item| alert_items::parse_stored(item).map_err(|e| self.broken("alert", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(filter.select(stored))
+    }
+
+    async fn route_state(&self, route: &str) -> Result<Option<RouteState>, StoreError> {
+        self.get(alert_items::route_state_key(route))
+            .await?
+            .map(|item| {
+                alert_items::parse_route_state(&item).map_err(|e| self.broken("route state", e))
+            })
+            .transpose()
+    }
+
+    async fn save_route_state(&self, route: &str, state: &RouteState) -> Result<bool, StoreError> {
+        let put = alert_items::route_state_put(route, state).map_err(StoreError::Permanent)?;
+        self.save(put).await
+    }
+
+    async fn cabin_states(
+        &self,
+        keys: &[CabinKey],
+    ) -> Result<HashMap<CabinKey, CabinAlertState>, StoreError> {
+        // BatchGetItem refuses a request that names one key twice.
+        let mut seen = HashSet::new();
+        let unique: Vec<&CabinKey> = keys.iter().filter(|k| seen.insert(*k)).collect();
+        let mut items = Vec::new();
+        for chunk in unique.chunks(BATCH_GET_MAX_KEYS) {
+            let keys = chunk
+                .iter()
+                .map(|k| alert_items::cabin_state_key(k))
+                .collect();
+            self.batch_get(keys, &mut items).await?;
+        }
+        items
+            .iter()
+            .map(|item| {
+                alert_items::parse_cabin_state(item).map_err(|e| self.broken("cabin state", e))
+            })
+            .collect()
+    }
+
+    async fn save_cabin_state(
+        &self,
+        key: &CabinKey,
+        state: &CabinAlertState,
+    ) -> Result<bool, StoreError> {
+        let put = alert_items::cabin_state_put(key, state).map_err(StoreError::Permanent)?;
+        self.save(put).await
+    }
+}
+
+/// Creates the alerts table (on-demand capacity, string keys `pk` and `sk`, the
+/// indexes [`OUTBOX_INDEX`] and [`BY_TIME_INDEX`]) and waits until it is `ACTIVE`. A
+/// table that already exists is fine if it has both indexes.
+///
+/// Meant for tests and the local setup; production tables come from `infra/`.
+pub async fn create_alerts_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let permanent = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Permanent(e.to_string());
+    let outbox = LocalSecondaryIndex::builder()
+        .index_name(OUTBOX_INDEX)
+        .key_schema(key_element(PK, KeyType::Hash)?)
+        .key_schema(key_element(ORDER, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes(ALERT)
+                .build(),
+        )
+        .build()
+        .map_err(permanent)?;
+    let by_time = GlobalSecondaryIndex::builder()
+        .index_name(BY_TIME_INDEX)
+        .key_schema(key_element(TIME_PK, KeyType::Hash)?)
+        .key_schema(key_element(TIME_SK, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(permanent)?;
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key_element(PK, KeyType::Hash)?)
+        .key_schema(key_element(SK, KeyType::Range)?)
+        .local_secondary_indexes(outbox)
+        .global_secondary_indexes(by_time);
+    for attr in [PK, SK, ORDER, TIME_PK, TIME_SK] {
+        request = request.attribute_definitions(string_attribute(attr)?);
+    }
+    let table = create_and_wait(client, name, request).await?;
+    let has = |index: &str| {
+        table
+            .local_secondary_indexes()
+            .iter()
+            .any(|i| i.index_name() == Some(index))
+            || table
+                .global_secondary_indexes()
+                .iter()
+                .any(|i| i.index_name() == Some(index))
+    };
+    for index in [OUTBOX_INDEX, BY_TIME_INDEX] {
+        if !has(index) {
+            return Err(StoreError::Permanent(format!(
+                "table {name} exists without the index `{index}` the alert store reads: \
+                 recreate it or add the index"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! `SnsTopic` against moto, through the real SDK clients: alerts published to a topic
+//! reach the SQS queues whose filter policies select them, and only those, as the
+//! contract's JSON with the contract's attributes.
+//!
+//! Needs `FLYHIGH_MOTO_URL` (see `common::moto_url`). Each test has its own topic and
+//! queues.
+
+#![cfg(all(feature = "sns", feature = "sqs"))]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flyhigh_aws::sns::{SnsTopic, create_topic, subscribe_queue};
+use flyhigh_aws::sqs::create_queue;
+use flyhigh_core::{AlertPublisher, StoreError};
+use flyhigh_schemas::{ALERT_VERSION, Alert, AlertRule, Cabin, Severity};
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn alert(
+    rule: AlertRule,
+    severity: Severity,
+    route: &str,
+    flight: Option<&str>,
+    minute: u32,
+) -> Alert {
+    let (origin, destination) = route.split_once('-').unwrap();
+    let window_start = at(&format!("2026-12-01T09:{minute:02}:00Z"));
+    let (alert_id, cabin) = match flight {
+        Some(f) => (
+            Alert::flight_id_for(rule, f, Cabin::Economy, 1),
+            Some(Cabin::Economy),
+        ),
+        None => (Alert::surge_id(route, window_start), None),
+    };
+    let surge = flight.is_none();
+    Alert {
+        alert_id,
+        alert_version: ALERT_VERSION,
+        rule,
+        severity,
+        route: route.into(),
+        origin: origin.into(),
+        destination: destination.into(),
+        flight_id: flight.map(str::to_string),
+        cabin,
+        window_start: surge.then_some(window_start),
+        window_end: surge.then(|| window_start + chrono::Duration::minutes(3)),
+        observed: surge.then_some(61),
+        baseline: surge.then_some(10.0 / 3.0),
+        capacity: (!surge).then_some(180),
+        sold: (!surge).then_some(181),
+        detected_at: window_start + chrono::Duration::minutes(3),
+        raised_at: at("2026-12-01T09:50:00.125Z"),
+        summary: format!("{rule} on {route}"),
+    }
+}
+
+/// A received message: its body and its String attributes.
+struct Received {
+    body: String,
+    attributes: HashMap<String, String>,
+}
+
+/// Receives until `expected` messages have arrived (or a deadline passes), then
+/// waits a little longer for any that should not come.
+async fn receive(client: &aws_sdk_sqs::Client, queue_url: &str, expected: usize) -> Vec<Received> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut extra_rounds = 2;
+    while tokio::time::Instant::now() < deadline && (out.len() < expected || extra_rounds > 0) {
+        if out.len() >= expected {
+            extra_rounds -= 1;
+        }
+        let page = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        for m in page.messages() {
+            let attributes = m
+                .message_attributes()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| {
+                    assert_eq!(v.data_type(), "String", "attribute {k}");
+                    (k.clone(), v.string_value().unwrap_or_default().to_string())
+                })
+                .collect();
+            out.push(Received {
+                body: m.body().unwrap_or_default().to_string(),
+                attributes,
+            });
+            client
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn each_queue_receives_exactly_the_alerts_its_filter_policy_selects() {
+    let config = common::sdk_config().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let name = common::unique_name("alerts");
+    let topic_arn = create_topic(&sns, &name).await.expect("create topic");
+    assert_eq!(
+        create_topic(&sns, &name).await.expect("create again"),
+        topic_arn
+    );
+    let critical_url = create_queue(&sqs, &common::unique_name("critical"))
+        .await
+        .unwrap();
+    let route_url = create_queue(&sqs, &common::unique_name("ord-sfo"))
+        .await
+        .unwrap();
+    subscribe_queue(
+        &sns,
+        &sqs,
+        &topic_arn,
+        &critical_url,
+        Some(r#"{"severity": ["critical"]}"#),
+    )
+    .await
+    .expect("subscribe critical");
+    subscribe_queue(
+        &sns,
+        &sqs,
+        &topic_arn,
+        &route_url,
+        Some(r#"{"route": ["ORD-SFO"]}"#),
+    )
+    .await
+    .expect("subscribe route");
+    // The queue policies allow the topic.
+    for url in [&critical_url, &route_url] {
+        let policy = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::Policy)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::Policy))
+            .cloned()
+            .unwrap_or_default();
+        assert!(policy.contains(&topic_arn), "{policy}");
+    }
+
+    use AlertRule::*;
+    use Severity::*;
+    let alerts = [
+        alert(RouteSurge, Critical, "ORD-SFO", None, 34),
+        alert(RouteSurge, Warning, "LHR-JFK", None, 35),
+        alert(Oversold, Critical, "LHR-JFK", Some("FH0310-20261201"), 0),
+        alert(NearSoldOut, Warning, "ORD-SFO", Some("FH0311-20261201"), 0),
+        alert(RouteSurge, Warning, "ORD-SFO", None, 44),
+        alert(SoldOut, Critical, "JFK-LAX", Some("FH0420-20261202"), 0),
+    ];
+    let topic = SnsTopic::new(sns.clone(), &topic_arn);
+    for a in &alerts {
+        topic.publish(a).await.expect("publish");
+    }
+    let by_id: BTreeMap<&str, &Alert> = alerts.iter().map(|a| (a.alert_id.as_str(), a)).collect();
+    let selected = |keep: &dyn Fn(&Alert) -> bool| -> BTreeSet<String> {
+        alerts
+            .iter()
+            .filter(|a| keep(a))
+            .map(|a| a.alert_id.clone())
+            .collect()
+    };
+    for (url, expected) in [
+        (&critical_url, selected(&|a| a.severity == Critical)),
+        (&route_url, selected(&|a| a.route == "ORD-SFO")),
+    ] {
+        assert_eq!(expected.len(), 3);
+        let received = receive(&sqs, url, expected.len()).await;
+        let mut ids = BTreeSet::new();
+        for m in &received {
+            // Raw delivery: the body is the alert's JSON as published.
+            let back: Alert = serde_json::from_str(&m.body).expect("an alert body");
+            let sent = by_id[back.alert_id.as_str()];
+            assert_eq!(&back, sent);
+            let attributes: HashMap<String, String> = sent
+                .message_attributes()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            assert_eq!(m.attributes, attributes, "{}", back.alert_id);
+            assert!(ids.insert(back.alert_id), "delivered once");
+        }
+        assert_eq!(ids, expected, "queue {url}");
+    }
+}
+
+#[tokio::test]
+async fn publishing_to_a_missing_topic_is_permanent_and_said_in_one_line() {
+    let config = common::sdk_config().await;
+    let topic = SnsTopic::new(
+        aws_sdk_sns::Client::new(&config),
+        format!(
+            "arn:aws:sns:us-east-1:123456789012:{}",
+            common::unique_name("missing")
+        ),
+    );
+    let err = topic
+        .publish(&alert(
+            AlertRule::RouteSurge,
+            Severity::Critical,
+            "ORD-SFO",
+            None,
+            34,
+        ))
+        .await
+        .unwrap_err();
+    let StoreError::Permanent(message) = err else {
+        panic!("not permanent: {err:?}")
+    };
+    assert!(message.starts_with("SNS Publish: "), "{message}");
+    assert!(message.contains("NotFound"), "{message}");
+    assert!(
+        !message.contains('\n') && !message.contains("HttpResponse") && !message.contains("{"),
+        "{message}"
+    );
+}
