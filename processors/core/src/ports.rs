@@ -449,3 +449,105 @@ impl<T: AlertStore> AlertStore for &T {
         (**self).save_cabin_state(key, state)
     }
 }
+
+// Shared adapters (one SQLite file or one SDK client behind several handlers and
+// tasks) are `Arc`s.
+
+impl<T: DemandStore> DemandStore for std::sync::Arc<T> {
+    fn add(&self, update: &CounterUpdate) -> impl Future<Output = Result<Added, StoreError>> + Send {
+        (**self).add(update)
+    }
+    fn counters(
+        &self,
+        route: &str,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<(CounterKey, Counts)>, StoreError>> + Send {
+        (**self).counters(route, from, to)
+    }
+    fn note_routes(&self, routes: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).note_routes(routes)
+    }
+    fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        (**self).routes()
+    }
+    fn watermark(
+        &self,
+        shard_id: &str,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send {
+        (**self).watermark(shard_id)
+    }
+    fn advance_watermark(
+        &self,
+        shard_id: &str,
+        event_time: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).advance_watermark(shard_id, event_time, updated_at)
+    }
+    fn watermarks(&self) -> impl Future<Output = Result<Vec<ShardWatermark>, StoreError>> + Send {
+        (**self).watermarks()
+    }
+}
+
+impl<T: AlertPublisher> AlertPublisher for std::sync::Arc<T> {
+    fn publish(&self, alert: &Alert) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).publish(alert)
+    }
+}
+
+impl<T: AlertStore> AlertStore for std::sync::Arc<T> {
+    fn record(&self, alert: &Alert) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).record(alert)
+    }
+    fn pending(&self, limit: usize) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send {
+        (**self).pending(limit)
+    }
+    fn claim(
+        &self,
+        alert_id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).claim(alert_id, now, until)
+    }
+    fn mark_published(
+        &self,
+        alert_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).mark_published(alert_id, at)
+    }
+    fn alerts(
+        &self,
+        filter: &AlertFilter,
+    ) -> impl Future<Output = Result<Vec<StoredAlert>, StoreError>> + Send {
+        (**self).alerts(filter)
+    }
+    fn route_state(
+        &self,
+        route: &str,
+    ) -> impl Future<Output = Result<Option<RouteState>, StoreError>> + Send {
+        (**self).route_state(route)
+    }
+    fn save_route_state(
+        &self,
+        route: &str,
+        state: &RouteState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).save_route_state(route, state)
+    }
+    fn cabin_states(
+        &self,
+        keys: &[CabinKey],
+    ) -> impl Future<Output = Result<HashMap<CabinKey, CabinAlertState>, StoreError>> + Send {
+        (**self).cabin_states(keys)
+    }
+    fn save_cabin_state(
+        &self,
+        key: &CabinKey,
+        state: &CabinAlertState,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).save_cabin_state(key, state)
+    }
+}
