@@ -56,3 +56,14 @@ pub fn aggregated<'a>(
         })
         .collect()
 }
+
+/// The first `n` events of an airline-scale day (10 million events, no surge): the
+/// density a Lambda batch of real traffic has, minutes of event time per 10,000
+/// records rather than the demo's hours.
+pub fn dense_events(n: usize) -> Vec<Envelope> {
+    let mut config = flyhigh_simulator::SimConfig::new(7, 10_000_000);
+    config.surge = flyhigh_simulator::SurgeConfig::disabled();
+    flyhigh_simulator::Simulator::new(config)
+        .map(|sim| sim.take(n).collect())
+        .unwrap_or_default()
+}

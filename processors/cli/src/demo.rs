@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use flyhigh_core::InventoryStore;
-use flyhigh_embedded::{JsonLinesFile, SqliteInventoryStore};
-use flyhigh_handlers::InventoryHandler;
+use flyhigh_core::{DemandStore, InventoryStore};
+use flyhigh_embedded::{AlertLog, JsonLinesFile, SqliteDemandStore, SqliteInventoryStore};
+use flyhigh_handlers::{DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator};
 use flyhigh_producer::{FileDeadLetters, LocalStream, Producer, ProducerConfig};
 use flyhigh_runner::{LocalSource, MappingConfig, Runner, handler_fn};
-use flyhigh_simulator::{SimConfig, Simulator};
+use flyhigh_simulator::{SimConfig, Simulator, SurgeConfig};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -42,6 +42,9 @@ pub struct DemoArgs {
     /// Where to write the JSON summary (default: OUT/summary.json).
     #[arg(long)]
     summary_json: Option<PathBuf>,
+    /// Simulate an ordinary day: no demand surge on any route.
+    #[arg(long)]
+    no_surge: bool,
 }
 
 /// The `--summary-json` document of `demo`.
@@ -62,7 +65,37 @@ struct DemoSummary {
     producer: ProducerSummary,
     handler: flyhigh_handlers::HandlerStats,
     runner: flyhigh_runner::MappingStats,
+    demand: DemandSummary,
+    alerts: AlertsSummary,
     files: Files,
+}
+
+/// The hot-route processor's part of the summary.
+#[derive(Serialize)]
+struct DemandSummary {
+    /// What the counting handler did.
+    handler: flyhigh_handlers::demand::DemandStats,
+    /// Its event source mapping.
+    runner: flyhigh_runner::MappingStats,
+    /// Events in the counters, summed over routes, buckets and shards.
+    counted: flyhigh_core::demand::Counts,
+    /// `counted` equals what was produced (cancellations of unscheduled flights
+    /// aside, which have no route).
+    counts_check: bool,
+    /// Evaluator runs and buckets judged over all routes.
+    evaluator_runs: u64,
+    buckets_judged: u64,
+    /// The simulated surge, for comparison with the alerts.
+    surge_route: Option<String>,
+    surge_start: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `"alerts"` in the summary: every alert exactly as published.
+#[derive(Serialize)]
+struct AlertsSummary {
+    count: usize,
+    by_rule: std::collections::BTreeMap<String, usize>,
+    items: Vec<flyhigh_schemas::Alert>,
 }
 
 #[derive(Serialize)]
@@ -83,10 +116,17 @@ struct Files {
     dead_letters: PathBuf,
     failed_batches: PathBuf,
     producer_dead_letters: PathBuf,
+    demand_sqlite: PathBuf,
+    demand_dead_letters: PathBuf,
+    demand_failed_batches: PathBuf,
+    alerts: PathBuf,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
-    let config = SimConfig::new(args.seed, args.events);
+    let mut config = SimConfig::new(args.seed, args.events);
+    if args.no_surge {
+        config.surge = SurgeConfig::disabled();
+    }
     // The demo runs as of the end of its simulated span: which events are beyond the
     // retention horizon depends on the simulated day, not on the day it is run.
     let simulated_now = config.start + Duration::from_secs(u64::from(config.days) * 86_400);
@@ -99,6 +139,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         dead_letters: args.out.join("dead-letters.jsonl"),
         failed_batches: args.out.join("failed-batches.jsonl"),
         producer_dead_letters: args.out.join("producer-dead-letters.jsonl"),
+        demand_sqlite: args.out.join(flyhigh_embedded::DEMAND_FILE),
+        demand_dead_letters: args.out.join("demand-dead-letters.jsonl"),
+        demand_failed_batches: args.out.join("demand-failed-batches.jsonl"),
+        alerts: args.out.join(flyhigh_embedded::ALERTS_FILE),
     };
     // A demo run starts from nothing, so that its check compares like with like.
     for path in [
@@ -106,6 +150,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         &files.dead_letters,
         &files.failed_batches,
         &files.producer_dead_letters,
+        &files.demand_sqlite,
+        &files.demand_dead_letters,
+        &files.demand_failed_batches,
+        &files.alerts,
     ] {
         remove_if_exists(path)?;
         // SQLite's side files, and what `flyhigh dead-letters replay` keeps beside a
@@ -119,17 +167,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let dead_letters = JsonLinesFile::create(&files.dead_letters)?;
     let failed_batches = JsonLinesFile::create(&files.failed_batches)?;
 
+    let bars = MultiProgress::new();
+
+    // The hot-route processor: one SQLite file for counters and alerts, alerts to
+    // alerts.jsonl and the console.
+    let demand_store = Arc::new(SqliteDemandStore::open(&files.demand_sqlite)?);
+    let alert_log = {
+        let bars = bars.clone();
+        Arc::new(
+            AlertLog::new(&files.alerts)?.with_console(move |line| {
+                let _ = bars.println(line);
+            }),
+        )
+    };
+    let routes_from = SqliteInventoryStore::open_read_only(&files.inventory_sqlite)?;
+    let demand_handler = Arc::new(DemandHandler::new(
+        demand_store.clone(),
+        routes_from,
+        JsonLinesFile::create(&files.demand_dead_letters)?,
+    ));
+    let evaluator = Arc::new(SurgeEvaluator::new(
+        demand_store.clone(),
+        demand_store.clone(),
+        alert_log.clone(),
+    ));
+
     let stream = LocalStream::new("flyhigh-events", args.shards);
-    let handler =
-        Arc::new(InventoryHandler::new(store, dead_letters).with_clock(move || simulated_now));
-    let runner = Runner::new(MappingConfig {
+    let handler = Arc::new(
+        InventoryHandler::new(store, dead_letters)
+            .with_clock(move || simulated_now)
+            .with_flight_watch(FlightAlerts::new(demand_store.clone(), alert_log.clone())),
+    );
+    let mapping = MappingConfig {
         batch_size: args.batch_size,
         poll_interval: Duration::from_millis(5),
         bisect_batch_on_function_error: true,
         ..MappingConfig::default()
-    });
+    };
+    let runner = Runner::new(mapping.clone());
+    let demand_runner = Runner::new(mapping);
 
-    let bars = MultiProgress::new();
     let style =
         ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos:>8}/{len} {per_sec:>12} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -160,6 +237,48 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             runner.run(&source, &invoke, &failed_batches).await
         })
     };
+    let demand_consumer = {
+        let (runner, handler, source) = (
+            demand_runner.clone(),
+            demand_handler.clone(),
+            LocalSource::new(stream.clone()),
+        );
+        let failed = JsonLinesFile::create(&files.demand_failed_batches)?;
+        tokio::spawn(async move {
+            let invoke = handler_fn(|event| {
+                let handler = handler.clone();
+                async move { Ok(handler.handle(event).await) }
+            });
+            runner.run(&source, &invoke, &failed).await
+        })
+    };
+    // The scheduled evaluator, in simulated time: it judges what every shard's
+    // counters have passed, as the alerts Lambda judges what the wall clock has.
+    let (stop_evaluating, mut stopped) = tokio::sync::watch::channel(false);
+    let evaluating = {
+        let (evaluator, demand_store, shards) = (evaluator.clone(), demand_store.clone(), args.shards);
+        tokio::spawn(async move {
+            let mut runs = 0u64;
+            let mut judged = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+                let Ok(marks) = demand_store.watermarks().await else { continue };
+                if marks.len() < shards {
+                    continue;
+                }
+                let Some(slowest) = marks.iter().map(|w| w.event_time).min() else { continue };
+                let horizon = slowest - chrono::Duration::from_std(EVALUATOR_ALLOWANCE).unwrap_or_default();
+                if let Ok(report) = evaluator.run(horizon, chrono::Utc::now).await {
+                    runs += 1;
+                    judged += report.buckets_judged;
+                }
+            }
+            (runs, judged)
+        })
+    };
     let ticker = {
         let (runner, bar) = (runner.clone(), consumed_bar.clone());
         tokio::spawn(async move {
@@ -186,6 +305,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     stream.close();
     produced_bar.finish();
     let runner_stats = consumer.await.context("consumer task")??;
+    let demand_runner_stats = demand_consumer.await.context("demand consumer task")??;
+    let _ = stop_evaluating.send(true);
+    let (mut evaluator_runs, mut buckets_judged) = evaluating.await.context("evaluator task")?;
+    // The stream has ended: judge everything up to the end of the simulated span.
+    let last = evaluator
+        .run(
+            simulated_now + chrono::Duration::minutes(1),
+            chrono::Utc::now,
+        )
+        .await?;
+    evaluator_runs += 1;
+    buckets_judged += last.buckets_judged;
     ticker.abort();
     consumed_bar.set_position(runner_stats.records_done);
     consumed_bar.finish();
@@ -194,6 +325,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let handler_stats = handler.stats();
     let inventory = handler.store().inventory().await?;
     let check = InventoryCheck::new(&outcome.expected, &inventory);
+    let demand_stats = demand_handler.stats();
+    let counted = counted(&*demand_store).await?;
+    let unrouted = demand_stats.unrouted_cancellations;
+    let counts_check = counted.searches == outcome.produced.search
+        && counted.bookings == outcome.produced.booking
+        && counted.cancellations + unrouted == outcome.produced.cancellation
+        && demand_stats.failed_batches == 0;
+    let items: Vec<flyhigh_schemas::Alert> = flyhigh_embedded::read_all(&files.alerts)?;
+    let mut by_rule = std::collections::BTreeMap::new();
+    for alert in &items {
+        *by_rule.entry(alert.rule.as_str().to_string()).or_insert(0) += 1;
+    }
     let summary = DemoSummary {
         seed: args.seed,
         events_requested: args.events,
@@ -219,6 +362,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         },
         handler: handler_stats,
         runner: runner_stats,
+        demand: DemandSummary {
+            handler: demand_stats,
+            runner: demand_runner_stats,
+            counted,
+            counts_check,
+            evaluator_runs,
+            buckets_judged,
+            surge_route: outcome.simulation.surge_route.clone(),
+            surge_start: outcome.simulation.surge_window.map(|(from, _)| from),
+        },
+        alerts: AlertsSummary {
+            count: items.len(),
+            by_rule,
+            items,
+        },
         files,
     };
     let path = args
@@ -227,7 +385,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .unwrap_or_else(|| args.out.join("summary.json"));
     report::write_json(&path, &summary)?;
     print_summary(&summary, &path);
-    Ok(summary.inventory_check.is_ok() && report.dead_lettered == 0)
+    Ok(summary.inventory_check.is_ok() && report.dead_lettered == 0 && summary.demand.counts_check)
+}
+
+/// How far the evaluator stays behind the slowest shard's counters, in event time
+/// (events within a shard arrive in order; across shards they interleave).
+const EVALUATOR_ALLOWANCE: Duration = Duration::from_secs(120);
+
+/// Everything the counters hold, summed.
+async fn counted(store: &SqliteDemandStore) -> anyhow::Result<flyhigh_core::demand::Counts> {
+    let mut total = flyhigh_core::demand::Counts::default();
+    for route in store.routes().await? {
+        for (_, c) in store.counters(&route, i64::MIN, i64::MAX).await? {
+            total.add(&c);
+        }
+    }
+    Ok(total)
 }
 
 fn remove_if_exists(path: &std::path::Path) -> anyhow::Result<()> {
@@ -287,6 +460,23 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
     println!(
         "  check         inventory_check: {}",
         s.inventory_check.describe()
+    );
+    let d = &s.demand;
+    println!(
+        "  demand        {} events counted in {} conditional counter writes ({} stale: redeliveries); {} late; counts {}",
+        d.handler.events_counted,
+        d.handler.counter_writes,
+        d.handler.stale_writes,
+        d.handler.late,
+        if d.counts_check { "equal what was produced" } else { "DIFFER from what was produced" }
+    );
+    let rules: Vec<String> = s.alerts.by_rule.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    println!(
+        "  alerts        {} ({}) in {}; surge simulated on {}",
+        s.alerts.count,
+        if rules.is_empty() { "none".to_string() } else { rules.join(", ") },
+        s.files.alerts.display(),
+        d.surge_route.as_deref().unwrap_or("no route")
     );
     println!("  summary       {}", path.display());
 }

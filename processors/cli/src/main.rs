@@ -1,8 +1,9 @@
 //! `flyhigh`: the FlyHigh pipeline's command line.
 //!
 //! - `demo`: the main job on the embedded default. Simulator → producer → in-process
-//!   stream → local event-source-mapping runner → inventory handler → SQLite, all in
-//!   one process, no AWS, no Docker.
+//!   stream → local event-source-mapping runners → the inventory handler (with flight
+//!   alerts) and the demand handler → SQLite, the surge evaluator in simulated time,
+//!   alerts to `alerts.jsonl` and the console; all in one process, no AWS, no Docker.
 //! - `setup`, `produce`, `consume`: the same pipeline against AWS, or any endpoint set
 //!   with `AWS_ENDPOINT_URL` (moto in the tests).
 //! - `schedule`: write the simulator's flight schedule to a file, or load a schedule
@@ -10,6 +11,8 @@
 //! - `inventory show | list`: the operator's reads, from either store.
 //! - `dead-letters list | replay`: what was quarantined, and putting it back on the
 //!   stream once the cause is fixed.
+//! - `routes top`, `alerts list`: the hot-route processor's real-time view and the
+//!   alerts raised, from either store.
 //! - `check`: recompute the expected inventory from the simulator's events and compare
 //!   it with a store.
 //!
@@ -18,6 +21,7 @@
 
 mod aws;
 mod dead_letters;
+mod demand_cmd;
 mod demo;
 mod errors;
 mod inventory_cmd;
@@ -61,6 +65,12 @@ enum Command {
     /// List or replay dead letters (records the consumers could not use).
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(dead_letters::DeadLetterCommand),
+    /// Demand per route right now, against each route's baseline.
+    #[command(subcommand)]
+    Routes(demand_cmd::RoutesCommand),
+    /// Alerts raised for the revenue team (surges, near-sold-out, sold-out, oversold).
+    #[command(subcommand)]
+    Alerts(demand_cmd::AlertsCommand),
 }
 
 #[derive(Subcommand)]
@@ -176,6 +186,8 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Check(args) => check(args).await,
             Command::Inventory(command) => inventory_cmd::run(command).await,
             Command::DeadLetters(command) => dead_letters::run(command).await,
+            Command::Routes(command) => demand_cmd::routes(command).await,
+            Command::Alerts(command) => demand_cmd::alerts(command).await,
         }
     })
 }

@@ -1,0 +1,345 @@
+//! `flyhigh routes top` and `flyhigh alerts list`: the hot-route processor's
+//! real-time view, from either store (the demo's `demand.sqlite`, or the DynamoDB
+//! demand and alerts tables).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use clap::{Args, Subcommand};
+use flyhigh_aws::demand::{DynamoAlertStore, DynamoDemandStore};
+use flyhigh_core::demand::counting::sum_by_bucket;
+use flyhigh_core::demand::{Counts, RouteState};
+use flyhigh_core::{AlertFilter, AlertStore, DemandStore, StoredAlert};
+use flyhigh_embedded::SqliteDemandStore;
+use flyhigh_schemas::AlertRule;
+use serde::Serialize;
+
+use crate::table::Table;
+
+/// Buckets before the window that the view's baseline averages, when the evaluator
+/// has no baseline for the route yet.
+const BASELINE_SPAN: Duration = Duration::hours(2);
+/// Least expected demand per minute, so that a route with no history has a ratio.
+const MIN_BASELINE_PER_MINUTE: f64 = 0.5;
+
+#[derive(Subcommand)]
+pub enum RoutesCommand {
+    /// The routes with the highest demand against their baseline right now.
+    Top(TopArgs),
+}
+
+#[derive(Subcommand)]
+pub enum AlertsCommand {
+    /// Alerts raised, latest last.
+    List(ListArgs),
+}
+
+/// Where the hot-route processor's state lives.
+#[derive(Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct DemandStoreArgs {
+    /// The demo's SQLite file (counters and alerts), e.g. out/demo/demand.sqlite.
+    #[arg(long)]
+    sqlite: Option<PathBuf>,
+    /// The DynamoDB demand table (with --alerts-table for alerts and baselines).
+    #[arg(long)]
+    table: Option<String>,
+}
+
+#[derive(Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    store: DemandStoreArgs,
+    /// The DynamoDB alerts table, for the evaluator's baselines and surge state.
+    #[arg(long)]
+    alerts_table: Option<String>,
+    /// Length of the window, e.g. 15m, 1h, 90s.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    window: Duration,
+    /// End of the window (RFC 3339); default: the latest event time any shard's
+    /// counters have reached.
+    #[arg(long)]
+    at: Option<DateTime<Utc>>,
+    /// Routes to show.
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    /// The demo's SQLite file, e.g. out/demo/demand.sqlite.
+    #[arg(long, conflicts_with = "table")]
+    sqlite: Option<PathBuf>,
+    /// The DynamoDB alerts table.
+    #[arg(long)]
+    table: Option<String>,
+    /// Only alerts raised at or after this time (RFC 3339), or this long ago (24h).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<DateTime<Utc>>,
+    /// Only this rule: route_surge, near_sold_out, sold_out or oversold.
+    #[arg(long, value_parser = parse_rule)]
+    rule: Option<AlertRule>,
+    /// At most this many, the latest.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Print JSON (one array of stored alerts) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One row of `routes top`.
+#[derive(Debug, Serialize)]
+struct RouteRow {
+    route: String,
+    window_start: DateTime<Utc>,
+    window_end: DateTime<Utc>,
+    counts: Counts,
+    demand: u64,
+    baseline: f64,
+    ratio: f64,
+    surging: bool,
+}
+
+enum Stores {
+    Sqlite(SqliteDemandStore),
+    Dynamo(DynamoDemandStore, Option<DynamoAlertStore>),
+}
+
+async fn open(store: &DemandStoreArgs, alerts_table: Option<&str>) -> anyhow::Result<Stores> {
+    match (&store.sqlite, &store.table) {
+        (Some(path), _) => {
+            anyhow::ensure!(
+                path.exists(),
+                "SQLite file {} does not exist (the demo writes out/demo/demand.sqlite)",
+                path.display()
+            );
+            Ok(Stores::Sqlite(
+                SqliteDemandStore::open_read_only(path)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            ))
+        }
+        (None, Some(table)) => {
+            let client = aws_sdk_dynamodb::Client::new(&crate::pipeline::aws_config().await);
+            let alerts = alerts_table.map(|t| DynamoAlertStore::new(client.clone(), t));
+            Ok(Stores::Dynamo(DynamoDemandStore::new(client, table), alerts))
+        }
+        (None, None) => anyhow::bail!("name a store with --sqlite FILE or --table NAME"),
+    }
+}
+
+pub async fn routes(command: RoutesCommand) -> anyhow::Result<bool> {
+    let RoutesCommand::Top(args) = command;
+    let rows = match open(&args.store, args.alerts_table.as_deref()).await? {
+        Stores::Sqlite(s) => top(&s, Some(&s), &args).await?,
+        Stores::Dynamo(d, a) => top(&d, a.as_ref(), &args).await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(true);
+    }
+    let Some(first) = rows.first() else {
+        println!("no demand counted yet");
+        return Ok(true);
+    };
+    println!(
+        "demand from {} to {} (searches + bookings), against each route's baseline",
+        first.window_start.to_rfc3339_opts(SecondsFormat::Secs, true),
+        first.window_end.to_rfc3339_opts(SecondsFormat::Secs, true)
+    );
+    let mut table = Table::new(&[
+        "route", ">searches", ">passengers", ">bookings", ">seats", ">cancels", ">demand",
+        ">baseline", ">ratio", ">late", "surging",
+    ]);
+    for r in &rows {
+        table.row(vec![
+            r.route.clone(),
+            r.counts.searches.to_string(),
+            r.counts.passengers.to_string(),
+            r.counts.bookings.to_string(),
+            r.counts.seats.to_string(),
+            r.counts.cancellations.to_string(),
+            r.demand.to_string(),
+            format!("{:.1}", r.baseline),
+            format!("{:.1}x", r.ratio),
+            r.counts.late.to_string(),
+            if r.surging { "SURGE".into() } else { String::new() },
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(true)
+}
+
+async fn top<D: DemandStore, A: AlertStore>(
+    demand: &D,
+    alerts: Option<&A>,
+    args: &TopArgs,
+) -> anyhow::Result<Vec<RouteRow>> {
+    anyhow::ensure!(args.window >= Duration::minutes(1), "--window must be at least 1m");
+    let at = match args.at {
+        Some(t) => t,
+        None => match demand.watermarks().await?.iter().map(|w| w.event_time).max() {
+            Some(t) => t,
+            None => return Ok(Vec::new()),
+        },
+    };
+    let minute = 60;
+    let end = (at.timestamp().div_euclid(minute) + 1) * minute;
+    let start = end - args.window.num_seconds();
+    let span_start = start - BASELINE_SPAN.num_seconds();
+    let window_minutes = args.window.num_seconds() as f64 / 60.0;
+    let mut rows = Vec::new();
+    for route in demand.routes().await? {
+        let counters = demand.counters(&route, span_start, end).await?;
+        let by_bucket = sum_by_bucket(counters.iter().map(|(k, c)| (k.bucket, c)));
+        let mut counts = Counts::default();
+        let mut before = 0u64;
+        for (b, c) in &by_bucket {
+            if *b >= start {
+                counts.add(c);
+            } else {
+                before += c.demand();
+            }
+        }
+        let state: Option<RouteState> = match alerts {
+            Some(a) => a.route_state(&route).await?,
+            None => None,
+        };
+        // The evaluator's own baseline when it has one, else the mean of the span
+        // before the window.
+        let per_minute = state
+            .as_ref()
+            .and_then(|s| s.episode.as_ref().map(|e| e.baseline).or(s.baseline))
+            .unwrap_or(before as f64 / (BASELINE_SPAN.num_seconds() as f64 / 60.0))
+            .max(MIN_BASELINE_PER_MINUTE);
+        let baseline = per_minute * window_minutes;
+        let demand = counts.demand();
+        rows.push(RouteRow {
+            route,
+            window_start: at_seconds(start),
+            window_end: at_seconds(end),
+            counts,
+            demand,
+            baseline,
+            ratio: demand as f64 / baseline,
+            surging: state.is_some_and(|s| s.episode.is_some()),
+        });
+    }
+    rows.sort_by(|a, b| b.ratio.total_cmp(&a.ratio).then(b.demand.cmp(&a.demand)));
+    rows.truncate(args.limit);
+    Ok(rows)
+}
+
+pub async fn alerts(command: AlertsCommand) -> anyhow::Result<bool> {
+    let AlertsCommand::List(args) = command;
+    let filter = AlertFilter {
+        since: args.since,
+        rule: args.rule,
+        limit: Some(args.limit),
+    };
+    let listed: Vec<StoredAlert> = match (&args.sqlite, &args.table) {
+        (Some(path), _) => {
+            anyhow::ensure!(
+                path.exists(),
+                "SQLite file {} does not exist (the demo writes out/demo/demand.sqlite)",
+                path.display()
+            );
+            SqliteDemandStore::open_read_only(path)
+                .with_context(|| format!("opening {}", path.display()))?
+                .alerts(&filter)
+                .await?
+        }
+        (None, Some(table)) => {
+            let client = aws_sdk_dynamodb::Client::new(&crate::pipeline::aws_config().await);
+            DynamoAlertStore::new(client, table).alerts(&filter).await?
+        }
+        (None, None) => anyhow::bail!("name a store with --sqlite FILE or --table NAME"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(true);
+    }
+    if listed.is_empty() {
+        println!("no alerts");
+        return Ok(true);
+    }
+    let mut by_rule: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut table = Table::new(&["detected_at", "severity", "rule", "route", "flight", "published", "summary"]);
+    for s in &listed {
+        let a = &s.alert;
+        *by_rule.entry(a.rule.as_str()).or_default() += 1;
+        table.row(vec![
+            a.detected_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            a.severity.as_str().into(),
+            a.rule.as_str().into(),
+            a.route.clone(),
+            a.flight_id.clone().unwrap_or_default(),
+            if s.published_at.is_some() { "yes".into() } else { "PENDING".into() },
+            a.summary.clone(),
+        ]);
+    }
+    print!("{}", table.render());
+    let rules: Vec<String> = by_rule.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    println!("{} alerts: {}", listed.len(), rules.join(", "));
+    Ok(true)
+}
+
+fn at_seconds(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(s, 0).unwrap_or_default()
+}
+
+/// `15m`, `1h`, `90s`, `2d`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 15m, 1h or 90s"))?;
+    match unit {
+        "s" => Ok(Duration::seconds(n)),
+        "m" | "" => Ok(Duration::minutes(n)),
+        "h" => Ok(Duration::hours(n)),
+        "d" => Ok(Duration::days(n)),
+        _ => Err(format!("{s:?}: the unit must be s, m, h or d")),
+    }
+}
+
+/// An RFC 3339 time, or a duration ago.
+fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    parse_duration(s)
+        .map(|d| Utc::now() - d)
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a duration like 24h"))
+}
+
+fn parse_rule(s: &str) -> Result<AlertRule, String> {
+    AlertRule::parse(s).ok_or_else(|| {
+        format!("{s:?} is not a rule: route_surge, near_sold_out, sold_out or oversold")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times_parse_as_an_operator_writes_them() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::minutes(15)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::seconds(90)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::hours(2)));
+        assert!(parse_duration("fifteen").is_err());
+        assert!(parse_duration("15w").unwrap_err().contains("unit"));
+        assert_eq!(
+            parse_since("2026-12-01T09:00:00Z").unwrap(),
+            "2026-12-01T09:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert!(parse_since("yesterday").is_err());
+        assert_eq!(parse_rule("oversold"), Ok(AlertRule::Oversold));
+        assert!(parse_rule("surge").unwrap_err().contains("route_surge"));
+    }
+}
