@@ -380,3 +380,65 @@ async fn two_evaluators_racing_raise_each_surge_once() {
     assert_eq!(surges, 1);
     assert_eq!(stores.alerts.all().len(), stores.publisher.published().len());
 }
+
+/// An inventory whose flight reads fail while `failing` is set.
+struct FlakyRoutes<'a> {
+    inner: &'a MemoryStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl InventoryStore for FlakyRoutes<'_> {
+    async fn bookings(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, flyhigh_core::BookingRecord>, flyhigh_core::StoreError> {
+        self.inner.bookings(ids).await
+    }
+    async fn commit(&self, tx: &flyhigh_core::inventory::Transaction) -> Result<(), flyhigh_core::CommitError> {
+        self.inner.commit(tx).await
+    }
+    async fn load_schedule(&self, schedule: &flyhigh_core::Schedule) -> Result<(), flyhigh_core::StoreError> {
+        self.inner.load_schedule(schedule).await
+    }
+    async fn inventory(&self) -> Result<Vec<flyhigh_core::CabinInventory>, flyhigh_core::StoreError> {
+        self.inner.inventory().await
+    }
+    async fn flight(&self, flight_id: &str) -> Result<Vec<flyhigh_core::CabinInventory>, flyhigh_core::StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(flyhigh_core::StoreError::Transient("injected read failure".into()));
+        }
+        self.inner.flight(flight_id).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_cancellation_whose_route_cannot_be_read_is_counted_by_the_retry() {
+    // Were the events after it counted while it was left out, their counters' marks
+    // would pass it and the retry would skip it for good.
+    let day = day(21, 20_000, false);
+    let expected = reference(&day);
+    let stores = Stores::default();
+    stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+    let routes = FlakyRoutes {
+        inner: &stores.inventory,
+        failing: true.into(),
+    };
+    let handler = DemandHandler::new(&stores.demand, &routes, &stores.letters);
+    let mut failed = 0;
+    for records in &day.shards {
+        let mut from = 0;
+        while from < records.len() {
+            let to = (from + 300).min(records.len());
+            let outcome = handler.process(&records[from..to]).await;
+            if outcome.first_failed.is_some() {
+                failed += 1;
+                // The next delivery finds the inventory readable again.
+                routes.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            from += outcome.first_failed.unwrap_or(to - from);
+        }
+        routes.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    assert!(failed >= 4, "every shard met the failure ({failed})");
+    assert_eq!(stores.demand.totals(), expected);
+}

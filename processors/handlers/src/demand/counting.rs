@@ -192,12 +192,28 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             }
         }
 
+        // A cancellation whose route could not be read fails the batch from its
+        // record, and nothing from there on is counted now: a counter must count all
+        // of its events up to its mark, or the retry would skip the one left out.
+        let cut = expanded
+            .events
+            .iter()
+            .filter_map(|d| match &d.event.payload {
+                Payload::Cancellation(c) => route_failures.get(&c.flight_id).map(|e| (d.index, c, e)),
+                _ => None,
+            })
+            .min_by_key(|(index, _, _)| *index);
+        if let Some((index, c, error)) = cut {
+            outcome.fail(index, format!("reading the route of {}: {error}", c.flight_id));
+        }
+        let cut = outcome.first_failed;
+
         // Per shard (a Lambda batch has one; the runner's tests may mix), the events
         // as the counters see them, with their Kinesis record's index.
         let mut shards: BTreeMap<&str, (Vec<DemandEvent>, Vec<usize>)> = BTreeMap::new();
         {
             let cache = lock(&self.flight_routes);
-            for d in &expanded.events {
+            for d in expanded.events.iter().filter(|d| cut.is_none_or(|c| d.index < c)) {
                 let (route, kind) = match &d.event.payload {
                     Payload::Search(s) => (
                         Some(format!("{}-{}", s.origin, s.destination)),
@@ -210,10 +226,6 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
                         DemandKind::Booking { seats: b.seats },
                     ),
                     Payload::Cancellation(c) => {
-                        if let Some(error) = route_failures.get(&c.flight_id) {
-                            outcome.fail(d.index, format!("reading the route of {}: {error}", c.flight_id));
-                            continue;
-                        }
                         (cache.get(&c.flight_id).cloned().flatten(), DemandKind::Cancellation)
                     }
                 };
