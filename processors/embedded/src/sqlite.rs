@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use flyhigh_core::inventory::{Transaction, booking_expiry};
@@ -604,10 +604,7 @@ pub(crate) fn open_wal(path: &Path) -> Result<Connection, StoreError> {
     }
     let conn = Connection::open(path).context("open")?;
     conn.busy_timeout(BUSY_TIMEOUT).context("busy_timeout")?;
-    // WAL must be set outside a transaction; it is persistent in the file.
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .context("journal_mode")?;
+    let mode = switch_to_wal(&conn)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Permanent(format!(
             "{}: SQLite refused WAL mode (journal_mode={mode}); is it on a network file system?",
@@ -615,6 +612,31 @@ pub(crate) fn open_wal(path: &Path) -> Result<Connection, StoreError> {
         )));
     }
     Ok(conn)
+}
+
+/// Sets WAL mode (outside a transaction; it is persistent in the file) and returns
+/// the journal mode now in force.
+///
+/// On a fresh file, two connections switching at once (two processes starting
+/// together) make SQLite answer `SQLITE_BUSY` to one of them at once, without the
+/// busy timeout: the switch needs the exclusive lock, and SQLite refuses to wait for
+/// it while holding a shared one. So a busy answer is retried here, up to the busy
+/// timeout. Once the file is in WAL mode the switch takes no lock.
+fn switch_to_wal(conn: &Connection) -> Result<String, StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other.context("journal_mode"),
+        }
+    }
 }
 
 /// Opens an existing database file for reading only (never creating it), with the
