@@ -24,6 +24,8 @@
 //!   [`DemandStore`](flyhigh_core::DemandStore) and the
 //!   [`AlertStore`](flyhigh_core::AlertStore), with the conditions of the in-memory
 //!   reference stores, exact across threads and processes sharing the file.
+//!   [`AlertLog`] is the [`AlertPublisher`](flyhigh_core::AlertPublisher): one alert
+//!   per line of a JSON lines file, and optionally a line on the console.
 //!
 //! # Files
 //!
@@ -36,6 +38,7 @@
 //! | [`DEAD_LETTER_FILE`] | [`JsonLinesFile`] as dead-letter sink | records that can never be processed, with the reason |
 //! | [`FAILED_BATCH_FILE`] | [`JsonLinesFile`] as failure destination | batches that exhausted their retries, with their bytes for replay |
 //! | [`DEMAND_FILE`] (+ `-wal`, `-shm`) | [`SqliteDemandStore`] | tables `counters`, `routes`, `watermarks`, `alerts`, `outbox`, `route_states` and `cabin_states` |
+//! | [`ALERTS_FILE`] | [`AlertLog`] | every alert published, one [`Alert`](flyhigh_schemas::Alert) per line |
 //!
 //! # Example
 //!
@@ -82,7 +85,7 @@ pub mod demand;
 pub mod jsonl;
 pub mod sqlite;
 
-pub use demand::SqliteDemandStore;
+pub use demand::{AlertLog, SqliteDemandStore};
 pub use jsonl::{JsonLinesError, JsonLinesFile, read_all};
 pub use sqlite::SqliteInventoryStore;
 
@@ -92,6 +95,9 @@ pub const INVENTORY_FILE: &str = "inventory.sqlite";
 /// Conventional name of the hot-route processor's database in the demo's data
 /// directory.
 pub const DEMAND_FILE: &str = "demand.sqlite";
+
+/// Conventional name of the published alerts in the demo's data directory.
+pub const ALERTS_FILE: &str = "alerts.jsonl";
 
 /// Conventional name of the dead-letter file in the demo's data directory.
 pub const DEAD_LETTER_FILE: &str = "dead-letters.jsonl";

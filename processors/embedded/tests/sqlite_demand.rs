@@ -1,11 +1,11 @@
 //! `SqliteDemandStore` against the hot-route ports: the same results as the
 //! in-memory reference stores, exactly once under redelivery and under two handles
-//! racing on one file, read-only handles that never write.
+//! racing on one file, read-only handles that never write; and `AlertLog`.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::Path;
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use flyhigh_core::demand::counting::{self, DemandEvent, DemandKind};
@@ -15,8 +15,10 @@ use flyhigh_core::demand::{
     CabinAlertState, CounterKey, CounterUpdate, Counts, Position, RouteState, SurgeConfig,
 };
 use flyhigh_core::memory::{MemoryAlertStore, MemoryDemandStore};
-use flyhigh_core::{Added, AlertFilter, AlertStore, CabinKey, DemandStore, StoreError};
-use flyhigh_embedded::{DEMAND_FILE, SqliteDemandStore};
+use flyhigh_core::{
+    Added, AlertFilter, AlertPublisher, AlertStore, CabinKey, DemandStore, StoreError,
+};
+use flyhigh_embedded::{ALERTS_FILE, AlertLog, DEMAND_FILE, SqliteDemandStore};
 use flyhigh_schemas::{ALERT_VERSION, Alert, AlertRule, Cabin, Severity};
 use proptest::prelude::*;
 
@@ -955,6 +957,82 @@ async fn purging_deletes_only_the_counters_before_the_bucket() {
     assert_eq!(left, vec![b0, b0 + 60]);
     assert_eq!(store.purge_before(b0).unwrap(), 0);
     assert_eq!(store.routes().await.unwrap(), vec![ROUTE.to_string()]);
+}
+
+#[tokio::test]
+async fn the_alert_log_writes_one_line_per_alert_and_tells_the_console() {
+    // Given a log in a directory that does not exist yet, with a console
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out").join(ALERTS_FILE);
+    let console = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = console.clone();
+    let log = AlertLog::new(&path)
+        .unwrap()
+        .with_console(move |line| seen.lock().unwrap().push(line.to_string()));
+    let surge = surge_alert("2026-12-01T09:03:00.250Z");
+    let sold_out = flight_alert(AlertRule::SoldOut, 1, "2026-12-01T09:04:00Z");
+
+    // When two alerts are published, one of them twice (a retried outbox entry)
+    for alert in [&surge, &sold_out, &surge] {
+        log.publish(alert).await.unwrap();
+    }
+
+    // Then each publish is one line, exactly the alert's JSON, parsing back equal
+    let text = std::fs::read_to_string(&path).unwrap();
+    let expected = format!(
+        "{}\n{}\n{}\n",
+        surge.to_json(),
+        sold_out.to_json(),
+        surge.to_json()
+    );
+    assert_eq!(text, expected);
+    let back: Vec<Alert> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(back, vec![surge.clone(), sold_out.clone(), surge.clone()]);
+    // And the console heard each one
+    assert_eq!(
+        *console.lock().unwrap(),
+        vec![
+            surge.console_line(),
+            sold_out.console_line(),
+            surge.console_line()
+        ]
+    );
+
+    // And a log without a console appends after what is there
+    let quiet = AlertLog::new(&path).unwrap();
+    quiet.publish(&sold_out).await.unwrap();
+    let back: Vec<Alert> = flyhigh_embedded::read_all(&path).unwrap();
+    assert_eq!(back.len(), 4);
+    assert_eq!(back[3], sold_out);
+    assert_eq!(console.lock().unwrap().len(), 3);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_failed_alert_write_is_transient_and_tells_no_one() {
+    let full = Path::new("/dev/full");
+    if !full.exists() {
+        return;
+    }
+    let heard = Arc::new(Mutex::new(0));
+    let count = heard.clone();
+    let log = AlertLog::new(full)
+        .unwrap()
+        .with_console(move |_| *count.lock().unwrap() += 1);
+
+    let err = log
+        .publish(&surge_alert("2026-12-01T09:03:00Z"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Transient(_)), "{err}");
+    assert_eq!(
+        *heard.lock().unwrap(),
+        0,
+        "the console hears only of alerts in the file"
+    );
 }
 
 /// One step of a random run against both stores.
