@@ -18,6 +18,14 @@
 //!   [`BatchFailure`](flyhigh_runner::failure::BatchFailure) per line); its generic
 //!   [`JsonLinesFile::append`] suits any other serializable record, such as alerts.
 //!   [`read_all`] reads a file back, for tests and the CLI's summary.
+//! - [`demand`]: the hot-route processor's ports. [`SqliteDemandStore`] keeps demand
+//!   counters, the route registry, shard watermarks, alerts with their outbox and the
+//!   rules' state in one SQLite file; it is both the
+//!   [`DemandStore`](flyhigh_core::DemandStore) and the
+//!   [`AlertStore`](flyhigh_core::AlertStore), with the conditions of the in-memory
+//!   reference stores, exact across threads and processes sharing the file.
+//!   [`AlertLog`] is the [`AlertPublisher`](flyhigh_core::AlertPublisher): one alert
+//!   per line of a JSON lines file, and optionally a line on the console.
 //!
 //! # Files
 //!
@@ -29,6 +37,8 @@
 //! | [`INVENTORY_FILE`] (+ `-wal`, `-shm`) | [`SqliteInventoryStore`] | tables `bookings` and `cabins` |
 //! | [`DEAD_LETTER_FILE`] | [`JsonLinesFile`] as dead-letter sink | records that can never be processed, with the reason |
 //! | [`FAILED_BATCH_FILE`] | [`JsonLinesFile`] as failure destination | batches that exhausted their retries, with their bytes for replay |
+//! | [`DEMAND_FILE`] (+ `-wal`, `-shm`) | [`SqliteDemandStore`] | tables `counters`, `routes`, `watermarks`, `alerts`, `outbox`, `route_states` and `cabin_states` |
+//! | [`ALERTS_FILE`] | [`AlertLog`] | every alert published, one [`Alert`](flyhigh_schemas::Alert) per line |
 //!
 //! # Example
 //!
@@ -71,14 +81,23 @@
 //! # }
 //! ```
 
+pub mod demand;
 pub mod jsonl;
 pub mod sqlite;
 
+pub use demand::{AlertLog, SqliteDemandStore};
 pub use jsonl::{JsonLinesError, JsonLinesFile, read_all};
 pub use sqlite::SqliteInventoryStore;
 
 /// Conventional name of the inventory database in the demo's data directory.
 pub const INVENTORY_FILE: &str = "inventory.sqlite";
+
+/// Conventional name of the hot-route processor's database in the demo's data
+/// directory.
+pub const DEMAND_FILE: &str = "demand.sqlite";
+
+/// Conventional name of the published alerts in the demo's data directory.
+pub const ALERTS_FILE: &str = "alerts.jsonl";
 
 /// Conventional name of the dead-letter file in the demo's data directory.
 pub const DEAD_LETTER_FILE: &str = "dead-letters.jsonl";

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use flyhigh_core::inventory::{Transaction, booking_expiry};
@@ -46,9 +46,9 @@ CREATE INDEX IF NOT EXISTS bookings_expires_at ON bookings (expires_at);
 ";
 
 /// How long a statement waits for another connection's lock before failing with
-/// `SQLITE_BUSY` (reported as [`StoreError::Transient`]). Only another process (an
-/// operator's `flyhigh inventory` while the demo runs) can hold the lock: within this
-/// process every access goes through one connection.
+/// `SQLITE_BUSY` (reported as [`StoreError::Transient`]). For the inventory only
+/// another process (an operator's `flyhigh inventory` while the demo runs) can hold
+/// the lock: within this process every access goes through one connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most booking ids bound in one `IN (...)` list; far below SQLite's limit of 32,766
@@ -163,24 +163,7 @@ impl SqliteInventoryStore {
     /// newer schema version; [`StoreError::Transient`] when another process holds
     /// the database locked for longer than the busy timeout.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Permanent(format!("creating directory {}: {e}", dir.display()))
-            })?;
-        }
-        let conn = Connection::open(path).context("open")?;
-        conn.busy_timeout(BUSY_TIMEOUT).context("busy_timeout")?;
-        // WAL must be set outside a transaction; it is persistent in the file.
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .context("journal_mode")?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Permanent(format!(
-                "{}: SQLite refused WAL mode (journal_mode={mode}); is it on a network file system?",
-                path.display()
-            )));
-        }
-        let store = Self::init(conn)?;
+        let store = Self::init(open_wal(path)?)?;
         let purged = store.purge_expired(Utc::now())?;
         if purged > 0 {
             tracing::info!(path = %path.display(), bookings = purged, "expired booking records deleted");
@@ -199,12 +182,7 @@ impl SqliteInventoryStore {
     /// the first writer that opens it: the demo, `consume` with `--sqlite`, or
     /// `flyhigh schedule load`).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .context("open read-only")?;
-        conn.busy_timeout(BUSY_TIMEOUT).context("busy_timeout")?;
+        let conn = open_read_only(path)?;
         let version: i32 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .context("user_version")?;
@@ -285,20 +263,8 @@ impl SqliteInventoryStore {
         })
     }
 
-    /// The connection. A panic while it was held cannot leave it mid-transaction in a
-    /// way that matters (rusqlite rolls back on drop, and we roll back anything still
-    /// open), so a poisoned lock is recovered instead of poisoning the whole pipeline.
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        match self.conn.lock() {
-            Ok(conn) => conn,
-            Err(poisoned) => {
-                let conn = poisoned.into_inner();
-                if !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }
-                conn
-            }
-        }
+        lock(&self.conn)
     }
 
     fn commit_now(&self, tx: &Transaction) -> Result<(), CommitError> {
@@ -628,10 +594,84 @@ fn cabin_from_row(row: &Row<'_>) -> Result<CabinInventory, StoreError> {
     })
 }
 
+/// Opens (or creates) a database file for writing, creating its parent directory, in
+/// WAL mode with the busy timeout: what every writing store of this crate starts from.
+pub(crate) fn open_wal(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Permanent(format!("creating directory {}: {e}", dir.display()))
+        })?;
+    }
+    let conn = Connection::open(path).context("open")?;
+    conn.busy_timeout(BUSY_TIMEOUT).context("busy_timeout")?;
+    let mode = switch_to_wal(&conn)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Permanent(format!(
+            "{}: SQLite refused WAL mode (journal_mode={mode}); is it on a network file system?",
+            path.display()
+        )));
+    }
+    Ok(conn)
+}
+
+/// Sets WAL mode (outside a transaction; it is persistent in the file) and returns
+/// the journal mode now in force.
+///
+/// On a fresh file, two connections switching at once (two processes starting
+/// together) make SQLite answer `SQLITE_BUSY` to one of them at once, without the
+/// busy timeout: the switch needs the exclusive lock, and SQLite refuses to wait for
+/// it while holding a shared one. So a busy answer is retried here, up to the busy
+/// timeout. Once the file is in WAL mode the switch takes no lock.
+fn switch_to_wal(conn: &Connection) -> Result<String, StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other.context("journal_mode"),
+        }
+    }
+}
+
+/// Opens an existing database file for reading only (never creating it), with the
+/// busy timeout.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .context("open read-only")?;
+    conn.busy_timeout(BUSY_TIMEOUT).context("busy_timeout")?;
+    Ok(conn)
+}
+
+/// A store's connection. A panic while it was held cannot leave it mid-transaction
+/// in a way that matters (rusqlite rolls back on drop, and we roll back anything
+/// still open), so a poisoned lock is recovered instead of poisoning the whole
+/// pipeline.
+pub(crate) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    match conn.lock() {
+        Ok(conn) => conn,
+        Err(poisoned) => {
+            let conn = poisoned.into_inner();
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            conn
+        }
+    }
+}
+
 /// Classifies a SQLite error by what the caller must do: another connection holding
 /// a lock is worth a retry; anything else (a full disk, a corrupt or read-only file,
 /// a constraint) needs an operator.
-fn classify(what: &str, e: &rusqlite::Error) -> StoreError {
+pub(crate) fn classify(what: &str, e: &rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             StoreError::Transient(format!("sqlite {what}: {e}"))
@@ -640,7 +680,8 @@ fn classify(what: &str, e: &rusqlite::Error) -> StoreError {
     }
 }
 
-trait Context<T> {
+/// Maps a rusqlite result to a [`StoreError`] naming the step that failed.
+pub(crate) trait Context<T> {
     fn context(self, what: &str) -> Result<T, StoreError>;
 }
 

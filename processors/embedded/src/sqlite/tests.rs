@@ -691,3 +691,30 @@ async fn a_version_1_file_is_migrated_with_expiries_from_its_flights() {
     );
     assert_eq!(sold(&store, FLIGHT, Cabin::Economy).await, Some(2));
 }
+
+/// Regression: `PRAGMA journal_mode=WAL` on a fresh file returned `SQLITE_BUSY` to
+/// the second of two connections switching it at once, without waiting for the busy
+/// timeout, so one of two processes starting together failed to open.
+#[test]
+fn two_processes_opening_a_fresh_file_at_once_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    for attempt in 0..50 {
+        let path = dir.path().join(format!("{attempt}-inventory.sqlite"));
+        let barrier = std::sync::Barrier::new(2);
+        let [a, b] = std::thread::scope(|s| {
+            let run = || {
+                s.spawn(|| {
+                    barrier.wait();
+                    SqliteInventoryStore::open(&path).map(|store| store.schema_version())
+                })
+            };
+            let (a, b) = (run(), run());
+            [a.join().expect("thread a"), b.join().expect("thread b")]
+        });
+        assert_eq!(
+            (&a, &b),
+            (&Ok(Ok(SCHEMA_VERSION)), &Ok(Ok(SCHEMA_VERSION))),
+            "attempt {attempt}"
+        );
+    }
+}
