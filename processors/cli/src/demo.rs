@@ -326,7 +326,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let inventory = handler.store().inventory().await?;
     let check = InventoryCheck::new(&outcome.expected, &inventory);
     let demand_stats = demand_handler.stats();
-    let counted = counted(&*demand_store).await?;
+    let surge_route = outcome.simulation.surge_route.clone();
+    let surge_start = outcome.simulation.surge_window.map(|(from, _)| from);
+    let counted = counted(&demand_store).await?;
     let unrouted = demand_stats.unrouted_cancellations;
     let counts_check = counted.searches == outcome.produced.search
         && counted.bookings == outcome.produced.booking
@@ -369,8 +371,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             counts_check,
             evaluator_runs,
             buckets_judged,
-            surge_route: outcome.simulation.surge_route.clone(),
-            surge_start: outcome.simulation.surge_window.map(|(from, _)| from),
+            surge_route: surge_route.clone(),
+            surge_start,
         },
         alerts: AlertsSummary {
             count: items.len(),

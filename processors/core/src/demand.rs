@@ -33,3 +33,9 @@ pub fn split_route(route: &str) -> (String, String) {
         None => (route.to_string(), String::new()),
     }
 }
+
+/// `t` truncated to the millisecond: the precision of the alert contract, so that an
+/// alert is equal to itself read back from any store.
+pub fn to_millis(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}

@@ -196,7 +196,7 @@ async fn retries_from_checkpoints_store_failures_and_a_racing_consumer_count_eac
             round += 1;
             let to = (from + 250).min(records.len());
             // Every third batch meets a store that fails a few counter writes.
-            if round % 3 == 0 {
+            if round.is_multiple_of(3) {
                 stores.demand.fail_next_adds(2);
             }
             // A second consumer races on the same records; a retry "from a

@@ -134,12 +134,13 @@ impl Counts {
 
     /// Adds `other` to these counts.
     pub fn add(&mut self, other: &Counts) {
-        self.searches += other.searches;
-        self.passengers += other.passengers;
-        self.bookings += other.bookings;
-        self.seats += other.seats;
-        self.cancellations += other.cancellations;
-        self.late += other.late;
+        // Saturating: no panic on the record path, and 2^64 events is out of reach.
+        self.searches = self.searches.saturating_add(other.searches);
+        self.passengers = self.passengers.saturating_add(other.passengers);
+        self.bookings = self.bookings.saturating_add(other.bookings);
+        self.seats = self.seats.saturating_add(other.seats);
+        self.cancellations = self.cancellations.saturating_add(other.cancellations);
+        self.late = self.late.saturating_add(other.late);
     }
 
     /// Nothing counted.

@@ -161,6 +161,7 @@ pub fn flight_alert(
 ) -> Option<Alert> {
     let schedule = cabin.schedule.as_ref()?;
     let capacity = cabin.capacity?;
+    let (detected_at, raised_at) = (super::to_millis(detected_at), super::to_millis(raised_at));
     let what = match crossing.rule {
         AlertRule::NearSoldOut => format!(
             "nearly sold out, {:.0}% full",

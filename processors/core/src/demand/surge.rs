@@ -299,14 +299,14 @@ pub fn judge(
     let p_value = expected.map_or(1.0, |e| poisson_tail(observed, e));
     let level = expected.and_then(|e| {
         let o = observed as f64;
-        (observed >= config.floor && o >= config.warning_multiple * e && p_value <= config.max_p_value)
-            .then(|| {
-                if o >= config.critical_multiple * e {
-                    Severity::Critical
-                } else {
-                    Severity::Warning
-                }
-            })
+        let surging = observed >= config.floor
+            && o >= config.warning_multiple * e
+            && p_value <= config.max_p_value;
+        match (surging, o >= config.critical_multiple * e) {
+            (false, _) => None,
+            (true, true) => Some(Severity::Critical),
+            (true, false) => Some(Severity::Warning),
+        }
     });
     let judgement = Judgement {
         window_start,
@@ -352,6 +352,7 @@ pub fn judge(
 
 /// The alert of a firing on `route` (`ORIG-DEST`), raised at `raised_at`.
 pub fn surge_alert(route: &str, firing: &SurgeFiring, raised_at: DateTime<Utc>) -> Alert {
+    let raised_at = super::to_millis(raised_at);
     let (origin, destination) = split_route(route);
     let ratio = firing.observed as f64 / firing.expected.max(f64::MIN_POSITIVE);
     let minutes = (firing.window_end - firing.window_start) / 60;
@@ -391,7 +392,7 @@ pub fn at(seconds: i64) -> DateTime<Utc> {
 
 /// P(X ≥ k) for X ~ Poisson(λ): how improbable `k` events are when `λ` are expected.
 pub fn poisson_tail(k: u64, lambda: f64) -> f64 {
-    if !(lambda > 0.0) {
+    if lambda.is_nan() || lambda <= 0.0 {
         return if k == 0 { 1.0 } else { 0.0 };
     }
     if (k as f64) <= lambda {

@@ -286,8 +286,13 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         let events: &[DemandEvent] = events;
         let tallies = tally(shard_id, events, self.bucket_seconds);
 
-        let results: Vec<(&Tally, Result<u64, StoreError>)> = futures::stream::iter(&tallies)
-            .map(|t| async move { (t, self.write(t, events).await) })
+        // Futures built in a loop, not by a closure over `&Tally`: a closure's
+        // lifetime-generic signature makes the handler's future fail to be `Send`.
+        let mut writes = Vec::with_capacity(tallies.len());
+        for t in &tallies {
+            writes.push(async move { (t, self.write(t, events).await) });
+        }
+        let results: Vec<(&Tally, Result<u64, StoreError>)> = futures::stream::iter(writes)
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
