@@ -164,7 +164,7 @@ pub fn flight_alert(
     let (detected_at, raised_at) = (super::to_millis(detected_at), super::to_millis(raised_at));
     let what = match crossing.rule {
         AlertRule::NearSoldOut => format!(
-            "nearly sold out, {:.0}% full",
+            "at or past the near-sold-out load factor, {:.0}% full",
             cabin.load_factor().unwrap_or(0.0) * 100.0
         ),
         AlertRule::SoldOut => "sold out".to_string(),

@@ -58,6 +58,9 @@ pub struct DemandStats {
     pub events_counted: u64,
     /// Late events among them.
     pub late: u64,
+    /// How far behind its shard's watermark the most delayed event was, in seconds
+    /// of event time (late or not): what the late allowance must cover.
+    pub max_behind_seconds: u64,
     /// Conditional counter changes sent (applied or stale).
     pub counter_writes: u64,
     /// Of those, changes refused because the counter had counted some of their events
@@ -79,6 +82,7 @@ struct Counters {
     events: AtomicU64,
     events_counted: AtomicU64,
     late: AtomicU64,
+    max_behind_seconds: AtomicU64,
     counter_writes: AtomicU64,
     stale_writes: AtomicU64,
     unrouted_cancellations: AtomicU64,
@@ -278,6 +282,19 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             .watermark(shard_id)
             .await
             .map_err(|e| (first_index, e.to_string()))?;
+        let mut behind = 0i64;
+        let mut seen = watermark;
+        for e in events.iter() {
+            if let Some(w) = seen {
+                behind = behind.max((w - e.occurred_at).num_seconds());
+            }
+            if seen.is_none_or(|w| e.occurred_at > w) {
+                seen = Some(e.occurred_at);
+            }
+        }
+        self.counters
+            .max_behind_seconds
+            .fetch_max(behind.max(0) as u64, Ordering::Relaxed);
         let new_watermark = flag_late(events, watermark, self.late_allowance);
         add(
             &self.counters.late,
@@ -390,6 +407,7 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             events: c(&self.counters.events),
             events_counted: c(&self.counters.events_counted),
             late: c(&self.counters.late),
+            max_behind_seconds: c(&self.counters.max_behind_seconds),
             counter_writes: c(&self.counters.counter_writes),
             stale_writes: c(&self.counters.stale_writes),
             unrouted_cancellations: c(&self.counters.unrouted_cancellations),
