@@ -4,7 +4,9 @@
 #   1. `demo` on the embedded default (small run), summary JSON checked;
 #   2. `inventory show` for every oversold cabin of a demo summary agrees with it
 #      (a full-size demo, which oversells), and `inventory list --oversold` finds them;
-#   3. `setup`, `produce`, `consume`, `check` against moto through AWS_ENDPOINT_URL.
+#   3. the hot-route alerts of a surge day and of an ordinary day (`--no-surge`),
+#      `alerts list` and `routes top` on the demo's demand.sqlite;
+#   4. `setup`, `produce`, `consume`, `check` against moto through AWS_ENDPOINT_URL.
 # Called by scripts/test.sh with moto started and the AWS test environment exported.
 set -euo pipefail
 
@@ -68,6 +70,47 @@ echo "--- demo, 200000 events (oversells), then inventory show for every oversol
 $flyhigh demo --seed 7 --poison-every 0 --out "$out/demo-full" >"$out/demo-full.log"
 check_oversold "$out/demo-full/summary.json" "$out/demo-full/inventory.sqlite" some
 
+echo "--- hot routes: the surge day's alerts, alerts list, routes top"
+$flyhigh alerts list --sqlite "$out/demo-full/demand.sqlite" --json >"$out/alerts-list.json"
+start=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["demand"]["surge_start"])' "$out/demo-full/summary.json")
+# Five minutes into the surge, in event time.
+at=$("$py" -c 'import sys,datetime as d; t=d.datetime.fromisoformat(sys.argv[1].replace("Z","+00:00"))+d.timedelta(minutes=5); print(t.strftime("%Y-%m-%dT%H:%M:%SZ"))' "$start")
+$flyhigh routes top --sqlite "$out/demo-full/demand.sqlite" --window 15m --at "$at" --limit 3 --json >"$out/routes-top.json"
+$flyhigh routes top --sqlite "$out/demo-full/demand.sqlite" --at "$at" --limit 3
+"$py" - "$out/demo-full/summary.json" "$out/demo-full/alerts.jsonl" "$out/alerts-list.json" "$out/routes-top.json" <<'PY'
+import json, sys, datetime as dt
+s = json.load(open(sys.argv[1]))
+published = [json.loads(line) for line in open(sys.argv[2])]
+listed = json.load(open(sys.argv[3]))
+top = json.load(open(sys.argv[4]))
+alerts = s["alerts"]
+assert alerts["items"] == published, "summary items are the alerts exactly as published"
+assert alerts["count"] == len(published) == len(listed), (alerts["count"], len(published), len(listed))
+assert all(a["published_at"] for a in listed), "every alert marked published"
+surges = [a for a in published if a["rule"] == "route_surge"]
+route, start = s["demand"]["surge_route"], s["demand"]["surge_start"]
+assert [a["route"] for a in surges] == [route], (surges, route)
+t = lambda x: dt.datetime.fromisoformat(x.replace("Z", "+00:00"))
+lag = (t(surges[0]["detected_at"]) - t(start)).total_seconds()
+assert 0 < lag <= 120, f"detected {lag} s after the surge began"
+oversold = {(c["flight_id"], c["cabin"]) for c in s["inventory"]["oversold"]}
+alerted = {(a["flight_id"], a["cabin"]) for a in published if a["rule"] == "oversold"}
+assert oversold and alerted == oversold, (alerted, oversold)
+assert s["demand"]["counts_check"], s["demand"]
+assert top[0]["route"] == route and top[0]["ratio"] > 3, top[0]
+print("hot routes ok:", {"alerts": alerts["by_rule"], "surge": route, "detected_after_s": lag})
+PY
+
+echo "--- hot routes: an ordinary day raises no surge"
+$flyhigh demo --seed 7 --poison-every 0 --no-surge --out "$out/demo-ordinary" >"$out/demo-ordinary.log"
+"$py" - "$out/demo-ordinary/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+surges = [a for a in s["alerts"]["items"] if a["rule"] == "route_surge"]
+assert not surges and s["demand"]["surge_route"] is None, surges
+print("ordinary day ok:", s["alerts"]["by_rule"])
+PY
+
 echo "--- schedule: generate, then load into the demo store again (idempotent, keeps sold)"
 $flyhigh schedule generate --seed 7 --out "$out/schedule.json"
 $flyhigh schedule load --file "$out/schedule.json" --sqlite "$out/demo/inventory.sqlite"
@@ -106,4 +149,4 @@ assert consume["dead_lettered"] == 3, consume["dead_lettered"]
 assert check["inventory_check"] == "ok", check
 print("AWS mode ok:", {"records_read": consume["records_read"], "dead_lettered": consume["dead_lettered"], "inventory_check": check["inventory_check"]})
 PY
-echo "smoke: 4 passed, 0 failed"
+echo "smoke: 6 passed, 0 failed"

@@ -59,7 +59,8 @@ pub struct TopArgs {
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     window: Duration,
     /// End of the window (RFC 3339); default: the latest event time any shard's
-    /// counters have reached.
+    /// counters have reached. A window in the past is judged against the two hours
+    /// before it, and shows no surge state (`-`).
     #[arg(long)]
     at: Option<DateTime<Utc>>,
     /// Routes to show.
@@ -102,7 +103,9 @@ struct RouteRow {
     demand: u64,
     baseline: f64,
     ratio: f64,
-    surging: bool,
+    /// Whether the evaluator has the route in a surge episode now; `None` for a
+    /// window in the past (`--at`), where its state does not apply.
+    surging: Option<bool>,
 }
 
 enum Stores {
@@ -167,7 +170,11 @@ pub async fn routes(command: RoutesCommand) -> anyhow::Result<bool> {
             format!("{:.1}", r.baseline),
             format!("{:.1}x", r.ratio),
             r.counts.late.to_string(),
-            if r.surging { "SURGE".into() } else { String::new() },
+            match r.surging {
+                Some(true) => "SURGE".into(),
+                Some(false) => String::new(),
+                None => "-".into(),
+            },
         ]);
     }
     print!("{}", table.render());
@@ -205,11 +212,12 @@ async fn top<D: DemandStore, A: AlertStore>(
                 before += c.demand();
             }
         }
-        let state: Option<RouteState> = match alerts {
-            Some(a) => a.route_state(&route).await?,
-            None => None,
+        // The evaluator's state describes the present only.
+        let state: Option<RouteState> = match (alerts, args.at) {
+            (Some(a), None) => a.route_state(&route).await?,
+            _ => None,
         };
-        // The evaluator's own baseline when it has one, else the mean of the span
+        // The evaluator's own baseline when it applies, else the mean of the span
         // before the window.
         let per_minute = state
             .as_ref()
@@ -226,7 +234,7 @@ async fn top<D: DemandStore, A: AlertStore>(
             demand,
             baseline,
             ratio: demand as f64 / baseline,
-            surging: state.is_some_and(|s| s.episode.is_some()),
+            surging: args.at.is_none().then(|| state.is_some_and(|s| s.episode.is_some())),
         });
     }
     rows.sort_by(|a, b| b.ratio.total_cmp(&a.ratio).then(b.demand.cmp(&a.demand)));
