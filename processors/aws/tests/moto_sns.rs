@@ -239,3 +239,90 @@ async fn publishing_to_a_missing_topic_is_permanent_and_said_in_one_line() {
         "{message}"
     );
 }
+
+/// An SNS client through a fault proxy in front of moto, with the SDK's own retries
+/// off, so that the outbox's retry is what is tested.
+fn faulty_sns(config: &aws_config::SdkConfig, proxy: &flyhigh_testkit::FaultProxy) -> aws_sdk_sns::Client {
+    let conf = aws_sdk_sns::config::Builder::from(config)
+        .endpoint_url(proxy.url())
+        .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_sns::Client::from_conf(conf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_publish_failure_is_retried_by_the_outbox_and_delivered_once() {
+    use flyhigh_core::AlertStore;
+    use flyhigh_core::memory::MemoryAlertStore;
+    use flyhigh_handlers::demand::Outbox;
+    use flyhigh_testkit::{FaultConfig, FaultProxy};
+
+    let config = common::sdk_config().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let topic_arn = create_topic(&sns, &common::unique_name("outbox")).await.unwrap();
+    let queue_url = create_queue(&sqs, &common::unique_name("outbox-all")).await.unwrap();
+    subscribe_queue(&sns, &sqs, &topic_arn, &queue_url, None).await.unwrap();
+
+    // Every request's connection is closed before it reaches moto.
+    let proxy = FaultProxy::start(
+        &common::moto_url(),
+        FaultConfig {
+            drop_before_rate: 1.0,
+            fault_all_operations: true,
+            ..FaultConfig::default()
+        },
+    )
+    .unwrap();
+    let store = MemoryAlertStore::new();
+    let outbox = Outbox::new(&store, SnsTopic::new(faulty_sns(&config, &proxy), &topic_arn))
+        .with_attempts(2, Duration::from_millis(10))
+        .with_claim(chrono::Duration::seconds(30));
+    let lost = alert(AlertRule::Oversold, Severity::Critical, "ORD-SFO", Some("FH0310-20261202"), 1);
+    assert!(store.record(&lost).await.unwrap());
+    let t0 = Utc::now();
+    let first = outbox.publish_pending(&|| t0).await;
+    assert_eq!((first.published, first.left_pending, first.failed_attempts), (0, 1, 2), "{first:?}");
+    assert_eq!(proxy.stats().dropped_before, 2);
+    assert_eq!(store.pending(10).await.unwrap().len(), 1, "still in the outbox");
+
+    // SNS is back: the next pass after the claim publishes it, once.
+    proxy.set_faults(FaultConfig::default()).unwrap();
+    let second = outbox.publish_pending(&|| t0 + chrono::Duration::seconds(31)).await;
+    assert_eq!(second.published, 1, "{second:?}");
+    let third = outbox.publish_pending(&|| t0 + chrono::Duration::seconds(62)).await;
+    assert_eq!(third.published, 0);
+    let received = receive(&sqs, &queue_url, 1).await;
+    let ids: Vec<String> = received
+        .iter()
+        .map(|m| serde_json::from_str::<Alert>(&m.body).unwrap().alert_id)
+        .collect();
+    assert_eq!(ids, [lost.alert_id.clone()], "one message, not zero or two");
+
+    // An answer lost after SNS took the message: the outbox cannot know, publishes
+    // again, and the repeat carries the same alert_id for subscribers to drop.
+    let repeated = alert(AlertRule::SoldOut, Severity::Warning, "ORD-SFO", Some("FH0310-20261202"), 2);
+    store.record(&repeated).await.unwrap();
+    proxy
+        .set_faults(FaultConfig {
+            drop_after_rate: 1.0,
+            fault_all_operations: true,
+            ..FaultConfig::default()
+        })
+        .unwrap();
+    let lost_answer = outbox.publish_pending(&|| t0 + chrono::Duration::seconds(100)).await;
+    assert_eq!(lost_answer.published, 0);
+    proxy.set_faults(FaultConfig::default()).unwrap();
+    outbox.publish_pending(&|| t0 + chrono::Duration::seconds(131)).await;
+    let received = receive(&sqs, &queue_url, 3).await;
+    let ids: Vec<String> = received
+        .iter()
+        .map(|m| serde_json::from_str::<Alert>(&m.body).unwrap().alert_id)
+        .collect();
+    // Each lost answer costs one repeat: two attempts whose answers were lost, then
+    // the one that was answered, three copies, every one with the same id.
+    assert!(!ids.is_empty() && ids.iter().all(|id| *id == repeated.alert_id), "{ids:?}");
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(store.pending(10).await.unwrap().is_empty());
+    proxy.shutdown().await;
+}
