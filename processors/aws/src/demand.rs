@@ -36,12 +36,12 @@
 //! | port method | calls | cost |
 //! |---|---|---|
 //! | `add` | one `UpdateItem`: `ADD` the six counts, `SET mark = :last` (and the key attributes), condition `attribute_not_exists(pk) OR mark < :first`, `ReturnValuesOnConditionCheckFailure = ALL_OLD` so a stale change learns the stored mark without a read | 1 WCU (an item is ~250 bytes), applied or stale |
-//! | `counters` | one `Query` of `pk = ROUTE#<route> AND sk BETWEEN <from># AND <to - 1>$`, paginated, eventually consistent (the evaluator reads closed buckets; a late event landing after the read is flagged `late` and shows on the next read) | 0.5 RCU per 4 KB read: ~16 counters (~250 bytes each) per 0.5 RCU |
+//! | `counters` | one `Query` of `pk = ROUTE#<route> AND sk BETWEEN <from># AND <to - 1>$`, paginated, strongly consistent (the evaluator judges each bucket once, for good: it must see every change written before it read) | 1 RCU per 4 KB read: ~16 counters (~250 bytes each) per RCU |
 //! | `note_routes` | `BatchWriteItem` of idempotent puts, 25 per request, unprocessed items sent again with backoff | 1 WCU per route (a put costs the same when the item is there: callers note a route once per container, not per batch) |
 //! | `routes` | one `Query` of `pk = #routes`, paginated, eventually consistent | 0.5 RCU per 4 KB |
 //! | `watermark` | one strongly consistent `GetItem` | 1 RCU |
 //! | `advance_watermark` | one `UpdateItem`, condition `attribute_not_exists(pk) OR event_time < :t`; a failed condition is success (it is at or past `:t` already) | 1 WCU |
-//! | `watermarks` | one `Query` of `pk = #watermarks`, eventually consistent | 0.5 RCU per 4 KB |
+//! | `watermarks` | one `Query` of `pk = #watermarks`, strongly consistent (they hold the evaluator's horizon back while a consumer lags) | 1 RCU per 4 KB |
 //!
 //! A route's counters share its partition key; each shard's consumer writes its own
 //! items (one per bucket per batch), and DynamoDB splits a hot partition key across
@@ -308,7 +308,10 @@ impl DemandStore for DynamoDemandStore {
             .table_name(&self.table)
             .key_condition_expression(key.text)
             .set_expression_attribute_names(Some(key.names))
-            .set_expression_attribute_values(Some(key.values));
+            .set_expression_attribute_values(Some(key.values))
+            // The evaluator judges each bucket once, for good: it must see every
+            // change that was written before it read.
+            .consistent_read(true);
         query_items(query, None)
             .await?
             .iter()
@@ -365,7 +368,7 @@ impl DemandStore for DynamoDemandStore {
     }
 
     async fn watermarks(&self) -> Result<Vec<ShardWatermark>, StoreError> {
-        query_items(self.partition(items::WATERMARKS_PK), None)
+        query_items(self.partition(items::WATERMARKS_PK).consistent_read(true), None)
             .await?
             .iter()
             .map(|item| items::parse_watermark(item).map_err(|e| self.broken("watermark", e)))

@@ -321,12 +321,20 @@ pub trait AlertStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<RouteState>, StoreError>> + Send;
 
     /// Saves a route's state if the stored one has version `state.version - 1` (or
-    /// there is none and `state.version == 1`). `Ok(false)`: another evaluator saved
-    /// first; nothing changed.
+    /// there is none and `state.version == 1`) and, in the same atomic step, records
+    /// `alerts` (each queued for publishing, as [`record`](Self::record) does; one whose
+    /// id is recorded already is left as it is). `Ok(false)`: another evaluator saved
+    /// first; nothing changed, no alert recorded.
+    ///
+    /// One step, so that the alerts a judgement raises exist exactly when the state
+    /// that judged them does: a crash, or a second evaluator, can never leave an
+    /// alert whose buckets will be judged again (and may fire at another window, with
+    /// another id).
     fn save_route_state(
         &self,
         route: &str,
         state: &RouteState,
+        alerts: &[Alert],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The flight rules' latches of these cabins; cabins without any are absent.
@@ -335,12 +343,14 @@ pub trait AlertStore: Send + Sync {
         keys: &[CabinKey],
     ) -> impl Future<Output = Result<HashMap<CabinKey, CabinAlertState>, StoreError>> + Send;
 
-    /// Saves a cabin's latches, conditional on the version as for
+    /// Saves a cabin's latches and records the alerts of the rules that fired, in one
+    /// atomic step conditional on the version, as for
     /// [`save_route_state`](Self::save_route_state).
     fn save_cabin_state(
         &self,
         key: &CabinKey,
         state: &CabinAlertState,
+        alerts: &[Alert],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
@@ -432,8 +442,9 @@ impl<T: AlertStore> AlertStore for &T {
         &self,
         route: &str,
         state: &RouteState,
+        alerts: &[Alert],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).save_route_state(route, state)
+        (**self).save_route_state(route, state, alerts)
     }
     fn cabin_states(
         &self,
@@ -445,8 +456,9 @@ impl<T: AlertStore> AlertStore for &T {
         &self,
         key: &CabinKey,
         state: &CabinAlertState,
+        alerts: &[Alert],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).save_cabin_state(key, state)
+        (**self).save_cabin_state(key, state, alerts)
     }
 }
 
@@ -534,8 +546,9 @@ impl<T: AlertStore> AlertStore for std::sync::Arc<T> {
         &self,
         route: &str,
         state: &RouteState,
+        alerts: &[Alert],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).save_route_state(route, state)
+        (**self).save_route_state(route, state, alerts)
     }
     fn cabin_states(
         &self,
@@ -547,7 +560,8 @@ impl<T: AlertStore> AlertStore for std::sync::Arc<T> {
         &self,
         key: &CabinKey,
         state: &CabinAlertState,
+        alerts: &[Alert],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        (**self).save_cabin_state(key, state)
+        (**self).save_cabin_state(key, state, alerts)
     }
 }

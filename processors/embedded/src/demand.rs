@@ -551,35 +551,13 @@ impl SqliteDemandStore {
     }
 
     fn record_now(&self, alert: &Alert) -> Result<bool, StoreError> {
-        let json = alert.to_json();
-        if json.is_empty() {
-            return Err(StoreError::Permanent(format!(
-                "alert {:?} cannot be serialized",
-                alert.alert_id
-            )));
-        }
-        let raised_at = time_text(alert.raised_at)?;
         let mut conn = self.writer()?;
         let db = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin")?;
-        let inserted = db
-            .prepare_cached(INSERT_ALERT)
-            .context("prepare")?
-            .execute(params![
-                alert.alert_id,
-                json,
-                raised_at,
-                alert.rule.as_str()
-            ])
-            .context("insert alert")?;
-        if inserted == 0 {
+        if !insert_alert(&db, alert)? {
             return Ok(false);
         }
-        db.prepare_cached(INSERT_OUTBOX)
-            .context("prepare")?
-            .execute([&alert.alert_id])
-            .context("queue alert")?;
         db.commit().context("commit")?;
         Ok(true)
     }
@@ -664,7 +642,12 @@ impl SqliteDemandStore {
             .transpose()
     }
 
-    fn save_route_state_now(&self, route: &str, state: &RouteState) -> Result<bool, StoreError> {
+    fn save_route_state_now(
+        &self,
+        route: &str,
+        state: &RouteState,
+        alerts: &[Alert],
+    ) -> Result<bool, StoreError> {
         let json = to_json(state, "route state")?;
         let version = version_to_sql(state.version)?;
         let mut conn = self.writer()?;
@@ -684,6 +667,9 @@ impl SqliteDemandStore {
             .context("prepare")?
             .execute(params![route, version, json])
             .context("save route state")?;
+        for alert in alerts {
+            insert_alert(&db, alert)?;
+        }
         db.commit().context("commit")?;
         Ok(true)
     }
@@ -713,6 +699,7 @@ impl SqliteDemandStore {
         &self,
         key: &CabinKey,
         state: &CabinAlertState,
+        alerts: &[Alert],
     ) -> Result<bool, StoreError> {
         let json = to_json(state, "cabin state")?;
         let version = version_to_sql(state.version)?;
@@ -734,9 +721,43 @@ impl SqliteDemandStore {
             .context("prepare")?
             .execute(params![key.flight_id, cabin, version, json])
             .context("save cabin state")?;
+        for alert in alerts {
+            insert_alert(&db, alert)?;
+        }
         db.commit().context("commit")?;
         Ok(true)
     }
+}
+
+/// Inserts an alert and its outbox entry inside `db`'s transaction, unless an alert
+/// with its id is there; whether it was inserted.
+fn insert_alert(db: &rusqlite::Transaction<'_>, alert: &Alert) -> Result<bool, StoreError> {
+    let json = alert.to_json();
+    if json.is_empty() {
+        return Err(StoreError::Permanent(format!(
+            "alert {:?} cannot be serialized",
+            alert.alert_id
+        )));
+    }
+    let raised_at = time_text(alert.raised_at)?;
+    let inserted = db
+        .prepare_cached(INSERT_ALERT)
+        .context("prepare")?
+        .execute(params![
+            alert.alert_id,
+            json,
+            raised_at,
+            alert.rule.as_str()
+        ])
+        .context("insert alert")?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    db.prepare_cached(INSERT_OUTBOX)
+        .context("prepare")?
+        .execute([&alert.alert_id])
+        .context("queue alert")?;
+    Ok(true)
 }
 
 impl DemandStore for SqliteDemandStore {
@@ -809,8 +830,13 @@ impl AlertStore for SqliteDemandStore {
         self.route_state_now(route)
     }
 
-    async fn save_route_state(&self, route: &str, state: &RouteState) -> Result<bool, StoreError> {
-        self.save_route_state_now(route, state)
+    async fn save_route_state(
+        &self,
+        route: &str,
+        state: &RouteState,
+        alerts: &[Alert],
+    ) -> Result<bool, StoreError> {
+        self.save_route_state_now(route, state, alerts)
     }
 
     async fn cabin_states(
@@ -824,8 +850,9 @@ impl AlertStore for SqliteDemandStore {
         &self,
         key: &CabinKey,
         state: &CabinAlertState,
+        alerts: &[Alert],
     ) -> Result<bool, StoreError> {
-        self.save_cabin_state_now(key, state)
+        self.save_cabin_state_now(key, state, alerts)
     }
 }
 

@@ -438,7 +438,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         !t.note(
             "save v2 first",
             alerts
-                .save_route_state(ROUTE, &route_state(2))
+                .save_route_state(ROUTE, &route_state(2), &[])
                 .await
                 .unwrap()
         )
@@ -447,7 +447,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         !t.note(
             "save v0",
             alerts
-                .save_route_state(ROUTE, &route_state(0))
+                .save_route_state(ROUTE, &route_state(0), &[])
                 .await
                 .unwrap()
         )
@@ -456,7 +456,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         t.note(
             "save v1",
             alerts
-                .save_route_state(ROUTE, &route_state(1))
+                .save_route_state(ROUTE, &route_state(1), &[])
                 .await
                 .unwrap()
         )
@@ -465,7 +465,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         !t.note(
             "save v1 again",
             alerts
-                .save_route_state(ROUTE, &route_state(1))
+                .save_route_state(ROUTE, &route_state(1), &[])
                 .await
                 .unwrap()
         )
@@ -474,7 +474,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         !t.note(
             "save v3",
             alerts
-                .save_route_state(ROUTE, &route_state(3))
+                .save_route_state(ROUTE, &route_state(3), &[])
                 .await
                 .unwrap()
         )
@@ -483,7 +483,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         t.note(
             "save v2",
             alerts
-                .save_route_state(ROUTE, &route_state(2))
+                .save_route_state(ROUTE, &route_state(2), &[])
                 .await
                 .unwrap()
         )
@@ -507,7 +507,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         t.note(
             "save cabin v1",
             alerts
-                .save_cabin_state(&economy, &cabin_state(1))
+                .save_cabin_state(&economy, &cabin_state(1), &[])
                 .await
                 .unwrap()
         )
@@ -516,7 +516,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         !t.note(
             "save cabin v1 again",
             alerts
-                .save_cabin_state(&economy, &cabin_state(1))
+                .save_cabin_state(&economy, &cabin_state(1), &[])
                 .await
                 .unwrap()
         )
@@ -525,7 +525,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         t.note(
             "save cabin v2",
             alerts
-                .save_cabin_state(&economy, &cabin_state(2))
+                .save_cabin_state(&economy, &cabin_state(2), &[])
                 .await
                 .unwrap()
         )
@@ -534,7 +534,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         !t.note(
             "save other cabin v2",
             alerts
-                .save_cabin_state(&business, &cabin_state(2))
+                .save_cabin_state(&business, &cabin_state(2), &[])
                 .await
                 .unwrap()
         )
@@ -845,7 +845,7 @@ fn two_handles_racing_route_state_saves_let_one_win_each_version() {
         let rt = runtime();
         (1..=100)
             .map(|v| {
-                rt.block_on(store.save_route_state(ROUTE, &route_state(v)))
+                rt.block_on(store.save_route_state(ROUTE, &route_state(v), &[]))
                     .expect("save")
             })
             .collect::<Vec<_>>()
@@ -900,10 +900,10 @@ async fn check_read_only(path: &Path, expected: &Snapshot) {
     ));
     assert!(is_permanent(r.mark_published(&pending_id, now).await));
     assert!(is_permanent(
-        r.save_route_state(ROUTE, &route_state(3)).await
+        r.save_route_state(ROUTE, &route_state(3), &[]).await
     ));
     assert!(is_permanent(
-        r.save_cabin_state(&CabinKey::new(FLIGHT, Cabin::First), &cabin_state(1))
+        r.save_cabin_state(&CabinKey::new(FLIGHT, Cabin::First), &cabin_state(1), &[])
             .await
     ));
     assert!(is_permanent(reader.purge_before(i64::MAX)));
@@ -1118,12 +1118,12 @@ async fn run(ops: &[Op], demand: &impl DemandStore, alerts: &impl AlertStore) ->
                 format!("{:?}", demand.watermarks().await)
             }
             Op::SaveRoute { version } => {
-                let saved = alerts.save_route_state(ROUTE, &route_state(*version)).await;
+                let saved = alerts.save_route_state(ROUTE, &route_state(*version), &[]).await;
                 format!("{saved:?} {:?}", alerts.route_state(ROUTE).await)
             }
             Op::SaveCabin { cabin, version } => {
                 let key = &cabins[*cabin];
-                let saved = alerts.save_cabin_state(key, &cabin_state(*version)).await;
+                let saved = alerts.save_cabin_state(key, &cabin_state(*version), &[]).await;
                 format!(
                     "{saved:?} {:?}",
                     alerts.cabin_states(std::slice::from_ref(key)).await

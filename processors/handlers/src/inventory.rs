@@ -34,6 +34,7 @@ use flyhigh_core::inventory::{
 };
 use flyhigh_core::{
     CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore, KinesisRecord,
+    StoreError,
 };
 use flyhigh_schemas::{Booking, Envelope, Payload};
 
@@ -85,6 +86,8 @@ pub struct HandlerStats {
     /// Bookings on flights beyond the retention horizon, dead-lettered unapplied (also
     /// counted in `dead_lettered` once written). Counted each time one is seen.
     pub beyond_horizon: u64,
+    /// Flight-alert checks that failed permanently (logged; the batch went on).
+    pub flight_watch_errors: u64,
 }
 
 #[derive(Default)]
@@ -102,6 +105,7 @@ struct Counters {
     failed_batches: AtomicU64,
     changed_duplicates: AtomicU64,
     beyond_horizon: AtomicU64,
+    flight_watch_errors: AtomicU64,
 }
 
 /// The inventory handler, generic over its store, its dead-letter sink and what
@@ -291,15 +295,17 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
             let plan = plan(&current, pending.iter().copied());
             if round == 1 {
                 self.add(&self.counters.no_ops, plan.no_ops as u64);
-                let changing: HashSet<&str> =
-                    plan.changes.iter().map(|c| c.record.booking_id.as_str()).collect();
-                settled.extend(
-                    pending
-                        .iter()
-                        .filter(|(_, e)| !changing.contains(e.booking_id()))
-                        .map(|(_, e)| e.flight_id().to_string()),
-                );
             }
+            // No-ops of every round: one that a conflict revealed (another delivery, or
+            // a commit whose answer was lost) is as settled as the first round's.
+            let changing: HashSet<&str> =
+                plan.changes.iter().map(|c| c.record.booking_id.as_str()).collect();
+            settled.extend(
+                pending
+                    .iter()
+                    .filter(|(_, e)| !changing.contains(e.booking_id()))
+                    .map(|(_, e)| e.flight_id().to_string()),
+            );
             for dup in &plan.changed_duplicates {
                 if changed_duplicates.insert((
                     dup.index,
@@ -348,16 +354,19 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
         None
     }
 
-    /// Runs the flight watch over the `settled` flights; a flight whose check failed
-    /// fails the batch from its first event, so that the retry checks it again.
+    /// Runs the flight watch over the `settled` flights, in order of their first
+    /// event, so that a check that fails fails the batch from that flight's first
+    /// event and every flight not checked yet lies after it (the retry checks them).
+    /// A permanent error (a broken latch item, a missing permission) is logged and
+    /// counted, not retried: it must not hold the shard's inventory back.
     async fn watch_flights(
         &self,
         events: &[Decoded],
         settled: &HashSet<String>,
         outcome: &mut BatchOutcome,
     ) {
-        let mut first_index: HashMap<&str, usize> = HashMap::new();
-        let flights = touched(events.iter().filter_map(|d| {
+        let mut first_index: HashMap<String, usize> = HashMap::new();
+        let mut flights = touched(events.iter().filter_map(|d| {
             let flight = match &d.event.payload {
                 Payload::Booking(b) => &b.flight_id,
                 Payload::Cancellation(c) => &c.flight_id,
@@ -366,12 +375,20 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
             if !settled.contains(flight) {
                 return None;
             }
-            first_index.entry(flight.as_str()).or_insert(d.index);
+            first_index.entry(flight.clone()).or_insert(d.index);
             Some((flight.clone(), d.event.occurred_at))
         }));
-        if let Err((flight, error)) = self.watch.check(&self.store, &flights).await {
-            let index = first_index.get(flight.as_str()).copied().unwrap_or(0);
-            outcome.fail(index, format!("flight alerts of {flight}: {error}"));
+        flights.sort_by_key(|f| first_index.get(&f.flight_id).copied().unwrap_or(0));
+        match self.watch.check(&self.store, &flights).await {
+            Ok(()) => {}
+            Err((flight, StoreError::Permanent(error))) => {
+                self.add(&self.counters.flight_watch_errors, 1);
+                tracing::error!(flight_id = %flight, %error, "flight alerts not checked; inventory goes on");
+            }
+            Err((flight, error)) => {
+                let index = first_index.get(&flight).copied().unwrap_or(0);
+                outcome.fail(index, format!("flight alerts of {flight}: {error}"));
+            }
         }
     }
 
@@ -392,6 +409,7 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
             failed_batches: c(&self.counters.failed_batches),
             changed_duplicates: c(&self.counters.changed_duplicates),
             beyond_horizon: c(&self.counters.beyond_horizon),
+            flight_watch_errors: c(&self.counters.flight_watch_errors),
         }
     }
 

@@ -345,9 +345,12 @@ async fn a_failed_publish_is_retried_and_published_once() {
 #[tokio::test]
 async fn a_crash_between_publish_and_mark_repeats_the_alert_once_with_the_same_id() {
     let stores = Stores::default();
-    let outbox = Outbox::new(&stores.alerts, &stores.publisher).with_claim(Duration::seconds(30));
+    let outbox = Outbox::new(&stores.alerts, &stores.publisher)
+        .with_claim(Duration::seconds(30))
+        .with_attempts(3, std::time::Duration::from_millis(1));
     stores.alerts.record(&alert("b")).await.unwrap();
-    stores.alerts.fail_next_marks(1);
+    // The mark fails three times in a row (its retries too): as good as a crash.
+    stores.alerts.fail_next_marks(3);
     let t0 = Utc::now();
     outbox.publish_pending(&|| t0).await;
     outbox.publish_pending(&|| t0 + Duration::seconds(31)).await;
@@ -441,4 +444,62 @@ async fn regression_a_cancellation_whose_route_cannot_be_read_is_counted_by_the_
     }
     assert!(failed >= 4, "every shard met the failure ({failed})");
     assert_eq!(stores.demand.totals(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_a_failed_state_save_then_late_counters_raise_one_surge_not_two() {
+    // Recording the alert and saving the state were two writes: a failed save left
+    // the alert behind, the next run judged the same buckets again with a lagging
+    // shard's counters in, fired at another window and raised a second alert under
+    // another id.
+    use flyhigh_core::demand::counting::Tally;
+    let day = day(42, 200_000, true);
+    let (route, (start, _)) = (
+        day.sim.stats().surge_route.clone().unwrap(),
+        day.sim.stats().surge_window.unwrap(),
+    );
+    let stores = Stores::default();
+    stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+    let handler = DemandHandler::new(&stores.demand, &stores.inventory, &stores.letters);
+    feed(&handler, &day, 500, false).await;
+    let evaluator = SurgeEvaluator::new(&stores.demand, &stores.alerts, &stores.publisher);
+    let horizon = start + Duration::minutes(4);
+    evaluator.run(start - Duration::minutes(30), Utc::now).await.unwrap();
+    // Every route's save fails this time (a crash, a throttled table).
+    stores.alerts.fail_next_saves(1_000);
+    let failed = evaluator.run(horizon, Utc::now).await.unwrap();
+    stores.alerts.fail_next_saves(0);
+    assert!(failed.failed_routes.iter().any(|(r, _)| *r == route), "{failed:?}");
+    assert!(stores.alerts.all().is_empty(), "nothing recorded without its state");
+    // A lagging shard's counters for the minute before the surge arrive.
+    let bucket = start.timestamp() - 60;
+    let late: Vec<flyhigh_core::demand::DemandEvent> = (0..40)
+        .map(|i| flyhigh_core::demand::DemandEvent {
+            route: route.clone(),
+            occurred_at: start - Duration::seconds(30),
+            position: flyhigh_core::demand::Position::new("1", Some(i)),
+            kind: flyhigh_core::demand::DemandKind::Search { passengers: 1 },
+            late: true,
+        })
+        .collect();
+    let tally = Tally {
+        key: flyhigh_core::demand::CounterKey {
+            route: route.clone(),
+            bucket,
+            shard_id: "shardId-lagging".into(),
+        },
+        events: (0..late.len()).collect(),
+    };
+    use flyhigh_core::DemandStore;
+    stores.demand.add(&tally.update_above(&late, None).unwrap()).await.unwrap();
+    let end = day.events.last().unwrap().occurred_at + Duration::minutes(2);
+    evaluator.run(end, Utc::now).await.unwrap();
+    let surges: Vec<_> = stores
+        .alerts
+        .all()
+        .into_iter()
+        .filter(|a| a.alert.rule == AlertRule::RouteSurge)
+        .collect();
+    assert_eq!(surges.len(), 1, "{surges:#?}");
+    assert_eq!(surge_alerts(&stores.publisher.published()).len(), 1);
 }

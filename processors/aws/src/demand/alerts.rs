@@ -7,10 +7,11 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     BillingMode, GlobalSecondaryIndex, KeyType, KeysAndAttributes, LocalSecondaryIndex, Projection,
-    ProjectionType,
+    ProjectionType, Put, TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
 use flyhigh_core::demand::{CabinAlertState, RouteState};
+use flyhigh_core::inventory::MAX_TRANSACTION_ITEMS;
 use flyhigh_core::inventory::CabinKey;
 use flyhigh_core::ports::{AlertFilter, AlertStore, StoreError, StoredAlert};
 use flyhigh_schemas::Alert;
@@ -18,7 +19,7 @@ use flyhigh_schemas::Alert;
 use super::alert_items::{
     self, ALERT, BY_TIME_INDEX, ORDER, OUTBOX_INDEX, StatePut, TIME_PK, TIME_SK,
 };
-use super::errors::{put_refused, transaction_refused};
+use super::errors::{condition_failures, put_refused, transaction_refused};
 use super::{BATCH_MAX_ROUNDS, Outcome, batch_pause, conditional_update, page_limit, query_items};
 use crate::dynamodb::errors::store_error;
 use crate::dynamodb::items::{Item, PK, SK};
@@ -64,25 +65,83 @@ impl DynamoAlertStore {
         Ok(out.item)
     }
 
-    async fn save(&self, put: Option<StatePut>) -> Result<bool, StoreError> {
+    /// Saves a state conditional on its version and records `alerts` in one
+    /// transaction. An alert already recorded (its own condition fails) is dropped
+    /// from the transaction, which is sent again; the state's condition failing is
+    /// `Ok(false)`.
+    async fn save(&self, put: Option<StatePut>, alerts: &[Alert]) -> Result<bool, StoreError> {
         // Version 0: no stored state can be version -1.
         let Some(put) = put else {
             return Ok(false);
         };
-        let sent = self
-            .client
-            .put_item()
+        if alerts.is_empty() {
+            let sent = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(put.item))
+                .condition_expression(put.condition)
+                .set_expression_attribute_names(Some(put.names))
+                .set_expression_attribute_values((!put.values.is_empty()).then_some(put.values))
+                .send()
+                .await;
+            return match sent {
+                Ok(_) => Ok(true),
+                Err(e) => put_refused(&e).map(|()| false),
+            };
+        }
+        if 1 + 2 * alerts.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Permanent(format!(
+                "{} alerts in one state save: at most {} fit in a DynamoDB transaction",
+                alerts.len(),
+                (MAX_TRANSACTION_ITEMS - 1) / 2
+            )));
+        }
+        let state_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(put.item))
             .condition_expression(put.condition)
             .set_expression_attribute_names(Some(put.names))
             .set_expression_attribute_values((!put.values.is_empty()).then_some(put.values))
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(true),
-            Err(e) => put_refused(&e).map(|()| false),
+            .build()
+            .map_err(|e| StoreError::Permanent(e.to_string()))?;
+        let mut remaining: Vec<&Alert> = alerts.iter().collect();
+        for _ in 0..=alerts.len() {
+            let mut actions = vec![TransactWriteItem::builder().put(state_put.clone()).build()];
+            for alert in &remaining {
+                actions.extend(
+                    alert_items::record_items(&self.table, alert).map_err(StoreError::Permanent)?,
+                );
+            }
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await;
+            let err = match sent {
+                Ok(_) => return Ok(true),
+                Err(e) => e,
+            };
+            match condition_failures(&err) {
+                // Action 0 is the state; then two per alert (the alert, its outbox entry).
+                Some(failed) if failed.contains(&0) => return Ok(false),
+                Some(failed) if !failed.is_empty() => {
+                    let recorded: Vec<usize> = failed.iter().map(|i| (i - 1) / 2).collect();
+                    remaining = remaining
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(j, _)| !recorded.contains(j))
+                        .map(|(_, a)| a)
+                        .collect();
+                }
+                _ => return transaction_refused(&err).map(|()| false),
+            }
         }
+        Err(StoreError::Transient(format!(
+            "table {}: a state save kept failing its alerts' conditions",
+            self.table
+        )))
     }
 
     /// Reads one chunk of at most [`BATCH_GET_MAX_KEYS`] keys, asking again for the
@@ -230,9 +289,14 @@ impl AlertStore for DynamoAlertStore {
             .transpose()
     }
 
-    async fn save_route_state(&self, route: &str, state: &RouteState) -> Result<bool, StoreError> {
+    async fn save_route_state(
+        &self,
+        route: &str,
+        state: &RouteState,
+        alerts: &[Alert],
+    ) -> Result<bool, StoreError> {
         let put = alert_items::route_state_put(route, state).map_err(StoreError::Permanent)?;
-        self.save(put).await
+        self.save(put, alerts).await
     }
 
     async fn cabin_states(
@@ -262,9 +326,10 @@ impl AlertStore for DynamoAlertStore {
         &self,
         key: &CabinKey,
         state: &CabinAlertState,
+        alerts: &[Alert],
     ) -> Result<bool, StoreError> {
         let put = alert_items::cabin_state_put(key, state).map_err(StoreError::Permanent)?;
-        self.save(put).await
+        self.save(put, alerts).await
     }
 }
 

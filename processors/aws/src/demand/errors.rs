@@ -41,6 +41,27 @@ pub(crate) fn transaction_refused(
     }
 }
 
+/// The actions of a cancelled `TransactWriteItems` whose condition failed, by index;
+/// `None` when it failed otherwise (throttling, a conflict, a request error).
+pub(crate) fn condition_failures(err: &SdkError<TransactWriteItemsError>) -> Option<Vec<usize>> {
+    let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error()
+    else {
+        return None;
+    };
+    let reasons = e.cancellation_reasons();
+    let failed: Vec<usize> = reasons
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.code() == Some("ConditionalCheckFailed"))
+        .map(|(i, _)| i)
+        .collect();
+    // Only conditions: any other reason makes the whole transaction a store error.
+    let others = reasons
+        .iter()
+        .any(|r| !matches!(r.code(), None | Some("None") | Some("ConditionalCheckFailed")));
+    (!failed.is_empty() && !others).then_some(failed)
+}
+
 #[cfg(test)]
 mod tests {
     use aws_sdk_dynamodb::config::http::HttpResponse;

@@ -19,8 +19,10 @@
 //! - **one surge, one alert**: the first surging window opens an *episode* and
 //!   raises the alert; the episode goes on (no further alert) until the window has
 //!   been below [`SurgeConfig::exit_multiple`] times the baseline frozen at its
-//!   start for [`SurgeConfig::quiet_buckets`] buckets in a row (hysteresis); after it
-//!   ends, no new episode starts for [`SurgeConfig::cooldown_buckets`] buckets.
+//!   start for [`SurgeConfig::quiet_buckets`] buckets in a row (hysteresis), or has
+//!   lasted [`SurgeConfig::max_episode_buckets`] (a lasting shift is the new normal);
+//!   after it ends, no new episode starts for [`SurgeConfig::cooldown_buckets`]
+//!   buckets.
 //!
 //! Everything here is a pure function of the route's state and its bucket series,
 //! so a repeated or concurrent evaluation computes the same alert with the same id;
@@ -65,6 +67,10 @@ pub struct SurgeConfig {
     pub quiet_buckets: u32,
     /// Buckets after an episode ends during which no new one starts (30).
     pub cooldown_buckets: u32,
+    /// Longest episode, in buckets (360, six hours): demand that stays up this long
+    /// is the route's new normal, so the episode ends and the baseline learns it
+    /// (the cooldown follows as after any episode).
+    pub max_episode_buckets: u32,
 }
 
 impl Default for SurgeConfig {
@@ -82,6 +88,7 @@ impl Default for SurgeConfig {
             exit_multiple: 1.5,
             quiet_buckets: 10,
             cooldown_buckets: 30,
+            max_episode_buckets: 360,
         }
     }
 }
@@ -144,6 +151,13 @@ impl SurgeConfig {
         }
         if self.quiet_buckets < 1 {
             return err("quiet_buckets", self.quiet_buckets.to_string(), "at least 1");
+        }
+        if self.max_episode_buckets <= self.quiet_buckets {
+            return err(
+                "max_episode_buckets",
+                self.max_episode_buckets.to_string(),
+                "more than quiet_buckets",
+            );
         }
         Ok(())
     }
@@ -321,7 +335,8 @@ pub fn judge(
     if let Some(episode) = &mut state.episode {
         let hot = observed as f64 >= config.exit_multiple * episode.baseline * window as f64;
         episode.quiet = if hot { 0 } else { episode.quiet + 1 };
-        if episode.quiet >= config.quiet_buckets {
+        let length = (b - episode.start) / step + 1;
+        if episode.quiet >= config.quiet_buckets || length >= i64::from(config.max_episode_buckets) {
             state.excluded = Some((episode.start, b));
             state.cooldown_until = Some(b + step * (1 + i64::from(config.cooldown_buckets)));
             state.episode = None;
@@ -348,6 +363,29 @@ pub fn judge(
     }
     state.next_bucket = b + step;
     (judgement, firing)
+}
+
+/// How far a scheduled evaluator may judge at wall time `now`: `now - allowance`,
+/// held back to the slowest *active* shard's watermark minus `allowance` when the
+/// consumer lags (a bucket judged before its events are counted would be judged on
+/// part of its demand, for good). A shard is active when its watermark moved within
+/// `idle` of `now`: a closed parent shard, or one with no traffic, holds nothing back.
+pub fn settled_horizon(
+    now: DateTime<Utc>,
+    watermarks: &[crate::ports::ShardWatermark],
+    allowance: chrono::Duration,
+    idle: chrono::Duration,
+) -> DateTime<Utc> {
+    let slowest = watermarks
+        .iter()
+        .filter(|w| w.updated_at >= now - idle)
+        .map(|w| w.event_time)
+        .min();
+    let wall = now - allowance;
+    match slowest {
+        Some(event_time) => wall.min(event_time - allowance),
+        None => wall,
+    }
 }
 
 /// The alert of a firing on `route` (`ORIG-DEST`), raised at `raised_at`.
@@ -522,6 +560,20 @@ mod tests {
     }
 
     #[test]
+    fn a_lasting_shift_ends_its_episode_and_becomes_the_baseline() {
+        let config = SurgeConfig::default();
+        let mut series = steady(4, 1_200);
+        for x in &mut series[100..] {
+            *x *= 5;
+        }
+        let (fired, state) = run(&config, &series);
+        assert_eq!(fired.len(), 1, "one surge, then the new normal: {fired:?}");
+        assert!(state.episode.is_none());
+        let baseline = state.baseline.unwrap();
+        assert!(baseline > 15.0, "the baseline learnt the new level: {baseline}");
+    }
+
+    #[test]
     fn severities_follow_the_multiples() {
         let config = SurgeConfig::default();
         for (factor, severity) in [(4, Severity::Warning), (20, Severity::Critical)] {
@@ -583,6 +635,29 @@ mod tests {
         assert_eq!(a.0.len(), 1);
         assert_eq!(a.0[0].1, b.0[0].1);
         assert_eq!(a.1, b.1);
+    }
+
+    #[test]
+    fn the_horizon_waits_for_a_lagging_shard_but_not_for_an_idle_one() {
+        use crate::ports::ShardWatermark;
+        let now = at(T0 + 3_600);
+        let mark = |shard: &str, behind: i64, updated: i64| ShardWatermark {
+            shard_id: shard.into(),
+            event_time: now - chrono::Duration::seconds(behind),
+            updated_at: now - chrono::Duration::seconds(updated),
+        };
+        let allowance = chrono::Duration::minutes(2);
+        let idle = chrono::Duration::minutes(10);
+        assert_eq!(settled_horizon(now, &[], allowance, idle), now - allowance);
+        let caught_up = [mark("a", 5, 1), mark("b", 20, 1)];
+        assert_eq!(settled_horizon(now, &caught_up, allowance, idle), now - allowance);
+        let lagging = [mark("a", 5, 1), mark("b", 600, 1)];
+        assert_eq!(
+            settled_horizon(now, &lagging, allowance, idle),
+            now - chrono::Duration::seconds(600) - allowance
+        );
+        let closed = [mark("a", 5, 1), mark("parent", 86_400, 86_400)];
+        assert_eq!(settled_horizon(now, &closed, allowance, idle), now - allowance);
     }
 
     #[test]

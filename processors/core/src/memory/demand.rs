@@ -170,6 +170,29 @@ struct AlertState {
     cabins: HashMap<CabinKey, CabinAlertState>,
     fail_records: u32,
     fail_marks: u32,
+    fail_saves: u32,
+}
+
+impl AlertState {
+    /// Records the alerts not recorded yet, each with its outbox entry; how many.
+    fn insert_alerts(&mut self, alerts: &[Alert]) -> usize {
+        let mut n = 0;
+        for alert in alerts {
+            if self.alerts.contains_key(&alert.alert_id) {
+                continue;
+            }
+            self.alerts.insert(
+                alert.alert_id.clone(),
+                StoredAlert {
+                    alert: alert.clone(),
+                    published_at: None,
+                },
+            );
+            self.outbox.insert(alert.alert_id.clone(), None);
+            n += 1;
+        }
+        n
+    }
 }
 
 /// An in-memory [`AlertStore`].
@@ -195,6 +218,11 @@ impl MemoryAlertStore {
         lock(&self.state).fail_marks = n;
     }
 
+    /// The next `n` state saves fail with a transient error (a crash after judging).
+    pub fn fail_next_saves(&self, n: u32) {
+        lock(&self.state).fail_saves = n;
+    }
+
     /// Every alert recorded, by id.
     pub fn all(&self) -> Vec<StoredAlert> {
         lock(&self.state).alerts.values().cloned().collect()
@@ -207,18 +235,7 @@ impl AlertStore for MemoryAlertStore {
         if spend(&mut s.fail_records) {
             return Err(StoreError::Transient("injected record failure".into()));
         }
-        if s.alerts.contains_key(&alert.alert_id) {
-            return Ok(false);
-        }
-        s.alerts.insert(
-            alert.alert_id.clone(),
-            StoredAlert {
-                alert: alert.clone(),
-                published_at: None,
-            },
-        );
-        s.outbox.insert(alert.alert_id.clone(), None);
-        Ok(true)
+        Ok(s.insert_alerts(std::slice::from_ref(alert)) == 1)
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<Alert>, StoreError> {
@@ -271,13 +288,22 @@ impl AlertStore for MemoryAlertStore {
         Ok(lock(&self.state).routes.get(route).cloned())
     }
 
-    async fn save_route_state(&self, route: &str, state: &RouteState) -> Result<bool, StoreError> {
+    async fn save_route_state(
+        &self,
+        route: &str,
+        state: &RouteState,
+        alerts: &[Alert],
+    ) -> Result<bool, StoreError> {
         let mut s = lock(&self.state);
+        if spend(&mut s.fail_saves) {
+            return Err(StoreError::Transient("injected state save failure".into()));
+        }
         let stored = s.routes.get(route).map_or(0, |r| r.version);
         if stored + 1 != state.version {
             return Ok(false);
         }
         s.routes.insert(route.to_string(), state.clone());
+        s.insert_alerts(alerts);
         Ok(true)
     }
 
@@ -296,13 +322,18 @@ impl AlertStore for MemoryAlertStore {
         &self,
         key: &CabinKey,
         state: &CabinAlertState,
+        alerts: &[Alert],
     ) -> Result<bool, StoreError> {
         let mut s = lock(&self.state);
+        if spend(&mut s.fail_saves) {
+            return Err(StoreError::Transient("injected state save failure".into()));
+        }
         let stored = s.cabins.get(key).map_or(0, |c| c.version);
         if stored + 1 != state.version {
             return Ok(false);
         }
         s.cabins.insert(key.clone(), *state);
+        s.insert_alerts(alerts);
         Ok(true)
     }
 }

@@ -3,8 +3,9 @@
 //! Per batch:
 //! 1. expand and decode (poison is dead-lettered with the reason, as every handler
 //!    does); a cancellation names only its flight, so its route comes from the
-//!    inventory's schedule (cached; a cancellation of a flight the schedule does not
-//!    know is counted in [`DemandStats::unrouted_cancellations`] and nowhere else);
+//!    inventory's schedule (known routes are cached; a cancellation of a flight the
+//!    schedule does not know is counted in [`DemandStats::unrouted_cancellations`]
+//!    and nowhere else, and its flight is asked again next time);
 //! 2. per shard, flag late events against the shard's stored watermark, group the
 //!    events by counter and write one conditional change per counter
 //!    ([`flyhigh_core::demand::counting`]); a stale mark means part of the change is
@@ -99,8 +100,8 @@ pub struct DemandHandler<S, R, D> {
     bucket_seconds: i64,
     late_allowance: Duration,
     counters: Counters,
-    /// Flight id → route, from the schedule (`None`: not in it).
-    flight_routes: Mutex<HashMap<String, Option<String>>>,
+    /// Flight id → route, from the schedule.
+    flight_routes: Mutex<HashMap<String, String>>,
     /// Routes already noted in the store by this instance.
     noted: Mutex<HashSet<String>>,
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
@@ -188,7 +189,11 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
                     if cache.len() >= ROUTE_CACHE_LIMIT {
                         cache.clear();
                     }
-                    cache.insert(flight, route);
+                    // A flight the schedule does not know yet may be loaded later:
+                    // only known routes are remembered.
+                    if let Some(route) = route {
+                        cache.insert(flight, route);
+                    }
                 }
                 Err(e) => {
                     route_failures.insert(flight, e.to_string());
@@ -230,7 +235,7 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
                         DemandKind::Booking { seats: b.seats },
                     ),
                     Payload::Cancellation(c) => {
-                        (cache.get(&c.flight_id).cloned().flatten(), DemandKind::Cancellation)
+                        (cache.get(&c.flight_id).cloned(), DemandKind::Cancellation)
                     }
                 };
                 let Some(route) = route else {

@@ -7,22 +7,24 @@
 //! 2. read the route's counters from the bucket that leaves the first window to the
 //!    last bucket that closed before the horizon, and judge each bucket in turn
 //!    ([`flyhigh_core::demand::surge::judge`]);
-//! 3. record each alert (conditional on its id), then save the state, conditional on
-//!    the version read. A second evaluator running at the same time computes the
-//!    same alerts with the same ids (judging is a pure function of the counters and
-//!    the state), finds them recorded, and loses the state save: nothing is raised
-//!    twice. A crash between record and save makes the next run judge the same
-//!    buckets again and find its alerts recorded.
+//! 3. save the state, conditional on the version read, and record the alerts it
+//!    raised in the same atomic step. A second evaluator running at the same time
+//!    loses the save and records nothing; a crash before the save leaves nothing,
+//!    and the next run judges the same buckets again. So an alert exists exactly when
+//!    the judgement that raised it is stored: buckets whose counters moved since
+//!    (a lagging shard) can never be judged a second time and fire again at another
+//!    window, under another id.
 //!
-//! The *horizon* is the caller's: in AWS, the wall clock minus the late allowance
-//! (the scheduled run judges what is settled); in the demo, the slowest shard's
-//! watermark, then the end of the stream.
+//! The *horizon* is the caller's: in AWS, [`SurgeEvaluator::settled_horizon`], the
+//! wall clock minus the allowance, held back while a shard's consumer lags; in the
+//! demo, the slowest shard's watermark minus the demo's allowance, then the end of
+//! the stream.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use flyhigh_core::demand::counting::sum_by_bucket;
-use flyhigh_core::demand::surge::{self, RouteState, SurgeConfig};
+use flyhigh_core::demand::surge::{self, RouteState, SurgeConfig, SurgeConfigError};
 use flyhigh_core::{AlertPublisher, AlertStore, DemandStore, StoreError};
 use flyhigh_schemas::Alert;
 
@@ -64,14 +66,19 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         }
     }
 
-    /// Judges with `config` (validated by the caller with [`SurgeConfig::validate`]).
-    pub fn with_config(mut self, config: SurgeConfig) -> Self {
+    /// Judges with `config`.
+    ///
+    /// # Errors
+    ///
+    /// A setting out of range ([`SurgeConfig::validate`]).
+    pub fn with_config(mut self, config: SurgeConfig) -> Result<Self, SurgeConfigError> {
+        config.validate()?;
         self.config = config;
-        self
+        Ok(self)
     }
 
-    /// How far back before the horizon a route seen for the first time is judged
-    /// from (its baseline's warm-up comes out of it).
+    /// How far back before the horizon a route is judged from: a route seen for the
+    /// first time, or one whose state is older (an outage; its baseline starts over).
     pub fn with_catch_up(mut self, catch_up: Duration) -> Self {
         self.catch_up = catch_up;
         self
@@ -81,6 +88,19 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
     pub fn with_outbox(mut self, outbox: Outbox<A, P>) -> Self {
         self.outbox = outbox;
         self
+    }
+
+    /// The horizon for a scheduled run at wall time `now`
+    /// ([`surge::settled_horizon`] over the counters' watermarks): `now - allowance`,
+    /// or earlier while a shard's consumer lags; shards whose watermark has not moved
+    /// for ten minutes are idle or closed and hold nothing back.
+    pub async fn settled_horizon(
+        &self,
+        now: DateTime<Utc>,
+        allowance: Duration,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let watermarks = self.demand.watermarks().await?;
+        Ok(surge::settled_horizon(now, &watermarks, allowance, Duration::minutes(10)))
     }
 
     /// The rule's settings.
@@ -145,6 +165,17 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         if state.next_bucket > last {
             return Ok(());
         }
+        // After an outage longer than the catch-up, the buckets before it are not
+        // judged: a surge hours old is no alert. The baseline restarts its warm-up.
+        let earliest = config.bucket_of(horizon - self.catch_up);
+        if state.next_bucket < earliest {
+            tracing::warn!(route, skipped_buckets = (earliest - state.next_bucket) / step,
+                "route judged again after an outage; buckets before the catch-up are skipped");
+            let version = state.version;
+            state = RouteState::new(config, earliest);
+            state.version = version;
+            series = None;
+        }
         let series = match series.take() {
             Some(s) => s,
             None => {
@@ -160,16 +191,20 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
             report.buckets_judged += 1;
             firings.extend(firing);
         }
-        for firing in &firings {
-            let alert = surge::surge_alert(route, firing, now());
-            if alerts.record(&alert).await? {
+        let raised: Vec<Alert> = firings
+            .iter()
+            .map(|f| surge::surge_alert(route, f, now()))
+            .collect();
+        state.version += 1;
+        // The state and the alerts it raised in one step (see
+        // `AlertStore::save_route_state`).
+        if alerts.save_route_state(route, &state, &raised).await? {
+            for alert in raised {
                 tracing::info!(alert_id = %alert.alert_id, route, severity = %alert.severity,
-                    observed = firing.observed, expected = firing.expected, "surge alert raised");
+                    observed = ?alert.observed, baseline = ?alert.baseline, "surge alert raised");
                 report.raised.push(alert);
             }
-        }
-        state.version += 1;
-        if !alerts.save_route_state(route, &state).await? {
+        } else {
             report.lost_races += 1;
         }
         Ok(())

@@ -6,9 +6,9 @@
 //! finds its own earlier commits as no-ops, so a check that failed after the commit
 //! is made again by the retry. For each flight the watch reads the committed cabins
 //! (never the handler's own arithmetic), moves each cabin's latches
-//! ([`flyhigh_core::demand::flights::observe`]), records the alerts of the rules that
-//! fired, then saves the latches conditional on their version (a racing consumer's
-//! save makes it re-read and judge again, computing the same alert ids). The
+//! ([`flyhigh_core::demand::flights::observe`]), and saves the latches with the alerts
+//! of the rules that fired in one step, conditional on their version (a racing
+//! consumer's save makes it re-read and judge again). The
 //! inventory is never clamped or held back: the watch only reads it.
 
 use std::future::Future;
@@ -128,21 +128,23 @@ impl<A: AlertStore, P: AlertPublisher> FlightAlerts<A, P> {
                 if next == state {
                     continue;
                 }
-                for crossing in crossings {
-                    let Some(alert) =
-                        flights::flight_alert(crossing, cabin, flight.detected_at, (self.clock)())
-                    else {
-                        continue;
-                    };
-                    if alerts.record(&alert).await? {
+                let fired: Vec<Alert> = crossings
+                    .into_iter()
+                    .filter_map(|c| {
+                        flights::flight_alert(c, cabin, flight.detected_at, (self.clock)())
+                    })
+                    .collect();
+                next.version = state.version + 1;
+                // Latches and alerts in one step: a crash cannot leave an alert whose
+                // crossing is not latched (nor a latch without its alert).
+                if alerts.save_cabin_state(key, &next, &fired).await? {
+                    for alert in fired {
                         tracing::info!(alert_id = %alert.alert_id, flight_id = %cabin.flight_id,
                             cabin = %cabin.cabin.as_str(), sold = cabin.sold, capacity = ?cabin.capacity,
                             "flight alert raised");
                         raised.push(alert);
                     }
-                }
-                next.version = state.version + 1;
-                if !alerts.save_cabin_state(key, &next).await? {
+                } else {
                     lost_race = true;
                 }
             }
@@ -163,18 +165,19 @@ impl<A: AlertStore, P: AlertPublisher> FlightWatch for FlightAlerts<A, P> {
         store: &S,
         flights: &[TouchedFlight],
     ) -> Result<(), (String, StoreError)> {
-        let mut raised = 0;
+        let mut raised = Vec::new();
         for flight in flights {
-            raised += self
-                .check_flight(store, flight)
-                .await
-                .map_err(|e| (flight.flight_id.clone(), e))?
-                .len();
+            raised.extend(
+                self.check_flight(store, flight)
+                    .await
+                    .map_err(|e| (flight.flight_id.clone(), e))?,
+            );
         }
-        if raised > 0 {
-            // Publishing failures leave the alerts pending for the next pass (the
-            // alerts Lambda's, every minute); they never fail the inventory batch.
-            let report = self.outbox.publish_pending(&*self.clock).await;
+        if !raised.is_empty() {
+            // Only what this batch raised, one attempt each: a slow or failing SNS
+            // must not hold the inventory back. What is left stays pending for the
+            // alerts Lambda's outbox pass, every minute; it never fails the batch.
+            let report = self.outbox.publish_now(&raised, &*self.clock).await;
             if report.left_pending > 0 {
                 tracing::warn!(left_pending = report.left_pending, "flight alerts left pending");
             }
