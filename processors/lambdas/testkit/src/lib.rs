@@ -41,7 +41,10 @@ const INVOCATION_TIMEOUT: Duration = Duration::from_secs(900);
 /// When it is not set: the test runs outside `scripts/test.sh`.
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run this test through scripts/test.sh (scripts/lib/services.sh exports it)")
+        panic!(
+            "{name} is not set: scripts/lib/services.sh exports it when it starts the services; \
+             run this test through scripts/test.sh"
+        )
     })
 }
 
