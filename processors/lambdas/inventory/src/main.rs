@@ -48,7 +48,10 @@ async fn main() -> Result<(), Error> {
             )))
             .await
         }
-        (None, None) => serve(handler).await,
+        (None, None) => {
+            tracing::info!("flight alerts off: ALERTS_TABLE and ALERTS_TOPIC_ARN are not set");
+            serve(handler).await
+        }
         (table, topic) => {
             tracing::warn!(
                 alerts_table = table.is_some(),
