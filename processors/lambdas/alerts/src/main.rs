@@ -1,0 +1,80 @@
+//! The alerts Lambda: invoked every minute by an EventBridge schedule, it judges every
+//! route's demand for surges and publishes what the outbox holds.
+//!
+//! Wiring only (the evaluator is `flyhigh_handlers::SurgeEvaluator`). Configuration,
+//! read once at cold start:
+//! - `DEMAND_TABLE`: the counters the demand Lambda writes (`flyhigh_aws::demand`);
+//! - `ALERTS_TABLE`: alerts, their outbox and each route's state;
+//! - `ALERTS_TOPIC_ARN`: the SNS topic alerts are published to;
+//! - `LATE_ALLOWANCE_SECONDS` (optional, default 120): each run judges the buckets
+//!   that closed before now minus this, so that events still in flight are counted
+//!   first.
+//!
+//! The payload is ignored (any JSON: the scheduled event, or `{}` by hand). Each run
+//! answers with the `EvaluationReport` as JSON and logs a one-line summary. Routes that
+//! failed are in the report and retried by the next run; only a failure to list the
+//! routes fails the invocation. One evaluator at a time is what the infrastructure
+//! asks for, but two racing ones raise each alert once: alerts and route states are
+//! conditional writes (see `flyhigh_handlers::demand::evaluator`).
+
+use chrono::{Duration, Utc};
+use flyhigh_aws::demand::{DynamoAlertStore, DynamoDemandStore};
+use flyhigh_aws::sns::SnsTopic;
+use flyhigh_handlers::SurgeEvaluator;
+use flyhigh_handlers::demand::EvaluationReport;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+/// `LATE_ALLOWANCE_SECONDS` when unset.
+const DEFAULT_LATE_ALLOWANCE_SECONDS: u32 = 120;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time()
+        .init();
+    let demand_table = required("DEMAND_TABLE")?;
+    let alerts_table = required("ALERTS_TABLE")?;
+    let topic_arn = required("ALERTS_TOPIC_ARN")?;
+    let allowance = Duration::seconds(
+        match std::env::var("LATE_ALLOWANCE_SECONDS") {
+            Ok(s) => s
+                .parse::<u32>()
+                .map_err(|e| format!("LATE_ALLOWANCE_SECONDS={s:?}: {e}"))?,
+            Err(_) => DEFAULT_LATE_ALLOWANCE_SECONDS,
+        }
+        .into(),
+    );
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let evaluator = SurgeEvaluator::new(
+        DynamoDemandStore::new(dynamodb.clone(), demand_table),
+        DynamoAlertStore::new(dynamodb, alerts_table),
+        SnsTopic::new(aws_sdk_sns::Client::new(&config), topic_arn),
+    );
+    let evaluator = &evaluator;
+    lambda_runtime::run(service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            let horizon = Utc::now() - allowance;
+            let report: EvaluationReport = evaluator.run(horizon, Utc::now).await?;
+            tracing::info!(
+                horizon = %horizon,
+                routes = report.routes,
+                buckets_judged = report.buckets_judged,
+                raised = report.raised.len(),
+                lost_races = report.lost_races,
+                failed_routes = report.failed_routes.len(),
+                published = report.published.published,
+                left_pending = report.published.left_pending,
+                "routes judged"
+            );
+            Ok::<_, Error>(report)
+        },
+    ))
+    .await
+}
+
+fn required(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set"))
+}
