@@ -81,10 +81,8 @@ locked=()
 if [[ -f Cargo.lock ]]; then
   locked=(--locked)
 fi
-mapfile -t lambda_build < <(lambda_build_command)
-
 if step "build" cargo build --workspace --all-targets "${locked[@]}" &&
-  step "build lambdas as cargo lambda watch runs them" "${lambda_build[@]}"; then
+  step "build lambdas as cargo lambda watch runs them" build_lambdas; then
   step "tests" cargo test --workspace --all-targets "${locked[@]}" || true
   step "doc tests" cargo test --workspace --doc "${locked[@]}" || true
   step "infra lint" cfn-lint infra/*.yaml || true

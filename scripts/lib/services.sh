@@ -18,11 +18,15 @@
 #                        which moto gets wrong (it loses records under concurrent
 #                        PutRecords). Not in AWS_ENDPOINT_URL, which stays moto;
 #                        a test passes this URL to its Kinesis client explicitly.
-#   FLYHIGH_LAMBDA_URL   http://127.0.0.1:PORT of `cargo lambda watch`; invoke a
-#                        function with POST $FLYHIGH_LAMBDA_URL/2015-03-31/functions/<bin>/invocations
+#   FLYHIGH_LAMBDA_URL_<PACKAGE>
+#                        http://127.0.0.1:PORT of the `cargo lambda watch` serving
+#                        that Lambda package (name in upper case, - as _, e.g.
+#                        FLYHIGH_LAMBDA_URL_DEMAND_LAMBDA); invoke its function with
+#                        POST $URL/2015-03-31/functions/<bin>/invocations
+#   FLYHIGH_LAMBDA_URL   the first package's (inventory-lambda)
 #   FLYHIGH_PYTHON       the venv's python (has pyarrow and duckdb)
-#   INVENTORY_TABLE DEAD_LETTER_QUEUE_URL
-#                        the DynamoDB table and SQS queue URL the Lambda functions
+#   INVENTORY_TABLE DEAD_LETTER_QUEUE_URL DEMAND_TABLE ALERTS_TABLE ALERTS_TOPIC_ARN
+#                        the DynamoDB tables, SQS queue URL and SNS topic the Lambda functions
 #                        are configured with (the same variables in their
 #                        environment; the test creates them in moto before invoking)
 #   AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
@@ -42,8 +46,12 @@
 #     `cargo run --color never --manifest-path Cargo.toml --package P --bin NAME [--locked]`
 #     in the workspace, so it uses the workspace target/ dir, and the first
 #     invocation waits for that compile. test.sh pre-builds with
-#     lambda_build_command (same package selection, hence the same features and
+#     build_lambdas (same package selection, hence the same features and
 #     artifacts), after which `cargo run` reports "Finished ... 0.01s".
+#   * It passes every --package it was given to that `cargo run`, which takes
+#     one ("the argument '--package' cannot be used multiple times"), so one
+#     `cargo lambda watch` serves one package: start_lambda_watch starts one per
+#     Lambda package, each on its own port.
 #   * --package matters: `cargo run --bin X` without it unifies features over
 #     the whole workspace; with it the Lambda gets exactly its own features, as
 #     when it is deployed (seen: without it, aws-sdk-kinesis, which only the CLI
@@ -72,12 +80,15 @@ FLYHIGH_VENV=${FLYHIGH_VENV:-$FLYHIGH_ROOT/.venv}
 FLYHIGH_KINESALITE_DIR=${FLYHIGH_KINESALITE_DIR:-$FLYHIGH_ROOT/scripts/kinesalite}
 FLYHIGH_LOG_DIR=${FLYHIGH_LOG_DIR:-$FLYHIGH_ROOT/target/test-logs}
 # The packages whose binaries `cargo lambda watch` serves.
-FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda)
+FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda demand-lambda alerts-lambda)
 # Resources the Lambda functions are configured with. A function reads them
 # once at cold start, so they are fixed for the whole run; a test that invokes
 # it creates them in moto first (it finds them in its own environment).
 FLYHIGH_LAMBDA_INVENTORY_TABLE=${FLYHIGH_LAMBDA_INVENTORY_TABLE:-flyhigh-lambda-inventory}
 FLYHIGH_LAMBDA_DLQ_NAME=${FLYHIGH_LAMBDA_DLQ_NAME:-flyhigh-lambda-dlq}
+FLYHIGH_LAMBDA_DEMAND_TABLE=${FLYHIGH_LAMBDA_DEMAND_TABLE:-flyhigh-lambda-demand}
+FLYHIGH_LAMBDA_ALERTS_TABLE=${FLYHIGH_LAMBDA_ALERTS_TABLE:-flyhigh-lambda-alerts}
+FLYHIGH_LAMBDA_ALERTS_TOPIC=${FLYHIGH_LAMBDA_ALERTS_TOPIC:-flyhigh-lambda-alerts}
 # Seconds to wait for a service to come up, and for one to stop after SIGTERM.
 FLYHIGH_START_TIMEOUT=${FLYHIGH_START_TIMEOUT:-30}
 FLYHIGH_STOP_TIMEOUT=${FLYHIGH_STOP_TIMEOUT:-10}
@@ -286,50 +297,66 @@ start_kinesalite() {
   _svc_log "kinesalite pid $pid at $FLYHIGH_KINESALITE_URL (log: ${log#"$FLYHIGH_ROOT"/})"
 }
 
-# Prints the cargo command that builds exactly what `cargo lambda watch` runs
-# (same --package selection, so the same features and artifacts).
-lambda_build_command() {
-  local args=(cargo build) p
-  for p in "${FLYHIGH_LAMBDA_PACKAGES[@]}"; do args+=(--package "$p"); done
-  [[ -f $FLYHIGH_ROOT/Cargo.lock ]] && args+=(--locked)
-  printf '%s\n' "${args[@]}"
+# Builds exactly what `cargo lambda watch` runs: each Lambda package on its own
+# (`cargo build --package P`), so with its own features, as `cargo run
+# --package P` resolves them.
+build_lambdas() {
+  local p locked=()
+  [[ -f $FLYHIGH_ROOT/Cargo.lock ]] && locked=(--locked)
+  for p in "${FLYHIGH_LAMBDA_PACKAGES[@]}"; do
+    cargo build --package "$p" "${locked[@]}" || return 1
+  done
 }
 
-# start_lambda_watch [PORT]: starts `cargo lambda watch` for the Lambda
-# packages, with the AWS environment of moto, and exports FLYHIGH_LAMBDA_URL.
-# It compiles nothing until a function is invoked (--wait).
+# start_lambda_watch: starts one `cargo lambda watch` per Lambda package, each on
+# a free port, with the AWS environment of moto, and exports
+# FLYHIGH_LAMBDA_URL_<PACKAGE> and FLYHIGH_LAMBDA_URL. They compile nothing until
+# a function is invoked (--wait).
 start_lambda_watch() {
   : "${FLYHIGH_MOTO_URL:?start moto first}"
-  local port=${1:-} log=$FLYHIGH_LOG_DIR/lambda-watch.log pid p
-  [[ -n $port ]] || port=$(free_port) || return 1
-  local args=(lambda watch
-    --invoke-address 127.0.0.1 --invoke-port "$port"
-    --wait --ignore-changes --color never
-    --manifest-path "$FLYHIGH_ROOT/Cargo.toml")
-  for p in "${FLYHIGH_LAMBDA_PACKAGES[@]}"; do args+=(--package "$p"); done
-  [[ -f $FLYHIGH_ROOT/Cargo.lock ]] && args+=(--locked)
+  local port log pid p var
   export_aws_test_env
   # The functions' configuration, exported to the tests under the same names.
-  # moto's queue URLs are <endpoint>/<account>/<name>, account 123456789012.
+  # moto's queue URLs are <endpoint>/<account>/<name>, account 123456789012, and
+  # its ARNs name that account and AWS_REGION.
   export INVENTORY_TABLE="$FLYHIGH_LAMBDA_INVENTORY_TABLE"
   export DEAD_LETTER_QUEUE_URL="$FLYHIGH_MOTO_URL/123456789012/$FLYHIGH_LAMBDA_DLQ_NAME"
+  export DEMAND_TABLE="$FLYHIGH_LAMBDA_DEMAND_TABLE"
+  export ALERTS_TABLE="$FLYHIGH_LAMBDA_ALERTS_TABLE"
+  export ALERTS_TOPIC_ARN="arn:aws:sns:$AWS_REGION:123456789012:$FLYHIGH_LAMBDA_ALERTS_TOPIC"
   # Given to the functions explicitly (on top of the environment they inherit).
   local env_file=$FLYHIGH_LOG_DIR/lambda.env
   mkdir -p "$FLYHIGH_LOG_DIR"
   {
     echo "INVENTORY_TABLE=$INVENTORY_TABLE"
     echo "DEAD_LETTER_QUEUE_URL=$DEAD_LETTER_QUEUE_URL"
+    echo "DEMAND_TABLE=$DEMAND_TABLE"
+    echo "ALERTS_TABLE=$ALERTS_TABLE"
+    echo "ALERTS_TOPIC_ARN=$ALERTS_TOPIC_ARN"
     echo "RUST_LOG=${FLYHIGH_LAMBDA_RUST_LOG:-info}"
   } >"$env_file"
-  args+=(--env-file "$env_file")
-  _svc_spawn lambda-watch "$log" "$FLYHIGH_ROOT" "$FLYHIGH_VENV/bin/cargo-lambda" "${args[@]}"
-  pid=$REPLY
-  # A TCP connect, not an HTTP request: every path it does not route (even
-  # GET /) is a function-URL call that starts and invokes the default function.
-  _svc_wait_until "cargo lambda watch (pid $pid, port $port)" "$pid" "$log" \
-    _svc_port_open "$port" || return 1
-  export FLYHIGH_LAMBDA_URL="http://127.0.0.1:$port"
-  _svc_log "cargo lambda watch pid $pid at $FLYHIGH_LAMBDA_URL serving ${FLYHIGH_LAMBDA_PACKAGES[*]} (log: ${log#"$FLYHIGH_ROOT"/})"
+  unset FLYHIGH_LAMBDA_URL
+  for p in "${FLYHIGH_LAMBDA_PACKAGES[@]}"; do
+    port=$(free_port) || return 1
+    log=$FLYHIGH_LOG_DIR/lambda-watch-$p.log
+    local args=(lambda watch
+      --invoke-address 127.0.0.1 --invoke-port "$port"
+      --wait --ignore-changes --color never
+      --manifest-path "$FLYHIGH_ROOT/Cargo.toml"
+      --package "$p" --env-file "$env_file")
+    [[ -f $FLYHIGH_ROOT/Cargo.lock ]] && args+=(--locked)
+    _svc_spawn "lambda-watch-$p" "$log" "$FLYHIGH_ROOT" "$FLYHIGH_VENV/bin/cargo-lambda" "${args[@]}"
+    pid=$REPLY
+    # A TCP connect, not an HTTP request: every path it does not route (even
+    # GET /) is a function-URL call that starts and invokes the default function.
+    _svc_wait_until "cargo lambda watch $p (pid $pid, port $port)" "$pid" "$log" \
+      _svc_port_open "$port" || return 1
+    var=FLYHIGH_LAMBDA_URL_$(printf '%s' "$p" | tr '[:lower:]-' '[:upper:]_')
+    export "$var=http://127.0.0.1:$port"
+    : "${FLYHIGH_LAMBDA_URL:=http://127.0.0.1:$port}"
+    export FLYHIGH_LAMBDA_URL
+    _svc_log "cargo lambda watch pid $pid at http://127.0.0.1:$port serving $p ($var; log: ${log#"$FLYHIGH_ROOT"/})"
+  done
 }
 
 # stop_pid_tree NAME PID [GRACE]: SIGTERM to PID's process group and every

@@ -8,14 +8,15 @@
 //! - `ALERTS_TOPIC_ARN`: the SNS topic alerts are published to;
 //! - `LATE_ALLOWANCE_SECONDS` (optional, default 120): each run judges the buckets
 //!   that closed before now minus this, so that events still in flight are counted
-//!   first.
+//!   first, and waits further for a shard whose consumer lags
+//!   (`SurgeEvaluator::settled_horizon`).
 //!
 //! The payload is ignored (any JSON: the scheduled event, or `{}` by hand). Each run
 //! answers with the `EvaluationReport` as JSON and logs a one-line summary. Routes that
 //! failed are in the report and retried by the next run; only a failure to list the
 //! routes fails the invocation. One evaluator at a time is what the infrastructure
-//! asks for, but two racing ones raise each alert once: alerts and route states are
-//! conditional writes (see `flyhigh_handlers::demand::evaluator`).
+//! asks for, but two racing ones raise each alert once: a route's state and the alerts
+//! it raised are one conditional write (see `flyhigh_handlers::demand::evaluator`).
 
 use chrono::{Duration, Utc};
 use flyhigh_aws::demand::{DynamoAlertStore, DynamoDemandStore};
@@ -56,7 +57,8 @@ async fn main() -> Result<(), Error> {
     let evaluator = &evaluator;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            let horizon = Utc::now() - allowance;
+            // Wall clock minus the allowance, held back while a shard's consumer lags.
+            let horizon = evaluator.settled_horizon(Utc::now(), allowance).await?;
             let report: EvaluationReport = evaluator.run(horizon, Utc::now).await?;
             tracing::info!(
                 horizon = %horizon,
