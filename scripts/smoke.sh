@@ -93,9 +93,13 @@ assert [a["route"] for a in surges] == [route], (surges, route)
 t = lambda x: dt.datetime.fromisoformat(x.replace("Z", "+00:00"))
 lag = (t(surges[0]["detected_at"]) - t(start)).total_seconds()
 assert 0 < lag <= 120, f"detected {lag} s after the surge began"
+# Every cabin the inventory reports oversold has its alert; an alert for a cabin no
+# longer oversold (a later cancellation brought it back) was true when raised.
 oversold = {(c["flight_id"], c["cabin"]) for c in s["inventory"]["oversold"]}
-alerted = {(a["flight_id"], a["cabin"]) for a in published if a["rule"] == "oversold"}
-assert oversold and alerted == oversold, (alerted, oversold)
+flight_alerts = [a for a in published if a["rule"] == "oversold"]
+alerted = {(a["flight_id"], a["cabin"]) for a in flight_alerts}
+assert oversold and alerted >= oversold, (alerted, oversold)
+assert all(a["sold"] > a["capacity"] for a in flight_alerts), flight_alerts
 assert s["demand"]["counts_check"], s["demand"]
 assert top[0]["route"] == route and top[0]["ratio"] > 3, top[0]
 print("hot routes ok:", {"alerts": alerts["by_rule"], "surge": route, "detected_after_s": lag})

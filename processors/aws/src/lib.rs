@@ -29,13 +29,10 @@
 //!
 //! | binary                                  | features                |
 //! |-----------------------------------------|-------------------------|
-//! | inventory Lambda                        | `dynamodb`, `sqs`       |
-//! | other processor Lambdas (dead letters)  | `sqs`                   |
+//! | inventory Lambda (with flight alerts)   | `dynamodb`, `sqs`, `sns` |
+//! | demand Lambda (counting)                | `dynamodb`, `sqs`       |
+//! | alerts Lambda (surge evaluator, outbox) | `dynamodb`, `sns`       |
 //! | `flyhigh` CLI and runner in AWS mode    | all (the default)       |
-//!
-//! The hot-route processor's stores need `dynamodb`, its publisher `sns`: a counting
-//! Lambda links `dynamodb` and `sqs`, an evaluator or publisher of alerts `dynamodb`
-//! and `sns`.
 //!
 //! `runner` (on by default, implied by `kinesis`) adds the `flyhigh-runner` ports,
 //! which the Lambdas do not need: Lambda's own event source mapping reads the stream.

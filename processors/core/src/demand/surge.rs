@@ -649,14 +649,21 @@ mod tests {
         let allowance = chrono::Duration::minutes(2);
         let idle = chrono::Duration::minutes(10);
         assert_eq!(settled_horizon(now, &[], allowance, idle), now - allowance);
+        // The slowest shard holds the horizon back by what it lags, seconds or more.
         let caught_up = [mark("a", 5, 1), mark("b", 20, 1)];
-        assert_eq!(settled_horizon(now, &caught_up, allowance, idle), now - allowance);
+        assert_eq!(
+            settled_horizon(now, &caught_up, allowance, idle),
+            now - chrono::Duration::seconds(20) - allowance
+        );
+        // A shard ahead of the wall clock (a device clock) holds nothing back.
+        let ahead = [mark("a", -300, 1)];
+        assert_eq!(settled_horizon(now, &ahead, allowance, idle), now - allowance);
         let lagging = [mark("a", 5, 1), mark("b", 600, 1)];
         assert_eq!(
             settled_horizon(now, &lagging, allowance, idle),
             now - chrono::Duration::seconds(600) - allowance
         );
-        let closed = [mark("a", 5, 1), mark("parent", 86_400, 86_400)];
+        let closed = [mark("a", 0, 1), mark("parent", 86_400, 86_400)];
         assert_eq!(settled_horizon(now, &closed, allowance, idle), now - allowance);
     }
 
