@@ -99,9 +99,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{
-    BillingMode, KeyType, PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest,
-};
+use aws_sdk_dynamodb::types::{PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
 use chrono::{DateTime, Utc};
 use flyhigh_core::demand::{CounterKey, CounterUpdate, Counts};
 use flyhigh_core::ports::{Added, DemandStore, ShardWatermark, StoreError};
@@ -112,8 +110,8 @@ use self::errors::update_refused;
 use self::items::Write;
 pub use self::items::{BATCH_WRITE_MAX_ITEMS, COUNTER_TTL_SECONDS};
 use crate::dynamodb::errors::store_error;
-use crate::dynamodb::items::{Item, PK, SK};
-use crate::dynamodb::{create_and_wait, enable_ttl, key_element, string_attribute};
+use crate::dynamodb::items::Item;
+use crate::dynamodb::{create_and_wait, enable_ttl, pk_sk_table};
 use crate::retry::backoff;
 
 /// Rounds of a batch request for what DynamoDB left unprocessed, the first included.
@@ -381,14 +379,6 @@ impl DemandStore for DynamoDemandStore {
 ///
 /// Meant for tests and the local setup; production tables come from `infra/`.
 pub async fn create_demand_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    let request = client
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key_element(PK, KeyType::Hash)?)
-        .key_schema(key_element(SK, KeyType::Range)?)
-        .attribute_definitions(string_attribute(PK)?)
-        .attribute_definitions(string_attribute(SK)?);
-    create_and_wait(client, name, request).await?;
+    create_and_wait(client, name, pk_sk_table(client, name)?).await?;
     enable_ttl(client, name, items::EXPIRES_AT, "demand counters").await
 }

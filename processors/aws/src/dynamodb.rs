@@ -90,56 +90,64 @@ impl DynamoInventoryStore {
         keys: Vec<Item>,
         out: &mut HashMap<String, BookingRecord>,
     ) -> Result<(), StoreError> {
-        let mut pending = keys;
-        for round in 0..BATCH_GET_MAX_ROUNDS {
-            if round > 0 {
-                tokio::time::sleep(backoff(
-                    round - 1,
-                    BATCH_GET_BACKOFF_BASE,
-                    BATCH_GET_BACKOFF_MAX,
-                ))
-                .await;
-            }
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(pending))
-                // The plan is made from what this read returns; a stale read would
-                // only cost a conflict and a re-read, but a strong one avoids it.
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Permanent(e.to_string()))?;
-            let output = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| store_error("BatchGetItem", &e))?;
-            for item in output
-                .responses()
-                .and_then(|r| r.get(&self.table))
-                .into_iter()
-                .flatten()
-            {
-                let record = items::parse_booking(item).map_err(|e| {
-                    StoreError::Permanent(format!("table {}: booking item: {e}", self.table))
-                })?;
-                out.insert(record.booking_id.clone(), record);
-            }
-            pending = output
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(());
-            }
-            tracing::debug!(table = %self.table, unprocessed = pending.len(), round, "batch get left keys unprocessed");
+        // The plan is made from what this read returns; a stale read would only cost
+        // a conflict and a re-read, but a strong one avoids it.
+        for item in batch_get_consistent(&self.client, &self.table, keys).await? {
+            let record = items::parse_booking(&item).map_err(|e| {
+                StoreError::Permanent(format!("table {}: booking item: {e}", self.table))
+            })?;
+            out.insert(record.booking_id.clone(), record);
         }
-        Err(StoreError::Transient(format!(
-            "DynamoDB BatchGetItem: {} keys still unprocessed after {BATCH_GET_MAX_ROUNDS} rounds",
-            pending.len()
-        )))
+        Ok(())
     }
+}
+
+/// Reads at most [`BATCH_GET_MAX_KEYS`] keys of `table` with strongly consistent
+/// reads, asking again (with a backoff) for the keys DynamoDB leaves unprocessed.
+pub(crate) async fn batch_get_consistent(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+) -> Result<Vec<Item>, StoreError> {
+    let mut out = Vec::with_capacity(keys.len());
+    let mut pending = keys;
+    for round in 0..BATCH_GET_MAX_ROUNDS {
+        if round > 0 {
+            tokio::time::sleep(backoff(
+                round - 1,
+                BATCH_GET_BACKOFF_BASE,
+                BATCH_GET_BACKOFF_MAX,
+            ))
+            .await;
+        }
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(pending))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Permanent(e.to_string()))?;
+        let output = client
+            .batch_get_item()
+            .request_items(table, request)
+            .send()
+            .await
+            .map_err(|e| store_error("BatchGetItem", &e))?;
+        if let Some(items) = output.responses().and_then(|r| r.get(table)) {
+            out.extend(items.iter().cloned());
+        }
+        pending = output
+            .unprocessed_keys()
+            .and_then(|u| u.get(table))
+            .map(|k| k.keys().to_vec())
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(out);
+        }
+        tracing::debug!(table, unprocessed = pending.len(), round, "batch get left keys unprocessed");
+    }
+    Err(StoreError::Transient(format!(
+        "DynamoDB BatchGetItem: {} keys still unprocessed after {BATCH_GET_MAX_ROUNDS} rounds",
+        pending.len()
+    )))
 }
 
 impl InventoryStore for DynamoInventoryStore {
@@ -261,20 +269,28 @@ impl DynamoInventoryStore {
     }
 }
 
-/// Creates the inventory table (on-demand capacity, string keys `pk` and `sk`) and
-/// waits until it is `ACTIVE`. A table that already exists is fine.
-///
-/// Meant for tests and the local setup; production tables come from `infra/`.
-pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    let request = client
+/// A `CreateTable` request for an on-demand table with string keys `pk` (partition)
+/// and `sk` (sort), the shape of every table of this crate.
+pub(crate) fn pk_sk_table(
+    client: &Client,
+    name: &str,
+) -> Result<aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder, StoreError> {
+    Ok(client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key_element(PK, KeyType::Hash)?)
         .key_schema(key_element(SK, KeyType::Range)?)
         .attribute_definitions(string_attribute(PK)?)
-        .attribute_definitions(string_attribute(SK)?);
-    create_and_wait(client, name, request).await?;
+        .attribute_definitions(string_attribute(SK)?))
+}
+
+/// Creates the inventory table (on-demand capacity, string keys `pk` and `sk`) and
+/// waits until it is `ACTIVE`. A table that already exists is fine.
+///
+/// Meant for tests and the local setup; production tables come from `infra/`.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    create_and_wait(client, name, pk_sk_table(client, name)?).await?;
     enable_ttl(
         client,
         name,

@@ -297,7 +297,7 @@ async fn an_injected_publish_failure_is_retried_by_the_outbox_and_delivered_once
         .iter()
         .map(|m| serde_json::from_str::<Alert>(&m.body).unwrap().alert_id)
         .collect();
-    assert_eq!(ids, [lost.alert_id.clone()], "one message, not zero or two");
+    assert_eq!(ids, std::slice::from_ref(&lost.alert_id), "one message, not zero or two");
 
     // An answer lost after SNS took the message: the outbox cannot know, publishes
     // again, and the repeat carries the same alert_id for subscribers to drop.

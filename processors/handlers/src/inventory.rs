@@ -173,11 +173,7 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
     pub async fn handle(&self, event: KinesisEvent) -> KinesisEventResponse {
         let records = kinesis::kinesis_records(&event);
         let outcome = self.process(&records).await;
-        if let (Some(index), Some(error)) = (outcome.first_failed, &outcome.error) {
-            let record = &records[index];
-            tracing::warn!(shard_id = %record.shard_id, sequence_number = %record.sequence_number, %error, "batch failed; retrying from record");
-        }
-        kinesis::response(&records, outcome.first_failed)
+        kinesis::respond(PROCESSOR, &records, &outcome)
     }
 
     /// Processes a batch of Kinesis records in shard order.

@@ -30,6 +30,20 @@ pub fn kinesis_records(event: &KinesisEvent) -> Vec<KinesisRecord> {
         .collect()
 }
 
+/// The answer to a batch a handler has processed: logs a reported failure with the
+/// record it names, and builds the partial batch failure.
+pub fn respond(
+    processor: &str,
+    records: &[KinesisRecord],
+    outcome: &crate::batch::BatchOutcome,
+) -> KinesisEventResponse {
+    if let (Some(index), Some(error)) = (outcome.first_failed, &outcome.error) {
+        let record = &records[index];
+        tracing::warn!(processor, shard_id = %record.shard_id, sequence_number = %record.sequence_number, %error, "batch failed; retrying from record");
+    }
+    response(records, outcome.first_failed)
+}
+
 /// The response for a batch whose Kinesis records from `first_failed` on must be
 /// retried.
 ///

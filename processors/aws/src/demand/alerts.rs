@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    BillingMode, GlobalSecondaryIndex, KeyType, KeysAndAttributes, LocalSecondaryIndex, Projection,
+    BillingMode, GlobalSecondaryIndex, KeyType, LocalSecondaryIndex, Projection,
     ProjectionType, Put, TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
@@ -20,10 +20,12 @@ use super::alert_items::{
     self, ALERT, BY_TIME_INDEX, ORDER, OUTBOX_INDEX, StatePut, TIME_PK, TIME_SK,
 };
 use super::errors::{condition_failures, put_refused, transaction_refused};
-use super::{BATCH_MAX_ROUNDS, Outcome, batch_pause, conditional_update, page_limit, query_items};
+use super::{Outcome, conditional_update, page_limit, query_items};
 use crate::dynamodb::errors::store_error;
 use crate::dynamodb::items::{Item, PK, SK};
-use crate::dynamodb::{BATCH_GET_MAX_KEYS, create_and_wait, key_element, string_attribute};
+use crate::dynamodb::{
+    BATCH_GET_MAX_KEYS, batch_get_consistent, create_and_wait, key_element, string_attribute,
+};
 
 /// Alerts, the outbox and the rules' states in a DynamoDB table of the design in the
 /// module docs.
@@ -144,43 +146,6 @@ impl DynamoAlertStore {
         )))
     }
 
-    /// Reads one chunk of at most [`BATCH_GET_MAX_KEYS`] keys, asking again for the
-    /// keys DynamoDB leaves unprocessed.
-    async fn batch_get(&self, keys: Vec<Item>, out: &mut Vec<Item>) -> Result<(), StoreError> {
-        let mut pending = keys;
-        for round in 0..BATCH_MAX_ROUNDS {
-            batch_pause(round).await;
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(pending))
-                // Latches are read to decide whether to raise: the latest, always.
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Permanent(e.to_string()))?;
-            let output = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| store_error("BatchGetItem", &e))?;
-            if let Some(items) = output.responses().and_then(|r| r.get(&self.table)) {
-                out.extend(items.iter().cloned());
-            }
-            pending = output
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(());
-            }
-            tracing::debug!(table = %self.table, unprocessed = pending.len(), round, "batch get left keys unprocessed");
-        }
-        Err(StoreError::Transient(format!(
-            "DynamoDB BatchGetItem: {} keys still unprocessed after {BATCH_MAX_ROUNDS} rounds",
-            pending.len()
-        )))
-    }
 }
 
 impl AlertStore for DynamoAlertStore {
@@ -312,7 +277,8 @@ impl AlertStore for DynamoAlertStore {
                 .iter()
                 .map(|k| alert_items::cabin_state_key(k))
                 .collect();
-            self.batch_get(keys, &mut items).await?;
+            // Latches are read to decide whether to raise: the latest, always.
+            items.extend(batch_get_consistent(&self.client, &self.table, keys).await?);
         }
         items
             .iter()
