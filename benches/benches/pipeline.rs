@@ -254,7 +254,8 @@ criterion_main!(benches);
 fn demand(c: &mut Criterion) {
     use flyhigh_core::memory::MemoryDemandStore;
     use flyhigh_handlers::DemandHandler;
-    let records = flyhigh_benches::records::plain(0, &flyhigh_benches::records::dense_events(10_000));
+    let records =
+        flyhigh_benches::records::plain(0, &flyhigh_benches::records::dense_events(10_000));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

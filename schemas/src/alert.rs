@@ -194,7 +194,11 @@ impl Alert {
 
     /// The id of the `crossing`-th crossing (from 1) of a flight rule by a cabin.
     pub fn flight_id_for(rule: AlertRule, flight_id: &str, cabin: Cabin, crossing: u32) -> String {
-        format!("{}:{flight_id}:{}:{crossing}", rule.as_str(), cabin.as_str())
+        format!(
+            "{}:{flight_id}:{}:{crossing}",
+            rule.as_str(),
+            cabin.as_str()
+        )
     }
 
     /// The SNS message attributes: `rule`, `severity`, `route`, `origin`,
@@ -299,8 +303,14 @@ mod tests {
     fn an_alert_round_trips_through_json_with_millisecond_timestamps() {
         let alert = surge();
         let json = alert.to_json();
-        assert!(json.contains(r#""window_start":"2026-12-01T09:34:00.000Z""#), "{json}");
-        assert!(!json.contains("flight_id"), "absent fields are left out: {json}");
+        assert!(
+            json.contains(r#""window_start":"2026-12-01T09:34:00.000Z""#),
+            "{json}"
+        );
+        assert!(
+            !json.contains("flight_id"),
+            "absent fields are left out: {json}"
+        );
         let back: Alert = serde_json::from_str(&json).unwrap();
         assert_eq!(back, alert);
     }
@@ -317,8 +327,15 @@ mod tests {
     #[test]
     fn message_attributes_name_the_filterable_fields() {
         let mut alert = surge();
-        let names: Vec<_> = alert.message_attributes().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["rule", "severity", "route", "origin", "destination"]);
+        let names: Vec<_> = alert
+            .message_attributes()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            ["rule", "severity", "route", "origin", "destination"]
+        );
         alert.flight_id = Some("FH0310-20261201".into());
         alert.cabin = Some(Cabin::Economy);
         let attrs = alert.message_attributes();

@@ -93,7 +93,10 @@ fn flight_alert() -> Alert {
 fn alerts_written_by_the_rust_type_pass_the_alert_schema_and_broken_ones_do_not() {
     let validator = assert_valid_schema(&alert_schema());
     let alert = serde_json::to_value(flight_alert()).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&alert).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&alert)
+        .map(|e| e.to_string())
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
 
     for (field, value) in [

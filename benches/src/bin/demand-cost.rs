@@ -19,7 +19,10 @@ fn day(events_per_day: usize, n: usize, surge: bool) -> Vec<Envelope> {
     if !surge {
         config.surge = SurgeConfig::disabled();
     }
-    Simulator::new(config).expect("valid configuration").take(n).collect()
+    Simulator::new(config)
+        .expect("valid configuration")
+        .take(n)
+        .collect()
 }
 
 #[tokio::main(flavor = "current_thread")]

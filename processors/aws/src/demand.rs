@@ -366,11 +366,14 @@ impl DemandStore for DynamoDemandStore {
     }
 
     async fn watermarks(&self) -> Result<Vec<ShardWatermark>, StoreError> {
-        query_items(self.partition(items::WATERMARKS_PK).consistent_read(true), None)
-            .await?
-            .iter()
-            .map(|item| items::parse_watermark(item).map_err(|e| self.broken("watermark", e)))
-            .collect()
+        query_items(
+            self.partition(items::WATERMARKS_PK).consistent_read(true),
+            None,
+        )
+        .await?
+        .iter()
+        .map(|item| items::parse_watermark(item).map_err(|e| self.broken("watermark", e)))
+        .collect()
     }
 }
 

@@ -142,7 +142,12 @@ pub(crate) async fn batch_get_consistent(
         if pending.is_empty() {
             return Ok(out);
         }
-        tracing::debug!(table, unprocessed = pending.len(), round, "batch get left keys unprocessed");
+        tracing::debug!(
+            table,
+            unprocessed = pending.len(),
+            round,
+            "batch get left keys unprocessed"
+        );
     }
     Err(StoreError::Transient(format!(
         "DynamoDB BatchGetItem: {} keys still unprocessed after {BATCH_GET_MAX_ROUNDS} rounds",
@@ -274,7 +279,8 @@ impl DynamoInventoryStore {
 pub(crate) fn pk_sk_table(
     client: &Client,
     name: &str,
-) -> Result<aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder, StoreError> {
+) -> Result<aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder, StoreError>
+{
     Ok(client
         .create_table()
         .table_name(name)

@@ -690,36 +690,66 @@ async fn alert_scenario<S: AlertStore>(store: &S) -> Transcript {
         ),
         None
     );
-    assert!(!t.note(
-        "save version 0",
-        store.save_route_state("ORD-SFO", &state, &[]).await.unwrap()
-    ));
+    assert!(
+        !t.note(
+            "save version 0",
+            store
+                .save_route_state("ORD-SFO", &state, &[])
+                .await
+                .unwrap()
+        )
+    );
     state.version = 2;
-    assert!(!t.note(
-        "save version 2 first",
-        store.save_route_state("ORD-SFO", &state, &[]).await.unwrap()
-    ));
+    assert!(
+        !t.note(
+            "save version 2 first",
+            store
+                .save_route_state("ORD-SFO", &state, &[])
+                .await
+                .unwrap()
+        )
+    );
     state.version = 1;
     state.baseline = Some(0.1 + 0.2);
-    assert!(t.note(
-        "save version 1",
-        store.save_route_state("ORD-SFO", &state, &[]).await.unwrap()
-    ));
-    assert!(!t.note(
-        "save version 1 again",
-        store.save_route_state("ORD-SFO", &state, &[]).await.unwrap()
-    ));
+    assert!(
+        t.note(
+            "save version 1",
+            store
+                .save_route_state("ORD-SFO", &state, &[])
+                .await
+                .unwrap()
+        )
+    );
+    assert!(
+        !t.note(
+            "save version 1 again",
+            store
+                .save_route_state("ORD-SFO", &state, &[])
+                .await
+                .unwrap()
+        )
+    );
     state.version = 3;
-    assert!(!t.note(
-        "save version 3 over 1",
-        store.save_route_state("ORD-SFO", &state, &[]).await.unwrap()
-    ));
+    assert!(
+        !t.note(
+            "save version 3 over 1",
+            store
+                .save_route_state("ORD-SFO", &state, &[])
+                .await
+                .unwrap()
+        )
+    );
     state.version = 2;
     state.history = 7;
-    assert!(t.note(
-        "save version 2",
-        store.save_route_state("ORD-SFO", &state, &[]).await.unwrap()
-    ));
+    assert!(
+        t.note(
+            "save version 2",
+            store
+                .save_route_state("ORD-SFO", &state, &[])
+                .await
+                .unwrap()
+        )
+    );
     assert_eq!(
         t.note("route state", store.route_state("ORD-SFO").await.unwrap()),
         Some(state)
@@ -739,7 +769,10 @@ async fn alert_scenario<S: AlertStore>(store: &S) -> Transcript {
         };
         latches.near_sold_out.fired = i % 2 == 0;
         latches.near_sold_out.crossings = (i % 3) as u32;
-        assert!(store.save_cabin_state(k, &latches, &[]).await.unwrap(), "{k:?}");
+        assert!(
+            store.save_cabin_state(k, &latches, &[]).await.unwrap(),
+            "{k:?}"
+        );
     }
     let mut latched = CabinAlertState {
         version: 2,
@@ -747,14 +780,24 @@ async fn alert_scenario<S: AlertStore>(store: &S) -> Transcript {
     };
     latched.oversold.fired = true;
     latched.oversold.crossings = 1;
-    assert!(t.note(
-        "save cabin 2",
-        store.save_cabin_state(&keys[1], &latched, &[]).await.unwrap()
-    ));
-    assert!(!t.note(
-        "save cabin 2 again",
-        store.save_cabin_state(&keys[1], &latched, &[]).await.unwrap()
-    ));
+    assert!(
+        t.note(
+            "save cabin 2",
+            store
+                .save_cabin_state(&keys[1], &latched, &[])
+                .await
+                .unwrap()
+        )
+    );
+    assert!(
+        !t.note(
+            "save cabin 2 again",
+            store
+                .save_cabin_state(&keys[1], &latched, &[])
+                .await
+                .unwrap()
+        )
+    );
     assert!(
         !t.note(
             "save cabin 1 over 2",
@@ -764,7 +807,8 @@ async fn alert_scenario<S: AlertStore>(store: &S) -> Transcript {
                     &CabinAlertState {
                         version: 1,
                         ..Default::default()
-                    }, &[]
+                    },
+                    &[]
                 )
                 .await
                 .unwrap()

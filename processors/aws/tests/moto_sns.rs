@@ -242,7 +242,10 @@ async fn publishing_to_a_missing_topic_is_permanent_and_said_in_one_line() {
 
 /// An SNS client through a fault proxy in front of moto, with the SDK's own retries
 /// off, so that the outbox's retry is what is tested.
-fn faulty_sns(config: &aws_config::SdkConfig, proxy: &flyhigh_testkit::FaultProxy) -> aws_sdk_sns::Client {
+fn faulty_sns(
+    config: &aws_config::SdkConfig,
+    proxy: &flyhigh_testkit::FaultProxy,
+) -> aws_sdk_sns::Client {
     let conf = aws_sdk_sns::config::Builder::from(config)
         .endpoint_url(proxy.url())
         .retry_config(aws_sdk_sns::config::retry::RetryConfig::disabled())
@@ -260,9 +263,15 @@ async fn an_injected_publish_failure_is_retried_by_the_outbox_and_delivered_once
     let config = common::sdk_config().await;
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic_arn = create_topic(&sns, &common::unique_name("outbox")).await.unwrap();
-    let queue_url = create_queue(&sqs, &common::unique_name("outbox-all")).await.unwrap();
-    subscribe_queue(&sns, &sqs, &topic_arn, &queue_url, None).await.unwrap();
+    let topic_arn = create_topic(&sns, &common::unique_name("outbox"))
+        .await
+        .unwrap();
+    let queue_url = create_queue(&sqs, &common::unique_name("outbox-all"))
+        .await
+        .unwrap();
+    subscribe_queue(&sns, &sqs, &topic_arn, &queue_url, None)
+        .await
+        .unwrap();
 
     // Every request's connection is closed before it reaches moto.
     let proxy = FaultProxy::start(
@@ -275,33 +284,64 @@ async fn an_injected_publish_failure_is_retried_by_the_outbox_and_delivered_once
     )
     .unwrap();
     let store = MemoryAlertStore::new();
-    let outbox = Outbox::new(&store, SnsTopic::new(faulty_sns(&config, &proxy), &topic_arn))
-        .with_attempts(2, Duration::from_millis(10))
-        .with_claim(chrono::Duration::seconds(30));
-    let lost = alert(AlertRule::Oversold, Severity::Critical, "ORD-SFO", Some("FH0310-20261202"), 1);
+    let outbox = Outbox::new(
+        &store,
+        SnsTopic::new(faulty_sns(&config, &proxy), &topic_arn),
+    )
+    .with_attempts(2, Duration::from_millis(10))
+    .with_claim(chrono::Duration::seconds(30));
+    let lost = alert(
+        AlertRule::Oversold,
+        Severity::Critical,
+        "ORD-SFO",
+        Some("FH0310-20261202"),
+        1,
+    );
     assert!(store.record(&lost).await.unwrap());
     let t0 = Utc::now();
     let first = outbox.publish_pending(&|| t0).await;
-    assert_eq!((first.published, first.left_pending, first.failed_attempts), (0, 1, 2), "{first:?}");
+    assert_eq!(
+        (first.published, first.left_pending, first.failed_attempts),
+        (0, 1, 2),
+        "{first:?}"
+    );
     assert_eq!(proxy.stats().dropped_before, 2);
-    assert_eq!(store.pending(10).await.unwrap().len(), 1, "still in the outbox");
+    assert_eq!(
+        store.pending(10).await.unwrap().len(),
+        1,
+        "still in the outbox"
+    );
 
     // SNS is back: the next pass after the claim publishes it, once.
     proxy.set_faults(FaultConfig::default()).unwrap();
-    let second = outbox.publish_pending(&|| t0 + chrono::Duration::seconds(31)).await;
+    let second = outbox
+        .publish_pending(&|| t0 + chrono::Duration::seconds(31))
+        .await;
     assert_eq!(second.published, 1, "{second:?}");
-    let third = outbox.publish_pending(&|| t0 + chrono::Duration::seconds(62)).await;
+    let third = outbox
+        .publish_pending(&|| t0 + chrono::Duration::seconds(62))
+        .await;
     assert_eq!(third.published, 0);
     let received = receive(&sqs, &queue_url, 1).await;
     let ids: Vec<String> = received
         .iter()
         .map(|m| serde_json::from_str::<Alert>(&m.body).unwrap().alert_id)
         .collect();
-    assert_eq!(ids, std::slice::from_ref(&lost.alert_id), "one message, not zero or two");
+    assert_eq!(
+        ids,
+        std::slice::from_ref(&lost.alert_id),
+        "one message, not zero or two"
+    );
 
     // An answer lost after SNS took the message: the outbox cannot know, publishes
     // again, and the repeat carries the same alert_id for subscribers to drop.
-    let repeated = alert(AlertRule::SoldOut, Severity::Warning, "ORD-SFO", Some("FH0310-20261202"), 2);
+    let repeated = alert(
+        AlertRule::SoldOut,
+        Severity::Warning,
+        "ORD-SFO",
+        Some("FH0310-20261202"),
+        2,
+    );
     store.record(&repeated).await.unwrap();
     proxy
         .set_faults(FaultConfig {
@@ -310,10 +350,14 @@ async fn an_injected_publish_failure_is_retried_by_the_outbox_and_delivered_once
             ..FaultConfig::default()
         })
         .unwrap();
-    let lost_answer = outbox.publish_pending(&|| t0 + chrono::Duration::seconds(100)).await;
+    let lost_answer = outbox
+        .publish_pending(&|| t0 + chrono::Duration::seconds(100))
+        .await;
     assert_eq!(lost_answer.published, 0);
     proxy.set_faults(FaultConfig::default()).unwrap();
-    outbox.publish_pending(&|| t0 + chrono::Duration::seconds(131)).await;
+    outbox
+        .publish_pending(&|| t0 + chrono::Duration::seconds(131))
+        .await;
     let received = receive(&sqs, &queue_url, 3).await;
     let ids: Vec<String> = received
         .iter()
@@ -321,7 +365,10 @@ async fn an_injected_publish_failure_is_retried_by_the_outbox_and_delivered_once
         .collect();
     // Each lost answer costs one repeat: two attempts whose answers were lost, then
     // the one that was answered, three copies, every one with the same id.
-    assert!(!ids.is_empty() && ids.iter().all(|id| *id == repeated.alert_id), "{ids:?}");
+    assert!(
+        !ids.is_empty() && ids.iter().all(|id| *id == repeated.alert_id),
+        "{ids:?}"
+    );
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert!(store.pending(10).await.unwrap().is_empty());
     proxy.shutdown().await;

@@ -129,7 +129,10 @@ async fn open(store: &DemandStoreArgs, alerts_table: Option<&str>) -> anyhow::Re
         (None, Some(table)) => {
             let client = aws_sdk_dynamodb::Client::new(&crate::pipeline::aws_config().await);
             let alerts = alerts_table.map(|t| DynamoAlertStore::new(client.clone(), t));
-            Ok(Stores::Dynamo(DynamoDemandStore::new(client, table), alerts))
+            Ok(Stores::Dynamo(
+                DynamoDemandStore::new(client, table),
+                alerts,
+            ))
         }
         (None, None) => anyhow::bail!("name a store with --sqlite FILE or --table NAME"),
     }
@@ -151,12 +154,23 @@ pub async fn routes(command: RoutesCommand) -> anyhow::Result<bool> {
     };
     println!(
         "demand from {} to {} (searches + bookings), against each route's baseline",
-        first.window_start.to_rfc3339_opts(SecondsFormat::Secs, true),
+        first
+            .window_start
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
         first.window_end.to_rfc3339_opts(SecondsFormat::Secs, true)
     );
     let mut table = Table::new(&[
-        "route", ">searches", ">passengers", ">bookings", ">seats", ">cancels", ">demand",
-        ">baseline", ">ratio", ">late", "surging",
+        "route",
+        ">searches",
+        ">passengers",
+        ">bookings",
+        ">seats",
+        ">cancels",
+        ">demand",
+        ">baseline",
+        ">ratio",
+        ">late",
+        "surging",
     ]);
     for r in &rows {
         table.row(vec![
@@ -186,10 +200,19 @@ async fn top<D: DemandStore, A: AlertStore>(
     alerts: Option<&A>,
     args: &TopArgs,
 ) -> anyhow::Result<Vec<RouteRow>> {
-    anyhow::ensure!(args.window >= Duration::minutes(1), "--window must be at least 1m");
+    anyhow::ensure!(
+        args.window >= Duration::minutes(1),
+        "--window must be at least 1m"
+    );
     let at = match args.at {
         Some(t) => t,
-        None => match demand.watermarks().await?.iter().map(|w| w.event_time).max() {
+        None => match demand
+            .watermarks()
+            .await?
+            .iter()
+            .map(|w| w.event_time)
+            .max()
+        {
             Some(t) => t,
             None => return Ok(Vec::new()),
         },
@@ -234,7 +257,10 @@ async fn top<D: DemandStore, A: AlertStore>(
             demand,
             baseline,
             ratio: demand as f64 / baseline,
-            surging: args.at.is_none().then(|| state.is_some_and(|s| s.episode.is_some())),
+            surging: args
+                .at
+                .is_none()
+                .then(|| state.is_some_and(|s| s.episode.is_some())),
         });
     }
     rows.sort_by(|a, b| b.ratio.total_cmp(&a.ratio).then(b.demand.cmp(&a.demand)));
@@ -276,7 +302,15 @@ pub async fn alerts(command: AlertsCommand) -> anyhow::Result<bool> {
         return Ok(true);
     }
     let mut by_rule: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut table = Table::new(&["detected_at", "severity", "rule", "route", "flight", "published", "summary"]);
+    let mut table = Table::new(&[
+        "detected_at",
+        "severity",
+        "rule",
+        "route",
+        "flight",
+        "published",
+        "summary",
+    ]);
     for s in &listed {
         let a = &s.alert;
         *by_rule.entry(a.rule.as_str()).or_default() += 1;
@@ -286,7 +320,11 @@ pub async fn alerts(command: AlertsCommand) -> anyhow::Result<bool> {
             a.rule.as_str().into(),
             a.route.clone(),
             a.flight_id.clone().unwrap_or_default(),
-            if s.published_at.is_some() { "yes".into() } else { "PENDING".into() },
+            if s.published_at.is_some() {
+                "yes".into()
+            } else {
+                "PENDING".into()
+            },
             a.summary.clone(),
         ]);
     }

@@ -174,11 +174,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let demand_store = Arc::new(SqliteDemandStore::open(&files.demand_sqlite)?);
     let alert_log = {
         let bars = bars.clone();
-        Arc::new(
-            AlertLog::new(&files.alerts)?.with_console(move |line| {
-                let _ = bars.println(line);
-            }),
-        )
+        Arc::new(AlertLog::new(&files.alerts)?.with_console(move |line| {
+            let _ = bars.println(line);
+        }))
     };
     let routes_from = SqliteInventoryStore::open_read_only(&files.inventory_sqlite)?;
     let demand_handler = Arc::new(
@@ -259,7 +257,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     // counters have passed, as the alerts Lambda judges what the wall clock has.
     let (stop_evaluating, mut stopped) = tokio::sync::watch::channel(false);
     let evaluating = {
-        let (evaluator, demand_store, shards) = (evaluator.clone(), demand_store.clone(), args.shards);
+        let (evaluator, demand_store, shards) =
+            (evaluator.clone(), demand_store.clone(), args.shards);
         tokio::spawn(async move {
             let mut runs = 0u64;
             let mut judged = 0u64;
@@ -268,12 +267,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
                     _ = stopped.changed() => break,
                     _ = tokio::time::sleep(Duration::from_millis(250)) => {}
                 }
-                let Ok(marks) = demand_store.watermarks().await else { continue };
+                let Ok(marks) = demand_store.watermarks().await else {
+                    continue;
+                };
                 if marks.len() < shards {
                     continue;
                 }
-                let Some(slowest) = marks.iter().map(|w| w.event_time).min() else { continue };
-                let horizon = slowest - chrono::Duration::from_std(DEMO_ALLOWANCE).unwrap_or_default();
+                let Some(slowest) = marks.iter().map(|w| w.event_time).min() else {
+                    continue;
+                };
+                let horizon =
+                    slowest - chrono::Duration::from_std(DEMO_ALLOWANCE).unwrap_or_default();
                 if let Ok(report) = evaluator.run(horizon, chrono::Utc::now).await {
                     runs += 1;
                     judged += report.buckets_judged;
@@ -477,13 +481,26 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
         d.handler.counter_writes,
         d.handler.stale_writes,
         d.handler.late,
-        if d.counts_check { "equal what was produced" } else { "DIFFER from what was produced" }
+        if d.counts_check {
+            "equal what was produced"
+        } else {
+            "DIFFER from what was produced"
+        }
     );
-    let rules: Vec<String> = s.alerts.by_rule.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let rules: Vec<String> = s
+        .alerts
+        .by_rule
+        .iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
     println!(
         "  alerts        {} ({}) in {}; surge simulated on {}",
         s.alerts.count,
-        if rules.is_empty() { "none".to_string() } else { rules.join(", ") },
+        if rules.is_empty() {
+            "none".to_string()
+        } else {
+            rules.join(", ")
+        },
         s.files.alerts.display(),
         d.surge_route.as_deref().unwrap_or("no route")
     );

@@ -198,7 +198,8 @@ pub trait DemandStore: Send + Sync {
     /// Adds `update.counts` to its counter and sets the counter's mark to
     /// `update.last`, if the stored mark is below `update.first` or there is no
     /// counter yet; else changes nothing and returns the stored mark.
-    fn add(&self, update: &CounterUpdate) -> impl Future<Output = Result<Added, StoreError>> + Send;
+    fn add(&self, update: &CounterUpdate)
+    -> impl Future<Output = Result<Added, StoreError>> + Send;
 
     /// Every counter of `route` in buckets `from <= bucket < to`, one per shard.
     fn counters(
@@ -210,7 +211,8 @@ pub trait DemandStore: Send + Sync {
 
     /// Notes that these routes have counters (idempotent), so that [`routes`](Self::routes)
     /// lists them without scanning counters.
-    fn note_routes(&self, routes: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn note_routes(&self, routes: &[String])
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Every route ever noted, sorted.
     fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
@@ -262,7 +264,10 @@ impl AlertFilter {
 
     /// Filters, orders by `(raised_at, alert_id)` and keeps the latest `limit`.
     pub fn select(&self, alerts: impl IntoIterator<Item = StoredAlert>) -> Vec<StoredAlert> {
-        let mut out: Vec<StoredAlert> = alerts.into_iter().filter(|a| self.accepts(&a.alert)).collect();
+        let mut out: Vec<StoredAlert> = alerts
+            .into_iter()
+            .filter(|a| self.accepts(&a.alert))
+            .collect();
         out.sort_by(|a, b| {
             (a.alert.raised_at, &a.alert.alert_id).cmp(&(b.alert.raised_at, &b.alert.alert_id))
         });
@@ -362,7 +367,10 @@ pub trait AlertPublisher: Send + Sync {
 }
 
 impl<T: DemandStore> DemandStore for &T {
-    fn add(&self, update: &CounterUpdate) -> impl Future<Output = Result<Added, StoreError>> + Send {
+    fn add(
+        &self,
+        update: &CounterUpdate,
+    ) -> impl Future<Output = Result<Added, StoreError>> + Send {
         (**self).add(update)
     }
     fn counters(
@@ -373,7 +381,10 @@ impl<T: DemandStore> DemandStore for &T {
     ) -> impl Future<Output = Result<Vec<(CounterKey, Counts)>, StoreError>> + Send {
         (**self).counters(route, from, to)
     }
-    fn note_routes(&self, routes: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn note_routes(
+        &self,
+        routes: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).note_routes(routes)
     }
     fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
@@ -466,7 +477,10 @@ impl<T: AlertStore> AlertStore for &T {
 // tasks) are `Arc`s.
 
 impl<T: DemandStore> DemandStore for std::sync::Arc<T> {
-    fn add(&self, update: &CounterUpdate) -> impl Future<Output = Result<Added, StoreError>> + Send {
+    fn add(
+        &self,
+        update: &CounterUpdate,
+    ) -> impl Future<Output = Result<Added, StoreError>> + Send {
         (**self).add(update)
     }
     fn counters(
@@ -477,7 +491,10 @@ impl<T: DemandStore> DemandStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Vec<(CounterKey, Counts)>, StoreError>> + Send {
         (**self).counters(route, from, to)
     }
-    fn note_routes(&self, routes: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn note_routes(
+        &self,
+        routes: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         (**self).note_routes(routes)
     }
     fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {

@@ -1118,12 +1118,16 @@ async fn run(ops: &[Op], demand: &impl DemandStore, alerts: &impl AlertStore) ->
                 format!("{:?}", demand.watermarks().await)
             }
             Op::SaveRoute { version } => {
-                let saved = alerts.save_route_state(ROUTE, &route_state(*version), &[]).await;
+                let saved = alerts
+                    .save_route_state(ROUTE, &route_state(*version), &[])
+                    .await;
                 format!("{saved:?} {:?}", alerts.route_state(ROUTE).await)
             }
             Op::SaveCabin { cabin, version } => {
                 let key = &cabins[*cabin];
-                let saved = alerts.save_cabin_state(key, &cabin_state(*version), &[]).await;
+                let saved = alerts
+                    .save_cabin_state(key, &cabin_state(*version), &[])
+                    .await;
                 format!(
                     "{saved:?} {:?}",
                     alerts.cabin_states(std::slice::from_ref(key)).await

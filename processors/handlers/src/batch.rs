@@ -53,11 +53,15 @@ pub fn expand(
                                 event,
                             }),
                         },
-                        Err(e) => out.poison.push((index, poison_event(processor, &user_record, &e))),
+                        Err(e) => out
+                            .poison
+                            .push((index, poison_event(processor, &user_record, &e))),
                     }
                 }
             }
-            Err(e) => out.poison.push((index, damaged_aggregate(processor, record, &e))),
+            Err(e) => out
+                .poison
+                .push((index, damaged_aggregate(processor, record, &e))),
         }
     }
     out
@@ -90,7 +94,11 @@ fn poison_event(processor: &str, record: &EventRecord<'_>, error: &DecodeError) 
 
 /// The letter for a Kinesis record whose aggregate cannot be read: none of its user
 /// records can be trusted, so the whole record goes, bytes and all.
-fn damaged_aggregate(processor: &str, record: &KinesisRecord, error: &AggregateError) -> DeadLetter {
+fn damaged_aggregate(
+    processor: &str,
+    record: &KinesisRecord,
+    error: &AggregateError,
+) -> DeadLetter {
     DeadLetter {
         processor: processor.to_string(),
         shard_id: record.shard_id.clone(),

@@ -33,8 +33,7 @@ use flyhigh_core::inventory::{
     InventoryEvent, MAX_TRANSACTION_ITEMS, booking_expiry, pack, plan, within_horizon,
 };
 use flyhigh_core::{
-    CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore, KinesisRecord,
-    StoreError,
+    CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore, KinesisRecord, StoreError,
 };
 use flyhigh_schemas::{Booking, Envelope, Payload};
 
@@ -230,7 +229,8 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
             outcome.fail(index, error);
         }
         if !settled.is_empty() {
-            self.watch_flights(&expanded.events, &settled, &mut outcome).await;
+            self.watch_flights(&expanded.events, &settled, &mut outcome)
+                .await;
         }
 
         match batch::send_final_letters(&self.dead_letters, &poison, outcome.first_failed).await {
@@ -294,8 +294,11 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
             }
             // No-ops of every round: one that a conflict revealed (another delivery, or
             // a commit whose answer was lost) is as settled as the first round's.
-            let changing: HashSet<&str> =
-                plan.changes.iter().map(|c| c.record.booking_id.as_str()).collect();
+            let changing: HashSet<&str> = plan
+                .changes
+                .iter()
+                .map(|c| c.record.booking_id.as_str())
+                .collect();
             settled.extend(
                 pending
                     .iter()

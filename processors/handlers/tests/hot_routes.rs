@@ -12,8 +12,8 @@ use flyhigh_core::memory::{
     MemoryAlertStore, MemoryDeadLetters, MemoryDemandStore, MemoryPublisher, MemoryStore,
 };
 use flyhigh_core::{AlertStore, InventoryStore, KinesisRecord};
-use flyhigh_handlers::demand::counting::DEFAULT_BUCKET_SECONDS;
 use flyhigh_handlers::demand::Outbox;
+use flyhigh_handlers::demand::counting::DEFAULT_BUCKET_SECONDS;
 use flyhigh_handlers::{DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator};
 use flyhigh_schemas::{Alert, AlertRule, Envelope, Payload};
 use flyhigh_simulator::{SimConfig, Simulator, SurgeConfig};
@@ -71,12 +71,16 @@ fn reference(day: &Day) -> BTreeMap<(String, i64), Counts> {
         let bucket = e.occurred_at.timestamp().div_euclid(60) * 60;
         let (route, f): (Option<String>, fn(&mut Counts, &Envelope)) = match &e.payload {
             Payload::Search(s) => (Some(format!("{}-{}", s.origin, s.destination)), |c, e| {
-                let Payload::Search(s) = &e.payload else { return };
+                let Payload::Search(s) = &e.payload else {
+                    return;
+                };
                 c.searches += 1;
                 c.passengers += u64::from(s.passengers);
             }),
             Payload::Booking(b) => (Some(format!("{}-{}", b.origin, b.destination)), |c, e| {
-                let Payload::Booking(b) = &e.payload else { return };
+                let Payload::Booking(b) = &e.payload else {
+                    return;
+                };
                 c.bookings += 1;
                 c.seats += u64::from(b.seats);
             }),
@@ -110,7 +114,10 @@ async fn feed(handler: &Demand<'_>, day: &Day, batch: usize, twice: bool) {
 }
 
 fn surge_alerts(alerts: &[Alert]) -> Vec<&Alert> {
-    alerts.iter().filter(|a| a.rule == AlertRule::RouteSurge).collect()
+    alerts
+        .iter()
+        .filter(|a| a.rule == AlertRule::RouteSurge)
+        .collect()
 }
 
 /// The stores of one run.
@@ -126,7 +133,11 @@ struct Stores {
 /// Counts, then judges the whole day (the horizon is past its end); returns what
 /// was published.
 async fn judge_day(day: &Day, stores: &Stores, batch: usize, twice: bool) -> Vec<Alert> {
-    stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+    stores
+        .inventory
+        .load_schedule(&day.sim.schedule())
+        .await
+        .unwrap();
     let handler = DemandHandler::new(&stores.demand, &stores.inventory, &stores.letters);
     feed(&handler, day, batch, twice).await;
     let evaluator = SurgeEvaluator::new(&stores.demand, &stores.alerts, &stores.publisher);
@@ -144,7 +155,10 @@ async fn counts_equal_the_reference_and_delivering_every_batch_twice_changes_not
     let alerts_twice = judge_day(&day, &twice, 100, true).await;
     assert_eq!(once.demand.totals(), expected);
     assert_eq!(twice.demand.totals(), expected);
-    assert!(twice.demand.writes() > once.demand.writes(), "the second deliveries were made");
+    assert!(
+        twice.demand.writes() > once.demand.writes(),
+        "the second deliveries were made"
+    );
     let ids = |a: &[Alert]| a.iter().map(|a| a.alert_id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(&alerts_once), ids(&alerts_twice));
 }
@@ -185,7 +199,11 @@ async fn retries_from_checkpoints_store_failures_and_a_racing_consumer_count_eac
     let day = day(3, 20_000, true);
     let expected = reference(&day);
     let stores = Stores::default();
-    stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+    stores
+        .inventory
+        .load_schedule(&day.sim.schedule())
+        .await
+        .unwrap();
     let a = DemandHandler::new(&stores.demand, &stores.inventory, &stores.letters);
     let b = DemandHandler::new(&stores.demand, &stores.inventory, &stores.letters);
     let mut failures = 0;
@@ -202,7 +220,10 @@ async fn retries_from_checkpoints_store_failures_and_a_racing_consumer_count_eac
             // A second consumer races on the same records; a retry "from a
             // checkpoint" replays the last 40 records of the previous batch.
             let replay = from.saturating_sub(40);
-            let (outcome, _) = tokio::join!(a.process(&records[from..to]), b.process(&records[replay..to]));
+            let (outcome, _) = tokio::join!(
+                a.process(&records[from..to]),
+                b.process(&records[replay..to])
+            );
             if outcome.first_failed.is_some() {
                 failures += 1;
             }
@@ -237,7 +258,11 @@ async fn counter_writes_are_bounded_by_route_buckets_not_events() {
             .collect(),
     ];
     let stores = Stores::default();
-    stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+    stores
+        .inventory
+        .load_schedule(&day.sim.schedule())
+        .await
+        .unwrap();
     let handler = DemandHandler::new(&stores.demand, &stores.inventory, &stores.letters);
     handler.process(&day.shards[0]).await;
     let stats = handler.stats();
@@ -252,11 +277,16 @@ async fn counter_writes_are_bounded_by_route_buckets_not_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flight_alerts_cover_every_cabin_the_inventory_reports_oversold_or_sold_out_and_were_true_when_raised() {
+async fn flight_alerts_cover_every_cabin_the_inventory_reports_oversold_or_sold_out_and_were_true_when_raised()
+ {
     for seed in [42] {
         let day = day(seed, 200_000, true);
         let stores = Stores::default();
-        stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+        stores
+            .inventory
+            .load_schedule(&day.sim.schedule())
+            .await
+            .unwrap();
         let watch = FlightAlerts::new(&stores.alerts, &stores.publisher);
         let handler = InventoryHandler::new(&stores.inventory, &stores.letters)
             .with_clock(move || "2026-12-02T00:00:00Z".parse().unwrap())
@@ -279,36 +309,72 @@ async fn flight_alerts_cover_every_cabin_the_inventory_reports_oversold_or_sold_
                 .map(|a| (a.flight_id.unwrap(), a.cabin.unwrap().as_str().to_string()))
                 .collect()
         };
-        let key = |c: &flyhigh_core::CabinInventory| (c.flight_id.clone(), c.cabin.as_str().to_string());
-        let oversold: std::collections::BTreeSet<_> =
-            inventory.iter().filter(|c| c.oversold() > 0).map(key).collect();
+        let key =
+            |c: &flyhigh_core::CabinInventory| (c.flight_id.clone(), c.cabin.as_str().to_string());
+        let oversold: std::collections::BTreeSet<_> = inventory
+            .iter()
+            .filter(|c| c.oversold() > 0)
+            .map(key)
+            .collect();
         let sold_out: std::collections::BTreeSet<_> =
             inventory.iter().filter(|c| c.sold_out()).map(key).collect();
-        assert!(!oversold.is_empty(), "seed {seed}: the surge oversells flights");
+        assert!(
+            !oversold.is_empty(),
+            "seed {seed}: the surge oversells flights"
+        );
         // Every cabin the inventory reports oversold or sold out has its alert. An
         // alert for a cabin the inventory no longer reports is one that crossed and
         // came back below (a later cancellation): it must have been true when raised.
-        for (rule, now) in [(AlertRule::Oversold, &oversold), (AlertRule::SoldOut, &sold_out)] {
+        for (rule, now) in [
+            (AlertRule::Oversold, &oversold),
+            (AlertRule::SoldOut, &sold_out),
+        ] {
             let alerted = cabins(rule);
-            assert!(alerted.is_superset(now), "seed {seed} {rule}: missing {:?}", now.difference(&alerted));
-            for a in stores.publisher.published().iter().filter(|a| a.rule == rule) {
+            assert!(
+                alerted.is_superset(now),
+                "seed {seed} {rule}: missing {:?}",
+                now.difference(&alerted)
+            );
+            for a in stores
+                .publisher
+                .published()
+                .iter()
+                .filter(|a| a.rule == rule)
+            {
                 let (sold, capacity) = (a.sold.unwrap(), i64::from(a.capacity.unwrap()));
-                assert!(if rule == AlertRule::Oversold { sold > capacity } else { sold >= capacity }, "{a:?}");
+                assert!(
+                    if rule == AlertRule::Oversold {
+                        sold > capacity
+                    } else {
+                        sold >= capacity
+                    },
+                    "{a:?}"
+                );
             }
             let came_back: Vec<_> = alerted.difference(now).collect();
             for (flight, cabin) in &came_back {
-                let c = inventory.iter().find(|c| &c.flight_id == flight && c.cabin.as_str() == cabin).unwrap();
+                let c = inventory
+                    .iter()
+                    .find(|c| &c.flight_id == flight && c.cabin.as_str() == cabin)
+                    .unwrap();
                 assert!(c.sold <= i64::from(c.capacity.unwrap()), "{c:?}");
             }
         }
         let published = stores.publisher.published();
         let ids: std::collections::BTreeSet<_> = published.iter().map(|a| &a.alert_id).collect();
-        assert_eq!(ids.len(), published.len(), "seed {seed}: an alert was published twice");
+        assert_eq!(
+            ids.len(),
+            published.len(),
+            "seed {seed}: an alert was published twice"
+        );
     }
 }
 
 fn alert(id: &str) -> Alert {
-    let t = "2026-12-01T09:37:00Z".parse::<chrono::DateTime<Utc>>().unwrap().timestamp();
+    let t = "2026-12-01T09:37:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap()
+        .timestamp();
     let firing = flyhigh_core::demand::surge::SurgeFiring {
         window_start: t - 180,
         window_end: t,
@@ -327,19 +393,35 @@ async fn a_failed_publish_is_retried_and_published_once() {
         .with_attempts(2, std::time::Duration::from_millis(1))
         .with_claim(Duration::seconds(30));
     assert!(stores.alerts.record(&alert("a")).await.unwrap());
-    assert!(!stores.alerts.record(&alert("a")).await.unwrap(), "recorded once");
+    assert!(
+        !stores.alerts.record(&alert("a")).await.unwrap(),
+        "recorded once"
+    );
     // Both attempts of the first pass fail: it stays pending, claimed.
     stores.publisher.fail_next(2);
     let t0 = Utc::now();
     let report = outbox.publish_pending(&|| t0).await;
-    assert_eq!((report.published, report.left_pending, report.failed_attempts), (0, 1, 2));
+    assert_eq!(
+        (
+            report.published,
+            report.left_pending,
+            report.failed_attempts
+        ),
+        (0, 1, 2)
+    );
     // A pass within the claim leaves it alone; one after it publishes it.
     let report = outbox.publish_pending(&|| t0 + Duration::seconds(10)).await;
     assert_eq!(report.claimed_elsewhere, 1);
     let report = outbox.publish_pending(&|| t0 + Duration::seconds(31)).await;
     assert_eq!(report.published, 1);
     assert_eq!(stores.publisher.published().len(), 1);
-    assert_eq!(outbox.publish_pending(&|| t0 + Duration::seconds(99)).await.published, 0);
+    assert_eq!(
+        outbox
+            .publish_pending(&|| t0 + Duration::seconds(99))
+            .await
+            .published,
+        0
+    );
 }
 
 #[tokio::test]
@@ -355,7 +437,12 @@ async fn a_crash_between_publish_and_mark_repeats_the_alert_once_with_the_same_i
     outbox.publish_pending(&|| t0).await;
     outbox.publish_pending(&|| t0 + Duration::seconds(31)).await;
     outbox.publish_pending(&|| t0 + Duration::seconds(62)).await;
-    let ids: Vec<String> = stores.publisher.published().into_iter().map(|a| a.alert_id).collect();
+    let ids: Vec<String> = stores
+        .publisher
+        .published()
+        .into_iter()
+        .map(|a| a.alert_id)
+        .collect();
     assert_eq!(ids, ["b", "b"]);
     assert!(stores.alerts.pending(10).await.unwrap().is_empty());
 }
@@ -364,7 +451,11 @@ async fn a_crash_between_publish_and_mark_repeats_the_alert_once_with_the_same_i
 async fn two_evaluators_racing_raise_each_surge_once() {
     let day = day(42, 200_000, true);
     let stores = Stores::default();
-    stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+    stores
+        .inventory
+        .load_schedule(&day.sim.schedule())
+        .await
+        .unwrap();
     let handler = DemandHandler::new(&stores.demand, &stores.inventory, &stores.letters);
     feed(&handler, &day, 500, false).await;
     let a = SurgeEvaluator::new(&stores.demand, &stores.alerts, &stores.publisher);
@@ -381,7 +472,10 @@ async fn two_evaluators_racing_raise_each_surge_once() {
     }
     let surges = surge_alerts(&stores.publisher.published()).len();
     assert_eq!(surges, 1);
-    assert_eq!(stores.alerts.all().len(), stores.publisher.published().len());
+    assert_eq!(
+        stores.alerts.all().len(),
+        stores.publisher.published().len()
+    );
 }
 
 /// An inventory whose flight reads fail while `failing` is set.
@@ -394,21 +488,37 @@ impl InventoryStore for FlakyRoutes<'_> {
     async fn bookings(
         &self,
         ids: &[String],
-    ) -> Result<std::collections::HashMap<String, flyhigh_core::BookingRecord>, flyhigh_core::StoreError> {
+    ) -> Result<
+        std::collections::HashMap<String, flyhigh_core::BookingRecord>,
+        flyhigh_core::StoreError,
+    > {
         self.inner.bookings(ids).await
     }
-    async fn commit(&self, tx: &flyhigh_core::inventory::Transaction) -> Result<(), flyhigh_core::CommitError> {
+    async fn commit(
+        &self,
+        tx: &flyhigh_core::inventory::Transaction,
+    ) -> Result<(), flyhigh_core::CommitError> {
         self.inner.commit(tx).await
     }
-    async fn load_schedule(&self, schedule: &flyhigh_core::Schedule) -> Result<(), flyhigh_core::StoreError> {
+    async fn load_schedule(
+        &self,
+        schedule: &flyhigh_core::Schedule,
+    ) -> Result<(), flyhigh_core::StoreError> {
         self.inner.load_schedule(schedule).await
     }
-    async fn inventory(&self) -> Result<Vec<flyhigh_core::CabinInventory>, flyhigh_core::StoreError> {
+    async fn inventory(
+        &self,
+    ) -> Result<Vec<flyhigh_core::CabinInventory>, flyhigh_core::StoreError> {
         self.inner.inventory().await
     }
-    async fn flight(&self, flight_id: &str) -> Result<Vec<flyhigh_core::CabinInventory>, flyhigh_core::StoreError> {
+    async fn flight(
+        &self,
+        flight_id: &str,
+    ) -> Result<Vec<flyhigh_core::CabinInventory>, flyhigh_core::StoreError> {
         if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(flyhigh_core::StoreError::Transient("injected read failure".into()));
+            return Err(flyhigh_core::StoreError::Transient(
+                "injected read failure".into(),
+            ));
         }
         self.inner.flight(flight_id).await
     }
@@ -421,7 +531,11 @@ async fn regression_a_cancellation_whose_route_cannot_be_read_is_counted_by_the_
     let day = day(21, 20_000, false);
     let expected = reference(&day);
     let stores = Stores::default();
-    stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+    stores
+        .inventory
+        .load_schedule(&day.sim.schedule())
+        .await
+        .unwrap();
     let routes = FlakyRoutes {
         inner: &stores.inventory,
         failing: true.into(),
@@ -436,11 +550,15 @@ async fn regression_a_cancellation_whose_route_cannot_be_read_is_counted_by_the_
             if outcome.first_failed.is_some() {
                 failed += 1;
                 // The next delivery finds the inventory readable again.
-                routes.failing.store(false, std::sync::atomic::Ordering::Relaxed);
+                routes
+                    .failing
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
             }
             from += outcome.first_failed.unwrap_or(to - from);
         }
-        routes.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+        routes
+            .failing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     assert!(failed >= 4, "every shard met the failure ({failed})");
     assert_eq!(stores.demand.totals(), expected);
@@ -459,18 +577,31 @@ async fn regression_a_failed_state_save_then_late_counters_raise_one_surge_not_t
         day.sim.stats().surge_window.unwrap(),
     );
     let stores = Stores::default();
-    stores.inventory.load_schedule(&day.sim.schedule()).await.unwrap();
+    stores
+        .inventory
+        .load_schedule(&day.sim.schedule())
+        .await
+        .unwrap();
     let handler = DemandHandler::new(&stores.demand, &stores.inventory, &stores.letters);
     feed(&handler, &day, 500, false).await;
     let evaluator = SurgeEvaluator::new(&stores.demand, &stores.alerts, &stores.publisher);
     let horizon = start + Duration::minutes(4);
-    evaluator.run(start - Duration::minutes(30), Utc::now).await.unwrap();
+    evaluator
+        .run(start - Duration::minutes(30), Utc::now)
+        .await
+        .unwrap();
     // Every route's save fails this time (a crash, a throttled table).
     stores.alerts.fail_next_saves(1_000);
     let failed = evaluator.run(horizon, Utc::now).await.unwrap();
     stores.alerts.fail_next_saves(0);
-    assert!(failed.failed_routes.iter().any(|(r, _)| *r == route), "{failed:?}");
-    assert!(stores.alerts.all().is_empty(), "nothing recorded without its state");
+    assert!(
+        failed.failed_routes.iter().any(|(r, _)| *r == route),
+        "{failed:?}"
+    );
+    assert!(
+        stores.alerts.all().is_empty(),
+        "nothing recorded without its state"
+    );
     // A lagging shard's counters for the minute before the surge arrive.
     let bucket = start.timestamp() - 60;
     let late: Vec<flyhigh_core::demand::DemandEvent> = (0..40)
@@ -491,7 +622,11 @@ async fn regression_a_failed_state_save_then_late_counters_raise_one_surge_not_t
         events: (0..late.len()).collect(),
     };
     use flyhigh_core::DemandStore;
-    stores.demand.add(&tally.update_above(&late, None).unwrap()).await.unwrap();
+    stores
+        .demand
+        .add(&tally.update_above(&late, None).unwrap())
+        .await
+        .unwrap();
     let end = day.events.last().unwrap().occurred_at + Duration::minutes(2);
     evaluator.run(end, Utc::now).await.unwrap();
     let surges: Vec<_> = stores

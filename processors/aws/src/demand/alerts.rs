@@ -6,13 +6,13 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    BillingMode, GlobalSecondaryIndex, KeyType, LocalSecondaryIndex, Projection,
-    ProjectionType, Put, TransactWriteItem,
+    BillingMode, GlobalSecondaryIndex, KeyType, LocalSecondaryIndex, Projection, ProjectionType,
+    Put, TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
 use flyhigh_core::demand::{CabinAlertState, RouteState};
-use flyhigh_core::inventory::MAX_TRANSACTION_ITEMS;
 use flyhigh_core::inventory::CabinKey;
+use flyhigh_core::inventory::MAX_TRANSACTION_ITEMS;
 use flyhigh_core::ports::{AlertFilter, AlertStore, StoreError, StoredAlert};
 use flyhigh_schemas::Alert;
 
@@ -145,7 +145,6 @@ impl DynamoAlertStore {
             self.table
         )))
     }
-
 }
 
 impl AlertStore for DynamoAlertStore {

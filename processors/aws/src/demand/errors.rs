@@ -56,9 +56,12 @@ pub(crate) fn condition_failures(err: &SdkError<TransactWriteItemsError>) -> Opt
         .map(|(i, _)| i)
         .collect();
     // Only conditions: any other reason makes the whole transaction a store error.
-    let others = reasons
-        .iter()
-        .any(|r| !matches!(r.code(), None | Some("None") | Some("ConditionalCheckFailed")));
+    let others = reasons.iter().any(|r| {
+        !matches!(
+            r.code(),
+            None | Some("None") | Some("ConditionalCheckFailed")
+        )
+    });
     (!failed.is_empty() && !others).then_some(failed)
 }
 

@@ -61,7 +61,11 @@ impl Position {
     pub fn new(sequence: &str, sub: Option<u32>) -> Position {
         let trimmed = sequence.trim_start_matches('0');
         Position {
-            sequence: if trimmed.is_empty() { "0".into() } else { trimmed.into() },
+            sequence: if trimmed.is_empty() {
+                "0".into()
+            } else {
+                trimmed.into()
+            },
             sub: sub.unwrap_or(0),
         }
     }
@@ -337,7 +341,10 @@ mod tests {
             Position::new("9", None),
             Position::new("10", Some(0)),
             Position::new("10", Some(3)),
-            Position::new("0049590338271490256608559692538361571095921575989136588898", Some(1)),
+            Position::new(
+                "0049590338271490256608559692538361571095921575989136588898",
+                Some(1),
+            ),
         ];
         for w in ps.windows(2) {
             assert!(w[0] < w[1], "{w:?}");
@@ -353,8 +360,14 @@ mod tests {
 
     #[test]
     fn buckets_are_floors_of_event_time() {
-        assert_eq!(bucket_of(at("2026-12-01T09:36:59.999Z"), 60), at("2026-12-01T09:36:00Z").timestamp());
-        assert_eq!(bucket_of(at("2026-12-01T09:36:00Z"), 300), at("2026-12-01T09:35:00Z").timestamp());
+        assert_eq!(
+            bucket_of(at("2026-12-01T09:36:59.999Z"), 60),
+            at("2026-12-01T09:36:00Z").timestamp()
+        );
+        assert_eq!(
+            bucket_of(at("2026-12-01T09:36:00Z"), 300),
+            at("2026-12-01T09:35:00Z").timestamp()
+        );
         assert_eq!(bucket_of(at("1969-12-31T23:59:30Z"), 60), -60);
     }
 

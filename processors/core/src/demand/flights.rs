@@ -23,8 +23,11 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::CabinInventory;
 
 /// The flight rules, in order of severity.
-pub const FLIGHT_RULES: [AlertRule; 3] =
-    [AlertRule::NearSoldOut, AlertRule::SoldOut, AlertRule::Oversold];
+pub const FLIGHT_RULES: [AlertRule; 3] = [
+    AlertRule::NearSoldOut,
+    AlertRule::SoldOut,
+    AlertRule::Oversold,
+];
 
 /// The knobs of the flight rules.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -236,7 +239,11 @@ mod tests {
             let (next, crossings) = observe(&config, &state, &c);
             state = next;
             for x in crossings {
-                ids.push(flight_alert(x, &c, Utc::now(), Utc::now()).unwrap().alert_id);
+                ids.push(
+                    flight_alert(x, &c, Utc::now(), Utc::now())
+                        .unwrap()
+                        .alert_id,
+                );
             }
         }
         ids
@@ -305,6 +312,13 @@ mod tests {
         assert_eq!((a.capacity, a.sold), (Some(100), Some(103)));
         assert_eq!(a.route, "ORD-SFO");
         assert!(a.summary.contains("oversold by 3"), "{}", a.summary);
-        assert!(FlightAlertConfig { near_sold_out: 1.5, rearm_margin: 0.0 }.validate().is_err());
+        assert!(
+            FlightAlertConfig {
+                near_sold_out: 1.5,
+                rearm_margin: 0.0
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -116,16 +116,27 @@ impl SurgeConfig {
             })
         };
         if self.bucket_seconds < 1 {
-            return err("bucket_seconds", self.bucket_seconds.to_string(), "at least 1");
+            return err(
+                "bucket_seconds",
+                self.bucket_seconds.to_string(),
+                "at least 1",
+            );
         }
         if self.window_buckets < 1 {
-            return err("window_buckets", self.window_buckets.to_string(), "at least 1");
+            return err(
+                "window_buckets",
+                self.window_buckets.to_string(),
+                "at least 1",
+            );
         }
         for (knob, v) in [
             ("warning_multiple", self.warning_multiple),
             ("critical_multiple", self.critical_multiple),
             ("exit_multiple", self.exit_multiple),
-            ("baseline_half_life_buckets", self.baseline_half_life_buckets),
+            (
+                "baseline_half_life_buckets",
+                self.baseline_half_life_buckets,
+            ),
             ("min_baseline_per_bucket", self.min_baseline_per_bucket),
         ] {
             if !(v.is_finite() && v > 0.0) {
@@ -150,7 +161,11 @@ impl SurgeConfig {
             return err("max_p_value", self.max_p_value.to_string(), "in (0, 1]");
         }
         if self.quiet_buckets < 1 {
-            return err("quiet_buckets", self.quiet_buckets.to_string(), "at least 1");
+            return err(
+                "quiet_buckets",
+                self.quiet_buckets.to_string(),
+                "at least 1",
+            );
         }
         if self.max_episode_buckets <= self.quiet_buckets {
             return err(
@@ -336,13 +351,13 @@ pub fn judge(
         let hot = observed as f64 >= config.exit_multiple * episode.baseline * window as f64;
         episode.quiet = if hot { 0 } else { episode.quiet + 1 };
         let length = (b - episode.start) / step + 1;
-        if episode.quiet >= config.quiet_buckets || length >= i64::from(config.max_episode_buckets) {
+        if episode.quiet >= config.quiet_buckets || length >= i64::from(config.max_episode_buckets)
+        {
             state.excluded = Some((episode.start, b));
             state.cooldown_until = Some(b + step * (1 + i64::from(config.cooldown_buckets)));
             state.episode = None;
         }
-    } else if let (Some(severity), Some(expected), Some(per_bucket)) =
-        (level, expected, per_bucket)
+    } else if let (Some(severity), Some(expected), Some(per_bucket)) = (level, expected, per_bucket)
         && state.cooldown_until.is_none_or(|c| b >= c)
     {
         let alert_id = Alert::surge_id(route, at(window_start));
@@ -475,7 +490,11 @@ mod tests {
         let mut state = RouteState::new(config, T0);
         let demand = |b: i64| -> u64 {
             let i = (b - T0) / config.bucket_seconds;
-            usize::try_from(i).ok().and_then(|i| series.get(i)).copied().unwrap_or(0)
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| series.get(i))
+                .copied()
+                .unwrap_or(0)
         };
         let last = T0 + (series.len() as i64 - 1) * config.bucket_seconds;
         let mut fired = Vec::new();
@@ -530,7 +549,10 @@ mod tests {
         assert_eq!(fired.len(), 1, "{fired:?}");
         let (minute, firing) = &fired[0];
         assert!((120..=121).contains(minute), "detected at minute {minute}");
-        assert_eq!(firing.alert_id, Alert::surge_id("ORD-SFO", at(firing.window_start)));
+        assert_eq!(
+            firing.alert_id,
+            Alert::surge_id("ORD-SFO", at(firing.window_start))
+        );
         // The surge stays out of the baseline while it lasts.
         assert!(state.baseline.unwrap() < 6.0, "{:?}", state.baseline);
         assert!(state.episode.is_some(), "still surging at the end");
@@ -570,7 +592,10 @@ mod tests {
         assert_eq!(fired.len(), 1, "one surge, then the new normal: {fired:?}");
         assert!(state.episode.is_none());
         let baseline = state.baseline.unwrap();
-        assert!(baseline > 15.0, "the baseline learnt the new level: {baseline}");
+        assert!(
+            baseline > 15.0,
+            "the baseline learnt the new level: {baseline}"
+        );
     }
 
     #[test]
@@ -657,14 +682,20 @@ mod tests {
         );
         // A shard ahead of the wall clock (a device clock) holds nothing back.
         let ahead = [mark("a", -300, 1)];
-        assert_eq!(settled_horizon(now, &ahead, allowance, idle), now - allowance);
+        assert_eq!(
+            settled_horizon(now, &ahead, allowance, idle),
+            now - allowance
+        );
         let lagging = [mark("a", 5, 1), mark("b", 600, 1)];
         assert_eq!(
             settled_horizon(now, &lagging, allowance, idle),
             now - chrono::Duration::seconds(600) - allowance
         );
         let closed = [mark("a", 0, 1), mark("parent", 86_400, 86_400)];
-        assert_eq!(settled_horizon(now, &closed, allowance, idle), now - allowance);
+        assert_eq!(
+            settled_horizon(now, &closed, allowance, idle),
+            now - allowance
+        );
     }
 
     #[test]
@@ -693,7 +724,10 @@ mod tests {
             alert_id: Alert::surge_id("ORD-SFO", at(T0)),
         };
         let alert = surge_alert("ORD-SFO", &firing, at(T0 + 200));
-        assert_eq!((alert.origin.as_str(), alert.destination.as_str()), ("ORD", "SFO"));
+        assert_eq!(
+            (alert.origin.as_str(), alert.destination.as_str()),
+            ("ORD", "SFO")
+        );
         assert_eq!(alert.detected_at, at(T0 + 180));
         assert_eq!(alert.window_start, Some(at(T0)));
         assert_eq!(alert.baseline, Some(10.5));

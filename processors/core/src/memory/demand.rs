@@ -131,7 +131,10 @@ impl DemandStore for MemoryDemandStore {
     }
 
     async fn watermark(&self, shard_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(lock(&self.state).watermarks.get(shard_id).map(|w| w.event_time))
+        Ok(lock(&self.state)
+            .watermarks
+            .get(shard_id)
+            .map(|w| w.event_time))
     }
 
     async fn advance_watermark(

@@ -204,12 +204,17 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             .events
             .iter()
             .filter_map(|d| match &d.event.payload {
-                Payload::Cancellation(c) => route_failures.get(&c.flight_id).map(|e| (d.index, c, e)),
+                Payload::Cancellation(c) => {
+                    route_failures.get(&c.flight_id).map(|e| (d.index, c, e))
+                }
                 _ => None,
             })
             .min_by_key(|(index, _, _)| *index);
         if let Some((index, c, error)) = cut {
-            outcome.fail(index, format!("reading the route of {}: {error}", c.flight_id));
+            outcome.fail(
+                index,
+                format!("reading the route of {}: {error}", c.flight_id),
+            );
         }
         let cut = outcome.first_failed;
 
@@ -218,7 +223,11 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         let mut shards: BTreeMap<&str, (Vec<DemandEvent>, Vec<usize>)> = BTreeMap::new();
         {
             let cache = lock(&self.flight_routes);
-            for d in expanded.events.iter().filter(|d| cut.is_none_or(|c| d.index < c)) {
+            for d in expanded
+                .events
+                .iter()
+                .filter(|d| cut.is_none_or(|c| d.index < c))
+            {
                 let (route, kind) = match &d.event.payload {
                     Payload::Search(s) => (
                         Some(format!("{}-{}", s.origin, s.destination)),
@@ -319,7 +328,12 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             match result {
                 Ok(counted) => add(&self.counters.events_counted, counted),
                 Err(e) => {
-                    let index = t.events.iter().map(|&i| indexes[i]).min().unwrap_or(first_index);
+                    let index = t
+                        .events
+                        .iter()
+                        .map(|&i| indexes[i])
+                        .min()
+                        .unwrap_or(first_index);
                     if failed.as_ref().is_none_or(|(f, _)| index < *f) {
                         failed = Some((index, e.to_string()));
                     }
@@ -332,10 +346,16 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         let watermark = if failed.is_none() {
             new_watermark
         } else {
-            (0..events.len()).filter(|&i| done(i)).map(|i| events[i].occurred_at).max()
+            (0..events.len())
+                .filter(|&i| done(i))
+                .map(|i| events[i].occurred_at)
+                .max()
         };
         if let Some(w) = watermark
-            && let Err(e) = self.store.advance_watermark(shard_id, w, (self.clock)()).await
+            && let Err(e) = self
+                .store
+                .advance_watermark(shard_id, w, (self.clock)())
+                .await
         {
             // The watermark only flags lateness and paces the demo's evaluator; a
             // missed move is made good by the next batch.

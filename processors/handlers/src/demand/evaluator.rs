@@ -100,7 +100,12 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         allowance: Duration,
     ) -> Result<DateTime<Utc>, StoreError> {
         let watermarks = self.demand.watermarks().await?;
-        Ok(surge::settled_horizon(now, &watermarks, allowance, Duration::minutes(10)))
+        Ok(surge::settled_horizon(
+            now,
+            &watermarks,
+            allowance,
+            Duration::minutes(10),
+        ))
     }
 
     /// The rule's settings.
@@ -169,8 +174,11 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         // judged: a surge hours old is no alert. The baseline restarts its warm-up.
         let earliest = config.bucket_of(horizon - self.catch_up);
         if state.next_bucket < earliest {
-            tracing::warn!(route, skipped_buckets = (earliest - state.next_bucket) / step,
-                "route judged again after an outage; buckets before the catch-up are skipped");
+            tracing::warn!(
+                route,
+                skipped_buckets = (earliest - state.next_bucket) / step,
+                "route judged again after an outage; buckets before the catch-up are skipped"
+            );
             let version = state.version;
             state = RouteState::new(config, earliest);
             state.version = version;
@@ -211,7 +219,12 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
     }
 
     /// The route's demand per bucket in `[from, to)`, summed over shards.
-    async fn series(&self, route: &str, from: i64, to: i64) -> Result<BTreeMap<i64, u64>, StoreError> {
+    async fn series(
+        &self,
+        route: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<i64, u64>, StoreError> {
         let counters = self.demand.counters(route, from, to).await?;
         Ok(sum_by_bucket(counters.iter().map(|(k, c)| (k.bucket, c)))
             .into_iter()

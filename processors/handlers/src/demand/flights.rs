@@ -179,7 +179,10 @@ impl<A: AlertStore, P: AlertPublisher> FlightWatch for FlightAlerts<A, P> {
             // alerts Lambda's outbox pass, every minute; it never fails the batch.
             let report = self.outbox.publish_now(&raised, &*self.clock).await;
             if report.left_pending > 0 {
-                tracing::warn!(left_pending = report.left_pending, "flight alerts left pending");
+                tracing::warn!(
+                    left_pending = report.left_pending,
+                    "flight alerts left pending"
+                );
             }
         }
         Ok(())

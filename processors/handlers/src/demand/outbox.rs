@@ -82,7 +82,10 @@ impl<A: AlertStore, P: AlertPublisher> Outbox<A, P> {
 
     /// Publishes every pending alert it can claim. Store errors end the pass (what is
     /// left stays pending); the report says what happened.
-    pub async fn publish_pending(&self, now: &(impl Fn() -> DateTime<Utc> + ?Sized)) -> PublishReport {
+    pub async fn publish_pending(
+        &self,
+        now: &(impl Fn() -> DateTime<Utc> + ?Sized),
+    ) -> PublishReport {
         match self.store.pending(BATCH).await {
             Ok(pending) => self.publish(&pending, self.attempts, now).await,
             Err(e) => {
@@ -111,7 +114,11 @@ impl<A: AlertStore, P: AlertPublisher> Outbox<A, P> {
         let mut report = PublishReport::default();
         'alerts: for alert in alerts {
             let t = now();
-            match self.store.claim(&alert.alert_id, t, t + self.claim_for).await {
+            match self
+                .store
+                .claim(&alert.alert_id, t, t + self.claim_for)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
                     report.claimed_elsewhere += 1;
