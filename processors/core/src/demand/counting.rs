@@ -211,19 +211,36 @@ pub fn bucket_of(t: DateTime<Utc>, bucket_seconds: i64) -> i64 {
 /// Flags the events of one shard's batch (in shard order) that are late: older than
 /// the shard's watermark by more than `allowance`, where the watermark is the latest
 /// event time seen before each event (`watermark` from the store for the batch's
-/// first event). Returns the watermark after the batch.
+/// first event).
 pub fn flag_late(
     events: &mut [DemandEvent],
     mut watermark: Option<DateTime<Utc>>,
     allowance: Duration,
-) -> Option<DateTime<Utc>> {
+) -> LateScan {
+    let mut max_behind = Duration::zero();
     for event in events {
+        if let Some(w) = watermark {
+            max_behind = max_behind.max(w - event.occurred_at);
+        }
         event.late = watermark.is_some_and(|w| event.occurred_at < w - allowance);
         if watermark.is_none_or(|w| event.occurred_at > w) {
             watermark = Some(event.occurred_at);
         }
     }
-    watermark
+    LateScan {
+        watermark,
+        max_behind,
+    }
+}
+
+/// What [`flag_late`] found in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LateScan {
+    /// The shard's watermark after the batch.
+    pub watermark: Option<DateTime<Utc>>,
+    /// How far behind the watermark the most delayed event was (zero when none was):
+    /// what the late allowance must cover.
+    pub max_behind: Duration,
 }
 
 /// The events of one batch that go to one counter, in shard order.
@@ -413,7 +430,9 @@ mod tests {
             search("LHR-JFK", "2026-12-01T09:06:00Z", "3", 0),
             search("LHR-JFK", "2026-12-01T09:11:00Z", "4", 0),
         ];
-        let watermark = flag_late(&mut events, None, Duration::minutes(5));
+        let scan = flag_late(&mut events, None, Duration::minutes(5));
+        let watermark = scan.watermark;
+        assert_eq!(scan.max_behind, Duration::minutes(6));
         let late: Vec<bool> = events.iter().map(|e| e.late).collect();
         assert_eq!(late, [false, true, false, false]);
         assert_eq!(watermark, Some(at("2026-12-01T09:11:00Z")));

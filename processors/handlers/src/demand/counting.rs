@@ -292,20 +292,12 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             .watermark(shard_id)
             .await
             .map_err(|e| (first_index, e.to_string()))?;
-        let mut behind = 0i64;
-        let mut seen = watermark;
-        for e in events.iter() {
-            if let Some(w) = seen {
-                behind = behind.max((w - e.occurred_at).num_seconds());
-            }
-            if seen.is_none_or(|w| e.occurred_at > w) {
-                seen = Some(e.occurred_at);
-            }
-        }
-        self.counters
-            .max_behind_seconds
-            .fetch_max(behind.max(0) as u64, Ordering::Relaxed);
-        let new_watermark = flag_late(events, watermark, self.late_allowance);
+        let scan = flag_late(events, watermark, self.late_allowance);
+        let new_watermark = scan.watermark;
+        self.counters.max_behind_seconds.fetch_max(
+            u64::try_from(scan.max_behind.num_seconds()).unwrap_or(0),
+            Ordering::Relaxed,
+        );
         add(
             &self.counters.late,
             events.iter().filter(|e| e.late).count() as u64,
