@@ -61,56 +61,6 @@ fn alert(
     }
 }
 
-/// A received message: its body and its String attributes.
-struct Received {
-    body: String,
-    attributes: HashMap<String, String>,
-}
-
-/// Receives until `expected` messages have arrived (or a deadline passes), then
-/// waits a little longer for any that should not come.
-async fn receive(client: &aws_sdk_sqs::Client, queue_url: &str, expected: usize) -> Vec<Received> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut extra_rounds = 2;
-    while tokio::time::Instant::now() < deadline && (out.len() < expected || extra_rounds > 0) {
-        if out.len() >= expected {
-            extra_rounds -= 1;
-        }
-        let page = client
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        for m in page.messages() {
-            let attributes = m
-                .message_attributes()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| {
-                    assert_eq!(v.data_type(), "String", "attribute {k}");
-                    (k.clone(), v.string_value().unwrap_or_default().to_string())
-                })
-                .collect();
-            out.push(Received {
-                body: m.body().unwrap_or_default().to_string(),
-                attributes,
-            });
-            client
-                .delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
-    out
-}
 
 #[tokio::test]
 async fn each_queue_receives_exactly_the_alerts_its_filter_policy_selects() {
@@ -190,7 +140,7 @@ async fn each_queue_receives_exactly_the_alerts_its_filter_policy_selects() {
         (&route_url, selected(&|a| a.route == "ORD-SFO")),
     ] {
         assert_eq!(expected.len(), 3);
-        let received = receive(&sqs, url, expected.len()).await;
+        let received = common::receive(&sqs, url, expected.len(), 2).await;
         let mut ids = BTreeSet::new();
         for m in &received {
             // Raw delivery: the body is the alert's JSON as published.
@@ -322,7 +272,7 @@ async fn an_injected_publish_failure_is_retried_by_the_outbox_and_delivered_once
         .publish_pending(&|| t0 + chrono::Duration::seconds(62))
         .await;
     assert_eq!(third.published, 0);
-    let received = receive(&sqs, &queue_url, 1).await;
+    let received = common::receive(&sqs, &queue_url, 1, 2).await;
     let ids: Vec<String> = received
         .iter()
         .map(|m| serde_json::from_str::<Alert>(&m.body).unwrap().alert_id)
@@ -358,7 +308,7 @@ async fn an_injected_publish_failure_is_retried_by_the_outbox_and_delivered_once
     outbox
         .publish_pending(&|| t0 + chrono::Duration::seconds(131))
         .await;
-    let received = receive(&sqs, &queue_url, 3).await;
+    let received = common::receive(&sqs, &queue_url, 3, 2).await;
     let ids: Vec<String> = received
         .iter()
         .map(|m| serde_json::from_str::<Alert>(&m.body).unwrap().alert_id)

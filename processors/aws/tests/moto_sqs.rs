@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use flyhigh_aws::sqs::{MAX_BATCH_BYTES, SqsQueue, create_queue};
@@ -41,58 +39,13 @@ fn letter(i: usize) -> DeadLetter {
     }
 }
 
-/// A received message: its body and its String attributes.
-struct Received {
-    body: String,
-    attributes: HashMap<String, String>,
-}
-
-/// Receives until `expected` messages have arrived (or a deadline passes).
-async fn receive(client: &Client, queue_url: &str, expected: usize) -> Vec<Received> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while out.len() < expected && tokio::time::Instant::now() < deadline {
-        let page = client
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        for m in page.messages() {
-            let attributes = m
-                .message_attributes()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| {
-                    assert_eq!(v.data_type(), "String", "attribute {k}");
-                    (k.clone(), v.string_value().unwrap_or_default().to_string())
-                })
-                .collect();
-            out.push(Received {
-                body: m.body().unwrap_or_default().to_string(),
-                attributes,
-            });
-            client
-                .delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(m.receipt_handle().expect("receipt handle"))
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
-    out
-}
 
 #[tokio::test]
 async fn dead_letters_arrive_as_json_with_filterable_attributes() {
     let (client, queue) = queue().await;
     let letters: Vec<DeadLetter> = (0..3).map(letter).collect();
     queue.send(&letters).await.expect("send");
-    let mut received = receive(&client, queue.queue_url(), 3).await;
+    let mut received = common::receive(&client, queue.queue_url(), 3, 0).await;
     assert_eq!(received.len(), 3);
     for r in &received {
         let got: DeadLetter = serde_json::from_str(&r.body).expect("JSON body");
@@ -114,7 +67,7 @@ async fn more_than_ten_letters_are_sent_in_several_batches() {
     let (client, queue) = queue().await;
     let letters: Vec<DeadLetter> = (0..23).map(letter).collect();
     queue.send(&letters).await.expect("send");
-    let received = receive(&client, queue.queue_url(), 23).await;
+    let received = common::receive(&client, queue.queue_url(), 23, 0).await;
     let mut got: Vec<DeadLetter> = received
         .iter()
         .map(|r| serde_json::from_str(&r.body).expect("JSON"))
@@ -130,7 +83,7 @@ async fn a_letter_too_big_for_sqs_arrives_without_its_data() {
     let mut big = letter(1);
     big.data_base64 = "A".repeat(MAX_BATCH_BYTES);
     queue.send(&[big.clone(), letter(2)]).await.expect("send");
-    let received = receive(&client, queue.queue_url(), 2).await;
+    let received = common::receive(&client, queue.queue_url(), 2, 0).await;
     let r = received
         .iter()
         .find(|r| r.attributes.contains_key("data_omitted_base64_chars"))
@@ -187,7 +140,7 @@ async fn a_failed_batch_arrives_as_json() {
     FailureDestination::send(&queue, &failure)
         .await
         .expect("send");
-    let received = receive(&client, queue.queue_url(), 1).await;
+    let received = common::receive(&client, queue.queue_url(), 1, 0).await;
     assert_eq!(received.len(), 1);
     assert_eq!(
         serde_json::from_str::<BatchFailure>(&received[0].body).expect("JSON"),

@@ -58,3 +58,60 @@ pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{}-{nanos}-{n}", std::process::id())
 }
+
+/// A received SQS message: its body and its String attributes.
+#[cfg(feature = "sqs")]
+pub struct Received {
+    pub body: String,
+    pub attributes: std::collections::HashMap<String, String>,
+}
+
+/// Receives (and deletes) until `expected` messages have arrived or 20 s pass; then
+/// `extra_rounds` more one-second waits for any that should not come.
+#[cfg(feature = "sqs")]
+pub async fn receive(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    expected: usize,
+    mut extra_rounds: u32,
+) -> Vec<Received> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline && (out.len() < expected || extra_rounds > 0) {
+        if out.len() >= expected {
+            extra_rounds -= 1;
+        }
+        let page = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        for m in page.messages() {
+            let attributes = m
+                .message_attributes()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| {
+                    assert_eq!(v.data_type(), "String", "attribute {k}");
+                    (k.clone(), v.string_value().unwrap_or_default().to_string())
+                })
+                .collect();
+            out.push(Received {
+                body: m.body().unwrap_or_default().to_string(),
+                attributes,
+            });
+            client
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().expect("receipt handle"))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    out
+}
