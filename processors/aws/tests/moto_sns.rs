@@ -61,7 +61,6 @@ fn alert(
     }
 }
 
-
 #[tokio::test]
 async fn each_queue_receives_exactly_the_alerts_its_filter_policy_selects() {
     let config = common::sdk_config().await;

@@ -7,7 +7,6 @@
 
 mod common;
 
-
 use aws_sdk_sqs::Client;
 use flyhigh_aws::sqs::{MAX_BATCH_BYTES, SqsQueue, create_queue};
 use flyhigh_core::{DeadLetter, DeadLetterSink};
@@ -38,7 +37,6 @@ fn letter(i: usize) -> DeadLetter {
         data_base64: "eyJzZWF0cyI6IDB9".into(),
     }
 }
-
 
 #[tokio::test]
 async fn dead_letters_arrive_as_json_with_filterable_attributes() {
