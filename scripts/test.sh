@@ -26,6 +26,9 @@ started_at=$SECONDS
 export RUST_BACKTRACE=1
 if [[ ${CI:-} == true ]]; then
   export CARGO_TERM_COLOR=never
+  # A clean clone gains nothing from incremental caches, which would add several
+  # GB to target/ (disk is what a CI machine has least of).
+  export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 fi
 
 header() { printf '\n==> %s\n' "$*"; }
@@ -64,6 +67,9 @@ on_exit() {
   header "summary"
   ((${#results[@]} == 0)) || printf '  %s\n' "${results[@]}"
   printf 'total %s; service logs in target/test-logs/\n' "$(elapsed $((SECONDS - started_at)))"
+  # Disk is the resource a failed link points to first (SIGBUS from ld).
+  printf 'target/ holds %s; %s free on its disk\n' \
+    "$(du -sh target 2>/dev/null | cut -f1)" "$(df -h --output=avail target 2>/dev/null | tail -1 | tr -d ' ')"
   if ((rc == 0)); then echo "all steps passed"; else echo "FAILED (exit $rc)"; fi
   exit "$rc"
 }

@@ -19,6 +19,8 @@
 //!   `json/envelope.schema.json` and kept equal to the types by `tests/json_schema.rs`.
 //! - [`alert`]: the [`Alert`] the hot-route processor publishes (SNS message body and
 //!   attributes), with its JSON Schema checked in as `json/alert.schema.json`.
+//! - [`archive`] (feature `arrow`): the archive's tables (one per event type), their
+//!   Arrow schemas, and their Athena DDL with partition projection.
 //! - `fixtures/`: valid and invalid example records with the verdicts every consumer
 //!   (and the JSON Schema) must reach, run by `tests/fixtures.rs`.
 //!
@@ -63,6 +65,8 @@
 
 pub mod aggregation;
 pub mod alert;
+#[cfg(feature = "arrow")]
+pub mod archive;
 pub mod decode;
 pub mod event;
 pub mod json_schema;

@@ -11,6 +11,10 @@
 //!   ([`demand::counting`]); surges judged once per route against its own baseline
 //!   ([`demand::surge`]); near-sold-out, sold-out and oversold latches per cabin
 //!   ([`demand::flights`]).
+//! - `archive` (feature `archive`): the archive processor. Events as rows of
+//!   sorted, zstd Parquet in Hive partitions by event type, day and hour; batch
+//!   files committed exactly once per shard by a conditional archive checkpoint;
+//!   compaction of closed hours into large files without duplicate `event_id`s.
 //! - [`records`]: Kinesis records as the processors see them, expanded from KPL
 //!   aggregates into user records ([`EventRecord`]), decoding into events or poison
 //!   with a reason.
@@ -24,6 +28,8 @@
 //! Dependencies point inwards: adapters and handlers depend on this crate, and this
 //! crate depends only on `flyhigh-schemas`. No AWS crate, no async runtime.
 
+#[cfg(feature = "archive")]
+pub mod archive;
 pub mod demand;
 pub mod inventory;
 pub mod listing;

@@ -12,8 +12,12 @@ use crate::listing::InventoryFilter;
 use crate::ports::{CommitError, DeadLetter, DeadLetterSink, InventoryStore, StoreError};
 use crate::schedule::Schedule;
 
+#[cfg(feature = "archive")]
+mod archive;
 mod demand;
 
+#[cfg(feature = "archive")]
+pub use archive::{MemoryArchiveCheckpoints, MemoryObjectStore};
 pub use demand::{MemoryAlertStore, MemoryDemandStore, MemoryPublisher};
 
 #[derive(Debug, Default)]

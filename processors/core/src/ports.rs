@@ -15,6 +15,11 @@ use crate::inventory::{BookingRecord, CabinInventory, CabinKey, Transaction};
 use crate::listing::InventoryFilter;
 use crate::schedule::Schedule;
 
+#[cfg(feature = "archive")]
+mod archive;
+#[cfg(feature = "archive")]
+pub use archive::{ArchiveCheckpoints, ObjectInfo, ObjectStore};
+
 /// A store failure, classified by what the caller must do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -11,9 +11,12 @@
 //! user records too, which the idempotent folds absorb.
 
 use base64::Engine;
+use std::cmp::Ordering;
+
 use chrono::{DateTime, Utc};
 use flyhigh_schemas::aggregation::{self, AggregateError, Deaggregated, UserRecordRef};
 use flyhigh_schemas::{DecodeError, Envelope};
+use serde::{Deserialize, Serialize};
 
 /// One record of a batch as the stream delivered it, in shard order. Its data is one
 /// user record, or a KPL aggregate of several (see [`KinesisRecord::event_records`]).
@@ -148,6 +151,64 @@ pub fn compare_sequence_numbers(a: &str, b: &str) -> std::cmp::Ordering {
     let a = a.trim_start_matches('0');
     let b = b.trim_start_matches('0');
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Digits a sequence number is padded to in [`Position::to_key`]: a Kinesis sequence
+/// number is at most 128 bits, 39 decimal digits; real ones have 56 with a prefix.
+const SEQUENCE_DIGITS: usize = 64;
+
+/// Where a user record sits in its shard: the Kinesis sequence number, then its
+/// sub-sequence number inside a KPL aggregate (0 for a plain record).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// Decimal sequence number without leading zeros (`"0"` for zero).
+    pub sequence: String,
+    /// Index inside the aggregate.
+    pub sub: u32,
+}
+
+impl Position {
+    /// The position of user record `sub` of the Kinesis record `sequence` (`None` for a
+    /// plain record).
+    pub fn new(sequence: &str, sub: Option<u32>) -> Position {
+        let trimmed = sequence.trim_start_matches('0');
+        Position {
+            sequence: if trimmed.is_empty() {
+                "0".into()
+            } else {
+                trimmed.into()
+            },
+            sub: sub.unwrap_or(0),
+        }
+    }
+
+    /// A string whose byte order is the position order, for stores that compare
+    /// strings (a DynamoDB condition `mark < :first`): the sequence number padded to 64
+    /// digits, a dot, the sub-sequence number padded to 10.
+    pub fn to_key(&self) -> String {
+        format!("{:0>SEQUENCE_DIGITS$}.{:010}", self.sequence, self.sub)
+    }
+
+    /// Parses [`to_key`](Self::to_key)'s output.
+    pub fn from_key(key: &str) -> Option<Position> {
+        let (sequence, sub) = key.split_once('.')?;
+        if sequence.is_empty() || !sequence.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Position::new(sequence, Some(sub.parse().ok()?)))
+    }
+}
+
+impl Ord for Position {
+    fn cmp(&self, other: &Position) -> Ordering {
+        compare_sequence_numbers(&self.sequence, &other.sequence).then(self.sub.cmp(&other.sub))
+    }
+}
+
+impl PartialOrd for Position {
+    fn partial_cmp(&self, other: &Position) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 #[cfg(test)]

@@ -33,71 +33,12 @@
 //! bucket's `late` count, so that a reader knows the bucket changed after the
 //! evaluator may have judged it. Nothing is dropped.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::records::compare_sequence_numbers;
-
-/// Digits a sequence number is padded to in [`Position::to_key`]: a Kinesis sequence
-/// number is at most 128 bits, 39 decimal digits; real ones have 56 with a prefix.
-const SEQUENCE_DIGITS: usize = 64;
-
-/// Where a user record sits in its shard: the Kinesis sequence number, then its
-/// sub-sequence number inside a KPL aggregate (0 for a plain record).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Position {
-    /// Decimal sequence number without leading zeros (`"0"` for zero).
-    pub sequence: String,
-    /// Index inside the aggregate.
-    pub sub: u32,
-}
-
-impl Position {
-    /// The position of user record `sub` of the Kinesis record `sequence` (`None` for a
-    /// plain record).
-    pub fn new(sequence: &str, sub: Option<u32>) -> Position {
-        let trimmed = sequence.trim_start_matches('0');
-        Position {
-            sequence: if trimmed.is_empty() {
-                "0".into()
-            } else {
-                trimmed.into()
-            },
-            sub: sub.unwrap_or(0),
-        }
-    }
-
-    /// A string whose byte order is the position order, for stores that compare
-    /// strings (a DynamoDB condition `mark < :first`): the sequence number padded to 64
-    /// digits, a dot, the sub-sequence number padded to 10.
-    pub fn to_key(&self) -> String {
-        format!("{:0>SEQUENCE_DIGITS$}.{:010}", self.sequence, self.sub)
-    }
-
-    /// Parses [`to_key`](Self::to_key)'s output.
-    pub fn from_key(key: &str) -> Option<Position> {
-        let (sequence, sub) = key.split_once('.')?;
-        if sequence.is_empty() || !sequence.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(Position::new(sequence, Some(sub.parse().ok()?)))
-    }
-}
-
-impl Ord for Position {
-    fn cmp(&self, other: &Position) -> Ordering {
-        compare_sequence_numbers(&self.sequence, &other.sequence).then(self.sub.cmp(&other.sub))
-    }
-}
-
-impl PartialOrd for Position {
-    fn partial_cmp(&self, other: &Position) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
+pub use crate::records::Position;
 
 /// One counter: a route, a bucket of event time, a shard.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
