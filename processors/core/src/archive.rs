@@ -30,9 +30,14 @@ pub mod rows;
 
 pub use checkpoint::{ArchiveCheckpoint, BatchPlan, PlannedFile, plan_batch};
 pub use compaction::{CompactionPlan, DEFAULT_GRACE, DEFAULT_TARGET_BYTES};
-pub use files::{ParquetOptions, read_file, write_file, write_files, writer_properties};
+pub use files::{
+    FileRun, ParquetOptions, read_event_ids, read_file, write_file, writer_properties,
+};
 pub use layout::{DataFile, FileKind, Partition, STAGING, staged_key};
 pub use rows::{ArchivedEvent, row_order};
+
+/// A footer key-value pair, for the `metadata` of [`write_file`] and [`FileRun`].
+pub use parquet::file::metadata::KeyValue;
 
 /// Why events could not become a file, or a file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

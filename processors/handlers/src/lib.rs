@@ -13,6 +13,9 @@
 //! - [`demand`]: the hot-route processor: [`DemandHandler`] counts demand per route
 //!   and bucket exactly once, [`SurgeEvaluator`] judges each route once on a
 //!   schedule, [`Outbox`] publishes every alert.
+//! - `archive` (feature `archive`): the archive processor: `ArchiveHandler`
+//!   writes every event once into Parquet batch files committed by a per-shard
+//!   checkpoint, `Compactor` merges closed hours into large files.
 //! - [`batch`]: what every handler shares: expanding a batch into events and poison,
 //!   writing the dead letters of the records before a reported failure.
 //!
@@ -25,10 +28,14 @@
 //! [`KinesisEvent`]: aws_lambda_events::event::kinesis::KinesisEvent
 //! [`KinesisEventResponse`]: aws_lambda_events::event::streams::KinesisEventResponse
 
+#[cfg(feature = "archive")]
+pub mod archive;
 pub mod batch;
 pub mod demand;
 pub mod inventory;
 pub mod kinesis;
 
+#[cfg(feature = "archive")]
+pub use archive::{ArchiveHandler, Compactor};
 pub use demand::{DemandHandler, FlightAlerts, Outbox, SurgeEvaluator};
 pub use inventory::{HandlerStats, InventoryHandler};

@@ -163,47 +163,90 @@ pub fn write_file(
     Ok(out)
 }
 
-/// Writes `rows` (all of `table`, in order) as a run of files of at least
-/// `target_bytes` each but the last: a file is closed at the first
-/// [`ParquetOptions::write_batch_rows`] boundary at which it reaches the target.
-/// Every file is handed to `emit` as soon as it is closed, so at most one file's
-/// bytes are held at a time. Deterministic: the same rows give the same files.
-pub fn write_files(
+/// `rows` (all of `table`, in order) as a run of files of at least `target_bytes`
+/// each but the last: a file is closed at the first
+/// [`ParquetOptions::write_batch_rows`] boundary at which its row groups written
+/// reach the target.
+/// An iterator, so that a caller holds one file's bytes at a time. Deterministic:
+/// the same rows, options and target give the same files.
+pub struct FileRun<'a> {
     table: ArchiveTable,
-    rows: &[&ArchivedEvent],
-    options: &ParquetOptions,
+    rest: &'a [&'a ArchivedEvent],
+    options: &'a ParquetOptions,
     target_bytes: u64,
-    metadata: &[KeyValue],
-    mut emit: impl FnMut(Vec<u8>) -> Result<(), ArchiveError>,
-) -> Result<usize, ArchiveError> {
-    let mut files = 0;
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let props = writer_properties(
+    metadata: &'a [KeyValue],
+}
+
+impl<'a> FileRun<'a> {
+    /// The run of files of `rows`.
+    pub fn new(
+        table: ArchiveTable,
+        rows: &'a [&'a ArchivedEvent],
+        options: &'a ParquetOptions,
+        target_bytes: u64,
+        metadata: &'a [KeyValue],
+    ) -> FileRun<'a> {
+        FileRun {
             table,
+            rest: rows,
             options,
-            rest.len().min(options.max_row_group_rows),
-            metadata.to_vec(),
+            target_bytes,
+            metadata,
+        }
+    }
+
+    fn next_file(&mut self) -> Result<Vec<u8>, ArchiveError> {
+        let props = writer_properties(
+            self.table,
+            self.options,
+            self.rest.len().min(self.options.max_row_group_rows),
+            self.metadata.to_vec(),
         )?;
         let mut out = Vec::new();
-        let mut writer = ArrowWriter::try_new(&mut out, table.arrow_schema(), Some(props))
+        let mut writer = ArrowWriter::try_new(&mut out, self.table.arrow_schema(), Some(props))
             .map_err(parquet_error)?;
         let mut taken = 0;
-        for chunk in rest.chunks(options.write_batch_rows) {
-            let batch = to_record_batch(table, chunk)?;
+        // The writer knows the size of what it buffers only before compression, so
+        // the run learns the compression ratio from each row group it closes, and
+        // closes a file only once the bytes really written reach the target.
+        let mut ratio = 1.0f64;
+        for chunk in self.rest.chunks(self.options.write_batch_rows) {
+            let batch = to_record_batch(self.table, chunk)?;
             writer.write(&batch).map_err(parquet_error)?;
             taken += chunk.len();
-            let size = writer.bytes_written() + writer.in_progress_size();
-            if size as u64 >= target_bytes {
-                break;
+            let buffered = writer.in_progress_size();
+            let estimate = writer.bytes_written() as f64 + buffered as f64 * ratio;
+            if estimate >= self.target_bytes as f64 {
+                let written = writer.bytes_written();
+                writer.flush().map_err(parquet_error)?;
+                if buffered > 0 {
+                    ratio = (writer.bytes_written() - written) as f64 / buffered as f64;
+                }
+                if writer.bytes_written() as u64 >= self.target_bytes {
+                    break;
+                }
             }
         }
         writer.close().map_err(parquet_error)?;
-        emit(out)?;
-        files += 1;
-        rest = &rest[taken..];
+        self.rest = &self.rest[taken..];
+        Ok(out)
     }
-    Ok(files)
+}
+
+impl Iterator for FileRun<'_> {
+    type Item = Result<Vec<u8>, ArchiveError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let file = self.next_file();
+        if file.is_err() {
+            // One error ends the run.
+            self.rest = &[];
+        }
+        Some(file)
+    }
 }
 
 /// Reads a Parquet file of `table` back into rows.

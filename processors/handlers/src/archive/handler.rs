@@ -1,0 +1,371 @@
+//! [`ArchiveHandler`]: Kinesis batches → Parquet batch files, exactly once per record.
+//!
+//! Per batch and shard (a Lambda batch is one shard):
+//! 1. load the shard's [`ArchiveCheckpoint`]; if it lists pending files (a crash
+//!    after a commit), promote them and clear the list first;
+//! 2. drop every user record at or below the checkpoint (archived already: this is
+//!    what makes a redelivery or a retry from a checkpoint add no row);
+//! 3. dead-letter the poison among the rest, then write one batch file per
+//!    partition the rest touches, each under its staged key;
+//! 4. commit: save the checkpoint at the batch's last position with the files as
+//!    pending, conditionally on the version loaded in 1 (a consumer that loses this
+//!    race starts again from 1, and finds its records archived);
+//! 5. promote each file to its key (now visible to queries), then clear the pending
+//!    list.
+//!
+//! A failure before 4 reports the first record above the checkpoint and changes
+//! nothing a query sees (staged copies are outside every table); a failure after 4
+//! reports it too, and the retry's step 1 finishes the promotion. Files are written
+//! one at a time, so a batch holds its decoded events and one file's bytes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use flyhigh_core::archive::{
+    ArchiveCheckpoint, ArchivedEvent, ParquetOptions, plan_batch, staged_key, write_file,
+};
+use flyhigh_core::ports::{ArchiveCheckpoints, ObjectStore};
+use flyhigh_core::records::Position;
+use flyhigh_core::{DeadLetter, DeadLetterSink, KinesisRecord, StoreError};
+use parquet_metadata::batch_metadata;
+
+use super::PROCESSOR;
+use crate::batch::{self, BatchOutcome};
+use crate::kinesis;
+
+/// Checkpoint loads per shard and batch: each lost commit race costs one more.
+const MAX_ATTEMPTS: usize = 4;
+
+/// Counters over the handler's life (retries count again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveStats {
+    /// Batches handled.
+    pub batches: u64,
+    /// Kinesis records received.
+    pub records: u64,
+    /// Valid events seen.
+    pub events: u64,
+    /// Rows written in committed batch files.
+    pub rows: u64,
+    /// Batch files committed.
+    pub files: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// User records skipped because the checkpoint covered them (redeliveries).
+    pub already_archived: u64,
+    /// Poison records dead-lettered.
+    pub dead_lettered: u64,
+    /// Commits lost to another consumer of the shard.
+    pub commit_conflicts: u64,
+    /// Pending files promoted on behalf of an earlier attempt.
+    pub recovered_files: u64,
+    /// Batches that reported a failure.
+    pub failed_batches: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    records: AtomicU64,
+    events: AtomicU64,
+    rows: AtomicU64,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    already_archived: AtomicU64,
+    dead_lettered: AtomicU64,
+    commit_conflicts: AtomicU64,
+    recovered_files: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The archive handler, generic over where objects, checkpoints and dead letters go.
+pub struct ArchiveHandler<O, C, D> {
+    objects: O,
+    checkpoints: C,
+    dead_letters: D,
+    options: ParquetOptions,
+    counters: Counters,
+}
+
+/// One user record of the batch, as the archive sees it.
+enum Item {
+    Event(ArchivedEvent),
+    Poison(DeadLetter),
+}
+
+struct ShardBatch {
+    shard_id: String,
+    /// (Kinesis record index, position, item), in shard order.
+    items: Vec<(usize, Position, Item)>,
+}
+
+impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O, C, D> {
+    /// A handler writing files with the default [`ParquetOptions`].
+    pub fn new(objects: O, checkpoints: C, dead_letters: D) -> Self {
+        ArchiveHandler {
+            objects,
+            checkpoints,
+            dead_letters,
+            options: ParquetOptions::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Writes files with `options` instead.
+    pub fn with_options(mut self, options: ParquetOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The object store.
+    pub fn objects(&self) -> &O {
+        &self.objects
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ArchiveStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ArchiveStats {
+            batches: get(&c.batches),
+            records: get(&c.records),
+            events: get(&c.events),
+            rows: get(&c.rows),
+            files: get(&c.files),
+            bytes: get(&c.bytes),
+            already_archived: get(&c.already_archived),
+            dead_lettered: get(&c.dead_lettered),
+            commit_conflicts: get(&c.commit_conflicts),
+            recovered_files: get(&c.recovered_files),
+            failed_batches: get(&c.failed_batches),
+        }
+    }
+
+    /// Handles a Lambda Kinesis event (what the Lambda and the local runner call).
+    pub async fn handle(&self, event: KinesisEvent) -> KinesisEventResponse {
+        let records = kinesis::kinesis_records(&event);
+        let outcome = self.process(&records).await;
+        kinesis::respond(PROCESSOR, &records, &outcome)
+    }
+
+    /// Archives a batch of Kinesis records in shard order. A reported failure at
+    /// record `i` promises that every record before it is archived (committed); the
+    /// retry skips whatever from `i` on is archived too.
+    pub async fn process(&self, records: &[KinesisRecord]) -> BatchOutcome {
+        add(&self.counters.batches, 1);
+        add(&self.counters.records, records.len() as u64);
+        let expanded = batch::expand(PROCESSOR, records, |_, _| None);
+        add(&self.counters.events, expanded.events.len() as u64);
+
+        let mut shards: Vec<ShardBatch> = Vec::new();
+        let mut push = |index: usize, item: Item, position: Position| {
+            let shard_id = &records[index].shard_id;
+            let slot = match shards.iter().position(|s| &s.shard_id == shard_id) {
+                Some(slot) => slot,
+                None => {
+                    shards.push(ShardBatch {
+                        shard_id: shard_id.clone(),
+                        items: Vec::new(),
+                    });
+                    shards.len() - 1
+                }
+            };
+            shards[slot].items.push((index, position, item));
+        };
+        for d in expanded.events {
+            let record = &records[d.index];
+            let position = Position::new(&record.sequence_number, d.sub_sequence_number);
+            let event = ArchivedEvent {
+                event: d.event,
+                shard_id: record.shard_id.clone(),
+                sequence_number: record.sequence_number.clone(),
+                sub_sequence_number: d.sub_sequence_number.unwrap_or(0),
+                arrived_at: record.approximate_arrival,
+            };
+            push(d.index, Item::Event(event), position);
+        }
+        for (index, letter) in expanded.poison {
+            // A damaged aggregate is dead-lettered whole: it covers every
+            // sub-sequence of its record.
+            let sub = letter.sub_sequence_number.unwrap_or(u32::MAX);
+            let position = Position::new(&letter.sequence_number, Some(sub));
+            push(index, Item::Poison(letter), position);
+        }
+
+        let mut outcome = BatchOutcome::default();
+        for mut shard in shards {
+            shard.items.sort_by(|a, b| a.1.cmp(&b.1));
+            if let Err((index, error)) = self.archive_shard(shard).await {
+                if outcome.first_failed.is_none_or(|f| index < f) {
+                    outcome.first_failed = Some(index);
+                    outcome.error = Some(error);
+                }
+            }
+        }
+        if outcome.first_failed.is_some() {
+            add(&self.counters.failed_batches, 1);
+        }
+        outcome
+    }
+
+    /// Archives one shard's part of the batch; on failure, the index of the first
+    /// Kinesis record not archived and why.
+    async fn archive_shard(&self, shard: ShardBatch) -> Result<(), (usize, String)> {
+        let ShardBatch { shard_id, items } = shard;
+        let Some(first_index) = items.iter().map(|(i, _, _)| *i).min() else {
+            return Ok(());
+        };
+        let last = items.last().map(|(_, p, _)| p.clone()).expect("not empty");
+        let mut items = items;
+        let mut letters_sent: Option<Position> = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let fail = |index: usize| move |e: StoreError| (index, e.to_string());
+            let mut checkpoint = self
+                .checkpoints
+                .load(&shard_id)
+                .await
+                .map_err(fail(first_index))?
+                .unwrap_or_default();
+            if !checkpoint.pending.is_empty() {
+                let promoted = self.promote(&checkpoint).await.map_err(fail(first_index))?;
+                add(&self.counters.recovered_files, promoted);
+                let cleared = checkpoint.promoted();
+                if !self
+                    .checkpoints
+                    .save(&shard_id, &cleared)
+                    .await
+                    .map_err(fail(first_index))?
+                {
+                    add(&self.counters.commit_conflicts, 1);
+                    continue;
+                }
+                checkpoint = cleared;
+            }
+
+            let before = items.len();
+            items.retain(|(_, position, _)| !checkpoint.covers(position));
+            add(
+                &self.counters.already_archived,
+                (before - items.len()) as u64,
+            );
+            let Some((index, first, _)) = items.first() else {
+                return Ok(());
+            };
+            let (index, first) = (*index, first.clone());
+            let fail = |e: StoreError| (index, e.to_string());
+
+            // Dead letters before the commit: once the checkpoint passes a poison
+            // record, no retry would send its letter.
+            let letters: Vec<DeadLetter> = items
+                .iter()
+                .filter(|(_, p, _)| letters_sent.as_ref().is_none_or(|sent| p > sent))
+                .filter_map(|(_, _, item)| match item {
+                    Item::Poison(letter) => Some(letter.clone()),
+                    Item::Event(_) => None,
+                })
+                .collect();
+            if !letters.is_empty() {
+                self.dead_letters
+                    .send(&letters)
+                    .await
+                    .map_err(|e| (index, format!("dead-letter sink: {e}")))?;
+                for letter in &letters {
+                    tracing::warn!(processor = PROCESSOR, shard_id = %letter.shard_id,
+                        sequence_number = %letter.sequence_number,
+                        sub_sequence_number = ?letter.sub_sequence_number,
+                        reason_kind = %letter.reason_kind, reason = %letter.reason,
+                        "record dead-lettered");
+                }
+                add(&self.counters.dead_lettered, letters.len() as u64);
+                letters_sent = Some(last.clone());
+            }
+
+            let events: Vec<ArchivedEvent> = items
+                .iter()
+                .filter_map(|(_, _, item)| match item {
+                    Item::Event(e) => Some(e.clone()),
+                    Item::Poison(_) => None,
+                })
+                .collect();
+            let plan = plan_batch(&shard_id, first.clone(), last.clone(), events);
+            let mut keys = Vec::with_capacity(plan.files.len());
+            let (mut rows, mut bytes) = (0u64, 0u64);
+            for file in &plan.files {
+                let refs: Vec<&ArchivedEvent> = file.rows.iter().collect();
+                let metadata = batch_metadata(&shard_id, &plan.first, &plan.last);
+                let encoded = write_file(file.partition.table, &refs, &self.options, metadata)
+                    .map_err(|e| (index, format!("encoding {}: {e}", file.key)))?;
+                rows += file.rows.len() as u64;
+                bytes += encoded.len() as u64;
+                self.objects
+                    .put(&staged_key(&file.key), encoded)
+                    .await
+                    .map_err(fail)?;
+                keys.push(file.key.clone());
+            }
+            drop(plan);
+
+            let committed = checkpoint.commit(last.clone(), keys);
+            if !self
+                .checkpoints
+                .save(&shard_id, &committed)
+                .await
+                .map_err(fail)?
+            {
+                add(&self.counters.commit_conflicts, 1);
+                continue;
+            }
+            add(&self.counters.rows, rows);
+            add(&self.counters.files, committed.pending.len() as u64);
+            add(&self.counters.bytes, bytes);
+            self.promote(&committed).await.map_err(fail)?;
+            // Lost to a consumer that promoted and cleared them first: the same end.
+            let _ = self
+                .checkpoints
+                .save(&shard_id, &committed.promoted())
+                .await
+                .map_err(fail)?;
+            tracing::debug!(processor = PROCESSOR, shard_id = %shard_id, first = %first.to_key(),
+                last = %last.to_key(), rows, bytes, files = committed.pending.len(), "batch archived");
+            return Ok(());
+        }
+        Err((
+            first_index,
+            format!(
+                "shard {shard_id}: the archive checkpoint kept changing ({MAX_ATTEMPTS} attempts)"
+            ),
+        ))
+    }
+
+    /// Promotes every pending file of `checkpoint`; how many moved now (the rest had
+    /// moved before).
+    async fn promote(&self, checkpoint: &ArchiveCheckpoint) -> Result<u64, StoreError> {
+        let mut moved = 0;
+        for key in &checkpoint.pending {
+            if self.objects.promote(&staged_key(key), key).await? {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// The footer metadata of batch files.
+mod parquet_metadata {
+    use flyhigh_core::archive::KeyValue;
+    use flyhigh_core::records::Position;
+
+    /// Names the shard and the range a batch file covers.
+    pub fn batch_metadata(shard_id: &str, first: &Position, last: &Position) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("flyhigh.shard_id".to_string(), shard_id.to_string()),
+            KeyValue::new("flyhigh.first".to_string(), first.to_key()),
+            KeyValue::new("flyhigh.last".to_string(), last.to_key()),
+        ]
+    }
+}
