@@ -31,6 +31,10 @@
 //!   [`ObjectStore`](flyhigh_core::ports::ObjectStore): one file per object under a
 //!   root directory, at the path its S3 key spells, so the directory is the
 //!   Hive-partitioned dataset DuckDB queries; every put replaces its file atomically.
+//!   [`SqliteArchiveCheckpoints`] is the
+//!   [`ArchiveCheckpoints`](flyhigh_core::ports::ArchiveCheckpoints): one row per
+//!   shard, saved conditionally on its version, exact across threads and processes
+//!   sharing the file.
 //!
 //! # Files
 //!
@@ -45,6 +49,7 @@
 //! | [`DEMAND_FILE`] (+ `-wal`, `-shm`) | [`SqliteDemandStore`] | tables `counters`, `routes`, `watermarks`, `alerts`, `outbox`, `route_states` and `cabin_states` |
 //! | [`ALERTS_FILE`] | [`AlertLog`] | every alert published, one [`Alert`](flyhigh_schemas::Alert) per line |
 //! | [`ARCHIVE_DIR`]`/` | [`LocalObjectStore`] | the archive: Parquet files under `event_type=/dt=/hour=/`, staged copies under `_staging/` |
+//! | [`ARCHIVE_CHECKPOINTS_FILE`] (+ `-wal`, `-shm`) | [`SqliteArchiveCheckpoints`] | table `archive_checkpoints` |
 //!
 //! # Example
 //!
@@ -92,7 +97,7 @@ pub mod demand;
 pub mod jsonl;
 pub mod sqlite;
 
-pub use archive::LocalObjectStore;
+pub use archive::{LocalObjectStore, SqliteArchiveCheckpoints};
 pub use demand::{AlertLog, SqliteDemandStore};
 pub use jsonl::{JsonLinesError, JsonLinesFile, read_all};
 pub use sqlite::SqliteInventoryStore;
@@ -116,3 +121,6 @@ pub const FAILED_BATCH_FILE: &str = "failed-batches.jsonl";
 /// Conventional name of the archive's root directory in the demo's data directory
 /// (the Hive-partitioned dataset DuckDB reads).
 pub const ARCHIVE_DIR: &str = "archive";
+
+/// Conventional name of the archive checkpoint database in the demo's data directory.
+pub const ARCHIVE_CHECKPOINTS_FILE: &str = "archive-checkpoints.sqlite";

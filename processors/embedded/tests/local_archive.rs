@@ -1,19 +1,28 @@
-//! `LocalObjectStore` against the archive's object store port: the files the keys
-//! spell, atomic replacement under a concurrent reader, listings by any key prefix,
-//! promotion and deletion with their directories, invalid keys refused, the same
-//! answers as the in-memory reference store.
+//! `LocalObjectStore` and `SqliteArchiveCheckpoints` against the archive ports: the
+//! files the keys spell, atomic replacement under a concurrent reader, listings by
+//! any key prefix, promotion and deletion with their directories, invalid keys
+//! refused, the same answers as the in-memory reference store; and checkpoints saved
+//! exactly once by racing handles, read back exactly, kept across a reopen.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
 
 use flyhigh_core::StoreError;
+use flyhigh_core::archive::ArchiveCheckpoint;
 use flyhigh_core::memory::MemoryObjectStore;
-use flyhigh_core::ports::{ObjectInfo, ObjectStore};
-use flyhigh_embedded::{ARCHIVE_DIR, LocalObjectStore};
+use flyhigh_core::ports::{ArchiveCheckpoints, ObjectInfo, ObjectStore};
+use flyhigh_core::records::Position;
+use flyhigh_embedded::{
+    ARCHIVE_CHECKPOINTS_FILE, ARCHIVE_DIR, DEMAND_FILE, LocalObjectStore, SqliteArchiveCheckpoints,
+    SqliteDemandStore,
+};
 use proptest::prelude::*;
 
 const KEY: &str = "event_type=booking/dt=2026-12-01/hour=09/b_x.parquet";
+const SHARD: &str = "shardId-000000000001";
+/// A realistic Kinesis sequence number: 56 digits.
+const SEQUENCE: &str = "49590338271490256608559692538361571095921575989136588898";
 
 fn store() -> (tempfile::TempDir, LocalObjectStore) {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -462,4 +471,184 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+fn committed(through: &str, sub: u32, pending: &[&str], version: u64) -> ArchiveCheckpoint {
+    ArchiveCheckpoint {
+        archived_through: Some(Position::new(through, Some(sub))),
+        version,
+        pending: pending.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_is_saved_once_per_version_and_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints =
+        SqliteArchiveCheckpoints::open(&dir.path().join(ARCHIVE_CHECKPOINTS_FILE)).unwrap();
+    assert_eq!(checkpoints.load(SHARD).await.unwrap(), None);
+
+    let first = committed(
+        SEQUENCE,
+        7,
+        &[KEY, "event_type=search/dt=2026-12-01/hour=09/b_x.parquet"],
+        1,
+    );
+    assert!(checkpoints.save(SHARD, &first).await.unwrap());
+    assert!(!checkpoints.save(SHARD, &first).await.unwrap());
+    assert_eq!(checkpoints.load(SHARD).await.unwrap(), Some(first.clone()));
+    // Another shard is another row.
+    assert_eq!(
+        checkpoints.load("shardId-000000000002").await.unwrap(),
+        None
+    );
+
+    // Only the next version follows.
+    let skipped = committed(SEQUENCE, 9, &[], 3);
+    assert!(!checkpoints.save(SHARD, &skipped).await.unwrap());
+    assert!(
+        !checkpoints
+            .save(SHARD, &ArchiveCheckpoint::default())
+            .await
+            .unwrap()
+    );
+    let promoted = first.promoted();
+    assert!(checkpoints.save(SHARD, &promoted).await.unwrap());
+    assert_eq!(
+        checkpoints.load(SHARD).await.unwrap(),
+        Some(promoted.clone())
+    );
+    // A later version refused leaves the stored one as it was.
+    assert!(
+        !checkpoints
+            .save(SHARD, &committed("1", 0, &["k"], 2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(checkpoints.load(SHARD).await.unwrap(), Some(promoted));
+
+    // A checkpoint of nothing yet (every record of a batch dead-lettered has a
+    // position; this one has none) reads back as such.
+    let empty = ArchiveCheckpoint {
+        archived_through: None,
+        version: 1,
+        pending: Vec::new(),
+    };
+    assert!(
+        checkpoints
+            .save("shardId-000000000003", &empty)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        checkpoints.load("shardId-000000000003").await.unwrap(),
+        Some(empty)
+    );
+
+    // What it stores is readable with the sqlite3 shell: the position as its
+    // ordered key, the pending keys as a JSON array.
+    let conn = rusqlite::Connection::open(dir.path().join(ARCHIVE_CHECKPOINTS_FILE)).unwrap();
+    let (through, pending, updated_at): (String, String, String) = conn
+        .query_row(
+            "SELECT archived_through, pending, updated_at FROM archive_checkpoints \
+             WHERE shard_id = ?1",
+            [SHARD],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(through, Position::new(SEQUENCE, Some(7)).to_key());
+    assert_eq!(pending, "[]");
+    assert!(updated_at.ends_with('Z'), "{updated_at}");
+}
+
+#[tokio::test]
+async fn checkpoints_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(ARCHIVE_CHECKPOINTS_FILE);
+    let saved = committed(SEQUENCE, 0, &[KEY], 1);
+    {
+        let checkpoints = SqliteArchiveCheckpoints::open(&path).unwrap();
+        assert!(checkpoints.save(SHARD, &saved).await.unwrap());
+    }
+    let reopened = SqliteArchiveCheckpoints::open(&path).unwrap();
+    assert_eq!(reopened.load(SHARD).await.unwrap(), Some(saved.clone()));
+    assert!(!reopened.save(SHARD, &saved).await.unwrap());
+    assert!(reopened.save(SHARD, &saved.promoted()).await.unwrap());
+}
+
+#[test]
+fn another_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DEMAND_FILE);
+    drop(SqliteDemandStore::open(&path).unwrap());
+    match SqliteArchiveCheckpoints::open(&path) {
+        Err(StoreError::Permanent(message)) => {
+            assert!(
+                message.contains("not an archive checkpoint database"),
+                "{message}"
+            );
+            assert!(message.contains(DEMAND_FILE), "{message}");
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+}
+
+/// Two handles on one fresh file (two consumers of one shard after a rebalance),
+/// each on its own thread, save the same version at once, 100 times: exactly one wins
+/// each round, and the loser gets `false`, never an error.
+#[test]
+fn racing_handles_get_exactly_one_winner_per_version() {
+    const ROUNDS: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(ARCHIVE_CHECKPOINTS_FILE);
+    let barrier = Arc::new(Barrier::new(2));
+    let racers: Vec<_> = (0..2u32)
+        .map(|racer| {
+            let (path, barrier) = (path.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                // Both open the fresh file at once too.
+                barrier.wait();
+                let checkpoints = SqliteArchiveCheckpoints::open(&path).unwrap();
+                let mut wins = Vec::new();
+                for version in 1..=ROUNDS {
+                    let next = committed(
+                        &format!("{SEQUENCE}{version}"),
+                        racer,
+                        &[&format!("racer-{racer}")],
+                        version,
+                    );
+                    barrier.wait();
+                    let won = runtime
+                        .block_on(checkpoints.save(SHARD, &next))
+                        .unwrap_or_else(|e| panic!("racer {racer}, version {version}: {e}"));
+                    wins.push(won);
+                    // Both have tried before the next round starts.
+                    barrier.wait();
+                }
+                wins
+            })
+        })
+        .collect();
+    let wins: Vec<Vec<bool>> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(wins[0].len(), ROUNDS as usize);
+    for (round, (a, b)) in wins[0].iter().zip(&wins[1]).enumerate() {
+        assert!(a != b, "round {}: {a} and {b}", round + 1);
+    }
+    let last_winner = u32::from(wins[1][ROUNDS as usize - 1]);
+    let checkpoints = SqliteArchiveCheckpoints::open(&path).unwrap();
+    let stored = block_on_without_runtime(checkpoints.load(SHARD))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored,
+        committed(
+            &format!("{SEQUENCE}{ROUNDS}"),
+            last_winner,
+            &[&format!("racer-{last_winner}")],
+            ROUNDS
+        )
+    );
 }
