@@ -2,7 +2,8 @@
 //! account and no Docker.
 //!
 //! In AWS mode the processors keep seat inventory in DynamoDB, park poison records in
-//! SQS and send exhausted batches to an on-failure destination. The embedded default
+//! SQS, send exhausted batches to an on-failure destination and archive Parquet in
+//! S3. The embedded default
 //! (`flyhigh demo`) runs the same handlers against the same ports
 //! ([`flyhigh_core::ports`], [`flyhigh_runner::failure`]), implemented here on local
 //! files:
@@ -26,6 +27,14 @@
 //!   reference stores, exact across threads and processes sharing the file.
 //!   [`AlertLog`] is the [`AlertPublisher`](flyhigh_core::AlertPublisher): one alert
 //!   per line of a JSON lines file, and optionally a line on the console.
+//! - [`archive`]: the archive processor's ports. [`LocalObjectStore`] is the
+//!   [`ObjectStore`](flyhigh_core::ports::ObjectStore): one file per object under a
+//!   root directory, at the path its S3 key spells, so the directory is the
+//!   Hive-partitioned dataset DuckDB queries; every put replaces its file atomically.
+//!   [`SqliteArchiveCheckpoints`] is the
+//!   [`ArchiveCheckpoints`](flyhigh_core::ports::ArchiveCheckpoints): one row per
+//!   shard, saved conditionally on its version, exact across threads and processes
+//!   sharing the file.
 //!
 //! # Files
 //!
@@ -39,6 +48,8 @@
 //! | [`FAILED_BATCH_FILE`] | [`JsonLinesFile`] as failure destination | batches that exhausted their retries, with their bytes for replay |
 //! | [`DEMAND_FILE`] (+ `-wal`, `-shm`) | [`SqliteDemandStore`] | tables `counters`, `routes`, `watermarks`, `alerts`, `outbox`, `route_states` and `cabin_states` |
 //! | [`ALERTS_FILE`] | [`AlertLog`] | every alert published, one [`Alert`](flyhigh_schemas::Alert) per line |
+//! | [`ARCHIVE_DIR`]`/` | [`LocalObjectStore`] | the archive: Parquet files under `event_type=/dt=/hour=/`, staged copies under `_staging/` |
+//! | [`ARCHIVE_CHECKPOINTS_FILE`] (+ `-wal`, `-shm`) | [`SqliteArchiveCheckpoints`] | table `archive_checkpoints` |
 //!
 //! # Example
 //!
@@ -81,10 +92,12 @@
 //! # }
 //! ```
 
+pub mod archive;
 pub mod demand;
 pub mod jsonl;
 pub mod sqlite;
 
+pub use archive::{LocalObjectStore, SqliteArchiveCheckpoints};
 pub use demand::{AlertLog, SqliteDemandStore};
 pub use jsonl::{JsonLinesError, JsonLinesFile, read_all};
 pub use sqlite::SqliteInventoryStore;
@@ -104,3 +117,10 @@ pub const DEAD_LETTER_FILE: &str = "dead-letters.jsonl";
 
 /// Conventional name of the failed-batch file in the demo's data directory.
 pub const FAILED_BATCH_FILE: &str = "failed-batches.jsonl";
+
+/// Conventional name of the archive's root directory in the demo's data directory
+/// (the Hive-partitioned dataset DuckDB reads).
+pub const ARCHIVE_DIR: &str = "archive";
+
+/// Conventional name of the archive checkpoint database in the demo's data directory.
+pub const ARCHIVE_CHECKPOINTS_FILE: &str = "archive-checkpoints.sqlite";
