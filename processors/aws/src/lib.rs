@@ -1,5 +1,5 @@
 //! The AWS adapters of the FlyHigh processors: the ports of `flyhigh-core` and
-//! `flyhigh-runner` implemented on DynamoDB, SNS, SQS and Kinesis.
+//! `flyhigh-runner` implemented on DynamoDB, SNS, SQS, Kinesis and S3.
 //!
 //! Each adapter takes a ready-built SDK client in `new(client, ...)`; building clients
 //! (region, credentials, `AWS_ENDPOINT_URL`) is the wiring of the Lambda binaries and
@@ -16,6 +16,8 @@
 //! | [`sns`]      | `sns`      | `flyhigh_core::AlertPublisher` ([`sns::SnsTopic`]); with `sqs` also [`sns::subscribe_queue`] | `aws-sdk-sns` |
 //! | [`sqs`]      | `sqs`      | `flyhigh_core::DeadLetterSink` ([`sqs::SqsQueue`]); with `runner` also `flyhigh_runner::failure::FailureDestination` | `aws-sdk-sqs` |
 //! | [`kinesis`]  | `kinesis`  | `flyhigh_runner::source::StreamSource` ([`kinesis::KinesisSource`]) | `aws-sdk-kinesis`  |
+//! | [`s3`]       | `s3`       | `flyhigh_core::ports::ObjectStore` ([`s3::S3ObjectStore`])          | `aws-sdk-s3`       |
+//! | [`archive`]  | `s3` and `dynamodb` | `flyhigh_core::ports::ArchiveCheckpoints` ([`archive::DynamoArchiveCheckpoints`]) | `aws-sdk-dynamodb` |
 //!
 //! Inside each module, the code that builds requests and the code that classifies
 //! errors are pure and unit-tested with SDK types built by their builders; only the
@@ -32,10 +34,14 @@
 //! | inventory Lambda (with flight alerts)   | `dynamodb`, `sqs`, `sns` |
 //! | demand Lambda (counting)                | `dynamodb`, `sqs`       |
 //! | alerts Lambda (surge evaluator, outbox) | `dynamodb`, `sns`       |
+//! | archive processor                       | `s3`, `dynamodb` (its checkpoints), `sqs` |
 //! | `flyhigh` CLI and runner in AWS mode    | all (the default)       |
 //!
 //! `runner` (on by default, implied by `kinesis`) adds the `flyhigh-runner` ports,
 //! which the Lambdas do not need: Lambda's own event source mapping reads the stream.
+//! `s3` also builds `flyhigh-core`'s archive (Arrow and Parquet), which only the
+//! archive's binaries need; the archive checkpoints live in DynamoDB, so
+//! [`archive`] is there when both `s3` and `dynamodb` are on.
 //!
 //! # The inventory table
 //!
@@ -89,18 +95,23 @@ mod error_text;
     feature = "dynamodb",
     feature = "sqs",
     feature = "sns",
-    feature = "kinesis"
+    feature = "kinesis",
+    feature = "s3"
 ))]
 mod retry;
 
 pub use error_text::error_text;
 
+#[cfg(all(feature = "dynamodb", feature = "s3"))]
+pub mod archive;
 #[cfg(feature = "dynamodb")]
 pub mod demand;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(feature = "sns")]
 pub mod sns;
 #[cfg(feature = "sqs")]

@@ -115,3 +115,23 @@ pub async fn receive(
     }
     out
 }
+
+/// An S3 client for moto: path-style addressing, since the bucket cannot be a host
+/// name of `127.0.0.1`.
+#[cfg(feature = "s3")]
+pub async fn s3_client() -> aws_sdk_s3::Client {
+    let config = sdk_config().await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// A bucket name no other test uses: lower case, at most 63 characters.
+#[cfg(feature = "s3")]
+pub fn unique_bucket(prefix: &str) -> String {
+    let name = unique_name(prefix).to_ascii_lowercase();
+    assert!(name.len() <= 63, "bucket name {name} is too long for S3");
+    name
+}
