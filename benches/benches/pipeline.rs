@@ -301,7 +301,12 @@ fn archive(c: &mut Criterion) {
     let mut group = c.benchmark_group("archive");
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("baseline_json_decode", |b| {
-        b.iter(|| bytes.iter().filter(|d| flyhigh_schemas::decode(d).is_ok()).count())
+        b.iter(|| {
+            bytes
+                .iter()
+                .filter(|d| flyhigh_schemas::decode(d).is_ok())
+                .count()
+        })
     });
     group.bench_function("parquet_encode_batch_of_10000", |b| {
         b.iter_batched(

@@ -66,7 +66,10 @@ async fn main() {
 
     // One 10,000-record batch through the handler, heap measured.
     let records = flyhigh_benches::records::plain(0, &events[..BATCH]);
-    let input: usize = records.iter().map(|r| r.data.len() + r.sequence_number.len()).sum();
+    let input: usize = records
+        .iter()
+        .map(|r| r.data.len() + r.sequence_number.len())
+        .sum();
     let objects = MemoryObjectStore::new();
     let (checkpoints, letters) = (MemoryArchiveCheckpoints::new(), MemoryDeadLetters::new());
     let handler = ArchiveHandler::new(&objects, &checkpoints, &letters);
@@ -96,8 +99,15 @@ async fn main() {
     let compacted = data_files(&archive).await;
 
     let per = |bytes: usize, count: usize| bytes as f64 / count as f64;
-    println!("{} events at airline density ({} JSON bytes)", events.len(), json_bytes);
-    println!("  raw JSON            {:>7.1} bytes/event", per(json_bytes, events.len()));
+    println!(
+        "{} events at airline density ({} JSON bytes)",
+        events.len(),
+        json_bytes
+    );
+    println!(
+        "  raw JSON            {:>7.1} bytes/event",
+        per(json_bytes, events.len())
+    );
     println!(
         "  gzip JSON (level 6) {:>7.1} bytes/event ({:.3}x raw)",
         per(gzip_bytes, events.len()),
@@ -118,7 +128,10 @@ async fn main() {
         compacted.0,
         report.compacted.len()
     );
-    println!("handler on one batch of {BATCH} records ({:.2} MiB of record data):", mib(input));
+    println!(
+        "handler on one batch of {BATCH} records ({:.2} MiB of record data):",
+        mib(input)
+    );
     println!(
         "  peak heap above its input {:>6.2} MiB; files written {:>5.2} MiB ({} files, {} rows)",
         mib(peak),
@@ -131,6 +144,9 @@ async fn main() {
 /// Data files visible in a store, and their bytes.
 async fn data_files(store: &MemoryObjectStore) -> (usize, usize) {
     let listed = store.list("").await.expect("in memory");
-    let files: Vec<_> = listed.iter().filter(|o| DataFile::parse(&o.key).is_some()).collect();
+    let files: Vec<_> = listed
+        .iter()
+        .filter(|o| DataFile::parse(&o.key).is_some())
+        .collect();
     (files.len(), files.iter().map(|o| o.size as usize).sum())
 }

@@ -339,7 +339,7 @@ fn at_seconds(s: i64) -> DateTime<Utc> {
 }
 
 /// `15m`, `1h`, `90s`, `2d`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = n
         .parse()

@@ -7,8 +7,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use flyhigh_core::{DemandStore, InventoryStore};
-use flyhigh_embedded::{AlertLog, JsonLinesFile, SqliteDemandStore, SqliteInventoryStore};
-use flyhigh_handlers::{DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator};
+use flyhigh_embedded::{
+    AlertLog, JsonLinesFile, LocalObjectStore, SqliteArchiveCheckpoints, SqliteDemandStore,
+    SqliteInventoryStore,
+};
+use flyhigh_handlers::{
+    ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator,
+};
 use flyhigh_producer::{FileDeadLetters, LocalStream, Producer, ProducerConfig};
 use flyhigh_runner::{LocalSource, MappingConfig, Runner, handler_fn};
 use flyhigh_simulator::{SimConfig, Simulator, SurgeConfig};
@@ -45,6 +50,10 @@ pub struct DemoArgs {
     /// Simulate an ordinary day: no demand surge on any route.
     #[arg(long)]
     no_surge: bool,
+    /// Leave the archive as the batches wrote it (by default every hour is
+    /// compacted once the stream has ended: the simulated day is over).
+    #[arg(long)]
+    no_compact: bool,
 }
 
 /// The `--summary-json` document of `demo`.
@@ -67,7 +76,21 @@ struct DemoSummary {
     runner: flyhigh_runner::MappingStats,
     demand: DemandSummary,
     alerts: AlertsSummary,
+    archive: ArchiveDemoSummary,
     files: Files,
+}
+
+/// `"archive"` in the summary: what the archive holds once the run (and its
+/// compaction) is done, with what the handler and the compaction did.
+#[derive(Serialize)]
+struct ArchiveDemoSummary {
+    #[serde(flatten)]
+    contents: crate::archive_cmd::ArchiveSummary,
+    /// Rows equal the events produced (each event once, poison aside).
+    rows_check: bool,
+    handler: flyhigh_handlers::archive::ArchiveStats,
+    runner: flyhigh_runner::MappingStats,
+    compaction: Option<flyhigh_handlers::archive::CompactionReport>,
 }
 
 /// The hot-route processor's part of the summary.
@@ -120,6 +143,10 @@ struct Files {
     demand_dead_letters: PathBuf,
     demand_failed_batches: PathBuf,
     alerts: PathBuf,
+    archive: PathBuf,
+    archive_checkpoints: PathBuf,
+    archive_dead_letters: PathBuf,
+    archive_failed_batches: PathBuf,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
@@ -143,6 +170,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         demand_dead_letters: args.out.join("demand-dead-letters.jsonl"),
         demand_failed_batches: args.out.join("demand-failed-batches.jsonl"),
         alerts: args.out.join(flyhigh_embedded::ALERTS_FILE),
+        archive: args.out.join(flyhigh_embedded::ARCHIVE_DIR),
+        archive_checkpoints: args.out.join(flyhigh_embedded::ARCHIVE_CHECKPOINTS_FILE),
+        archive_dead_letters: args.out.join("archive-dead-letters.jsonl"),
+        archive_failed_batches: args.out.join("archive-failed-batches.jsonl"),
     };
     // A demo run starts from nothing, so that its check compares like with like.
     for path in [
@@ -154,6 +185,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         &files.demand_dead_letters,
         &files.demand_failed_batches,
         &files.alerts,
+        &files.archive_checkpoints,
+        &files.archive_dead_letters,
+        &files.archive_failed_batches,
     ] {
         remove_if_exists(path)?;
         // SQLite's side files, and what `flyhigh dead-letters replay` keeps beside a
@@ -161,6 +195,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         for suffix in ["-wal", "-shm", ".replayed.jsonl", ".failed-again.jsonl"] {
             remove_if_exists(&PathBuf::from(format!("{}{suffix}", path.display())))?;
         }
+    }
+    if files.archive.exists() {
+        std::fs::remove_dir_all(&files.archive)
+            .with_context(|| format!("removing {}", files.archive.display()))?;
     }
     let store = SqliteInventoryStore::open(&files.inventory_sqlite)?;
     store.load_schedule(&schedule).await?;
@@ -206,7 +244,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         ..MappingConfig::default()
     };
     let runner = Runner::new(mapping.clone());
-    let demand_runner = Runner::new(mapping);
+    let demand_runner = Runner::new(mapping.clone());
+    // The archive processor: Parquet under OUT/archive, checkpoints in SQLite.
+    let archive_handler = Arc::new(ArchiveHandler::new(
+        LocalObjectStore::open(&files.archive)?,
+        SqliteArchiveCheckpoints::open(&files.archive_checkpoints)?,
+        JsonLinesFile::create(&files.archive_dead_letters)?,
+    ));
+    let archive_runner = Runner::new(mapping);
 
     let style =
         ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos:>8}/{len} {per_sec:>12} {msg}")
@@ -245,6 +290,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             LocalSource::new(stream.clone()),
         );
         let failed = JsonLinesFile::create(&files.demand_failed_batches)?;
+        tokio::spawn(async move {
+            let invoke = handler_fn(|event| {
+                let handler = handler.clone();
+                async move { Ok(handler.handle(event).await) }
+            });
+            runner.run(&source, &invoke, &failed).await
+        })
+    };
+    let archive_consumer = {
+        let (runner, handler, source) = (
+            archive_runner.clone(),
+            archive_handler.clone(),
+            LocalSource::new(stream.clone()),
+        );
+        let failed = JsonLinesFile::create(&files.archive_failed_batches)?;
         tokio::spawn(async move {
             let invoke = handler_fn(|event| {
                 let handler = handler.clone();
@@ -313,6 +373,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     produced_bar.finish();
     let runner_stats = consumer.await.context("consumer task")??;
     let demand_runner_stats = demand_consumer.await.context("demand consumer task")??;
+    let archive_runner_stats = archive_consumer.await.context("archive consumer task")??;
     let _ = stop_evaluating.send(true);
     let (mut evaluator_runs, mut buckets_judged) = evaluating.await.context("evaluator task")?;
     // The stream has ended: judge everything up to the end of the simulated span.
@@ -341,6 +402,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         && counted.bookings == outcome.produced.booking
         && counted.cancellations + unrouted == outcome.produced.cancellation
         && demand_stats.failed_batches == 0;
+    // The simulated day is over, so every hour of it is closed: compact them all, as
+    // the scheduled compaction does an hour at a time.
+    let compaction = if args.no_compact {
+        None
+    } else {
+        let after = simulated_now + flyhigh_handlers::archive::DEFAULT_GRACE;
+        Some(crate::archive_cmd::compact_local(&files.archive, after).await?)
+    };
+    let archive_contents = crate::archive_cmd::summarize(
+        &LocalObjectStore::open(&files.archive)?,
+        flyhigh_handlers::archive::DEFAULT_TARGET_BYTES,
+    )
+    .await?;
+    let archive_stats = archive_handler.stats();
+    let rows_check = archive_contents.rows == outcome.produced.total
+        || (args.no_compact && archive_contents.rows >= outcome.produced.total);
     let items: Vec<flyhigh_schemas::Alert> = flyhigh_embedded::read_all(&files.alerts)?;
     let mut by_rule = std::collections::BTreeMap::new();
     for alert in &items {
@@ -386,6 +463,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             by_rule,
             items,
         },
+        archive: ArchiveDemoSummary {
+            contents: archive_contents,
+            rows_check,
+            handler: archive_stats,
+            runner: archive_runner_stats,
+            compaction,
+        },
         files,
     };
     let path = args
@@ -394,7 +478,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .unwrap_or_else(|| args.out.join("summary.json"));
     report::write_json(&path, &summary)?;
     print_summary(&summary, &path);
-    Ok(summary.inventory_check.is_ok() && report.dead_lettered == 0 && summary.demand.counts_check)
+    Ok(summary.inventory_check.is_ok()
+        && report.dead_lettered == 0
+        && summary.demand.counts_check
+        && summary.archive.rows_check)
 }
 
 /// How far behind its shard an event may arrive before it is late, and how far the
@@ -504,5 +591,29 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
         s.files.alerts.display(),
         d.surge_route.as_deref().unwrap_or("no route")
     );
+    let a = &s.archive;
+    println!(
+        "  archive       {} rows in {} Parquet files, {} bytes ({:.1} per event) under {}; rows {}",
+        a.contents.rows,
+        a.contents.files,
+        a.contents.bytes,
+        a.contents.bytes as f64 / a.contents.rows.max(1) as f64,
+        s.files.archive.display(),
+        if a.rows_check {
+            "equal the events produced"
+        } else {
+            "DIFFER from the events produced"
+        }
+    );
+    if let Some(c) = &a.compaction {
+        let merged: usize = c.compacted.iter().map(|p| p.files_merged).sum();
+        println!(
+            "                compacted {} hours: {} batch files merged, {} duplicates dropped; {} committed by the handler",
+            c.compacted.len(),
+            merged,
+            c.duplicates_dropped(),
+            a.handler.files
+        );
+    }
     println!("  summary       {}", path.display());
 }

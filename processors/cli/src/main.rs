@@ -13,12 +13,15 @@
 //!   stream once the cause is fixed.
 //! - `routes top`, `alerts list`: the hot-route processor's real-time view and the
 //!   alerts raised, from either store.
+//! - `archive compact | summary | ddl`: merge the archive's closed hours into large
+//!   files, count what it holds, print the Athena DDL.
 //! - `check`: recompute the expected inventory from the simulator's events and compare
 //!   it with a store.
 //!
 //! This crate is wiring: it builds adapters and hands them to the same handler and
 //! runner the Lambda binaries and tests use.
 
+mod archive_cmd;
 mod aws;
 mod dead_letters;
 mod demand_cmd;
@@ -71,6 +74,9 @@ enum Command {
     /// Alerts raised for the revenue team (surges, near-sold-out, sold-out, oversold).
     #[command(subcommand)]
     Alerts(demand_cmd::AlertsCommand),
+    /// The Parquet archive: compact closed hours, summarize, print the Athena DDL.
+    #[command(subcommand)]
+    Archive(archive_cmd::ArchiveCommand),
 }
 
 #[derive(Subcommand)]
@@ -188,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::DeadLetters(command) => dead_letters::run(command).await,
             Command::Routes(command) => demand_cmd::routes(command).await,
             Command::Alerts(command) => demand_cmd::alerts(command).await,
+            Command::Archive(command) => archive_cmd::run(command).await,
         }
     })
 }

@@ -652,3 +652,34 @@ fn racing_handles_get_exactly_one_winner_per_version() {
         )
     );
 }
+
+/// Regression: promotions out of one staging directory, at once, made the last one
+/// out prune the directory while another was syncing it, which failed that
+/// promotion with "No such file or directory" (the demo's shards do exactly this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_promotions_out_of_one_staging_directory_all_succeed() {
+    let (_dir, store) = store();
+    for round in 0..40 {
+        for i in 0..8 {
+            let key = format!("event_type=search/dt=2026-12-01/hour=06/b_{round}_{i}.parquet");
+            store
+                .put(&format!("_staging/{key}"), vec![i as u8; 64])
+                .await
+                .unwrap();
+        }
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let key =
+                        format!("event_type=search/dt=2026-12-01/hour=06/b_{round}_{i}.parquet");
+                    store.promote(&format!("_staging/{key}"), &key).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Ok(true), "round {round}");
+        }
+    }
+    assert_eq!(store.list("event_type=search/").await.unwrap().len(), 320);
+}

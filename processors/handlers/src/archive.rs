@@ -17,6 +17,7 @@ pub mod compaction;
 pub mod handler;
 
 pub use compaction::{CompactionReport, Compactor, PartitionReport};
+pub use flyhigh_core::archive::{DEFAULT_GRACE, DEFAULT_TARGET_BYTES};
 pub use handler::{ArchiveHandler, ArchiveStats};
 
 /// The processor's name in dead letters and logs.

@@ -284,6 +284,13 @@ pub fn read_event_ids(bytes: Vec<u8>) -> Result<Vec<uuid::Uuid>, ArchiveError> {
     Ok(out)
 }
 
+/// The number of rows of a Parquet file, from its footer alone.
+pub fn row_count(bytes: Vec<u8>) -> Result<u64, ArchiveError> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).map_err(parquet_error)?;
+    Ok(builder.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
 fn batches(bytes: Vec<u8>, only: Option<&str>) -> Result<Vec<RecordBatch>, ArchiveError> {
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).map_err(parquet_error)?;

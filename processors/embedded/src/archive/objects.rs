@@ -348,7 +348,12 @@ fn promote_now(root: &Path, from: &str, to: &str) -> Result<bool, StoreError> {
     }
     sync_dir(target_dir).map_err(|e| failed("syncing directory", target_dir, &e))?;
     if source_dir != target_dir {
-        sync_dir(source_dir).map_err(|e| failed("syncing directory", source_dir, &e))?;
+        // Another promotion may have pruned the emptied directory already: then
+        // there is nothing left to sync.
+        match sync_dir(source_dir) {
+            Err(e) if !absent(&e) => return Err(failed("syncing directory", source_dir, &e)),
+            _ => {}
+        }
         prune(root, source_dir);
     }
     Ok(true)

@@ -1,0 +1,71 @@
+//! The compaction Lambda: invoked every hour by an EventBridge schedule, it merges the
+//! archive's closed hours into files of the target size, one row per `event_id`.
+//!
+//! Wiring only (the compactor is `flyhigh_handlers::Compactor`). Configuration, read
+//! once at cold start:
+//! - `ARCHIVE_BUCKET`, `ARCHIVE_PREFIX` (optional, default `archive`),
+//!   `ARCHIVE_KMS_KEY_ID` (optional): as for the archive Lambda;
+//! - `TARGET_BYTES` (optional, default 134217728, 128 MiB): the size of compacted
+//!   files, one remainder per partition excepted;
+//! - `GRACE_MINUTES` (optional, default 15): an hour is closed this long after its
+//!   end.
+//!
+//! The payload is ignored. Each run answers with the `CompactionReport` as JSON; a
+//! failure fails the invocation, and the next run (or a retry) finishes the job: a
+//! crash at any step leaves every row readable (see
+//! `flyhigh_handlers::archive::compaction`). Reserved concurrency must be 1.
+
+use chrono::{Duration, Utc};
+use flyhigh_aws::s3::S3ObjectStore;
+use flyhigh_handlers::Compactor;
+use flyhigh_handlers::archive::{CompactionReport, DEFAULT_GRACE, DEFAULT_TARGET_BYTES};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time()
+        .init();
+    let bucket = required("ARCHIVE_BUCKET")?;
+    let prefix = std::env::var("ARCHIVE_PREFIX").unwrap_or_else(|_| "archive".into());
+    let kms_key = std::env::var("ARCHIVE_KMS_KEY_ID").ok();
+    let target: u64 = number("TARGET_BYTES", DEFAULT_TARGET_BYTES)?;
+    let grace = match std::env::var("GRACE_MINUTES") {
+        Ok(_) => Duration::minutes(number("GRACE_MINUTES", 0)? as i64),
+        Err(_) => DEFAULT_GRACE,
+    };
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let compactor = Compactor::new(
+        S3ObjectStore::new(aws_sdk_s3::Client::new(&config), bucket, &prefix).with_kms_key(kms_key),
+    )
+    .with_target_bytes(target)
+    .with_grace(grace);
+    let compactor = &compactor;
+    lambda_runtime::run(service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            let report: CompactionReport = compactor.compact_closed(Utc::now()).await?;
+            tracing::info!(
+                partitions = report.partitions,
+                closed = report.closed,
+                compacted = report.compacted.len(),
+                duplicates_dropped = report.duplicates_dropped(),
+                "closed hours compacted"
+            );
+            Ok::<_, Error>(report)
+        },
+    ))
+    .await
+}
+
+fn required(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set"))
+}
+
+fn number(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Ok(s) => s.parse().map_err(|e| format!("{name}={s:?}: {e}")),
+        Err(_) => Ok(default),
+    }
+}
