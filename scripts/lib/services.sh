@@ -26,7 +26,8 @@
 #   FLYHIGH_LAMBDA_URL   the first package's (inventory-lambda)
 #   FLYHIGH_PYTHON       the venv's python (has pyarrow and duckdb)
 #   INVENTORY_TABLE DEAD_LETTER_QUEUE_URL DEMAND_TABLE ALERTS_TABLE ALERTS_TOPIC_ARN
-#                        the DynamoDB tables, SQS queue URL and SNS topic the Lambda functions
+#   ARCHIVE_BUCKET CHECKPOINT_TABLE
+#                        the DynamoDB tables, SQS queue URL, SNS topic and S3 bucket the Lambda functions
 #                        are configured with (the same variables in their
 #                        environment; the test creates them in moto before invoking)
 #   AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
@@ -80,7 +81,7 @@ FLYHIGH_VENV=${FLYHIGH_VENV:-$FLYHIGH_ROOT/.venv}
 FLYHIGH_KINESALITE_DIR=${FLYHIGH_KINESALITE_DIR:-$FLYHIGH_ROOT/scripts/kinesalite}
 FLYHIGH_LOG_DIR=${FLYHIGH_LOG_DIR:-$FLYHIGH_ROOT/target/test-logs}
 # The packages whose binaries `cargo lambda watch` serves.
-FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda demand-lambda alerts-lambda)
+FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda demand-lambda alerts-lambda archive-lambda compact-lambda)
 # Resources the Lambda functions are configured with. A function reads them
 # once at cold start, so they are fixed for the whole run; a test that invokes
 # it creates them in moto first (it finds them in its own environment).
@@ -89,6 +90,8 @@ FLYHIGH_LAMBDA_DLQ_NAME=${FLYHIGH_LAMBDA_DLQ_NAME:-flyhigh-lambda-dlq}
 FLYHIGH_LAMBDA_DEMAND_TABLE=${FLYHIGH_LAMBDA_DEMAND_TABLE:-flyhigh-lambda-demand}
 FLYHIGH_LAMBDA_ALERTS_TABLE=${FLYHIGH_LAMBDA_ALERTS_TABLE:-flyhigh-lambda-alerts}
 FLYHIGH_LAMBDA_ALERTS_TOPIC=${FLYHIGH_LAMBDA_ALERTS_TOPIC:-flyhigh-lambda-alerts}
+FLYHIGH_LAMBDA_ARCHIVE_BUCKET=${FLYHIGH_LAMBDA_ARCHIVE_BUCKET:-flyhigh-lambda-archive}
+FLYHIGH_LAMBDA_CHECKPOINT_TABLE=${FLYHIGH_LAMBDA_CHECKPOINT_TABLE:-flyhigh-lambda-archive-checkpoints}
 # Seconds to wait for a service to come up, and for one to stop after SIGTERM.
 FLYHIGH_START_TIMEOUT=${FLYHIGH_START_TIMEOUT:-30}
 FLYHIGH_STOP_TIMEOUT=${FLYHIGH_STOP_TIMEOUT:-10}
@@ -324,6 +327,8 @@ start_lambda_watch() {
   export DEMAND_TABLE="$FLYHIGH_LAMBDA_DEMAND_TABLE"
   export ALERTS_TABLE="$FLYHIGH_LAMBDA_ALERTS_TABLE"
   export ALERTS_TOPIC_ARN="arn:aws:sns:$AWS_REGION:123456789012:$FLYHIGH_LAMBDA_ALERTS_TOPIC"
+  export ARCHIVE_BUCKET="$FLYHIGH_LAMBDA_ARCHIVE_BUCKET"
+  export CHECKPOINT_TABLE="$FLYHIGH_LAMBDA_CHECKPOINT_TABLE"
   # Given to the functions explicitly (on top of the environment they inherit).
   local env_file=$FLYHIGH_LOG_DIR/lambda.env
   mkdir -p "$FLYHIGH_LOG_DIR"
@@ -333,6 +338,9 @@ start_lambda_watch() {
     echo "DEMAND_TABLE=$DEMAND_TABLE"
     echo "ALERTS_TABLE=$ALERTS_TABLE"
     echo "ALERTS_TOPIC_ARN=$ALERTS_TOPIC_ARN"
+    echo "ARCHIVE_BUCKET=$ARCHIVE_BUCKET"
+    echo "ARCHIVE_PREFIX=archive"
+    echo "CHECKPOINT_TABLE=$CHECKPOINT_TABLE"
     echo "RUST_LOG=${FLYHIGH_LAMBDA_RUST_LOG:-info}"
   } >"$env_file"
   unset FLYHIGH_LAMBDA_URL
