@@ -6,7 +6,11 @@
 #      (a full-size demo, which oversells), and `inventory list --oversold` finds them;
 #   3. the hot-route alerts of a surge day and of an ordinary day (`--no-surge`),
 #      `alerts list` and `routes top` on the demo's demand.sqlite;
-#   4. `setup`, `produce`, `consume`, `check` against moto through AWS_ENDPOINT_URL.
+#   4. the full demo's archive read by pyarrow and DuckDB (scripts/archive_readers.py):
+#      rows equal the events produced, no event_id twice, every hour compacted,
+#      every query of docs/analytics.md runs; `archive summary` and a second
+#      `archive compact` (nothing to do);
+#   5. `setup`, `produce`, `consume`, `check` against moto through AWS_ENDPOINT_URL.
 # Called by scripts/test.sh with moto started and the AWS test environment exported.
 set -euo pipefail
 
@@ -104,6 +108,39 @@ assert s["demand"]["counts_check"], s["demand"]
 assert top[0]["route"] == route and top[0]["ratio"] > 3, top[0]
 print("hot routes ok:", {"alerts": alerts["by_rule"], "surge": route, "detected_after_s": lag})
 PY
+
+echo "--- archive: the full demo's Parquet read by pyarrow and DuckDB, the documented queries, compaction"
+"$py" scripts/archive_readers.py --dir "$out/demo-full/archive" >"$out/archive-readers.json"
+$flyhigh archive summary --dir "$out/demo-full/archive" --json >"$out/archive-summary.json"
+$flyhigh archive summary --dir "$out/demo-full/archive"
+"$py" - "$out/demo-full/summary.json" "$out/archive-readers.json" "$out/archive-summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+seen = json.load(open(sys.argv[2]))
+summary = json.load(open(sys.argv[3]))
+a = s["archive"]
+p = s["events_produced"]
+assert a["rows_check"], a
+for key in ("files", "rows", "bytes"):
+    assert a[key] == summary[key] and a[key] > 0, (key, a[key], summary[key])
+for table, event_type in (("searches", "search"), ("bookings", "booking"), ("cancellations", "cancellation")):
+    t = seen["tables"][table]
+    # Every event once: what pyarrow reads is what was produced, no event_id twice.
+    assert t["rows"] == t["distinct_event_ids"] == p[event_type] == a["by_event_type"][event_type]["rows"], (table, t["rows"], p[event_type])
+# Compacted: no partition left with a batch file or more than one small file.
+assert a["partitions_not_compact"] == [], a["partitions_not_compact"]
+assert a["compaction"]["compacted"], a["compaction"]
+for name, q in seen["queries"].items():
+    assert q["rows"], f"query {name} returned nothing"
+top = seen["queries"]["demand_per_route_per_hour"]["rows"][0]
+assert top[0] == s["demand"]["surge_route"], (top, s["demand"]["surge_route"])
+print("archive ok:", {"files": a["files"], "rows": a["rows"], "bytes_per_event": round(a["bytes"] / a["rows"], 1),
+                      "queries": sorted(seen["queries"]), "surge_hour": top[1]})
+PY
+# A second compaction finds nothing to do, and a rerun of the demo's compaction by
+# hand is safe.
+$flyhigh archive compact --dir "$out/demo-full/archive" --now 2026-12-03T00:00:00Z --json >"$out/compact-again.json"
+"$py" -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["compacted"] == [], r; print("compaction rerun: nothing to do")' "$out/compact-again.json"
 
 echo "--- hot routes: an ordinary day raises no surge"
 $flyhigh demo --seed 7 --poison-every 0 --no-surge --out "$out/demo-ordinary" >"$out/demo-ordinary.log"
