@@ -16,10 +16,7 @@ fn repo_file(path: &str) -> String {
 /// `(name, type)` of the Glue columns listed under `# table: NAME`.
 fn glue_columns(yaml: &str, table: &str) -> Vec<(String, String)> {
     let marker = format!("# table: {table}");
-    let mut lines = yaml
-        .lines()
-        .skip_while(|l| l.trim() != marker)
-        .skip(1);
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != marker).skip(1);
     assert_eq!(
         lines.next().map(str::trim),
         Some("Columns:"),
@@ -55,9 +52,12 @@ fn glue_projection(yaml: &str, event_type: &str) -> BTreeMap<String, String> {
     let at = lines
         .iter()
         .position(|l| {
-            l.contains("storage.location.template") && l.contains(&format!("event_type={event_type}/"))
+            l.contains("storage.location.template")
+                && l.contains(&format!("event_type={event_type}/"))
         })
-        .unwrap_or_else(|| panic!("infra/archive.yaml: no storage.location.template for {event_type}"));
+        .unwrap_or_else(|| {
+            panic!("infra/archive.yaml: no storage.location.template for {event_type}")
+        });
     lines[at.saturating_sub(12)..at]
         .iter()
         .filter_map(|l| l.trim().split_once(": "))
@@ -70,7 +70,12 @@ fn glue_projection(yaml: &str, event_type: &str) -> BTreeMap<String, String> {
 fn ddl_projection(ddl: &str) -> BTreeMap<String, String> {
     ddl.lines()
         .filter_map(|l| l.trim().trim_end_matches(',').split_once(" = "))
-        .map(|(k, v)| (k.trim_matches('\'').to_string(), v.trim_matches('\'').to_string()))
+        .map(|(k, v)| {
+            (
+                k.trim_matches('\'').to_string(),
+                v.trim_matches('\'').to_string(),
+            )
+        })
         .filter(|(k, _)| k.starts_with("projection."))
         .collect()
 }
@@ -95,7 +100,11 @@ fn the_glue_tables_project_the_same_partitions_as_the_ddl() {
         let ddl = athena_ddl(table, "flyhigh", "s3://b/archive");
         let projection = ddl_projection(&ddl);
         assert!(projection.len() >= 9, "{ddl}");
-        assert_eq!(glue_projection(&yaml, table.event_type().as_str()), projection, "{table}");
+        assert_eq!(
+            glue_projection(&yaml, table.event_type().as_str()),
+            projection,
+            "{table}"
+        );
     }
     // Each table's PartitionKeys: dt string, hour int.
     let lines: Vec<&str> = yaml.lines().map(str::trim).collect();
@@ -104,7 +113,10 @@ fn the_glue_tables_project_the_same_partitions_as_the_ddl() {
             .windows(2)
             .filter(|w| w[0] == format!("- Name: {name}") && w[1] == format!("Type: {ty}"))
             .count();
-        assert_eq!(declared, 3, "partition key {name} {ty} in each of the three tables");
+        assert_eq!(
+            declared, 3,
+            "partition key {name} {ty} in each of the three tables"
+        );
     }
 }
 
@@ -113,10 +125,9 @@ fn the_ddl_in_the_analytics_docs_is_the_generated_one() {
     let docs = repo_file("docs/analytics.md");
     for table in ArchiveTable::ALL {
         let marker = format!("```sql\n-- athena: ddl {}\n", table.name());
-        let start = docs
-            .find(&marker)
-            .unwrap_or_else(|| panic!("docs/analytics.md: no block starting `-- athena: ddl {table}`"))
-            + marker.len();
+        let start = docs.find(&marker).unwrap_or_else(|| {
+            panic!("docs/analytics.md: no block starting `-- athena: ddl {table}`")
+        }) + marker.len();
         let end = start + docs[start..].find("```").expect("the block ends");
         assert_eq!(
             &docs[start..end],

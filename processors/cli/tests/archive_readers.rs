@@ -41,7 +41,11 @@ fn python() -> String {
 }
 
 fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
 }
 
 struct Day {
@@ -84,7 +88,11 @@ fn day(seed: u64, n: usize) -> Day {
 
 /// Archives the day: batches of 200 delivered twice, then each batch's second half
 /// once more; then every hour compacted.
-async fn archive(day: &Day, objects: &impl ObjectStore, checkpoints: &impl flyhigh_core::ports::ArchiveCheckpoints) {
+async fn archive(
+    day: &Day,
+    objects: &impl ObjectStore,
+    checkpoints: &impl flyhigh_core::ports::ArchiveCheckpoints,
+) {
     let letters = MemoryDeadLetters::new();
     let handler = ArchiveHandler::new(objects, checkpoints, &letters);
     for shard in &day.shards {
@@ -102,7 +110,10 @@ async fn archive(day: &Day, objects: &impl ObjectStore, checkpoints: &impl flyhi
         .compact_closed(after)
         .await
         .unwrap();
-    assert!(report.duplicates_dropped() > 0, "the producer's duplicates were in the batch files");
+    assert!(
+        report.duplicates_dropped() > 0,
+        "the producer's duplicates were in the batch files"
+    );
 }
 
 fn read(args: &[&str]) -> Value {
@@ -142,7 +153,11 @@ fn check_tables(seen: &Value, events: &[Envelope]) {
             .iter()
             .map(|c| serde_json::json!([c.name, pyarrow_type(c.kind), c.nullable]))
             .collect();
-        assert_eq!(t["schema"].as_array().unwrap(), &expected, "{table}: column types");
+        assert_eq!(
+            t["schema"].as_array().unwrap(),
+            &expected,
+            "{table}: column types"
+        );
         let mut ids: Vec<String> = events
             .iter()
             .filter(|e| ArchiveTable::of(e.event_type()) == table)
@@ -166,7 +181,10 @@ fn route(origin: &str, destination: &str) -> String {
 }
 
 /// The first event of each booking (by time, then event id), as the queries take it.
-fn first_by_booking<'a, T>(events: impl Iterator<Item = (&'a Envelope, &'a T)>, id: impl Fn(&T) -> &str) -> HashMap<String, (&'a Envelope, &'a T)>
+fn first_by_booking<'a, T>(
+    events: impl Iterator<Item = (&'a Envelope, &'a T)>,
+    id: impl Fn(&T) -> &str,
+) -> HashMap<String, (&'a Envelope, &'a T)>
 where
     T: 'a,
 {
@@ -175,7 +193,9 @@ where
         let key = id(x).to_string();
         let better = match out.get(&key) {
             None => true,
-            Some((f, _)) => (e.occurred_at, e.event_id.to_string()) < (f.occurred_at, f.event_id.to_string()),
+            Some((f, _)) => {
+                (e.occurred_at, e.event_id.to_string()) < (f.occurred_at, f.event_id.to_string())
+            }
         };
         if better {
             out.insert(key, (e, x));
@@ -186,7 +206,10 @@ where
 
 fn rows(seen: &Value, query: &str) -> Vec<Vec<Value>> {
     let q = &seen["queries"][query];
-    assert!(q.is_object(), "query {query} did not run (is it still in docs/analytics.md?)");
+    assert!(
+        q.is_object(),
+        "query {query} did not run (is it still in docs/analytics.md?)"
+    );
     q["rows"]
         .as_array()
         .unwrap()
@@ -231,7 +254,10 @@ fn check_queries(seen: &Value, day: &Day) {
     let mut per_day: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
     for (e, b) in first_booking.values() {
         let entry = per_day
-            .entry((route(&b.origin, &b.destination), e.occurred_at.date_naive().to_string()))
+            .entry((
+                route(&b.origin, &b.destination),
+                e.occurred_at.date_naive().to_string(),
+            ))
             .or_default();
         entry.0 += 1;
         entry.1 += u64::from(b.seats);
@@ -246,12 +272,17 @@ fn check_queries(seen: &Value, day: &Day) {
     let mut searches: BTreeMap<String, u64> = BTreeMap::new();
     for e in events {
         if let Payload::Search(s) = &e.payload {
-            *searches.entry(route(&s.origin, &s.destination)).or_default() += 1;
+            *searches
+                .entry(route(&s.origin, &s.destination))
+                .or_default() += 1;
         }
     }
     let mut booked: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
     for (_, b) in &bookings {
-        booked.entry(route(&b.origin, &b.destination)).or_default().insert(&b.booking_id);
+        booked
+            .entry(route(&b.origin, &b.destination))
+            .or_default()
+            .insert(&b.booking_id);
     }
     let conversion = rows(seen, "conversion_per_route");
     assert_eq!(conversion.len(), searches.len());
@@ -261,11 +292,17 @@ fn check_queries(seen: &Value, day: &Day) {
         assert_eq!(row[1], searches[r], "{r}: searches");
         assert_eq!(row[2], b, "{r}: bookings");
         let rate = b as f64 / searches[r] as f64;
-        assert!((row[3].as_f64().unwrap() - rate).abs() < 6e-5, "{r}: conversion {row:?} vs {rate}");
+        assert!(
+            (row[3].as_f64().unwrap() - rate).abs() < 6e-5,
+            "{r}: conversion {row:?} vs {rate}"
+        );
     }
 
     // Cancellation rate per route.
-    let cancelled: BTreeSet<&str> = cancellations.iter().map(|(_, c)| c.booking_id.as_str()).collect();
+    let cancelled: BTreeSet<&str> = cancellations
+        .iter()
+        .map(|(_, c)| c.booking_id.as_str())
+        .collect();
     let rates = rows(seen, "cancellation_rate_per_route");
     assert_eq!(rates.len(), booked.len());
     for row in &rates {
@@ -277,7 +314,9 @@ fn check_queries(seen: &Value, day: &Day) {
     }
 
     // Revenue by cabin and currency.
-    let first_cancellation = first_by_booking(cancellations.iter().map(|(e, c)| (*e, *c)), |c| &c.booking_id);
+    let first_cancellation = first_by_booking(cancellations.iter().map(|(e, c)| (*e, *c)), |c| {
+        &c.booking_id
+    });
     let mut revenue: BTreeMap<(String, String), (u64, Decimal, Decimal)> = BTreeMap::new();
     for (id, (_, b)) in &first_booking {
         let entry = revenue
@@ -324,18 +363,38 @@ fn check_queries(seen: &Value, day: &Day) {
         m.1 += 1.0;
     }
     let ratio = |r: &str, n: u64| n as f64 / (means[r].0 / means[r].1);
-    let max_ratio = hourly.iter().map(|((r, _), (n, _))| ratio(r, *n)).fold(0.0, f64::max);
+    let max_ratio = hourly
+        .iter()
+        .map(|((r, _), (n, _))| ratio(r, *n))
+        .fold(0.0, f64::max);
     let demand = rows(seen, "demand_per_route_per_hour");
     assert_eq!(demand.len(), 20.min(hourly.len()));
     for row in &demand {
-        let key = (row[0].as_str().unwrap().to_string(), row[1].as_str().unwrap().to_string());
+        let key = (
+            row[0].as_str().unwrap().to_string(),
+            row[1].as_str().unwrap().to_string(),
+        );
         let (n, passengers) = hourly[&key];
-        assert_eq!((row[2].as_u64(), row[3].as_u64()), (Some(n), Some(passengers)), "{key:?}");
-        assert!((row[4].as_f64().unwrap() - ratio(&key.0, n)).abs() < 0.006, "{key:?}: ratio");
+        assert_eq!(
+            (row[2].as_u64(), row[3].as_u64()),
+            (Some(n), Some(passengers)),
+            "{key:?}"
+        );
+        assert!(
+            (row[4].as_f64().unwrap() - ratio(&key.0, n)).abs() < 0.006,
+            "{key:?}: ratio"
+        );
     }
-    assert!((demand[0][4].as_f64().unwrap() - max_ratio).abs() < 0.006, "the highest ratio first");
+    assert!(
+        (demand[0][4].as_f64().unwrap() - max_ratio).abs() < 0.006,
+        "the highest ratio first"
+    );
     if let Some(surge) = &day.surge_route {
-        assert_eq!(demand[0][0], surge.as_str(), "the surge route's hours come first");
+        assert_eq!(
+            demand[0][0],
+            surge.as_str(),
+            "the surge route's hours come first"
+        );
     }
 }
 
@@ -344,7 +403,8 @@ async fn pyarrow_and_duckdb_read_a_local_archive_and_the_documented_queries_matc
     let day = day(31, 12_000);
     let dir = tempfile::tempdir().unwrap();
     let objects = LocalObjectStore::open(dir.path().join("archive")).unwrap();
-    let checkpoints = SqliteArchiveCheckpoints::open(&dir.path().join("checkpoints.sqlite")).unwrap();
+    let checkpoints =
+        SqliteArchiveCheckpoints::open(&dir.path().join("checkpoints.sqlite")).unwrap();
     archive(&day, &objects, &checkpoints).await;
     let archive_dir = dir.path().join("archive");
     let seen = read(&["--dir", archive_dir.to_str().unwrap()]);
@@ -355,7 +415,12 @@ async fn pyarrow_and_duckdb_read_a_local_archive_and_the_documented_queries_matc
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c[0].as_str().unwrap().to_string(), c[1].as_str().unwrap().to_string()))
+        .map(|c| {
+            (
+                c[0].as_str().unwrap().to_string(),
+                c[1].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(types["fare_amount"], "DECIMAL(12,2)");
     assert_eq!(types["occurred_at"], "TIMESTAMP WITH TIME ZONE");
@@ -369,19 +434,31 @@ async fn pyarrow_reads_the_archive_from_s3() {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&url)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "static"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "static",
+        ))
         .load()
         .await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
     );
     let bucket = format!("flyhigh-archive-readers-{}", std::process::id());
     flyhigh_aws::s3::create_bucket(&s3, &bucket).await.unwrap();
     let day = day(32, 4_000);
-    let objects = S3ObjectStore::new(s3, bucket.clone(), "archive")
-        .with_kms_key(Some("arn:aws:kms:us-east-1:123456789012:key/flyhigh-test".into()));
+    let objects = S3ObjectStore::new(s3, bucket.clone(), "archive").with_kms_key(Some(
+        "arn:aws:kms:us-east-1:123456789012:key/flyhigh-test".into(),
+    ));
     archive(&day, &objects, &MemoryArchiveCheckpoints::new()).await;
-    let seen = read(&["--s3-endpoint", &url, "--bucket", &bucket, "--prefix", "archive"]);
+    let seen = read(&[
+        "--s3-endpoint",
+        &url,
+        "--bucket",
+        &bucket,
+        "--prefix",
+        "archive",
+    ]);
     check_tables(&seen, &day.events);
     assert!(seen["tables"]["searches"]["files"].as_u64().unwrap() > 0);
 }

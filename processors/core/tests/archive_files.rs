@@ -47,10 +47,16 @@ fn archived(events: &[(String, Envelope)]) -> Vec<ArchivedEvent> {
         .map(|(i, (_, e))| ArchivedEvent {
             event: e.clone(),
             shard_id: "shardId-000000000001".into(),
-            sequence_number: format!("4959033827149025660855969253836157109592157598913659{:04}", i + 1),
+            sequence_number: format!(
+                "4959033827149025660855969253836157109592157598913659{:04}",
+                i + 1
+            ),
             sub_sequence_number: (i % 3) as u32,
             // One record without an arrival time: the column is nullable.
-            arrived_at: (i != 0).then(|| Utc.timestamp_millis_opt(1_764_000_000_000 + i as i64).unwrap()),
+            arrived_at: (i != 0).then(|| {
+                Utc.timestamp_millis_opt(1_764_000_000_000 + i as i64)
+                    .unwrap()
+            }),
         })
         .collect()
 }
@@ -67,7 +73,13 @@ fn describe(table: ArchiveTable, bytes: Vec<u8>) -> String {
     let meta = reader.metadata();
     let file = meta.file_metadata();
     let mut out = String::new();
-    writeln!(out, "== {table}: {} rows, {} row group(s)", file.num_rows(), meta.num_row_groups()).unwrap();
+    writeln!(
+        out,
+        "== {table}: {} rows, {} row group(s)",
+        file.num_rows(),
+        meta.num_row_groups()
+    )
+    .unwrap();
     let mut schema = Vec::new();
     parquet::schema::printer::print_schema(&mut schema, file.schema());
     out.push_str(&String::from_utf8(schema).unwrap());
@@ -84,13 +96,19 @@ fn describe(table: ArchiveTable, bytes: Vec<u8>) -> String {
         .sorting_columns()
         .into_iter()
         .flatten()
-        .map(|s| file.schema_descr().column(s.column_idx as usize).name().to_string())
+        .map(|s| {
+            file.schema_descr()
+                .column(s.column_idx as usize)
+                .name()
+                .to_string()
+        })
         .collect();
     writeln!(out, "sorting_columns: {}", sorting.join(", ")).unwrap();
     for (i, column) in group.columns().iter().enumerate() {
         let has_bloom = column.bloom_filter_offset().is_some();
         // Column index (min/max per page) and offset index, written in the footer.
-        let has_index = column.column_index_offset().is_some() && column.offset_index_offset().is_some();
+        let has_index =
+            column.column_index_offset().is_some() && column.offset_index_offset().is_some();
         writeln!(
             out,
             "column {i} {}: {:?}, bloom filter {}, page index {}, statistics {}",
@@ -98,7 +116,11 @@ fn describe(table: ArchiveTable, bytes: Vec<u8>) -> String {
             column.compression(),
             if has_bloom { "yes" } else { "no" },
             if has_index { "yes" } else { "no" },
-            if column.statistics().is_some() { "yes" } else { "no" },
+            if column.statistics().is_some() {
+                "yes"
+            } else {
+                "no"
+            },
         )
         .unwrap();
     }
@@ -123,7 +145,10 @@ fn what_lands_in_parquet_for_each_event_type_matches_the_snapshot() {
         std::fs::write(&path, &snapshot).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!("{} is missing: run with UPDATE_SNAPSHOTS=1 and review it", path.display())
+        panic!(
+            "{} is missing: run with UPDATE_SNAPSHOTS=1 and review it",
+            path.display()
+        )
     });
     assert!(
         snapshot == expected,
@@ -136,26 +161,46 @@ fn every_fixture_event_reads_back_as_it_was_archived() {
     let fixtures = fixtures();
     let rows = archived(&fixtures);
     for table in ArchiveTable::ALL {
-        let mut expected: Vec<ArchivedEvent> = rows.iter().filter(|r| r.table() == table).cloned().collect();
+        let mut expected: Vec<ArchivedEvent> = rows
+            .iter()
+            .filter(|r| r.table() == table)
+            .cloned()
+            .collect();
         expected.sort_by(row_order);
         assert!(!expected.is_empty(), "fixtures of {table}");
-        assert_eq!(read_file(table, file_of(table, &rows)).unwrap(), expected, "{table}");
+        assert_eq!(
+            read_file(table, file_of(table, &rows)).unwrap(),
+            expected,
+            "{table}"
+        );
     }
 }
 
 #[test]
 fn the_writer_factory_sets_compression_statistics_bloom_filters_and_created_by() {
-    let props = writer_properties(ArchiveTable::Bookings, &ParquetOptions::default(), 10_000, Vec::new()).unwrap();
+    let props = writer_properties(
+        ArchiveTable::Bookings,
+        &ParquetOptions::default(),
+        10_000,
+        Vec::new(),
+    )
+    .unwrap();
     let id = parquet::schema::types::ColumnPath::from("event_id");
     let booking = parquet::schema::types::ColumnPath::from("booking_id");
     let cabin = parquet::schema::types::ColumnPath::from("cabin");
     assert!(matches!(props.compression(&cabin), Compression::ZSTD(_)));
-    assert_eq!(props.statistics_enabled(&cabin), parquet::file::properties::EnabledStatistics::Page);
+    assert_eq!(
+        props.statistics_enabled(&cabin),
+        parquet::file::properties::EnabledStatistics::Page
+    );
     assert!(props.bloom_filter_properties(&id).is_some());
     assert!(props.bloom_filter_properties(&booking).is_some());
     assert!(props.bloom_filter_properties(&cabin).is_none());
     assert!(props.dictionary_enabled(&cabin));
-    assert!(!props.dictionary_enabled(&id), "ids are unique: no dictionary");
+    assert!(
+        !props.dictionary_enabled(&id),
+        "ids are unique: no dictionary"
+    );
     assert_eq!(props.created_by(), CREATED_BY);
     assert!(CREATED_BY.starts_with("flyhigh-archive version "));
     // Bad options are refused, naming the setting.
@@ -169,7 +214,12 @@ fn the_writer_factory_sets_compression_statistics_bloom_filters_and_created_by()
         bloom_fpp: 1.5,
         ..ParquetOptions::default()
     };
-    assert!(writer_properties(ArchiveTable::Searches, &bad, 1, Vec::new()).unwrap_err().to_string().contains("bloom_fpp"));
+    assert!(
+        writer_properties(ArchiveTable::Searches, &bad, 1, Vec::new())
+            .unwrap_err()
+            .to_string()
+            .contains("bloom_fpp")
+    );
 }
 
 #[test]

@@ -54,13 +54,33 @@ fn booking(n: u32, minute: u32) -> Value {
 }
 
 async fn data_files(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u8>)> {
-    let listed = s3.list_objects_v2().bucket(bucket).prefix("archive/").send().await.unwrap();
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("archive/")
+        .send()
+        .await
+        .unwrap();
     let mut out = Vec::new();
     for object in listed.contents() {
-        let key = object.key().unwrap().strip_prefix("archive/").unwrap().to_string();
+        let key = object
+            .key()
+            .unwrap()
+            .strip_prefix("archive/")
+            .unwrap()
+            .to_string();
         if DataFile::parse(&key).is_some() {
-            let body = s3.get_object().bucket(bucket).key(object.key().unwrap()).send().await.unwrap();
-            out.push((key, body.body.collect().await.unwrap().into_bytes().to_vec()));
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(object.key().unwrap())
+                .send()
+                .await
+                .unwrap();
+            out.push((
+                key,
+                body.body.collect().await.unwrap().into_bytes().to_vec(),
+            ));
         }
     }
     out
@@ -68,15 +88,28 @@ async fn data_files(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, Vec<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_binaries_archive_a_batch_once_and_compact_it_through_the_runtime_api() {
-    let (bucket, table, queue_url) = (env("ARCHIVE_BUCKET"), env("CHECKPOINT_TABLE"), env("DEAD_LETTER_QUEUE_URL"));
+    let (bucket, table, queue_url) = (
+        env("ARCHIVE_BUCKET"),
+        env("CHECKPOINT_TABLE"),
+        env("DEAD_LETTER_QUEUE_URL"),
+    );
     let config = moto_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
     flyhigh_aws::s3::create_bucket(&s3, &bucket).await.unwrap();
-    flyhigh_aws::archive::create_archive_checkpoints_table(&aws_sdk_dynamodb::Client::new(&config), &table)
+    flyhigh_aws::archive::create_archive_checkpoints_table(
+        &aws_sdk_dynamodb::Client::new(&config),
+        &table,
+    )
+    .await
+    .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    flyhigh_aws::sqs::create_queue(&sqs, queue_url.rsplit('/').next().unwrap())
         .await
         .unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    flyhigh_aws::sqs::create_queue(&sqs, queue_url.rsplit('/').next().unwrap()).await.unwrap();
 
     // Two hours' bookings in one batch: two batch files.
     let events = [booking(1, 5), booking(2, 40), booking(3, 59)];
@@ -89,25 +122,48 @@ async fn the_lambda_binaries_archive_a_batch_once_and_compact_it_through_the_run
         let (status, body) = invoke("archive-lambda", &batch).await;
         assert_eq!(status, 200, "{attempt}: {body}");
         let response: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(response["batchItemFailures"], json!([]), "{attempt}: {body}");
+        assert_eq!(
+            response["batchItemFailures"],
+            json!([]),
+            "{attempt}: {body}"
+        );
     }
     let files = data_files(&s3, &bucket).await;
-    assert_eq!(files.len(), 2, "one batch file per hour, none added by the redelivery: {files:?}");
+    assert_eq!(
+        files.len(),
+        2,
+        "one batch file per hour, none added by the redelivery: {files:?}"
+    );
     let rows: usize = files
         .iter()
-        .map(|(key, bytes)| read_file(DataFile::parse(key).unwrap().partition.table, bytes.clone()).unwrap().len())
+        .map(|(key, bytes)| {
+            read_file(DataFile::parse(key).unwrap().partition.table, bytes.clone())
+                .unwrap()
+                .len()
+        })
         .sum();
     assert_eq!(rows, 4);
 
     let (status, body) = invoke("compact-lambda", "{}").await;
     assert_eq!(status, 200, "{body}");
     let report: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(report["compacted"].as_array().map(Vec::len), Some(2), "{body}");
+    assert_eq!(
+        report["compacted"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
     let files = data_files(&s3, &bucket).await;
-    assert!(files.iter().all(|(key, _)| DataFile::parse(key).unwrap().kind == FileKind::Compacted), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|(key, _)| DataFile::parse(key).unwrap().kind == FileKind::Compacted),
+        "{files:?}"
+    );
     let ids: Vec<String> = files
         .iter()
-        .flat_map(|(key, bytes)| read_file(DataFile::parse(key).unwrap().partition.table, bytes.clone()).unwrap())
+        .flat_map(|(key, bytes)| {
+            read_file(DataFile::parse(key).unwrap().partition.table, bytes.clone()).unwrap()
+        })
         .map(|r| r.event.event_id.to_string())
         .collect();
     assert_eq!(ids.len(), 4);
