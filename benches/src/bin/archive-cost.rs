@@ -79,7 +79,6 @@ async fn main() {
     assert_eq!(outcome.first_failed, None, "{:?}", outcome.error);
     let peak = PEAK.load(Ordering::Relaxed) - before;
     let stats = handler.stats();
-    drop(handler);
     let written = stats.bytes as usize;
 
     // The whole sample archived in batches, then compacted.

@@ -73,6 +73,9 @@ pub struct SummaryArgs {
     /// Target size that counts as a full file.
     #[arg(long, default_value_t = DEFAULT_TARGET_BYTES)]
     target_bytes: u64,
+    /// Also count rows in a bucket (reads every file; always done for --dir).
+    #[arg(long)]
+    rows: bool,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -93,7 +96,7 @@ pub struct DdlArgs {
 pub struct ArchiveSummary {
     /// Data files visible to queries.
     pub files: usize,
-    /// Rows in them.
+    /// Rows in them (0 when not counted: `archive summary --bucket` without `--rows`).
     pub rows: u64,
     /// Their bytes.
     pub bytes: u64,
@@ -117,10 +120,12 @@ pub struct TableSummary {
     pub partitions: usize,
 }
 
-/// Files, rows and bytes of the archive in `store`.
+/// Files, bytes and (with `count_rows`, which reads every file) rows of the archive
+/// in `store`.
 pub async fn summarize(
     store: &impl ObjectStore,
     target_bytes: u64,
+    count_rows: bool,
 ) -> anyhow::Result<ArchiveSummary> {
     let mut summary = ArchiveSummary::default();
     for table in ArchiveTable::ALL {
@@ -134,11 +139,15 @@ pub async fn summarize(
         let Some(file) = DataFile::parse(&object.key) else {
             continue;
         };
-        let bytes = store
-            .get(&object.key)
-            .await?
-            .with_context(|| format!("{} was listed but is gone", object.key))?;
-        let rows = row_count(bytes).with_context(|| format!("reading {}", object.key))?;
+        let rows = if count_rows {
+            let bytes = store
+                .get(&object.key)
+                .await?
+                .with_context(|| format!("{} was listed but is gone", object.key))?;
+            row_count(bytes).with_context(|| format!("reading {}", object.key))?
+        } else {
+            0
+        };
         let entry = summary
             .by_event_type
             .entry(file.partition.table.event_type().as_str().to_string())
@@ -209,8 +218,8 @@ pub async fn run(command: ArchiveCommand) -> anyhow::Result<bool> {
         }
         ArchiveCommand::Summary(args) => {
             let summary = match open(&args.store, &args.prefix, None).await? {
-                Store::Local(s) => summarize(&s, args.target_bytes).await?,
-                Store::S3(s) => summarize(&s, args.target_bytes).await?,
+                Store::Local(s) => summarize(&s, args.target_bytes, true).await?,
+                Store::S3(s) => summarize(&s, args.target_bytes, args.rows).await?,
             };
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);

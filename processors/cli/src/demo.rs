@@ -413,6 +413,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let archive_contents = crate::archive_cmd::summarize(
         &LocalObjectStore::open(&files.archive)?,
         flyhigh_handlers::archive::DEFAULT_TARGET_BYTES,
+        true,
     )
     .await?;
     let archive_stats = archive_handler.stats();

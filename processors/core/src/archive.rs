@@ -34,7 +34,7 @@ pub use files::{
     FileRun, ParquetOptions, read_event_ids, read_file, write_file, writer_properties,
 };
 pub use layout::{DataFile, FileKind, Partition, STAGING, staged_key};
-pub use rows::{ArchivedEvent, row_order};
+pub use rows::{ArchivedEvent, row_order, sort_rows};
 
 /// A footer key-value pair, for the `metadata` of [`write_file`] and [`FileRun`].
 pub use parquet::file::metadata::KeyValue;

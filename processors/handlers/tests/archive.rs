@@ -326,12 +326,8 @@ async fn two_consumers_racing_on_a_shard_archive_each_record_once() {
     let rows = visible_rows(&objects.0).await;
     assert_eq!(ids(&rows), event_ids(&events));
     assert!(
-        a.stats().commit_conflicts
-            + b.stats().commit_conflicts
-            + a.stats().already_archived
-            + b.stats().already_archived
-            > 0,
-        "the consumers did overlap"
+        a.stats().commit_conflicts + b.stats().commit_conflicts > 0,
+        "the consumers did race for the checkpoint"
     );
 }
 

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Partition, batch_file_key};
-use super::rows::{ArchivedEvent, row_order};
+use super::rows::{ArchivedEvent, sort_rows};
 use crate::records::Position;
 
 /// How far one shard is archived.
@@ -103,7 +103,7 @@ pub fn plan_batch(
     let files = by_partition
         .into_iter()
         .map(|(partition, mut rows)| {
-            rows.sort_by(row_order);
+            sort_rows(&mut rows);
             PlannedFile {
                 key: batch_file_key(&partition, shard_id, &first, &last),
                 partition,

@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use md5::{Digest, Md5};
 
 use super::layout::{DataFile, FileKind, Partition, compacted_file_key};
-use super::rows::{ArchivedEvent, row_order};
+use super::rows::{ArchivedEvent, sort_rows};
 use crate::ports::ObjectInfo;
 
 /// The default target size of compacted files: 128 MiB, what Athena recommends at
@@ -110,7 +110,7 @@ pub fn merge_rows(
     mut rows: Vec<ArchivedEvent>,
     kept: &HashSet<uuid::Uuid>,
 ) -> (Vec<ArchivedEvent>, usize) {
-    rows.sort_by(row_order);
+    sort_rows(&mut rows);
     let before = rows.len();
     let mut seen: HashSet<uuid::Uuid> = HashSet::with_capacity(rows.len());
     rows.retain(|row| {

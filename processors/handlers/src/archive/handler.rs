@@ -200,11 +200,11 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
         let mut outcome = BatchOutcome::default();
         for mut shard in shards {
             shard.items.sort_by(|a, b| a.1.cmp(&b.1));
-            if let Err((index, error)) = self.archive_shard(shard).await {
-                if outcome.first_failed.is_none_or(|f| index < f) {
-                    outcome.first_failed = Some(index);
-                    outcome.error = Some(error);
-                }
+            if let Err((index, error)) = self.archive_shard(shard).await
+                && outcome.first_failed.is_none_or(|f| index < f)
+            {
+                outcome.first_failed = Some(index);
+                outcome.error = Some(error);
             }
         }
         if outcome.first_failed.is_some() {
@@ -323,13 +323,15 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             add(&self.counters.rows, rows);
             add(&self.counters.files, committed.pending.len() as u64);
             add(&self.counters.bytes, bytes);
-            self.promote(&committed).await.map_err(fail)?;
-            // Lost to a consumer that promoted and cleared them first: the same end.
-            let _ = self
-                .checkpoints
-                .save(&shard_id, &committed.promoted())
-                .await
-                .map_err(fail)?;
+            if !committed.pending.is_empty() {
+                self.promote(&committed).await.map_err(fail)?;
+                // Lost to a consumer that promoted and cleared them first: the same end.
+                let _ = self
+                    .checkpoints
+                    .save(&shard_id, &committed.promoted())
+                    .await
+                    .map_err(fail)?;
+            }
             tracing::debug!(processor = PROCESSOR, shard_id = %shard_id, first = %first.to_key(),
                 last = %last.to_key(), rows, bytes, files = committed.pending.len(), "batch archived");
             return Ok(());
