@@ -7,8 +7,8 @@
 //! - this module: the only code that calls S3.
 //!
 //! The port's keys are relative to the store's prefix: with prefix `archive` (or
-//! `/archive/`), key `bookings/dt=2026-12-01/hour=09/b_….parquet` is the object
-//! `archive/bookings/dt=2026-12-01/hour=09/b_….parquet`, and listing gives back the
+//! `/archive/`), key `event_type=booking/dt=2026-12-01/hour=09/b_….parquet` is the object
+//! `archive/event_type=booking/dt=2026-12-01/hour=09/b_….parquet`, and listing gives back the
 //! relative key. The prefix is normalized (no leading, trailing or doubled slashes,
 //! then one `/`); keys are used as they are.
 //!

@@ -239,7 +239,15 @@ pub async fn run(command: ArchiveCommand) -> anyhow::Result<bool> {
             } else {
                 print_report(&report);
             }
-            Ok(true)
+            for (partition, error) in &report.failed {
+                eprintln!("error: {partition} not compacted: {error}");
+            }
+            if !report.failed.is_empty() {
+                eprintln!(
+                    "hint: every row there is still readable; fix the cause and run it again"
+                );
+            }
+            Ok(report.failed.is_empty())
         }
     }
 }
@@ -263,11 +271,15 @@ pub async fn compact_local(
     dir: &std::path::Path,
     now: DateTime<Utc>,
 ) -> anyhow::Result<CompactionReport> {
-    Compactor::new(LocalObjectStore::open(dir)?)
+    let report = Compactor::new(LocalObjectStore::open(dir)?)
         .with_grace(DEFAULT_GRACE)
         .compact_closed(now)
         .await
-        .context("compacting the demo's archive")
+        .context("compacting the demo's archive")?;
+    if let Some((partition, error)) = report.failed.first() {
+        anyhow::bail!("compacting the demo's archive: {partition}: {error}");
+    }
+    Ok(report)
 }
 
 pub fn print_report(report: &CompactionReport) {

@@ -7,6 +7,7 @@
 //! embedded and moto tests).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{Duration, TimeZone, Utc};
@@ -332,7 +333,7 @@ async fn two_consumers_racing_on_a_shard_archive_each_record_once() {
 }
 
 #[tokio::test]
-async fn poison_is_dead_lettered_once_and_never_blocks_the_shard() {
+async fn poison_is_dead_lettered_and_not_again_once_its_batch_is_archived() {
     let (mut shards, events) = day(16, 600);
     let shard = &mut shards[0];
     let n = shard.len();
@@ -555,61 +556,154 @@ impl ObjectStore for CrashAfter<'_> {
 #[tokio::test]
 async fn a_compaction_crash_at_each_step_loses_nothing_and_a_rerun_finishes() {
     let options = small_files();
-    let (pristine, events) = archived_day(24, 1_500, &options).await;
-    let expected = event_ids(&events);
-    let unique: HashSet<String> = expected.iter().cloned().collect();
-    // Count the mutations of a full run, then crash after every 25th of them.
-    let probe = MemoryObjectStore::new();
-    for (k, v) in pristine.objects() {
-        probe.put(&k, v).await.unwrap();
-    }
-    let puts_before = probe.puts();
-    let files_before = probe.objects().len();
-    Compactor::new(&probe)
-        .with_target_bytes(TARGET)
-        .compact_closed(after_the_day())
-        .await
-        .unwrap();
-    let mutations = (probe.puts() - puts_before) as i64 + files_before as i64;
-    assert!(mutations > 10);
-    let mut crashes = 0;
-    for allowed in (0..mutations).step_by(((mutations / 25) as usize).max(1)) {
+    let (pristine, _) = archived_day(24, 3_000, &options).await;
+    // The busiest partition, compacted into about four files, so that a crash can
+    // fall before the first output, between two outputs, between outputs and
+    // deletes, and between any two deletes.
+    let (partition, _) = {
+        let mut sizes: BTreeMap<flyhigh_core::archive::Partition, u64> = BTreeMap::new();
+        for info in pristine.list("").await.unwrap() {
+            *sizes
+                .entry(DataFile::parse(&info.key).unwrap().partition)
+                .or_default() += info.size;
+        }
+        sizes.into_iter().max_by_key(|(_, s)| *s).unwrap()
+    };
+    let partition_ids = |store: &MemoryObjectStore| {
+        let mut ids: Vec<String> = store
+            .objects()
+            .into_iter()
+            .filter(|(k, _)| DataFile::parse(k).is_some_and(|f| f.partition == partition))
+            .flat_map(|(_, bytes)| read_file(partition.table, bytes).unwrap())
+            .map(|r| r.event.event_id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let copy = || {
         let store = MemoryObjectStore::new();
         for (k, v) in pristine.objects() {
-            store.put(&k, v).await.unwrap();
+            futures_lite_put(&store, k, v);
         }
+        store
+    };
+    let mut expected = partition_ids(&pristine);
+    expected.dedup();
+    let unique: HashSet<String> = expected.iter().cloned().collect();
+    fn compactor<'a>(
+        store: &'a MemoryObjectStore,
+        target: u64,
+        options: &ParquetOptions,
+    ) -> Compactor<&'a MemoryObjectStore> {
+        Compactor::new(store)
+            .with_target_bytes(target)
+            .with_options(options.clone())
+    }
+
+    // The partition in one file, to size the target at a quarter of it.
+    let one = copy();
+    let whole = compactor(&one, u64::MAX, &options)
+        .compact_partition(partition)
+        .await
+        .unwrap()
+        .unwrap();
+    let target = whole.bytes_written / 4;
+    // A full run, to count its mutations (puts, then one delete per merged file).
+    let probe = copy();
+    let full = compactor(&probe, target, &options)
+        .compact_partition(partition)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(full.files_written >= 3, "{full:?}");
+    assert_eq!(partition_ids(&probe), expected);
+    let mutations = (full.files_written + full.files_merged) as i64;
+    for allowed in 0..mutations {
+        let store = copy();
         let crashing = CrashAfter {
             inner: &store,
             allowed: AtomicI64::new(allowed),
         };
-        let crashed = Compactor::new(&crashing)
-            .with_target_bytes(TARGET)
-            .compact_closed(after_the_day())
-            .await
-            .is_err();
-        crashes += usize::from(crashed);
+        assert!(
+            Compactor::new(&crashing)
+                .with_target_bytes(target)
+                .with_options(options.clone())
+                .compact_partition(partition)
+                .await
+                .is_err(),
+            "a crash after {allowed} of {mutations} mutations"
+        );
         // Still reads, nothing missing (rows may be doubled until the rerun).
-        let seen: HashSet<String> = ids(&visible_rows(&store).await).into_iter().collect();
+        let seen: HashSet<String> = partition_ids(&store).into_iter().collect();
         assert_eq!(seen, unique, "crash after {allowed} mutations lost rows");
-        Compactor::new(&store)
-            .with_target_bytes(TARGET)
-            .compact_closed(after_the_day())
+        compactor(&store, target, &options)
+            .compact_partition(partition)
             .await
             .unwrap();
         assert_eq!(
-            ids(&visible_rows(&store).await),
+            partition_ids(&store),
             expected,
             "rerun after a crash at {allowed}"
         );
-        let again = Compactor::new(&store)
-            .with_target_bytes(TARGET)
-            .compact_closed(after_the_day())
-            .await
-            .unwrap();
         assert!(
-            again.compacted.is_empty(),
+            compactor(&store, target, &options)
+                .compact_partition(partition)
+                .await
+                .unwrap()
+                .is_none(),
             "the rerun finished the job (crash at {allowed})"
         );
+        let small = store
+            .list(&format!("{}/", partition.path()))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.size < target)
+            .count();
+        assert!(
+            small <= 1,
+            "one remainder at most after a crash at {allowed}"
+        );
     }
-    assert!(crashes > 5);
+}
+
+/// A put into the in-memory store, which completes without waiting.
+fn futures_lite_put(store: &MemoryObjectStore, key: String, bytes: Vec<u8>) {
+    let mut put = std::pin::pin!(store.put(&key, bytes));
+    let waker = std::task::Waker::noop();
+    match put
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+    {
+        std::task::Poll::Ready(result) => result.unwrap(),
+        std::task::Poll::Pending => unreachable!("the in-memory store never waits"),
+    }
+}
+
+/// Regression: checkpoints were keyed by shard id alone, so pointing the mapping at
+/// another stream (whose shard ids and low sequence numbers start over) skipped its
+/// records as archived.
+#[tokio::test]
+async fn checkpoints_of_two_streams_with_the_same_shard_ids_are_apart() {
+    let (first, first_events) = day(41, 400);
+    let (second, second_events) = day(42, 400);
+    let (objects, checkpoints, letters) = Default::default();
+    let h = handler(&objects, &checkpoints, &letters);
+    for (stream, shards) in [
+        ("arn:aws:kinesis:eu-west-1:1:stream/old", &first),
+        ("arn:aws:kinesis:eu-west-1:1:stream/new", &second),
+    ] {
+        for shard in shards.iter() {
+            assert_eq!(h.process_stream(stream, shard).await.first_failed, None);
+        }
+    }
+    let mut expected = event_ids(&first_events);
+    expected.extend(event_ids(&second_events));
+    expected.sort();
+    assert_eq!(ids(&visible_rows(&objects).await), expected);
+    assert!(
+        checkpoints
+            .get("arn:aws:kinesis:eu-west-1:1:stream/new/shardId-000000000000")
+            .is_some()
+    );
 }

@@ -83,12 +83,13 @@ pub struct BatchPlan {
     pub files: Vec<PlannedFile>,
 }
 
-/// Plans the files of `shard_id` for `events` (its valid user records after the
+/// Plans the files of `source` (a shard, named by
+/// [`source_name`](super::layout::source_name)) for `events` (its valid user records after the
 /// checkpoint, in any order) when the records after the checkpoint run from `first`
 /// to `last` (poison included: it is dead-lettered, and the checkpoint moves past it
 /// too). Pure: the same inputs give the same keys and rows.
 pub fn plan_batch(
-    shard_id: &str,
+    source: &str,
     first: Position,
     last: Position,
     events: Vec<ArchivedEvent>,
@@ -105,7 +106,7 @@ pub fn plan_batch(
         .map(|(partition, mut rows)| {
             sort_rows(&mut rows);
             PlannedFile {
-                key: batch_file_key(&partition, shard_id, &first, &last),
+                key: batch_file_key(&partition, source, &first, &last),
                 partition,
                 rows,
             }

@@ -50,6 +50,12 @@ impl CompactionPlan {
     pub fn output_key(&self, index: usize) -> String {
         compacted_file_key(&self.partition, &self.generation, index)
     }
+
+    /// Whether `key` is one of the files the plan keeps or merges (an output must
+    /// never be: writing it would replace a file the plan still counts on).
+    pub fn touches(&self, key: &str) -> bool {
+        self.keep.iter().chain(&self.merge).any(|o| o.key == key)
+    }
 }
 
 /// Whether `partition` is closed at `now`: it ended at least `grace` ago.
@@ -87,12 +93,18 @@ pub fn plan(
     }
     keep.sort_by(|a, b| a.key.cmp(&b.key));
     merge.sort_by(|a, b| a.key.cmp(&b.key));
+    // The kept files are hashed too: a rerun after a crash that wrote a full file
+    // merges the same files as the crashed run but keeps that file, and must not
+    // name its own output after it (it would overwrite a file it keeps).
     let mut hash = Md5::new();
     hash.update(target_bytes.to_be_bytes());
-    for object in &merge {
-        hash.update(object.key.as_bytes());
-        hash.update([0]);
-        hash.update(object.size.to_be_bytes());
+    for (role, objects) in [(b'k', &keep), (b'm', &merge)] {
+        for object in objects {
+            hash.update([role]);
+            hash.update(object.key.as_bytes());
+            hash.update([0]);
+            hash.update(object.size.to_be_bytes());
+        }
     }
     let digest = hash.finalize();
     let generation: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
@@ -195,6 +207,28 @@ mod tests {
             plan(hour(), &a, 100).unwrap().generation,
             plan(hour(), &c, 100).unwrap().generation
         );
+    }
+
+    #[test]
+    fn a_rerun_that_keeps_a_file_of_the_crashed_run_names_its_outputs_anew() {
+        let merged = [
+            object("b_s_1-0_9-0.parquet", 10),
+            object("b_s_10-0_19-0.parquet", 12),
+        ];
+        let first = plan(hour(), &merged, 100).unwrap();
+        // The crashed run wrote its first output, full; the rerun keeps it and
+        // merges the same batch files.
+        let mut after_crash = merged.to_vec();
+        after_crash.push(ObjectInfo {
+            key: first.output_key(0),
+            size: 150,
+        });
+        let rerun = plan(hour(), &after_crash, 100).unwrap();
+        assert_eq!(rerun.merge, first.merge);
+        assert_eq!(rerun.keep.len(), 1);
+        assert_ne!(rerun.generation, first.generation);
+        assert!(!rerun.touches(&rerun.output_key(0)));
+        assert!(rerun.touches(&first.output_key(0)));
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! what the object holds, so a retry writes the same key again.
 //!
 //! ```text
-//! event_type=booking/dt=2026-12-01/hour=09/b_shardId-000000000001_4965...-0_4965...-3.parquet
+//! event_type=booking/dt=2026-12-01/hour=09/b_1a2b3c4d-shardId-000000000001_4965...-0_4965...-3.parquet
 //! event_type=booking/dt=2026-12-01/hour=09/c_5f0e9a1b2c3d4e5f_0000.parquet
 //! _staging/event_type=booking/dt=2026-12-01/hour=09/b_....parquet
 //! ```
 //!
 //! - A **batch file** (`b_`) holds one batch's events of one partition, named by the
-//!   shard and the first and last stream positions of the records it covers.
+//!   shard (after a short hash of its stream, [`source_name`]) and the first and last
+//!   stream positions of the records it covers.
 //! - A **compacted file** (`c_`) is one of the files compaction made of a partition,
 //!   named by the generation (a hash of the files it replaced) and its index.
 //! - A **staged** copy waits under [`STAGING`], outside every table's location, until
@@ -145,17 +146,17 @@ fn position_text(p: &Position) -> String {
 }
 
 /// The key of a batch file: the events of `partition` among the records of
-/// `shard_id` from `first` to `last` (both included).
+/// `source` (a shard, see [`source_name`]) from `first` to `last` (both included).
 pub fn batch_file_key(
     partition: &Partition,
-    shard_id: &str,
+    source: &str,
     first: &Position,
     last: &Position,
 ) -> String {
     format!(
         "{}/b_{}_{}_{}{EXTENSION}",
         partition.path(),
-        sanitize(shard_id),
+        sanitize(source),
         position_text(first),
         position_text(last)
     )
@@ -169,6 +170,19 @@ pub fn compacted_file_key(partition: &Partition, generation: &str, index: usize)
 /// Where `key` is staged before it is committed.
 pub fn staged_key(key: &str) -> String {
     format!("{STAGING}{key}")
+}
+
+/// What names a shard's batch files: its id, after a short hash of its stream's ARN
+/// when there is one (`1a2b3c4d-shardId-000000000001`), since two streams' shards have
+/// the same ids and may reach the same positions.
+pub fn source_name(stream: &str, shard_id: &str) -> String {
+    if stream.is_empty() {
+        return shard_id.to_string();
+    }
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(stream.as_bytes());
+    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{tag}-{shard_id}")
 }
 
 /// A shard id as a file-name part: only `[A-Za-z0-9-]` kept (Kinesis shard ids are
@@ -214,6 +228,27 @@ mod tests {
         assert_eq!(
             Partition::of_key("event_type=refund/dt=2026-12-01/hour=09/x"),
             None
+        );
+    }
+
+    #[test]
+    fn two_streams_shards_name_their_files_apart() {
+        let a = source_name(
+            "arn:aws:kinesis:eu-west-1:1:stream/a",
+            "shardId-000000000000",
+        );
+        let b = source_name(
+            "arn:aws:kinesis:eu-west-1:1:stream/b",
+            "shardId-000000000000",
+        );
+        assert_ne!(a, b);
+        assert!(
+            a.ends_with("-shardId-000000000000") && a.len() == 9 + 20,
+            "{a}"
+        );
+        assert_eq!(
+            source_name("", "shardId-000000000000"),
+            "shardId-000000000000"
         );
     }
 

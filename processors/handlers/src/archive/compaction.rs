@@ -72,6 +72,9 @@ pub struct CompactionReport {
     pub closed: usize,
     /// Compacted now (the other closed ones were compact already).
     pub compacted: Vec<PartitionReport>,
+    /// Partitions that failed, and why; the others were still compacted, and the
+    /// next run tries these again (each still reads correctly).
+    pub failed: Vec<(String, String)>,
 }
 
 impl CompactionReport {
@@ -130,8 +133,9 @@ impl<O: ObjectStore> Compactor<O> {
         Ok(out)
     }
 
-    /// Compacts every partition closed at `now` that is not compact yet, oldest
-    /// first. Stops at the first failure (the partitions done stay done).
+    /// Compacts every partition closed at `now` that is not compact yet, oldest hour
+    /// first. A partition that fails is reported in [`CompactionReport::failed`] and
+    /// the others are still done; only a failure to list the archive is an error.
     pub async fn compact_closed(
         &self,
         now: DateTime<Utc>,
@@ -141,20 +145,32 @@ impl<O: ObjectStore> Compactor<O> {
             partitions: partitions.len(),
             ..CompactionReport::default()
         };
+        // Oldest hour first, all tables of an hour together: a run cut short by its
+        // time limit leaves the newest hours, not a whole table, for the next one.
+        let mut partitions: Vec<(Partition, Vec<ObjectInfo>)> = partitions.into_iter().collect();
+        partitions.sort_by_key(|(p, _)| (p.date, p.hour, p.table));
         for (partition, objects) in partitions {
             if !is_closed(&partition, now, self.grace) {
                 continue;
             }
             report.closed += 1;
             if let Some(plan) = compaction::plan(partition, &objects, self.target_bytes) {
-                report.compacted.push(self.compact(&plan).await?);
+                // One partition that cannot be compacted (an unreadable object) must
+                // not hold back every hour after it.
+                match self.compact(&plan).await {
+                    Ok(done) => report.compacted.push(done),
+                    Err(e) => {
+                        tracing::warn!(partition = %partition, error = %e, "partition not compacted");
+                        report.failed.push((partition.path(), e.to_string()));
+                    }
+                }
             }
         }
         Ok(report)
     }
 
-    /// Compacts one partition as listed now, closed or not (`flyhigh archive compact
-    /// --partition`); `None` if it is compact already.
+    /// Compacts one partition as listed now, closed or not; `None` if it is compact
+    /// already.
     pub async fn compact_partition(
         &self,
         partition: Partition,
@@ -195,6 +211,11 @@ impl<O: ObjectStore> Compactor<O> {
             FileRun::new(table, &refs, &self.options, self.target_bytes, &metadata).enumerate()
         {
             let key = plan.output_key(index);
+            if plan.touches(&key) {
+                return Err(CompactError::File(format!(
+                    "{key} would replace a file this compaction reads; nothing was deleted"
+                )));
+            }
             let file = file.map_err(|e| file_error(&key, e))?;
             bytes_written += file.len() as u64;
             self.objects.put(&key, file).await?;

@@ -62,6 +62,8 @@ pub struct ArchiveStats {
     pub recovered_files: u64,
     /// Batches that reported a failure.
     pub failed_batches: u64,
+    /// Committed files found neither staged nor promoted (see the runbook).
+    pub files_missing: u64,
 }
 
 #[derive(Default)]
@@ -77,6 +79,7 @@ struct Counters {
     commit_conflicts: AtomicU64,
     recovered_files: AtomicU64,
     failed_batches: AtomicU64,
+    files_missing: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -143,20 +146,39 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             commit_conflicts: get(&c.commit_conflicts),
             recovered_files: get(&c.recovered_files),
             failed_batches: get(&c.failed_batches),
+            files_missing: get(&c.files_missing),
         }
     }
 
     /// Handles a Lambda Kinesis event (what the Lambda and the local runner call).
     pub async fn handle(&self, event: KinesisEvent) -> KinesisEventResponse {
         let records = kinesis::kinesis_records(&event);
-        let outcome = self.process(&records).await;
+        let stream = event
+            .records
+            .first()
+            .and_then(|r| r.event_source_arn.clone())
+            .unwrap_or_default();
+        let outcome = self.process_stream(&stream, &records).await;
         kinesis::respond(PROCESSOR, &records, &outcome)
     }
 
-    /// Archives a batch of Kinesis records in shard order. A reported failure at
-    /// record `i` promises that every record before it is archived (committed); the
-    /// retry skips whatever from `i` on is archived too.
+    /// Archives a batch of records of an unnamed stream (tests, benches): the
+    /// checkpoints are keyed by shard id alone.
     pub async fn process(&self, records: &[KinesisRecord]) -> BatchOutcome {
+        self.process_stream("", records).await
+    }
+
+    /// Archives a batch of Kinesis records of `stream` (its ARN, as Lambda names it in
+    /// `eventSourceARN`) in shard order. A reported failure at record `i` promises
+    /// that every record before it is archived (committed); the retry skips whatever
+    /// from `i` on is archived too.
+    ///
+    /// Checkpoints are keyed by `STREAM/SHARD`: the mapping's stream changed to
+    /// another (shard ids start again at `shardId-000000000000`) starts from no
+    /// checkpoint instead of skipping records as archived. A stream *deleted and
+    /// created again under the same name* has the same ARN: clear its checkpoints
+    /// (`docs/runbooks.md`).
+    pub async fn process_stream(&self, stream: &str, records: &[KinesisRecord]) -> BatchOutcome {
         add(&self.counters.batches, 1);
         add(&self.counters.records, records.len() as u64);
         let expanded = batch::expand(PROCESSOR, records, |_, _| None);
@@ -200,7 +222,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
         let mut outcome = BatchOutcome::default();
         for mut shard in shards {
             shard.items.sort_by(|a, b| a.1.cmp(&b.1));
-            if let Err((index, error)) = self.archive_shard(shard).await
+            if let Err((index, error)) = self.archive_shard(stream, shard).await
                 && outcome.first_failed.is_none_or(|f| index < f)
             {
                 outcome.first_failed = Some(index);
@@ -215,8 +237,16 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
 
     /// Archives one shard's part of the batch; on failure, the index of the first
     /// Kinesis record not archived and why.
-    async fn archive_shard(&self, shard: ShardBatch) -> Result<(), (usize, String)> {
+    async fn archive_shard(&self, stream: &str, shard: ShardBatch) -> Result<(), (usize, String)> {
         let ShardBatch { shard_id, items } = shard;
+        let key = if stream.is_empty() {
+            shard_id.clone()
+        } else {
+            format!("{stream}/{shard_id}")
+        };
+        // What names the batch files: the shard, and which stream it belongs to (two
+        // streams' shards share ids and may share positions).
+        let source = flyhigh_core::archive::layout::source_name(stream, &shard_id);
         let Some(first_index) = items.iter().map(|(i, _, _)| *i).min() else {
             return Ok(());
         };
@@ -227,7 +257,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             let fail = |index: usize| move |e: StoreError| (index, e.to_string());
             let mut checkpoint = self
                 .checkpoints
-                .load(&shard_id)
+                .load(&key)
                 .await
                 .map_err(fail(first_index))?
                 .unwrap_or_default();
@@ -237,7 +267,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                 let cleared = checkpoint.promoted();
                 if !self
                     .checkpoints
-                    .save(&shard_id, &cleared)
+                    .save(&key, &cleared)
                     .await
                     .map_err(fail(first_index))?
                 {
@@ -292,7 +322,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                     Item::Poison(_) => None,
                 })
                 .collect();
-            let plan = plan_batch(&shard_id, first.clone(), last.clone(), events);
+            let plan = plan_batch(&source, first.clone(), last.clone(), events);
             let mut keys = Vec::with_capacity(plan.files.len());
             let (mut rows, mut bytes) = (0u64, 0u64);
             for file in &plan.files {
@@ -313,7 +343,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             let committed = checkpoint.commit(last.clone(), keys);
             if !self
                 .checkpoints
-                .save(&shard_id, &committed)
+                .save(&key, &committed)
                 .await
                 .map_err(fail)?
             {
@@ -328,7 +358,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                 // Lost to a consumer that promoted and cleared them first: the same end.
                 let _ = self
                     .checkpoints
-                    .save(&shard_id, &committed.promoted())
+                    .save(&key, &committed.promoted())
                     .await
                     .map_err(fail)?;
             }
@@ -345,12 +375,19 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
     }
 
     /// Promotes every pending file of `checkpoint`; how many moved now (the rest had
-    /// moved before).
+    /// moved before). A file neither staged nor at its key is reported loudly
+    /// ([`ArchiveStats::files_missing`]) and passed over: blocking the shard would
+    /// not bring it back (see `docs/runbooks.md`).
     async fn promote(&self, checkpoint: &ArchiveCheckpoint) -> Result<u64, StoreError> {
         let mut moved = 0;
         for key in &checkpoint.pending {
             if self.objects.promote(&staged_key(key), key).await? {
                 moved += 1;
+            } else if !self.objects.list(key).await?.iter().any(|o| &o.key == key) {
+                add(&self.counters.files_missing, 1);
+                tracing::error!(processor = PROCESSOR, key = %key,
+                    "committed batch file missing: neither its staged copy nor the file exists \
+                     (compacted since, or the staged copy expired); replay the shard's range if its rows are not in the hour");
             }
         }
         Ok(moved)

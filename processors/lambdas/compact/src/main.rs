@@ -51,8 +51,17 @@ async fn main() -> Result<(), Error> {
                 closed = report.closed,
                 compacted = report.compacted.len(),
                 duplicates_dropped = report.duplicates_dropped(),
+                failed = report.failed.len(),
                 "closed hours compacted"
             );
+            if let Some((partition, error)) = report.failed.first() {
+                // Fail the invocation so that its alarm and on-failure destination
+                // see it; the partitions done stay done, the next run retries these.
+                return Err(Error::from(format!(
+                    "{} partitions not compacted, first {partition}: {error}",
+                    report.failed.len()
+                )));
+            }
             Ok::<_, Error>(report)
         },
     ))
