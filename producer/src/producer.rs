@@ -130,10 +130,32 @@ struct Shared {
     done: watch::Receiver<bool>,
 }
 
+impl Drop for Shared {
+    /// The last handle dropped without [`Producer::close`]: the worker still drains
+    /// what was accepted, but only while the runtime runs, and nobody can learn the
+    /// outcome. Say so, with the count, rather than lose them without a word if the
+    /// runtime stops next.
+    fn drop(&mut self) {
+        if !self.closed.load(Ordering::SeqCst) {
+            let unresolved = self.counters.buffered_records.load(Ordering::Relaxed);
+            if unresolved > 0 {
+                tracing::warn!(
+                    unresolved,
+                    "producer dropped without close(): {unresolved} accepted records not yet \
+                     written or dead-lettered; they are lost if the runtime stops before the \
+                     worker drains them"
+                );
+            }
+        }
+    }
+}
+
 /// The async producer. Cheap to clone; clones share one worker, budget and metrics.
 ///
 /// Dropping every clone without [`Producer::close`] still writes what was accepted
-/// (the worker drains, then stops), but nobody can wait for it.
+/// (the worker drains, then stops), but nobody can wait for it, and a runtime that
+/// stops first abandons it: the drop logs a warning with how many records were
+/// still unresolved.
 #[derive(Clone)]
 pub struct Producer {
     shared: Arc<Shared>,

@@ -342,10 +342,17 @@ impl<T: Transport> Worker<T> {
             self.maybe_emit_metrics(now);
             if self.closing.is_some() && !self.has_work() {
                 if channel_open {
-                    // Take whatever raced in behind the close.
-                    while let Ok(command) = rx.try_recv() {
+                    // Refuse new records first, then take whatever raced in
+                    // behind the close: a record is accepted only if its send
+                    // reached the channel, and every one that did is received here
+                    // (`recv` returns `None` once the closed channel is empty). A
+                    // non-blocking drain left a window in which a record was
+                    // accepted after the last look and dropped with the receiver.
+                    rx.close();
+                    while let Some(command) = rx.recv().await {
                         self.handle(command);
                     }
+                    channel_open = false;
                     if self.has_work() {
                         continue;
                     }
