@@ -91,3 +91,114 @@ impl Default for ProducerConfig {
         }
     }
 }
+
+/// The longest [`ProducerConfig::record_ttl`]: a week, the stream's longest default
+/// retention worth buffering for (anything longer is a mistake, and `Duration::MAX`
+/// overflowed the send path's deadline arithmetic).
+pub const MAX_RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The shortest [`ProducerConfig::metrics_interval`] and
+/// [`ProducerConfig::shard_map_refresh`]: one second (zero busy-looped the worker).
+pub const MIN_PERIOD: Duration = Duration::from_secs(1);
+
+/// A setting [`ProducerConfig::validate`] refuses: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid producer setting {setting}: {reason}")]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The field of [`ProducerConfig`], e.g. `record_ttl`.
+    pub setting: &'static str,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+fn refuse(setting: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+    Err(ConfigError {
+        setting,
+        reason: reason.into(),
+    })
+}
+
+impl ProducerConfig {
+    /// Checks every setting; the first one out of range is named in the error.
+    /// [`Producer::try_new`](crate::Producer::try_new) calls it, so a bad value fails
+    /// at start-up instead of panicking or spinning on the send path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.buffer_budget_bytes == 0 {
+            refuse("buffer_budget_bytes", "must be above 0")?;
+        }
+        if self.aggregate_max_bytes == 0
+            || self.aggregate_max_bytes > crate::limits::MAX_RECORD_BYTES
+        {
+            refuse(
+                "aggregate_max_bytes",
+                format!(
+                    "{} is not within 1..={} (the Kinesis record limit)",
+                    self.aggregate_max_bytes,
+                    crate::limits::MAX_RECORD_BYTES
+                ),
+            )?;
+        }
+        if self.record_ttl.is_zero() || self.record_ttl > MAX_RECORD_TTL {
+            refuse(
+                "record_ttl",
+                format!("{:?} is not within (0, 7 days]", self.record_ttl),
+            )?;
+        }
+        if self.linger > MAX_RECORD_TTL {
+            refuse("linger", format!("{:?} is longer than 7 days", self.linger))?;
+        }
+        if self.backoff_base.is_zero() {
+            refuse("backoff_base", "must be above 0 (retries would storm)")?;
+        }
+        if self.backoff_max < self.backoff_base || self.backoff_max > MAX_RECORD_TTL {
+            refuse(
+                "backoff_max",
+                format!(
+                    "{:?} must be at least backoff_base ({:?}) and at most 7 days",
+                    self.backoff_max, self.backoff_base
+                ),
+            )?;
+        }
+        if self.max_requests_in_flight == 0 {
+            refuse("max_requests_in_flight", "must be at least 1")?;
+        }
+        if self.request_timeout.is_zero() || self.request_timeout > MAX_RECORD_TTL {
+            refuse(
+                "request_timeout",
+                format!("{:?} is not within (0, 7 days]", self.request_timeout),
+            )?;
+        }
+        if let Some(limits) = &self.shard_limits {
+            for (setting, value) in [
+                ("shard_limits.records_per_sec", limits.records_per_sec),
+                ("shard_limits.bytes_per_sec", limits.bytes_per_sec),
+            ] {
+                // Infinity is "no limit"; zero, negative and NaN have no meaning.
+                if value.is_nan() || value <= 0.0 {
+                    refuse(
+                        setting,
+                        format!("{value} must be above 0 (f64::INFINITY for no limit)"),
+                    )?;
+                }
+            }
+        }
+        if self.shard_map_refresh < MIN_PERIOD || self.shard_map_refresh > MAX_RECORD_TTL {
+            refuse(
+                "shard_map_refresh",
+                format!("{:?} is not within [1 s, 7 days]", self.shard_map_refresh),
+            )?;
+        }
+        if let Some(interval) = self.metrics_interval
+            && (interval < MIN_PERIOD || interval > MAX_RECORD_TTL)
+        {
+            refuse(
+                "metrics_interval",
+                format!(
+                    "{interval:?} is not within [1 s, 7 days] (None turns the periodic event off)"
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -70,7 +70,9 @@
 //! # Guarantees
 //!
 //! - **Validation.** An invalid event is rejected by `send` with every offending
-//!   field ([`SendError::Invalid`]); nothing is sent.
+//!   field ([`SendError::Invalid`]); nothing is sent. An out-of-range setting is
+//!   refused at start-up, named ([`Producer::try_new`], [`ProducerConfig::validate`]),
+//!   never a panic or a spin later.
 //! - **Delivery.** Every accepted record ends in exactly one of two places: Kinesis
 //!   (its [`Receipt`] gives the shard, sequence number and sub-sequence number) or
 //!   the dead-letter sink (its receipt gives the reason). Nothing expires silently.
@@ -136,7 +138,7 @@ mod worker;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 
-pub use config::{ProducerConfig, RECORD_OVERHEAD_BYTES};
+pub use config::{ConfigError, MAX_RECORD_TTL, MIN_PERIOD, ProducerConfig, RECORD_OVERHEAD_BYTES};
 pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterReason, DeadLetterSink, FileDeadLetters,
     MemoryDeadLetters,

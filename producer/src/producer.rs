@@ -176,8 +176,27 @@ impl Producer {
     ///
     /// # Panics
     ///
-    /// Outside a Tokio runtime.
+    /// Outside a Tokio runtime, and at once, with the setting named, when a setting
+    /// is out of range ([`ProducerConfig::validate`]; [`Producer::try_new`] returns
+    /// the error instead).
     pub fn new<T: Transport>(transport: T, config: ProducerConfig) -> Producer {
+        match Producer::try_new(transport, config) {
+            Ok(producer) => producer,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`Producer::new`], but a setting out of range
+    /// ([`ProducerConfig::validate`]) is an error naming it, instead of a panic.
+    pub fn try_new<T: Transport>(
+        transport: T,
+        config: ProducerConfig,
+    ) -> Result<Producer, crate::config::ConfigError> {
+        config.validate()?;
+        Ok(Producer::start(transport, config))
+    }
+
+    fn start<T: Transport>(transport: T, config: ProducerConfig) -> Producer {
         let budget_bytes = config
             .buffer_budget_bytes
             .max(MAX_RECORD_BYTES + RECORD_OVERHEAD_BYTES);

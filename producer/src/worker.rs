@@ -948,8 +948,17 @@ impl<T: Transport> Worker<T> {
         self.next_refresh = now + self.config.shard_map_refresh;
         let transport = self.transport.clone();
         let report = self.refreshed.clone();
+        // Bounded, like the first load: one hung call must not stop map refreshes
+        // for good (`refreshing` stays set until it reports).
         tokio::spawn(async move {
-            let _ = report.send(transport.list_shards().await);
+            let listed =
+                match tokio::time::timeout(INITIAL_MAP_TIMEOUT, transport.list_shards()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(TransportError::Transient(format!(
+                        "listing shards timed out after {INITIAL_MAP_TIMEOUT:?}"
+                    ))),
+                };
+            let _ = report.send(listed);
         });
     }
 
