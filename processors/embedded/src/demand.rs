@@ -103,7 +103,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::sqlite::{Context, lock, open_read_only, open_wal};
+use crate::sqlite::{Context, Stamp, create_or_check, lock, open_read_only, open_wal, stamp};
 
 /// The layout this build reads and writes, stored in SQLite's `user_version`.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -332,33 +332,17 @@ impl SqliteDemandStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .context("synchronous")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
-        // IMMEDIATE: two processes opening a fresh file at once must not both create.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context("begin schema")?;
-        match stamp(&tx)? {
-            (0, 0) => {
-                tx.execute_batch(SCHEMA).context("create schema")?;
-                tx.pragma_update(None, "application_id", APPLICATION_ID)
-                    .context("application_id")?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .context("user_version")?;
-            }
-            (SCHEMA_VERSION, APPLICATION_ID) => {}
-            (newer, APPLICATION_ID) => {
-                return Err(StoreError::Permanent(format!(
-                    "demand database has schema version {newer}; this build reads version \
-                     {SCHEMA_VERSION}"
-                )));
-            }
-            (version, application_id) => {
-                return Err(StoreError::Permanent(format!(
-                    "not a demand database (application_id {application_id:#x}, schema version \
-                     {version}); is it the inventory database?"
-                )));
-            }
-        }
-        tx.commit().context("commit schema")?;
+        create_or_check(
+            &mut conn,
+            &Stamp {
+                schema: SCHEMA,
+                application_id: APPLICATION_ID,
+                version: SCHEMA_VERSION,
+                name: "demand database",
+                a_name: "a demand database",
+                hint: "; is it the inventory database?",
+            },
+        )?;
         Ok(SqliteDemandStore {
             conn: Mutex::new(conn),
             read_only: false,
@@ -852,17 +836,6 @@ impl AlertStore for SqliteDemandStore {
     ) -> Result<bool, StoreError> {
         self.save_cabin_state_now(key, state, alerts)
     }
-}
-
-/// The file's `(user_version, application_id)`.
-fn stamp(conn: &Connection) -> Result<(i32, i32), StoreError> {
-    let version = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .context("user_version")?;
-    let application_id = conn
-        .pragma_query_value(None, "application_id", |row| row.get(0))
-        .context("application_id")?;
-    Ok((version, application_id))
 }
 
 /// Whether a state of version `new` may replace the stored one (absent: version 0),

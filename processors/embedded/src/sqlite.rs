@@ -651,6 +651,67 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// How a database of the embedded stores is stamped: SQLite's `application_id` says
+/// which store's file it is, `user_version` its schema version.
+pub(crate) struct Stamp {
+    /// The schema a fresh file gets.
+    pub schema: &'static str,
+    /// The store's `application_id`.
+    pub application_id: i32,
+    /// The schema version this build reads and writes.
+    pub version: i32,
+    /// The file as errors name it, e.g. `demand database`.
+    pub name: &'static str,
+    /// The same with its article, e.g. `a demand database`.
+    pub a_name: &'static str,
+    /// Said after "not {a_name} (...)", e.g. `; is it the inventory database?`.
+    pub hint: &'static str,
+}
+
+/// The file's `(user_version, application_id)`.
+pub(crate) fn stamp(conn: &Connection) -> Result<(i32, i32), StoreError> {
+    let version = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .context("user_version")?;
+    let application_id = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .context("application_id")?;
+    Ok((version, application_id))
+}
+
+/// Creates `expected`'s schema in a fresh file and stamps it, or checks the stamp of
+/// an existing one: a newer schema version, or another store's file, is a
+/// [`StoreError::Permanent`] naming it. In one IMMEDIATE transaction, so that two
+/// processes opening a fresh file at once do not both create it.
+pub(crate) fn create_or_check(conn: &mut Connection, expected: &Stamp) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .context("begin schema")?;
+    match stamp(&tx)? {
+        (0, 0) => {
+            tx.execute_batch(expected.schema).context("create schema")?;
+            tx.pragma_update(None, "application_id", expected.application_id)
+                .context("application_id")?;
+            tx.pragma_update(None, "user_version", expected.version)
+                .context("user_version")?;
+        }
+        (version, id) if version == expected.version && id == expected.application_id => {}
+        (newer, id) if id == expected.application_id => {
+            return Err(StoreError::Permanent(format!(
+                "{} has schema version {newer}; this build reads version {}",
+                expected.name, expected.version
+            )));
+        }
+        (version, application_id) => {
+            return Err(StoreError::Permanent(format!(
+                "not {} (application_id {application_id:#x}, schema version {version}){}",
+                expected.a_name, expected.hint
+            )));
+        }
+    }
+    tx.commit().context("commit schema")
+}
+
 /// A store's connection. A panic while it was held cannot leave it mid-transaction
 /// in a way that matters (rusqlite rolls back on drop, and we roll back anything
 /// still open), so a poisoned lock is recovered instead of poisoning the whole

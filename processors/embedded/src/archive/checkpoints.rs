@@ -9,9 +9,9 @@ use flyhigh_core::StoreError;
 use flyhigh_core::archive::ArchiveCheckpoint;
 use flyhigh_core::ports::ArchiveCheckpoints;
 use flyhigh_core::records::Position;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::sqlite::{Context, lock, open_wal};
+use crate::sqlite::{Context, Stamp, create_or_check, lock, open_wal};
 
 /// The layout this build reads and writes, stored in SQLite's `user_version`.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -133,33 +133,17 @@ impl SqliteArchiveCheckpoints {
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.pragma_update(None, "synchronous", "FULL")
             .context("synchronous")?;
-        // IMMEDIATE: two processes opening a fresh file at once must not both create.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context("begin schema")?;
-        match stamp(&tx)? {
-            (0, 0) => {
-                tx.execute_batch(SCHEMA).context("create schema")?;
-                tx.pragma_update(None, "application_id", APPLICATION_ID)
-                    .context("application_id")?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .context("user_version")?;
-            }
-            (SCHEMA_VERSION, APPLICATION_ID) => {}
-            (newer, APPLICATION_ID) => {
-                return Err(StoreError::Permanent(format!(
-                    "archive checkpoint database has schema version {newer}; this build reads \
-                     version {SCHEMA_VERSION}"
-                )));
-            }
-            (version, application_id) => {
-                return Err(StoreError::Permanent(format!(
-                    "not an archive checkpoint database (application_id {application_id:#x}, \
-                     schema version {version})"
-                )));
-            }
-        }
-        tx.commit().context("commit schema")?;
+        create_or_check(
+            &mut conn,
+            &Stamp {
+                schema: SCHEMA,
+                application_id: APPLICATION_ID,
+                version: SCHEMA_VERSION,
+                name: "archive checkpoint database",
+                a_name: "an archive checkpoint database",
+                hint: "",
+            },
+        )?;
         Ok(SqliteArchiveCheckpoints {
             conn: Mutex::new(conn),
         })
@@ -231,15 +215,4 @@ impl ArchiveCheckpoints for SqliteArchiveCheckpoints {
     async fn save(&self, shard_id: &str, next: &ArchiveCheckpoint) -> Result<bool, StoreError> {
         self.save_now(shard_id, next)
     }
-}
-
-/// The file's `(user_version, application_id)`.
-fn stamp(conn: &Connection) -> Result<(i32, i32), StoreError> {
-    let version = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .context("user_version")?;
-    let application_id = conn
-        .pragma_query_value(None, "application_id", |row| row.get(0))
-        .context("application_id")?;
-    Ok((version, application_id))
 }
