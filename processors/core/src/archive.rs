@@ -3,8 +3,8 @@
 //! (feature `archive`).
 //!
 //! - [`rows`]: [`ArchivedEvent`] (an event and its place in the stream) ⇄ Arrow
-//!   record batches in the columns of `flyhigh_schemas::archive`, and
-//!   [`row_order`], the order of rows within a file.
+//!   record batches in the columns of `flyhigh_schemas::archive`.
+//! - [`order`]: [`row_order`], the order of rows within a file, and [`sort_rows`].
 //! - [`files`]: the one factory of Parquet writer properties
 //!   ([`writer_properties`]: zstd, page statistics and index, bloom filters on lookup
 //!   columns, sort order, `created_by`), writing a file or a run of files of a target
@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod compaction;
 pub mod files;
 pub mod layout;
+pub mod order;
 pub mod rows;
 
 pub use checkpoint::{ArchiveCheckpoint, BatchPlan, PlannedFile, plan_batch};
@@ -34,7 +35,8 @@ pub use files::{
     FileRun, ParquetOptions, read_event_ids, read_file, write_file, writer_properties,
 };
 pub use layout::{DataFile, FileKind, Partition, STAGING, staged_key};
-pub use rows::{ArchivedEvent, row_order, sort_rows};
+pub use order::{row_order, sort_rows};
+pub use rows::ArchivedEvent;
 
 /// A footer key-value pair, for the `metadata` of [`write_file`] and [`FileRun`].
 pub use parquet::file::metadata::KeyValue;

@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Partition, batch_file_key};
-use super::rows::{ArchivedEvent, sort_rows};
+use super::order::sort_rows;
+use super::rows::ArchivedEvent;
 use crate::records::Position;
 
 /// How far one shard is archived.

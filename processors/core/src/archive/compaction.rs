@@ -20,7 +20,8 @@ use chrono::{DateTime, Duration, Utc};
 use md5::{Digest, Md5};
 
 use super::layout::{DataFile, FileKind, Partition, compacted_file_key};
-use super::rows::{ArchivedEvent, sort_rows};
+use super::order::sort_rows;
+use super::rows::ArchivedEvent;
 use crate::ports::ObjectInfo;
 
 /// The default target size of compacted files: 128 MiB, what Athena recommends at
