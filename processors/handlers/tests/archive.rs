@@ -7,7 +7,6 @@
 //! embedded and moto tests).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{Duration, TimeZone, Utc};
@@ -580,13 +579,6 @@ async fn a_compaction_crash_at_each_step_loses_nothing_and_a_rerun_finishes() {
         ids.sort();
         ids
     };
-    let copy = || {
-        let store = MemoryObjectStore::new();
-        for (k, v) in pristine.objects() {
-            futures_lite_put(&store, k, v);
-        }
-        store
-    };
     let mut expected = partition_ids(&pristine);
     expected.dedup();
     let unique: HashSet<String> = expected.iter().cloned().collect();
@@ -601,7 +593,7 @@ async fn a_compaction_crash_at_each_step_loses_nothing_and_a_rerun_finishes() {
     }
 
     // The partition in one file, to size the target at a quarter of it.
-    let one = copy();
+    let one = copy_of(&pristine).await;
     let whole = compactor(&one, u64::MAX, &options)
         .compact_partition(partition)
         .await
@@ -609,7 +601,7 @@ async fn a_compaction_crash_at_each_step_loses_nothing_and_a_rerun_finishes() {
         .unwrap();
     let target = whole.bytes_written / 4;
     // A full run, to count its mutations (puts, then one delete per merged file).
-    let probe = copy();
+    let probe = copy_of(&pristine).await;
     let full = compactor(&probe, target, &options)
         .compact_partition(partition)
         .await
@@ -619,7 +611,7 @@ async fn a_compaction_crash_at_each_step_loses_nothing_and_a_rerun_finishes() {
     assert_eq!(partition_ids(&probe), expected);
     let mutations = (full.files_written + full.files_merged) as i64;
     for allowed in 0..mutations {
-        let store = copy();
+        let store = copy_of(&pristine).await;
         let crashing = CrashAfter {
             inner: &store,
             allowed: AtomicI64::new(allowed),
@@ -667,17 +659,13 @@ async fn a_compaction_crash_at_each_step_loses_nothing_and_a_rerun_finishes() {
     }
 }
 
-/// A put into the in-memory store, which completes without waiting.
-fn futures_lite_put(store: &MemoryObjectStore, key: String, bytes: Vec<u8>) {
-    let mut put = std::pin::pin!(store.put(&key, bytes));
-    let waker = std::task::Waker::noop();
-    match put
-        .as_mut()
-        .poll(&mut std::task::Context::from_waker(waker))
-    {
-        std::task::Poll::Ready(result) => result.unwrap(),
-        std::task::Poll::Pending => unreachable!("the in-memory store never waits"),
+/// A store holding the same objects as `store`.
+async fn copy_of(store: &MemoryObjectStore) -> MemoryObjectStore {
+    let copy = MemoryObjectStore::new();
+    for (key, bytes) in store.objects() {
+        copy.put(&key, bytes).await.unwrap();
     }
+    copy
 }
 
 /// Regression: checkpoints were keyed by shard id alone, so pointing the mapping at
