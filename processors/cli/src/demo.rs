@@ -149,6 +149,27 @@ struct Files {
     archive_failed_batches: PathBuf,
 }
 
+/// Spawns `runner` reading every shard of `stream` and invoking `handler` (an
+/// `Arc` of any of the handlers, which all have `handle(KinesisEvent)`), with its
+/// failed batches to `failed`; the task returns the mapping's stats.
+macro_rules! spawn_mapping {
+    ($runner:expr, $handler:expr, $stream:expr, $failed:expr) => {{
+        let (runner, handler, source, failed) = (
+            $runner.clone(),
+            $handler.clone(),
+            LocalSource::new($stream.clone()),
+            $failed,
+        );
+        tokio::spawn(async move {
+            let invoke = handler_fn(|event| {
+                let handler = handler.clone();
+                async move { Ok(handler.handle(event).await) }
+            });
+            runner.run(&source, &invoke, &failed).await
+        })
+    }};
+}
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let mut config = SimConfig::new(args.seed, args.events);
     if args.no_surge {
@@ -269,50 +290,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     );
 
     let started = Instant::now();
-    let consumer = {
-        let (runner, handler, source) = (
-            runner.clone(),
-            handler.clone(),
-            LocalSource::new(stream.clone()),
-        );
-        tokio::spawn(async move {
-            let invoke = handler_fn(|event| {
-                let handler = handler.clone();
-                async move { Ok(handler.handle(event).await) }
-            });
-            runner.run(&source, &invoke, &failed_batches).await
-        })
-    };
-    let demand_consumer = {
-        let (runner, handler, source) = (
-            demand_runner.clone(),
-            demand_handler.clone(),
-            LocalSource::new(stream.clone()),
-        );
-        let failed = JsonLinesFile::create(&files.demand_failed_batches)?;
-        tokio::spawn(async move {
-            let invoke = handler_fn(|event| {
-                let handler = handler.clone();
-                async move { Ok(handler.handle(event).await) }
-            });
-            runner.run(&source, &invoke, &failed).await
-        })
-    };
-    let archive_consumer = {
-        let (runner, handler, source) = (
-            archive_runner.clone(),
-            archive_handler.clone(),
-            LocalSource::new(stream.clone()),
-        );
-        let failed = JsonLinesFile::create(&files.archive_failed_batches)?;
-        tokio::spawn(async move {
-            let invoke = handler_fn(|event| {
-                let handler = handler.clone();
-                async move { Ok(handler.handle(event).await) }
-            });
-            runner.run(&source, &invoke, &failed).await
-        })
-    };
+    // Each processor's event source mapping over the same stream, as three Lambda
+    // mappings would read it.
+    let consumer = spawn_mapping!(runner, handler, stream, failed_batches);
+    let demand_consumer = spawn_mapping!(
+        demand_runner,
+        demand_handler,
+        stream,
+        JsonLinesFile::create(&files.demand_failed_batches)?
+    );
+    let archive_consumer = spawn_mapping!(
+        archive_runner,
+        archive_handler,
+        stream,
+        JsonLinesFile::create(&files.archive_failed_batches)?
+    );
     // The scheduled evaluator, in simulated time: it judges what every shard's
     // counters have passed, as the alerts Lambda judges what the wall clock has.
     let (stop_evaluating, mut stopped) = tokio::sync::watch::channel(false);
