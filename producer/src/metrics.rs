@@ -1,8 +1,16 @@
 //! What an operator can read about a running producer: [`ProducerMetrics`], a
 //! snapshot from [`crate::Producer::metrics`], also emitted as a `tracing` event
-//! (target [`METRICS_TARGET`], level INFO) every
+//! (target [`METRICS_TARGET`], level INFO, plus one DEBUG event per shard) every
 //! [`ProducerConfig::metrics_interval`](crate::ProducerConfig::metrics_interval) and
 //! at close. Field names are the same in both places.
+//!
+//! [`emf`] renders snapshots as CloudWatch Embedded Metric Format lines
+//! ([`EmfEmitter`]); its [`emf::METRICS`] table is the list of metric names, and
+//! `docs/producer.md` is the operator's page for them.
+
+pub mod emf;
+
+pub use emf::EmfEmitter;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +60,56 @@ pub struct ProducerMetrics {
     pub put_latency_p99: Duration,
     /// Put latency: slowest.
     pub put_latency_max: Duration,
+    /// Age of the oldest record accepted and not yet written or dead-lettered
+    /// (gauge); zero when nothing is buffered. Compare it with
+    /// [`ProducerConfig::record_ttl`](crate::ProducerConfig::record_ttl): past the
+    /// TTL a record is dead-lettered.
+    pub oldest_buffered_age: Duration,
+    /// Bytes of dead letters waiting for their sink (gauge).
+    pub dead_letter_queue_bytes: u64,
+    /// Writes made to the dead-letter sink (one write may carry several letters).
+    pub dead_letter_writes: u64,
+    /// One entry per shard the producer writes to, in shard-map order.
+    pub shards: Vec<ShardMetrics>,
 }
+
+/// What one shard's share of the producer looks like. Rates are measured over the
+/// last publishing window (about one second); totals count since the producer
+/// started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShardMetrics {
+    /// The shard's id, or [`UNMAPPED_SHARD`] while the shard map is unknown.
+    pub shard_id: String,
+    /// User records written per second, over the last window.
+    pub user_records_per_sec: f64,
+    /// Kinesis records (aggregates and plain records) written per second, over the
+    /// last window.
+    pub kinesis_records_per_sec: f64,
+    /// Bytes written per second, over the last window.
+    pub bytes_per_sec: f64,
+    /// User records Kinesis accepted on this shard (total).
+    pub user_records_written: u64,
+    /// Bytes Kinesis accepted on this shard (total).
+    pub bytes_written: u64,
+    /// Throttling answers from this shard (total).
+    pub throttles: u64,
+    /// The current share of the shard's limits the producer allows itself, in
+    /// (0, 1]: it halves on throttling and recovers on success.
+    pub rate_share: f64,
+    /// The current adaptive records/s rate; `f64::INFINITY` when unlimited.
+    pub allowed_records_per_sec: f64,
+    /// The current adaptive bytes/s rate; `f64::INFINITY` when unlimited.
+    pub allowed_bytes_per_sec: f64,
+    /// Bytes of accepted records bound for this shard, not yet written or
+    /// dead-lettered (gauge).
+    pub buffered_bytes: u64,
+    /// Records bound for this shard, not yet written or dead-lettered (gauge).
+    pub buffered_records: u64,
+}
+
+/// The [`ShardMetrics::shard_id`] of records buffered while the shard map is
+/// unknown.
+pub const UNMAPPED_SHARD: &str = "(unmapped)";
 
 impl ProducerMetrics {
     /// User records per Kinesis record written: the aggregation factor.
@@ -65,7 +122,11 @@ impl ProducerMetrics {
         ratio(self.kinesis_records_written + self.retries, self.requests)
     }
 
-    /// Emits the snapshot as one `tracing` event.
+    /// Emits the snapshot as one `tracing` event at INFO (the stream's fields and
+    /// `shards`, their count), then one event per shard at DEBUG (message
+    /// `producer shard metrics`, the [`ShardMetrics`] fields): a 500-shard stream
+    /// stays one readable line at INFO, and the per-shard detail is a filter away
+    /// (`RUST_LOG=flyhigh_producer::metrics=debug`).
     pub fn trace(&self) {
         tracing::info!(
             target: METRICS_TARGET,
@@ -90,8 +151,30 @@ impl ProducerMetrics {
             put_latency_p50_ms = self.put_latency_p50.as_secs_f64() * 1e3,
             put_latency_p99_ms = self.put_latency_p99.as_secs_f64() * 1e3,
             put_latency_max_ms = self.put_latency_max.as_secs_f64() * 1e3,
+            oldest_buffered_age_ms = self.oldest_buffered_age.as_secs_f64() * 1e3,
+            dead_letter_queue_bytes = self.dead_letter_queue_bytes,
+            dead_letter_writes = self.dead_letter_writes,
+            shards = self.shards.len(),
             "producer metrics"
         );
+        for shard in &self.shards {
+            tracing::debug!(
+                target: METRICS_TARGET,
+                shard_id = %shard.shard_id,
+                user_records_per_sec = shard.user_records_per_sec,
+                kinesis_records_per_sec = shard.kinesis_records_per_sec,
+                bytes_per_sec = shard.bytes_per_sec,
+                user_records_written = shard.user_records_written,
+                bytes_written = shard.bytes_written,
+                throttles = shard.throttles,
+                rate_share = shard.rate_share,
+                allowed_records_per_sec = shard.allowed_records_per_sec,
+                allowed_bytes_per_sec = shard.allowed_bytes_per_sec,
+                buffered_bytes = shard.buffered_bytes,
+                buffered_records = shard.buffered_records,
+                "producer shard metrics"
+            );
+        }
     }
 }
 
@@ -149,6 +232,11 @@ impl Counters {
             put_latency_p50: latency.quantile(0.5),
             put_latency_p99: latency.quantile(0.99),
             put_latency_max: latency.max,
+            // The worker fills these in from its own state (issue 10).
+            oldest_buffered_age: Duration::ZERO,
+            dead_letter_queue_bytes: 0,
+            dead_letter_writes: 0,
+            shards: Vec::new(),
         }
     }
 }
@@ -234,5 +322,82 @@ mod tests {
         };
         assert_eq!(m.user_records_per_kinesis_record(), 150.0);
         assert_eq!(m.kinesis_records_per_request(), 2.0);
+    }
+
+    /// Collects what a `tracing` subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    fn traced(m: &ProducerMetrics, level: tracing::Level) -> String {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .with_max_level(level)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || m.trace());
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn trace_logs_the_stream_at_info_and_each_shard_at_debug() {
+        let m = ProducerMetrics {
+            oldest_buffered_age: Duration::from_millis(1500),
+            dead_letter_queue_bytes: 300,
+            dead_letter_writes: 2,
+            shards: vec![
+                ShardMetrics {
+                    shard_id: UNMAPPED_SHARD.into(),
+                    allowed_records_per_sec: f64::INFINITY,
+                    ..Default::default()
+                },
+                ShardMetrics {
+                    shard_id: "shardId-000000000001".into(),
+                    throttles: 7,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let info = traced(&m, tracing::Level::INFO);
+        assert_eq!(info.lines().count(), 1, "{info}");
+        for field in [
+            "oldest_buffered_age_ms=1500",
+            "dead_letter_queue_bytes=300",
+            "dead_letter_writes=2",
+            "shards=2",
+        ] {
+            assert!(info.contains(field), "{field} in {info}");
+        }
+        let debug = traced(&m, tracing::Level::DEBUG);
+        let shards: Vec<&str> = debug
+            .lines()
+            .filter(|l| l.contains("producer shard metrics"))
+            .collect();
+        assert_eq!(shards.len(), 2, "{debug}");
+        assert!(shards[0].contains("shard_id=(unmapped)"), "{debug}");
+        assert!(
+            shards[1].contains("shard_id=shardId-000000000001"),
+            "{debug}"
+        );
+        assert!(shards[1].contains("throttles=7"), "{debug}");
+        assert_eq!(debug.matches("producer metrics").count(), 1, "{debug}");
     }
 }
