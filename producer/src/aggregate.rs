@@ -100,6 +100,16 @@ impl<M> ShardAggregator<M> {
         self.members.len()
     }
 
+    /// The members of the open aggregate, in record order.
+    pub fn members(&self) -> &[M] {
+        &self.members
+    }
+
+    /// The member of the open aggregate's first record.
+    pub fn first_member(&self) -> Option<&M> {
+        self.members.first()
+    }
+
     /// Whether the open aggregate is empty.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()

@@ -17,6 +17,12 @@ pub struct ProducerConfig {
     /// 8 s of a 4-shard stream at its 1 MiB/s per shard limit, enough to ride out
     /// a brief throttle without letting an outage grow the process.
     pub buffer_budget_bytes: usize,
+    /// The most of the budget the records of one shard may hold, as a share of it.
+    /// When a shard's share is spent (it is throttled: a hot flight), `send` waits
+    /// and `try_send` fails for that shard's keys only; records for every other
+    /// shard still find room. Default 0.5; a stream of one shard may use it all.
+    /// In `(0, 1]`; 1 turns the per-shard limit off.
+    pub shard_budget_share: f64,
     /// How long a shard's open aggregate waits for more records before it is sent.
     /// Default 50 ms: inventory stays near real time, and under load aggregates fill
     /// up long before.
@@ -56,13 +62,21 @@ pub struct ProducerConfig {
     /// How often the shard map is reloaded even without a sign of a reshard (a put
     /// landing on an unexpected shard reloads it at once). Default 60 s.
     pub shard_map_refresh: Duration,
-    /// Where records the producer gives up on go. Default: a [`FileDeadLetters`] at
-    /// [`FileDeadLetters::DEFAULT_PATH`] in the working directory, created only
-    /// when needed.
+    /// Where records the producer gives up on go (written on their own task, never
+    /// on the worker). Default: a [`FileDeadLetters`] in
+    /// [`FileDeadLetters::default_location`] (a writable state or temporary
+    /// directory, not the working directory), created only when needed.
     pub dead_letters: Arc<dyn DeadLetterSink>,
-    /// How often the metrics are emitted as a `tracing` event. Default 60 s; `None`
-    /// turns the periodic event off (one is still emitted at close).
+    /// How often the metrics are emitted as a `tracing` event (and as EMF lines,
+    /// see `metrics_emf_namespace`). Default 60 s; `None` turns the periodic event
+    /// off (one is still emitted at close).
     pub metrics_interval: Option<Duration>,
+    /// When set, the metrics are also printed to stdout as CloudWatch Embedded
+    /// Metric Format documents in this namespace (e.g. `FlyHigh/Producer`), every
+    /// `metrics_interval` and at close: on Lambda, and on ECS with the awslogs
+    /// driver, CloudWatch turns them into metrics with no agent and no API call.
+    /// Default `None`.
+    pub metrics_emf_namespace: Option<String>,
     /// Seed for retry jitter; `None` seeds from the OS. Tests set it.
     pub rng_seed: Option<u64>,
 }
@@ -75,6 +89,7 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
             buffer_budget_bytes: 32 * 1024 * 1024,
+            shard_budget_share: 0.5,
             linger: Duration::from_millis(50),
             aggregation: true,
             aggregate_max_bytes: 2 * crate::limits::PUT_PAYLOAD_UNIT_BYTES,
@@ -85,8 +100,9 @@ impl Default for ProducerConfig {
             request_timeout: Duration::from_secs(30),
             shard_limits: None,
             shard_map_refresh: Duration::from_secs(60),
-            dead_letters: Arc::new(FileDeadLetters::new(FileDeadLetters::DEFAULT_PATH)),
+            dead_letters: Arc::new(FileDeadLetters::in_default_location()),
             metrics_interval: Some(Duration::from_secs(60)),
+            metrics_emf_namespace: None,
             rng_seed: None,
         }
     }
@@ -126,6 +142,22 @@ impl ProducerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.buffer_budget_bytes == 0 {
             refuse("buffer_budget_bytes", "must be above 0")?;
+        }
+        if !(self.shard_budget_share > 0.0 && self.shard_budget_share <= 1.0) {
+            refuse(
+                "shard_budget_share",
+                format!("{} is not within (0, 1]", self.shard_budget_share),
+            )?;
+        }
+        if self
+            .metrics_emf_namespace
+            .as_ref()
+            .is_some_and(|ns| ns.is_empty() || ns.len() > 255)
+        {
+            refuse(
+                "metrics_emf_namespace",
+                "must be 1 to 255 characters (CloudWatch's limit)",
+            )?;
         }
         if self.aggregate_max_bytes == 0
             || self.aggregate_max_bytes > crate::limits::MAX_RECORD_BYTES

@@ -81,6 +81,10 @@ impl Transport for KinesisTransport {
         Ok(results)
     }
 
+    fn stream_name(&self) -> String {
+        self.stream_name.clone()
+    }
+
     async fn list_shards(&self) -> Result<Vec<ShardInfo>, TransportError> {
         let mut shards = Vec::new();
         let mut next_token: Option<String> = None;

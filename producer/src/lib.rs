@@ -124,8 +124,10 @@
 //! with per-shard backoff, and two retry layers multiply under throttling.
 
 pub mod aggregate;
+mod budget;
 pub mod config;
 pub mod dead_letter;
+mod exchange;
 pub mod limits;
 pub mod local;
 pub mod metrics;
@@ -141,12 +143,12 @@ pub mod kinesis;
 pub use config::{ConfigError, MAX_RECORD_TTL, MIN_PERIOD, ProducerConfig, RECORD_OVERHEAD_BYTES};
 pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterReason, DeadLetterSink, FileDeadLetters,
-    MemoryDeadLetters,
+    MemoryDeadLetters, SinkFuture,
 };
 #[cfg(feature = "kinesis")]
 pub use kinesis::KinesisTransport;
 pub use local::LocalStream;
-pub use metrics::ProducerMetrics;
+pub use metrics::{EmfEmitter, ProducerMetrics, ShardMetrics};
 pub use producer::{Delivery, DeliveryError, FlushReport, Producer, Receipt, SendError};
 pub use rate::ShardLimits;
 pub use transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};

@@ -266,6 +266,10 @@ impl Transport for LocalStream {
     fn shard_limits(&self) -> ShardLimits {
         ShardLimits::UNLIMITED
     }
+
+    fn stream_name(&self) -> String {
+        self.name().to_string()
+    }
 }
 
 #[cfg(test)]

@@ -197,7 +197,21 @@ pub(crate) struct Counters {
     pub refreshes: AtomicU64,
     pub dead_letter_failures: AtomicU64,
     pub buffered_records: AtomicU64,
+    /// Record bytes queued for the dead-letter sink or being written by it.
+    pub dead_letter_queue_bytes: AtomicU64,
+    /// Calls made to the dead-letter sink.
+    pub dead_letter_writes: AtomicU64,
     pub latency: Mutex<LatencyHistogram>,
+    /// What the worker last published (about once a second): per-shard figures and
+    /// when its oldest unresolved record was accepted.
+    pub published: Mutex<Published>,
+}
+
+/// The worker's part of a snapshot, published about once a second.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Published {
+    pub shards: Vec<ShardMetrics>,
+    pub oldest_accepted: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Counters {
@@ -209,6 +223,11 @@ impl Counters {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let latency = self
             .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let published = self
+            .published
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
@@ -232,11 +251,13 @@ impl Counters {
             put_latency_p50: latency.quantile(0.5),
             put_latency_p99: latency.quantile(0.99),
             put_latency_max: latency.max,
-            // The worker fills these in from its own state (issue 10).
-            oldest_buffered_age: Duration::ZERO,
-            dead_letter_queue_bytes: 0,
-            dead_letter_writes: 0,
-            shards: Vec::new(),
+            oldest_buffered_age: published
+                .oldest_accepted
+                .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+                .unwrap_or_default(),
+            dead_letter_queue_bytes: get(&self.dead_letter_queue_bytes),
+            dead_letter_writes: get(&self.dead_letter_writes),
+            shards: published.shards,
         }
     }
 }

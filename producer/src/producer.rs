@@ -12,15 +12,17 @@ use std::time::Duration;
 
 use chrono::Utc;
 use flyhigh_schemas::{Envelope, FieldError, ValidationErrors};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aggregate::UserRecord;
+use crate::budget::{Budget, Charge, Refused};
 use crate::config::{ProducerConfig, RECORD_OVERHEAD_BYTES};
-use crate::dead_letter::DeadLetterReason;
+use crate::exchange::{Command, Member, Pending};
+pub use crate::exchange::{Delivery, DeliveryError, FlushReport};
 use crate::limits::{MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES};
 use crate::metrics::{Counters, ProducerMetrics};
 use crate::transport::Transport;
-use crate::worker::{Command, Member, Pending, Worker};
+use crate::worker::Worker;
 
 /// Why `send` or `try_send` did not accept a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,65 +32,26 @@ pub enum SendError {
     #[error("invalid event: {0}")]
     Invalid(ValidationErrors),
     /// `try_send` only: the buffer budget is spent (Kinesis is slower than the
-    /// application, or throttling). Wait, shed load, or use `send`, which waits.
+    /// application, or throttling), or the share of it the record's shard may hold
+    /// ([`ProducerConfig::shard_budget_share`]; `shard` names it). Wait, shed load,
+    /// or use `send`, which waits.
     #[error(
-        "producer buffer full: {buffered_bytes} of {budget_bytes} bytes held; the record needs {record_bytes}"
+        "producer buffer full{}: {buffered_bytes} of {budget_bytes} bytes held; the record needs {record_bytes}",
+        shard.as_ref().map(|s| format!(" for shard {s}")).unwrap_or_default()
     )]
     BufferFull {
         /// What the record would have charged.
         record_bytes: usize,
-        /// Bytes held now.
+        /// Bytes held now (by the shard, when `shard` is set).
         buffered_bytes: usize,
-        /// The budget.
+        /// The budget (the shard's share, when `shard` is set).
         budget_bytes: usize,
+        /// The shard whose share is spent; `None`: the whole budget is.
+        shard: Option<Arc<str>>,
     },
     /// The producer was closed.
     #[error("producer is closed")]
     Closed,
-}
-
-/// Where a record landed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// The shard.
-    pub shard_id: Arc<str>,
-    /// The Kinesis record's sequence number (shared by an aggregate's user records).
-    pub sequence_number: Arc<str>,
-    /// The user record's index within its aggregate; `None` when it was sent as a
-    /// plain record. Consumers see it as the sub-sequence number.
-    pub sub_sequence_number: Option<u32>,
-}
-
-/// Why a record was not written. In every case but `WorkerStopped` the record is
-/// in the dead-letter sink (or the error says the sink failed too).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DeliveryError {
-    /// Given up and stored in the dead-letter sink.
-    #[error("dead-lettered ({}) after {attempts} attempts: {error}", reason.as_str())]
-    DeadLettered {
-        /// Why.
-        reason: DeadLetterReason,
-        /// The last error.
-        error: String,
-        /// Put attempts made.
-        attempts: u32,
-    },
-    /// Given up, and the dead-letter sink failed to store it: this receipt is the
-    /// only trace left, so the application must keep or resend the record itself.
-    #[error("dead-letter sink failed ({sink_error}) for a record given up ({}): {error}", reason.as_str())]
-    DeadLetterFailed {
-        /// Why it was given up.
-        reason: DeadLetterReason,
-        /// The last error.
-        error: String,
-        /// The sink's error.
-        sink_error: String,
-    },
-    /// The worker stopped before deciding (a bug: it panicked); the record's fate is
-    /// unknown.
-    #[error("the producer worker stopped before the record was resolved")]
-    WorkerStopped,
 }
 
 /// The outcome of one accepted record: await it for its [`Delivery`], or drop it if
@@ -108,21 +71,9 @@ impl Future for Receipt {
     }
 }
 
-/// What a flush or close achieved since the previous one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FlushReport {
-    /// User records written.
-    pub records_written: u64,
-    /// User records dead-lettered.
-    pub dead_lettered: u64,
-    /// The last reason a record was dead-lettered, if any.
-    pub last_error: Option<String>,
-}
-
 struct Shared {
     commands: mpsc::UnboundedSender<Command>,
-    budget: Arc<Semaphore>,
-    budget_bytes: usize,
+    budget: Arc<Budget>,
     record_ttl: Duration,
     counters: Arc<Counters>,
     closed: AtomicBool,
@@ -164,7 +115,7 @@ pub struct Producer {
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
-            .field("budget_bytes", &self.shared.budget_bytes)
+            .field("budget_bytes", &self.shared.budget.total_bytes())
             .field("closed", &self.shared.closed.load(Ordering::Relaxed))
             .finish()
     }
@@ -197,10 +148,13 @@ impl Producer {
     }
 
     fn start<T: Transport>(transport: T, config: ProducerConfig) -> Producer {
-        let budget_bytes = config
-            .buffer_budget_bytes
-            .max(MAX_RECORD_BYTES + RECORD_OVERHEAD_BYTES);
-        let budget = Arc::new(Semaphore::new(budget_bytes));
+        let largest = MAX_RECORD_BYTES + RECORD_OVERHEAD_BYTES;
+        let budget_bytes = config.buffer_budget_bytes.max(largest);
+        let budget = Arc::new(Budget::new(
+            budget_bytes,
+            config.shard_budget_share,
+            largest,
+        ));
         let (commands, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let (done_tx, done) = watch::channel(false);
@@ -211,7 +165,6 @@ impl Producer {
             config,
             counters.clone(),
             budget.clone(),
-            budget_bytes,
             refreshed,
         );
         let handle = tokio::spawn(async move {
@@ -222,7 +175,6 @@ impl Producer {
             shared: Arc::new(Shared {
                 commands,
                 budget,
-                budget_bytes,
                 record_ttl,
                 counters,
                 closed: AtomicBool::new(false),
@@ -351,14 +303,13 @@ impl Producer {
         if self.is_closed() {
             return Err(SendError::Closed);
         }
-        let permit = self
+        let charge = self
             .shared
             .budget
-            .clone()
-            .acquire_many_owned(Self::cost(&record) as u32)
+            .charge(record.hash_key, Self::cost(&record))
             .await
-            .map_err(|_| SendError::Closed)?;
-        self.submit(record, permit)
+            .ok_or(SendError::Closed)?;
+        self.submit(record, charge)
     }
 
     fn try_enqueue(&self, record: UserRecord) -> Result<Receipt, SendError> {
@@ -366,44 +317,58 @@ impl Producer {
             return Err(SendError::Closed);
         }
         let cost = Self::cost(&record);
-        let permit = match self
-            .shared
-            .budget
-            .clone()
-            .try_acquire_many_owned(cost as u32)
-        {
-            Ok(permit) => permit,
-            Err(TryAcquireError::NoPermits) => {
+        let charge = match self.shared.budget.try_charge(record.hash_key, cost) {
+            Ok(charge) => charge,
+            Err(Refused::Total { held, budget }) => {
                 return Err(SendError::BufferFull {
                     record_bytes: cost,
-                    buffered_bytes: self.buffered_bytes(),
-                    budget_bytes: self.shared.budget_bytes,
+                    buffered_bytes: held,
+                    budget_bytes: budget,
+                    shard: None,
                 });
             }
-            Err(TryAcquireError::Closed) => return Err(SendError::Closed),
+            Err(Refused::Shard {
+                shard_id,
+                held,
+                share,
+            }) => {
+                return Err(SendError::BufferFull {
+                    record_bytes: cost,
+                    buffered_bytes: held,
+                    budget_bytes: share,
+                    shard: Some(shard_id),
+                });
+            }
+            Err(Refused::Closed) => return Err(SendError::Closed),
         };
-        self.submit(record, permit)
+        self.submit(record, charge)
     }
 
-    fn submit(
-        &self,
-        record: UserRecord,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<Receipt, SendError> {
+    fn submit(&self, record: UserRecord, charge: Charge) -> Result<Receipt, SendError> {
         let (reply, rx) = oneshot::channel();
         let member = Member::new(
             reply,
-            permit,
+            charge,
             record.hash_key,
             tokio::time::Instant::now() + self.shared.record_ttl,
             Utc::now(),
         );
-        self.shared
+        // Counted before it is sent: the worker may resolve it (and count it down)
+        // before this returns.
+        Counters::add(&self.shared.counters.buffered_records, 1);
+        if self
+            .shared
             .commands
             .send(Command::Record(Pending { record, member }))
-            .map_err(|_| SendError::Closed)?;
+            .is_err()
+        {
+            self.shared
+                .counters
+                .buffered_records
+                .fetch_sub(1, Ordering::Relaxed);
+            return Err(SendError::Closed);
+        }
         Counters::add(&self.shared.counters.accepted, 1);
-        Counters::add(&self.shared.counters.buffered_records, 1);
         Ok(Receipt { rx })
     }
 
@@ -490,14 +455,10 @@ impl Producer {
         self.shared.closed.load(Ordering::SeqCst)
     }
 
-    /// Bytes of the budget held by accepted, unresolved records.
+    /// Bytes of the budget held by accepted, unresolved records (including dead
+    /// letters waiting for their sink).
     pub fn buffered_bytes(&self) -> usize {
-        self.shared.budget_bytes
-            - self
-                .shared
-                .budget
-                .available_permits()
-                .min(self.shared.budget_bytes)
+        self.shared.budget.held()
     }
 
     /// A snapshot of the metrics (also logged every
@@ -523,7 +484,7 @@ impl Producer {
     pub fn metrics(&self) -> ProducerMetrics {
         self.shared.counters.snapshot(
             self.buffered_bytes() as u64,
-            self.shared.budget_bytes as u64,
+            self.shared.budget.total_bytes() as u64,
         )
     }
 }

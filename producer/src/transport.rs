@@ -132,6 +132,12 @@ pub trait Transport: Send + Sync + 'static {
     fn shard_limits(&self) -> ShardLimits {
         ShardLimits::KINESIS
     }
+
+    /// The stream's name, for metrics (the EMF `StreamName` dimension). Default
+    /// empty.
+    fn stream_name(&self) -> String {
+        String::new()
+    }
 }
 
 impl<T: Transport> Transport for std::sync::Arc<T> {
@@ -148,6 +154,10 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
 
     fn shard_limits(&self) -> ShardLimits {
         (**self).shard_limits()
+    }
+
+    fn stream_name(&self) -> String {
+        (**self).stream_name()
     }
 }
 

@@ -65,7 +65,7 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 8)]
     requests_in_flight: usize,
     /// Where records the producer gives up on are written (JSON lines).
-    #[arg(long, default_value = flyhigh_producer::FileDeadLetters::DEFAULT_PATH)]
+    #[arg(long, default_value = flyhigh_producer::FileDeadLetters::FILE_NAME)]
     dead_letters: PathBuf,
 }
 

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::dead_letter::MemoryDeadLetters;
+use crate::dead_letter::{DeadLetterReason, MemoryDeadLetters};
 use crate::local::{LocalRead, LocalStream};
 use crate::transport::{Entry, EntryResult, ShardInfo, TransportError};
 
@@ -626,11 +626,8 @@ async fn flush_waits_for_everything_sent_before_it() {
 struct BrokenSink;
 
 impl crate::dead_letter::DeadLetterSink for BrokenSink {
-    fn write(
-        &self,
-        _: &[crate::dead_letter::DeadLetter],
-    ) -> Result<(), crate::dead_letter::DeadLetterError> {
-        Err(crate::dead_letter::DeadLetterError("disk full".into()))
+    fn write(&self, _: Vec<crate::dead_letter::DeadLetter>) -> crate::dead_letter::SinkFuture<'_> {
+        Box::pin(async { Err(crate::dead_letter::DeadLetterError("disk full".into())) })
     }
 }
 
