@@ -150,3 +150,12 @@ pub use metrics::ProducerMetrics;
 pub use producer::{Delivery, DeliveryError, FlushReport, Producer, Receipt, SendError};
 pub use rate::ShardLimits;
 pub use transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
+
+// One dependency (plus tokio) for an app: the events it builds, the whole contract,
+// and the SDK crates whose `SdkConfig` and `Client` the builder takes.
+pub use flyhigh_schemas as schemas;
+pub use flyhigh_schemas::{
+    Booking, Cabin, Cancellation, CancellationReason, Envelope, Money, Payload, Search,
+};
+#[cfg(feature = "kinesis")]
+pub use {aws_config, aws_sdk_kinesis};
