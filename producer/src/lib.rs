@@ -124,6 +124,7 @@
 //! with per-shard backoff, and two retry layers multiply under throttling.
 
 pub mod aggregate;
+pub mod builder;
 pub mod config;
 pub mod dead_letter;
 pub mod limits;
@@ -138,6 +139,7 @@ mod worker;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 
+pub use builder::{BuildError, ProducerBuilder};
 pub use config::{ConfigError, MAX_RECORD_TTL, MIN_PERIOD, ProducerConfig, RECORD_OVERHEAD_BYTES};
 pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterReason, DeadLetterSink, FileDeadLetters,
