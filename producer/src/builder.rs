@@ -68,7 +68,7 @@ pub enum BuildError {
     /// Kinesis did not answer, or answered with an error that is none of the above
     /// (no credentials, connection refused, 5xx, throttled on every attempt...).
     #[error(
-        "cannot check Kinesis stream {stream}: {message}; check the endpoint, region, credentials and network, then try again"
+        "cannot check Kinesis stream {stream}: {message}; try again, and if it persists check the endpoint, region, credentials and network"
     )]
     Unreachable {
         /// The stream.

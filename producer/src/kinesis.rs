@@ -99,7 +99,7 @@ impl KinesisTransport {
                 CheckFailure::Throttled(message) => {
                     return Err(BuildError::Unreachable {
                         stream: self.stream_name.clone(),
-                        message: format!("{message} ({attempt} attempts)"),
+                        message: format!("throttled on all {attempt} attempts: {message}"),
                     });
                 }
                 CheckFailure::Fatal(e) => return Err(e),
