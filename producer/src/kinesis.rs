@@ -61,7 +61,7 @@ impl KinesisTransport {
     /// (IAM: [`CHECK_STREAM_ACTION`]): `ACTIVE` and `UPDATING` streams do; a missing,
     /// `CREATING` or `DELETING` stream, denied access or an endpoint that does not
     /// answer is a [`BuildError`] saying what to fix. Only a throttled call is tried
-    /// again (at most [`CHECK_ATTEMPTS`] calls in all).
+    /// again (at most three calls, with jittered backoff).
     /// [`ProducerBuilder::build`](crate::builder::ProducerBuilder::build) calls it.
     pub async fn check_stream(&self) -> Result<(), BuildError> {
         let mut attempt = 1;

@@ -1,9 +1,13 @@
 //! The FlyHigh producer SDK: what a booking app embeds to send events into the stream.
 //!
 //! ```no_run
+//! # #![cfg_attr(not(feature = "kinesis"), allow(unused))] // the feature is on by default
+//! # #[cfg(feature = "kinesis")]
 //! use flyhigh_producer::aws_config::{self, BehaviorVersion};
 //! use flyhigh_producer::Producer;
 //! # fn booking() -> flyhigh_producer::Envelope { unimplemented!() }
+//! # #[cfg(not(feature = "kinesis"))] fn main() {}
+//! # #[cfg(feature = "kinesis")]
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
