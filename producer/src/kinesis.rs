@@ -1,14 +1,34 @@
-//! The Kinesis transport: the only module of this crate that calls the AWS SDK.
+//! The Kinesis transport: the only module of this crate that calls the AWS SDK
+//! (building clients with the SDK's retries off, the start-up stream check, puts
+//! and shard listing).
 
+use std::time::Duration;
+
+use aws_config::SdkConfig;
 use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
+use aws_sdk_kinesis::operation::list_shards::ListShardsError;
 use aws_sdk_kinesis::operation::put_records::PutRecordsError;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use rand::Rng;
 
-use aws_sdk_kinesis::operation::list_shards::ListShardsError;
-
+use crate::builder::BuildError;
 use crate::transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
+
+/// The IAM action [`KinesisTransport::check_stream`] needs.
+pub const CHECK_STREAM_ACTION: &str = "kinesis:DescribeStreamSummary";
+
+/// DescribeStreamSummary attempts when Kinesis throttles it (20 calls/s per
+/// account: a fleet starting at once can hit it). Nothing else is retried: every
+/// other failure says something a person must fix.
+const CHECK_ATTEMPTS: u32 = 3;
+
+/// The first delay between throttled DescribeStreamSummary attempts (full jitter,
+/// doubling).
+const CHECK_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Puts records into a Kinesis data stream with PutRecords and lists its shards with
 /// ListShards (IAM: `kinesis:PutRecords`, `kinesis:ListShards`).
@@ -31,6 +51,167 @@ impl KinesisTransport {
             stream_name: stream_name.into(),
         }
     }
+
+    /// The stream written to.
+    pub fn stream_name(&self) -> &str {
+        &self.stream_name
+    }
+
+    /// Checks that the stream exists and takes writes, with one DescribeStreamSummary
+    /// (IAM: [`CHECK_STREAM_ACTION`]): `ACTIVE` and `UPDATING` streams do; a missing,
+    /// `CREATING` or `DELETING` stream, denied access or an endpoint that does not
+    /// answer is a [`BuildError`] saying what to fix. Only a throttled call is tried
+    /// again (at most three calls, with jittered backoff).
+    /// [`ProducerBuilder::build`](crate::builder::ProducerBuilder::build) calls it.
+    pub async fn check_stream(&self) -> Result<(), BuildError> {
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .client
+                .describe_stream_summary()
+                .stream_name(&self.stream_name)
+                .send()
+                .await;
+            let error = match result {
+                Ok(output) => {
+                    return match output.stream_description_summary() {
+                        Some(summary) => writable(&self.stream_name, summary.stream_status()),
+                        None => Err(BuildError::Unreachable {
+                            stream: self.stream_name.clone(),
+                            message: "DescribeStreamSummary answered without a stream summary"
+                                .into(),
+                        }),
+                    };
+                }
+                Err(error) => classify_check_error(&self.stream_name, &error),
+            };
+            match error {
+                CheckFailure::Throttled(message) if attempt < CHECK_ATTEMPTS => {
+                    let cap = CHECK_BACKOFF * (1 << (attempt - 1));
+                    let pause = rand::thread_rng().gen_range(Duration::ZERO..=cap);
+                    tracing::debug!(
+                        stream = %self.stream_name, attempt, error = %message,
+                        "DescribeStreamSummary throttled; trying again"
+                    );
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                CheckFailure::Throttled(message) => {
+                    return Err(BuildError::Unreachable {
+                        stream: self.stream_name.clone(),
+                        message: format!("throttled on all {attempt} attempts: {message}"),
+                    });
+                }
+                CheckFailure::Fatal(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A Kinesis client configured from `sdk` (region, credentials, endpoint, timeouts)
+/// with the SDK's retries off: the producer retries per record with per-shard
+/// backoff, and two retry layers multiply under throttling.
+pub(crate) fn client_without_sdk_retries(sdk: &SdkConfig) -> Client {
+    Client::from_conf(
+        aws_sdk_kinesis::config::Builder::from(sdk)
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
+}
+
+/// `client` with everything kept but its retries, which are turned off (see
+/// [`client_without_sdk_retries`]).
+pub(crate) fn without_sdk_retries(client: &Client) -> Client {
+    Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
+}
+
+/// Whether a stream in `status` takes writes: `ACTIVE` and `UPDATING` (a reshard
+/// or retention change) do, `CREATING` and `DELETING` (and any status this SDK
+/// does not know) do not.
+fn writable(stream: &str, status: &StreamStatus) -> Result<(), BuildError> {
+    match status {
+        StreamStatus::Active | StreamStatus::Updating => Ok(()),
+        other => Err(BuildError::StreamNotWritable {
+            stream: stream.to_owned(),
+            status: other.as_str().to_owned(),
+        }),
+    }
+}
+
+/// A failed DescribeStreamSummary: worth another call (throttled), or final.
+#[derive(Debug)]
+enum CheckFailure {
+    Throttled(String),
+    Fatal(BuildError),
+}
+
+/// Classifies a DescribeStreamSummary failure by what the person starting the
+/// producer must do.
+fn classify_check_error<R: std::fmt::Debug + 'static>(
+    stream: &str,
+    error: &SdkError<DescribeStreamSummaryError, R>,
+) -> CheckFailure {
+    let unreachable = |message: String| {
+        CheckFailure::Fatal(BuildError::Unreachable {
+            stream: stream.to_owned(),
+            message,
+        })
+    };
+    let SdkError::ServiceError(service) = error else {
+        // Dispatch, timeout, response and construction failures (no region, no
+        // credentials, connection refused): their causes, never their Debug.
+        return unreachable(error_chain(error));
+    };
+    let e = service.err();
+    let text = error_text(e);
+    match e {
+        DescribeStreamSummaryError::ResourceNotFoundException(_) => {
+            CheckFailure::Fatal(BuildError::StreamNotFound {
+                stream: stream.to_owned(),
+            })
+        }
+        DescribeStreamSummaryError::AccessDeniedException(_) => {
+            CheckFailure::Fatal(BuildError::AccessDenied {
+                stream: stream.to_owned(),
+                action: CHECK_STREAM_ACTION,
+                message: text,
+            })
+        }
+        DescribeStreamSummaryError::LimitExceededException(_) => CheckFailure::Throttled(text),
+        // Invalid credentials (`UnrecognizedClientException`), 5xx and the rest: the
+        // code and message say which.
+        _ => match e.code() {
+            Some(
+                "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded",
+            ) => CheckFailure::Throttled(text),
+            _ => unreachable(text),
+        },
+    }
+}
+
+/// An error and its sources, `: `-separated, each by its `Display` (the SDK's
+/// `DisplayErrorContext` appends a `Debug` dump, unfit for a person).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // A service error displays its code and message, and so does its source.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl Transport for KinesisTransport {
@@ -192,8 +373,10 @@ pub fn classify_put_error<R>(error: SdkError<PutRecordsError, R>) -> TransportEr
 mod tests {
     use super::*;
     use aws_sdk_kinesis::config::http::HttpResponse;
+    use aws_sdk_kinesis::error::{ConnectorError, ErrorMetadata};
     use aws_sdk_kinesis::types::error::{
-        ProvisionedThroughputExceededException, ResourceNotFoundException,
+        AccessDeniedException, LimitExceededException, ProvisionedThroughputExceededException,
+        ResourceNotFoundException,
     };
     use aws_smithy_types::body::SdkBody;
 
@@ -202,6 +385,115 @@ mod tests {
             e,
             HttpResponse::new(400u16.try_into().unwrap(), SdkBody::empty()),
         )
+    }
+
+    fn check_error(e: DescribeStreamSummaryError) -> CheckFailure {
+        classify_check_error(
+            "flyhigh-events",
+            &SdkError::service_error(
+                e,
+                HttpResponse::new(400u16.try_into().unwrap(), SdkBody::empty()),
+            ),
+        )
+    }
+
+    #[test]
+    fn only_active_and_updating_streams_take_writes() {
+        assert_eq!(writable("s", &StreamStatus::Active), Ok(()));
+        assert_eq!(writable("s", &StreamStatus::Updating), Ok(()));
+        for (status, name) in [
+            (StreamStatus::Creating, "CREATING"),
+            (StreamStatus::Deleting, "DELETING"),
+            (StreamStatus::from("ARCHIVED"), "ARCHIVED"),
+        ] {
+            assert_eq!(
+                writable("s", &status),
+                Err(BuildError::StreamNotWritable {
+                    stream: "s".into(),
+                    status: name.into()
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_stream_and_denied_access_are_named_and_throttling_is_tried_again() {
+        let missing = DescribeStreamSummaryError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .message("Stream flyhigh-events under account 123456789012 not found.")
+                .build(),
+        );
+        assert!(matches!(
+            check_error(missing),
+            CheckFailure::Fatal(BuildError::StreamNotFound { stream }) if stream == "flyhigh-events"
+        ));
+        // As parsed from a response: the metadata carries the code and message.
+        let not_authorized = "User: arn:aws:iam::1:user/app is not authorized";
+        let denied = DescribeStreamSummaryError::AccessDeniedException(
+            AccessDeniedException::builder()
+                .message(not_authorized)
+                .meta(
+                    ErrorMetadata::builder()
+                        .code("AccessDeniedException")
+                        .message(not_authorized)
+                        .build(),
+                )
+                .build(),
+        );
+        let CheckFailure::Fatal(e @ BuildError::AccessDenied { .. }) = check_error(denied) else {
+            panic!("not AccessDenied");
+        };
+        let text = e.to_string();
+        for needed in [
+            "kinesis:DescribeStreamSummary",
+            "kinesis:PutRecords",
+            "kinesis:ListShards",
+            "AccessDeniedException: User: arn:aws:iam::1:user/app is not authorized",
+        ] {
+            assert!(text.contains(needed), "{text}");
+        }
+        let limited = DescribeStreamSummaryError::LimitExceededException(
+            LimitExceededException::builder()
+                .message("Rate exceeded")
+                .build(),
+        );
+        assert!(matches!(check_error(limited), CheckFailure::Throttled(_)));
+        let throttled = DescribeStreamSummaryError::generic(
+            ErrorMetadata::builder()
+                .code("ThrottlingException")
+                .message("Rate exceeded")
+                .build(),
+        );
+        assert!(matches!(check_error(throttled), CheckFailure::Throttled(_)));
+    }
+
+    #[test]
+    fn other_failures_are_one_line_without_debug_dumps() {
+        let internal = DescribeStreamSummaryError::generic(
+            ErrorMetadata::builder()
+                .code("InternalFailure")
+                .message("internal error")
+                .build(),
+        );
+        let CheckFailure::Fatal(e @ BuildError::Unreachable { .. }) = check_error(internal) else {
+            panic!("not Unreachable");
+        };
+        let text = e.to_string();
+        assert!(text.contains("InternalFailure: internal error"), "{text}");
+        assert!(
+            !text.contains('\n') && !text.contains("ErrorMetadata"),
+            "{text}"
+        );
+
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let dispatch: SdkError<DescribeStreamSummaryError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io(io.into()));
+        let CheckFailure::Fatal(BuildError::Unreachable { message, .. }) =
+            classify_check_error("s", &dispatch)
+        else {
+            panic!("not Unreachable");
+        };
+        assert_eq!(message, "dispatch failure: io error: Connection refused");
     }
 
     #[test]

@@ -1,5 +1,30 @@
 //! The FlyHigh producer SDK: what a booking app embeds to send events into the stream.
 //!
+//! ```no_run
+//! # #![cfg_attr(not(feature = "kinesis"), allow(unused))] // the feature is on by default
+//! # #[cfg(feature = "kinesis")]
+//! use flyhigh_producer::aws_config::{self, BehaviorVersion};
+//! use flyhigh_producer::Producer;
+//! # fn booking() -> flyhigh_producer::Envelope { unimplemented!() }
+//! # #[cfg(not(feature = "kinesis"))] fn main() {}
+//! # #[cfg(feature = "kinesis")]
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+//!     let producer = Producer::builder().stream("flyhigh-events").kinesis(&sdk).build().await?;
+//!     producer.send(&booking()).await?; // an Envelope: see the example below
+//!     producer.close().await; // waits until every event is written or dead-lettered
+//!     Ok(())
+//! }
+//! ```
+//!
+//! This crate and `tokio` are the only dependencies an app needs: it re-exports the
+//! event types ([`Envelope`], [`Payload`], [`Booking`]...; the whole contract as
+//! [`schemas`]) and, with the `kinesis` feature (on by default), [`aws_config`] and
+//! [`aws_sdk_kinesis`]. `build` fails at once, naming what to fix, when a setting is
+//! out of range or the stream is missing, not writable or not allowed
+//! ([`BuildError`]).
+//!
 //! Pure Rust and in-process: no helper daemon, no JVM, memory bounded by a byte
 //! budget you set.
 //!
@@ -33,22 +58,26 @@
 //! - `kinesis` (feature `kinesis`, on by default): [`KinesisTransport`].
 //! - [`producer`]: [`Producer`], the async handle; its worker (private) owns the
 //!   buffered records and does the aggregation, collection, puts and retries.
+//! - [`builder`]: [`ProducerBuilder`] ([`Producer::builder`]), the settings by name
+//!   and the start-up checks ([`BuildError`]).
 //!
 //! # Example
 //!
+//! In process, over a [`LocalStream`], with every outcome checked:
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! use std::sync::Arc;
-//! use flyhigh_producer::{LocalStream, MemoryDeadLetters, Producer, ProducerConfig};
-//! use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
+//! use flyhigh_producer::{Booking, Cabin, Envelope, Money, Payload};
+//! use flyhigh_producer::{LocalStream, MemoryDeadLetters, Producer};
 //!
 //! let stream = LocalStream::new("bookings", 4);
 //! let dead_letters = MemoryDeadLetters::new();
-//! let producer = Producer::new(stream.clone(), ProducerConfig {
+//! let producer = Producer::builder()
 //!     // Default: a JSON-lines file in the working directory.
-//!     dead_letters: Arc::new(dead_letters.clone()),
-//!     ..ProducerConfig::default()
-//! });
+//!     .dead_letters(dead_letters.clone())
+//!     .build_with(stream.clone())
+//!     .await
+//!     .expect("valid settings");
 //! let event = Envelope::new("web-app", "2026-11-22T10:15:00.250Z".parse().unwrap(),
 //!     Payload::Booking(Booking {
 //!         booking_id: "BK7Q2M9X4".into(), customer_id: "c-5f1e0a".into(),
@@ -71,8 +100,9 @@
 //!
 //! - **Validation.** An invalid event is rejected by `send` with every offending
 //!   field ([`SendError::Invalid`]); nothing is sent. An out-of-range setting is
-//!   refused at start-up, named ([`Producer::try_new`], [`ProducerConfig::validate`]),
-//!   never a panic or a spin later.
+//!   refused at start-up, named ([`BuildError::Config`], [`ProducerConfig::validate`]),
+//!   never a panic or a spin later; so is a Kinesis stream that does not exist or
+//!   takes no writes.
 //! - **Delivery.** Every accepted record ends in exactly one of two places: Kinesis
 //!   (its [`Receipt`] gives the shard, sequence number and sub-sequence number) or
 //!   the dead-letter sink (its receipt gives the reason). Nothing expires silently.
@@ -106,7 +136,12 @@
 //!
 //! # Settings
 //!
-//! Every setting, its default and the reason for it are on [`ProducerConfig`]:
+//! [`Producer::builder`] is the front door: one setter per setting, named as the
+//! [`ProducerConfig`] field (or [`ProducerBuilder::config`] to start from a whole
+//! config), every one checked by `build`. ([`Producer::new`] and
+//! [`Producer::try_new`] remain for a ready [`ProducerConfig`] and transport; they
+//! check the settings but not the stream.) Every setting, its default and the
+//! reason for it are on [`ProducerConfig`]:
 //! `buffer_budget_bytes` (32 MiB), `linger` (50 ms), `aggregation` (on),
 //! `aggregate_max_bytes` (51,200), `record_ttl` (120 s), `backoff_base` (100 ms),
 //! `backoff_max` (5 s), `max_requests_in_flight` (8), `request_timeout` (30 s),
@@ -119,12 +154,22 @@
 //! [`Producer::metrics`] returns a [`ProducerMetrics`] snapshot (user records per
 //! Kinesis record, records per request, retries, throttles, buffered bytes, put
 //! latency...); the same fields are logged as a `tracing` event with target
-//! [`metrics::METRICS_TARGET`] every `metrics_interval`. With the Kinesis transport,
-//! build the SDK client with its own retries off: the producer retries per record
-//! with per-shard backoff, and two retry layers multiply under throttling.
+//! [`metrics::METRICS_TARGET`] every `metrics_interval`.
+//!
+//! The SDK's own retries must be off under the producer: it retries per record with
+//! per-shard backoff, and two retry layers multiply under throttling (three SDK
+//! attempts per producer attempt, against a stream already over its limit). The
+//! builder sees to it: [`ProducerBuilder::kinesis`] makes the client with
+//! `RetryConfig::disabled()`, and [`ProducerBuilder::kinesis_client`] turns them off
+//! on the client it is given. Only a [`KinesisTransport`] made by hand needs its
+//! client built that way.
+//!
+//! IAM: `kinesis:PutRecords` and `kinesis:ListShards` to produce, and
+//! `kinesis:DescribeStreamSummary` for the check `build` makes.
 
 pub mod aggregate;
 mod budget;
+pub mod builder;
 pub mod config;
 pub mod dead_letter;
 mod exchange;
@@ -140,6 +185,7 @@ mod worker;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 
+pub use builder::{BuildError, ProducerBuilder};
 pub use config::{ConfigError, MAX_RECORD_TTL, MIN_PERIOD, ProducerConfig, RECORD_OVERHEAD_BYTES};
 pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterReason, DeadLetterSink, FileDeadLetters,
@@ -152,3 +198,12 @@ pub use metrics::{EmfEmitter, ProducerMetrics, ShardMetrics};
 pub use producer::{Delivery, DeliveryError, FlushReport, Producer, Receipt, SendError};
 pub use rate::ShardLimits;
 pub use transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
+
+// One dependency (plus tokio) for an app: the events it builds, the whole contract,
+// and the SDK crates whose `SdkConfig` and `Client` the builder takes.
+pub use flyhigh_schemas as schemas;
+pub use flyhigh_schemas::{
+    Booking, Cabin, Cancellation, CancellationReason, Envelope, Money, Payload, Search,
+};
+#[cfg(feature = "kinesis")]
+pub use {aws_config, aws_sdk_kinesis};

@@ -122,6 +122,23 @@ impl std::fmt::Debug for Producer {
 }
 
 impl Producer {
+    /// The front door: a [`ProducerBuilder`](crate::ProducerBuilder) with the default
+    /// settings. Its `build` checks every setting and, for Kinesis, that the stream
+    /// exists and takes writes, before the producer starts.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// use flyhigh_producer::{LocalStream, Producer};
+    ///
+    /// let producer = Producer::builder().build_with(LocalStream::new("events", 2)).await?;
+    /// # producer.close().await;
+    /// # Ok::<(), flyhigh_producer::BuildError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn builder() -> crate::builder::ProducerBuilder {
+        crate::builder::ProducerBuilder::default()
+    }
+
     /// A producer writing through `transport`, starting its worker on the current
     /// Tokio runtime. The worker first loads the stream's shard map.
     ///

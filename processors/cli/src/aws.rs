@@ -10,7 +10,7 @@ use flyhigh_aws::kinesis::{KinesisSource, create_stream};
 use flyhigh_aws::sqs::{SqsQueue, create_queue};
 use flyhigh_core::InventoryStore;
 use flyhigh_handlers::InventoryHandler;
-use flyhigh_producer::{KinesisTransport, Producer, ProducerConfig};
+use flyhigh_producer::Producer;
 use flyhigh_runner::{FileCheckpoints, MappingConfig, Runner, handler_fn};
 use flyhigh_simulator::{SimConfig, Simulator};
 use serde_json::json;
@@ -131,6 +131,17 @@ pub async fn setup(args: SetupArgs) -> anyhow::Result<()> {
 pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let config = aws_config().await;
     let sim = Simulator::new(SimConfig::new(args.seed, args.events))?;
+    // Before anything is written: a wrong --stream fails here, in one line, instead
+    // of every record being dead-lettered. The builder turns the SDK's retries off
+    // (the producer retries per record itself).
+    let producer = Producer::builder()
+        .stream(&args.names.stream)
+        .kinesis(&config)
+        .max_requests_in_flight(args.requests_in_flight)
+        .dead_letters_file(&args.dead_letters)
+        .build()
+        .await
+        .context("starting the producer")?;
     let store =
         DynamoInventoryStore::new(aws_sdk_dynamodb::Client::new(&config), &args.names.table);
     let schedule = sim.schedule();
@@ -138,18 +149,6 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         .load_schedule(&schedule)
         .await
         .context("loading the schedule")?;
-    let transport =
-        KinesisTransport::new(aws_sdk_kinesis::Client::new(&config), &args.names.stream);
-    let producer = Producer::new(
-        transport,
-        ProducerConfig {
-            max_requests_in_flight: args.requests_in_flight,
-            dead_letters: std::sync::Arc::new(flyhigh_producer::FileDeadLetters::new(
-                &args.dead_letters,
-            )),
-            ..ProducerConfig::default()
-        },
-    );
     let started = Instant::now();
     let outcome = pipeline::produce(sim, &producer, args.poison_every, |_| {}).await?;
     let report = producer.close().await;

@@ -14,7 +14,7 @@ use flyhigh_embedded::{
 use flyhigh_handlers::{
     ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator,
 };
-use flyhigh_producer::{FileDeadLetters, LocalStream, Producer, ProducerConfig};
+use flyhigh_producer::{LocalStream, Producer};
 use flyhigh_runner::{LocalSource, MappingConfig, Runner, handler_fn};
 use flyhigh_simulator::{SimConfig, Simulator, SurgeConfig};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -348,13 +348,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         })
     };
 
-    let producer = Producer::new(
-        stream.clone(),
-        ProducerConfig {
-            dead_letters: std::sync::Arc::new(FileDeadLetters::new(&files.producer_dead_letters)),
-            ..ProducerConfig::default()
-        },
-    );
+    let producer = Producer::builder()
+        .dead_letters_file(&files.producer_dead_letters)
+        .build_with(stream.clone())
+        .await
+        .context("starting the producer")?;
     let outcome = pipeline::produce(sim, &producer, args.poison_every, |n| {
         produced_bar.set_position(n)
     })
