@@ -29,16 +29,19 @@
 //! budget you set.
 //!
 //! ```text
-//! send(event) ─► validate ─► JSON ─► byte budget ─► worker ─► route by hash key to a shard
-//!  (field errors,             (send waits,           │        KPL-aggregate per shard
-//!   nothing sent)              try_send fails)       │        (≤ 50 KiB or linger)
-//!                                                    ▼
-//!        collect into PutRecords (≤ 500, ≤ 5 MiB), per-shard token buckets, per-key order
-//!                                                    ▼
-//!           Transport ─► Kinesis (aws-sdk-kinesis) or LocalStream (in-process)
-//!                                                    ▼
-//!   written: Receipt → (shard, sequence number, sub-sequence)  ·  failed: retry with
-//!   jittered backoff  ·  expired / rejected: dead-letter sink, Receipt → error
+//! send(event) ─► validate ─► JSON ─► budget: the whole and the key's shard's share
+//!  (field errors,                     (send waits, try_send fails)
+//!   nothing sent)                                │
+//!                                                ▼
+//!   worker ─► route by hash key ─► KPL-aggregate per shard (≤ 50 KiB or linger)
+//!          ─► dispatch into PutRecords (≤ 500, ≤ 5 MiB): per-shard token buckets,
+//!             one batch per key in flight
+//!          ─► Transport: Kinesis (aws-sdk-kinesis) or LocalStream (in-process)
+//!          ─► written: Receipt → (shard, sequence number, sub-sequence)
+//!             throttled / failed: back to the front of its queue, jittered
+//!             backoff, one rate decrease per response per shard
+//!             expired / rejected: dead-letter task (own task, bounded queue) ─► sink,
+//!             then Receipt → error
 //! ```
 //!
 //! Layout (pure modules first, I/O last):
@@ -46,20 +49,24 @@
 //! - [`aggregate`]: packing one shard's user records into KPL aggregated records (the
 //!   codec itself is `flyhigh_schemas::aggregation`, shared with the consumers).
 //! - [`shard_map`]: which shard owns a hash key.
-//! - [`rate`]: per-shard adaptive token buckets and the backoff rule.
-//! - [`config`]: [`ProducerConfig`], every setting with its default and why.
-//! - [`dead_letter`]: the [`DeadLetterSink`] port, a JSON-lines file sink (default)
-//!   and an in-memory one.
-//! - [`metrics`]: [`ProducerMetrics`], also emitted as `tracing` events.
+//! - `rate`: per-shard token buckets, the adaptation rule (additive increase,
+//!   multiplicative decrease, once per response per shard) and the backoff.
+//! - [`config`]: [`ProducerConfig`], every setting with its default and why;
+//!   [`builder`]: [`ProducerBuilder`], the checked way to start a producer.
+//! - [`dead_letter`]: the [`DeadLetterSink`] port, a JSON-lines file sink (default,
+//!   in a writable place) and an in-memory one; the SQS sink with feature `sqs`.
+//! - [`metrics`]: [`ProducerMetrics`] (per shard too), as `tracing` events and as
+//!   CloudWatch EMF ([`EmfEmitter`]); the operator's page is `docs/producer.md`.
 //! - [`transport`]: the [`Transport`] port (put records, list shards) and the
 //!   classification of put failures.
 //! - [`local`]: [`LocalStream`], an in-process sharded stream that places records
 //!   the way Kinesis does; the embedded default and tests use it.
 //! - `kinesis` (feature `kinesis`, on by default): [`KinesisTransport`].
-//! - [`producer`]: [`Producer`], the async handle; its worker (private) owns the
-//!   buffered records and does the aggregation, collection, puts and retries.
-//! - [`builder`]: [`ProducerBuilder`] ([`Producer::builder`]), the settings by name
-//!   and the start-up checks ([`BuildError`]).
+//! - [`producer`]: [`Producer`], the async handle. Private behind it: `budget`
+//!   (the byte budget and its per-shard shares), `exchange` (what the handle and
+//!   the worker send each other) and `worker`, which owns the buffered records:
+//!   a select loop over pure pieces (`routing`, `dispatch`, `outcome`, `epochs`)
+//!   and the `dead_letters` task.
 //!
 //! # Example
 //!
@@ -122,14 +129,26 @@
 //! - **Memory.** Buffered records (data, key and [`RECORD_OVERHEAD_BYTES`] each)
 //!   never exceed [`ProducerConfig::buffer_budget_bytes`]: `send` waits and
 //!   `try_send` fails with [`SendError::BufferFull`] when it is spent, whatever
-//!   Kinesis does. In-flight requests hold a copy of their records on top (at most
+//!   Kinesis does. A record stays charged until it is resolved, also while its dead
+//!   letter waits for the sink, so records expiring under throttling cannot grow
+//!   the process past the budget either; the sink task copies one call's letters
+//!   (at most 4 MiB of records) out of their aggregates at a time. In-flight
+//!   requests hold a copy of their records on top (at most
 //!   [`ProducerConfig::max_requests_in_flight`] requests).
+//! - **Isolation.** The records of one shard may hold at most
+//!   [`ProducerConfig::shard_budget_share`] of the budget (half, by default): a
+//!   throttled shard (a hot flight) makes `send` wait for its own keys only. The
+//!   dead-letter sink runs on its own task, so a slow sink stalls no shard.
 //! - **Throughput and politeness.** User records bound for one shard are packed into
 //!   KPL aggregated records (readable by KCL, Firehose, the aws-kinesis-agg libraries
 //!   and our consumers), sized to waste little of the 25 KiB PUT payload units
-//!   Kinesis bills. Each shard has token buckets for records/s and bytes/s that halve
-//!   on throttling and recover on success; every retry waits a jittered exponential
-//!   backoff, so a throttled stream is not hammered.
+//!   Kinesis bills. Each shard has token buckets for records/s and bytes/s whose
+//!   rate halves once per PutRecords response in which any of the shard's records
+//!   was throttled (not once per record, and not again for requests sent before
+//!   the last decrease) and wins back 2% of the limit per clean response; every
+//!   retry waits a jittered exponential backoff, so a throttled stream is not
+//!   hammered. Without a shard map (no `kinesis:ListShards`), one bucket starts at
+//!   one shard's limits and adapts the same way.
 //! - **Shutdown.** [`Producer::flush`] waits until everything accepted so far is
 //!   written or dead-lettered; [`Producer::close`] does the same and stops;
 //!   [`Producer::close_within`] dead-letters whatever is left at its deadline.
@@ -146,15 +165,20 @@
 //! `aggregate_max_bytes` (51,200), `record_ttl` (120 s), `backoff_base` (100 ms),
 //! `backoff_max` (5 s), `max_requests_in_flight` (8), `request_timeout` (30 s),
 //! `shard_limits` (the transport's: Kinesis's 1,000 records/s and 1 MiB/s per
-//! shard), `shard_map_refresh` (60 s), `dead_letters` (a file), `metrics_interval`
-//! (60 s), `rng_seed` (from the OS).
+//! shard), `shard_budget_share` (0.5), `shard_map_refresh` (60 s), `dead_letters`
+//! (a file in [`FileDeadLetters::default_location`]), `metrics_interval` (60 s),
+//! `metrics_emf_namespace` (off), `rng_seed` (from the OS).
 //!
 //! # Operating it
 //!
 //! [`Producer::metrics`] returns a [`ProducerMetrics`] snapshot (user records per
-//! Kinesis record, records per request, retries, throttles, buffered bytes, put
-//! latency...); the same fields are logged as a `tracing` event with target
-//! [`metrics::METRICS_TARGET`] every `metrics_interval`.
+//! Kinesis record, records per request, retries, throttles, dead letters, buffered
+//! bytes, the oldest buffered record's age, put latency, and per shard
+//! ([`ShardMetrics`]) records and bytes per second, throttles, the current allowed
+//! rate and buffered bytes); the same fields are logged as a `tracing` event with
+//! target [`metrics::METRICS_TARGET`] every `metrics_interval`, and with
+//! `metrics_emf_namespace` set, printed as CloudWatch Embedded Metric Format
+//! lines. `docs/producer.md` lists every metric with the alarm it supports.
 //!
 //! The SDK's own retries must be off under the producer: it retries per record with
 //! per-shard backoff, and two retry layers multiply under throttling (three SDK
@@ -177,7 +201,7 @@ pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod producer;
-pub mod rate;
+mod rate;
 pub mod shard_map;
 pub mod transport;
 mod worker;

@@ -1,6 +1,6 @@
 //! [`Producer`]: the async handle applications hold. It validates and serializes in
 //! the caller's task, charges the record to the byte budget (waiting or failing when
-//! it is spent), and hands it to the worker ([`crate::worker`]) that aggregates,
+//! it is spent), and hands it to the worker (private `worker` module) that aggregates,
 //! collects, puts and retries. Each accepted record gets a [`Receipt`].
 
 use std::future::Future;
