@@ -11,8 +11,10 @@
 #      127.0.0.1 ports,
 #   3. builds and tests the workspace with the services' addresses exported
 #      (see scripts/lib/services.sh for the variable names),
-#   4. runs a 20-second producer soak under 100% throttling (memory bound) and
-#      scripts/smoke.sh when there is one,
+#   4. runs the producer soaks (memory under 100% throttling, 20 s; the same with
+#      a 5-second record TTL, 30 s; 30% partial throttling after a throttle-free
+#      baseline, about a minute with its drain) and scripts/smoke.sh when there
+#      is one,
 # and stops the services on every exit path. Exits non-zero when any step
 # fails. Service logs: target/test-logs/.
 set -euo pipefail
@@ -97,6 +99,12 @@ if step "build" cargo build --workspace --all-targets "${locked[@]}" &&
   # The binary from the workspace build above (`cargo run -p` would rebuild the
   # producer with that one package's features).
   step "producer soak, 100% throttled, 20 s" target/debug/producer-load soak --seconds 20 || true
+  # The same bound while records expire (5 s TTL) and are dead-lettered to the
+  # file as they go: every accepted record must be in the file.
+  step "producer soak, 100% throttled with 5 s TTL, 30 s" target/debug/producer-load soak --seconds 30 --ttl-secs 5 || true
+  # 30% of records throttled, 4,000 events/s offered after a 10-second baseline
+  # without faults: nothing lost, requests/s within the retry-storm bound.
+  step "producer partial throttling 30%, 20 s" target/debug/producer-load partial --seconds 20 || true
   if [[ -x scripts/smoke.sh ]]; then
     step "smoke" scripts/smoke.sh || true
   elif [[ -e scripts/smoke.sh ]]; then

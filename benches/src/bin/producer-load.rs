@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! cargo run --release -p flyhigh-benches --bin producer-load -- units [--events N] [--shards S]
-//! cargo run --release -p flyhigh-benches --bin producer-load -- soak [--seconds S] [--budget-mib M]
+//! cargo run --release -p flyhigh-benches --bin producer-load -- soak [--seconds S] [--budget-mib M] [--ttl-secs T]
+//! cargo run --release -p flyhigh-benches --bin producer-load -- partial [--seconds S] [--rate R] \
+//!     [--events-per-sec N] [--budget-mib M] [--baseline-seconds B]
 //! ```
 //!
 //! - `units`: PUT payload units used for N simulated events (default 1,000,000)
@@ -11,13 +13,30 @@
 //!   run (best of 5). Exits 1 when the units exceed 1.05 × ideal.
 //! - `soak`: the real producer and AWS SDK writing through the project's
 //!   fault-injecting proxy, which throttles every PutRecords, to kinesalite
-//!   (`FLYHIGH_KINESALITE_URL`), for S seconds (default 60) from 4 sending tasks.
-//!   Reports the process's peak RSS (VmHWM) against the buffer budget, how long
-//!   `send` has been blocked, and how often `try_send` found the buffer full. Exits 1
-//!   when the peak exceeds budget + 64 MiB or `send` was never held back.
+//!   (`FLYHIGH_KINESALITE_URL`), for S seconds (default 60) from 4 unpaced sending
+//!   tasks, with a record time-to-live of T seconds (default S + 60: nothing
+//!   expires, so the buffer stays full and `send` waits). Reports the process's peak
+//!   RSS (VmHWM) against the buffer budget, how long `send` was held, how often
+//!   `try_send` found the buffer full, and what the dead-letter file holds (lines by
+//!   reason). Every record is dead-lettered, by expiry during the run (T < S) or at
+//!   the close 200 ms after it; each accepted record (a send that returned `Ok`) must
+//!   be in the file, found by the booking id in the line's `data_utf8` (or
+//!   `data_base64`). Exits 1 when the peak exceeds budget + 64 MiB, an accepted record
+//!   is neither written nor in the file, `send` was never held back, or, with T < S,
+//!   no record expired.
+//! - `partial`: the real producer and SDK through the proxy answering each record of
+//!   each PutRecords `ProvisionedThroughputExceededException` with probability R
+//!   (default 0.3: partial throttling), offered a fixed N events/s (default 4,000)
+//!   for S seconds (default 30), after a B-second throttle-free baseline (default 10)
+//!   at the same offered rate. Reads both streams back and checks that every
+//!   accepted event was written or dead-lettered. Exits 1 when an event is lost or
+//!   the requests/s exceed the retry-storm bound (see `partial`).
 //!
-//! Both print one JSON object on stdout.
+//! Each prints one JSON object on stdout.
 
+use std::collections::{BTreeMap, HashSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,34 +44,69 @@ use std::time::{Duration, Instant};
 use flyhigh_benches::aggregation::{aggregated_path, even_map, plain_path, sample_records};
 use flyhigh_benches::arg;
 use flyhigh_producer::{
-    FileDeadLetters, KinesisTransport, Producer, ProducerConfig, SendError, ShardLimits,
+    FileDeadLetters, FlushReport, KinesisTransport, Producer, ProducerConfig, ProducerMetrics,
+    SendError, ShardLimits,
 };
+use flyhigh_schemas::aggregation::{Deaggregated, deaggregate};
 use flyhigh_schemas::{Booking, Cabin, Envelope, Money, Payload};
 use flyhigh_testkit::{
-    FaultConfig, FaultProxy, create_stream, kinesalite_url, kinesis_client, unique_name,
+    FaultConfig, FaultProxy, FaultStats, create_stream, kinesalite_url, kinesis_client, read_all,
+    unique_name,
 };
+use serde_json::{Value, json};
+
+const USAGE: &str = "usage: producer-load units [--events N] [--shards S] \
+    | soak [--seconds S] [--budget-mib M] [--ttl-secs T] \
+    | partial [--seconds S] [--rate R] [--events-per-sec N] [--budget-mib M] [--baseline-seconds B]";
+
+/// Shards of the `soak` and `partial` streams.
+const SHARDS: i32 = 4;
+/// Sending tasks of `soak` and `partial`, as a web backend's request handlers.
+const SENDERS: u64 = 4;
+/// A `send` that took longer than this was held by the spent budget: an unheld send
+/// of a ~330-byte event costs tens of microseconds, even in a debug build.
+const HELD_AFTER: Duration = Duration::from_millis(1);
+/// How long `partial` lets `close` drain before the rest is dead-lettered.
+const DRAIN: Duration = Duration::from_secs(60);
+/// Issue 10's retry-storm floor: requests/s within 3× those of a throttle-free run
+/// at the same offered rate.
+const STORM_FLOOR: f64 = 3.0;
+const MIB: usize = 1024 * 1024;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ok = match args.first().map(String::as_str) {
         Some("units") => units(arg(&args, "--events", 1_000_000), arg(&args, "--shards", 4)),
-        Some("soak") => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(soak(
-                arg(&args, "--seconds", 60),
+        Some("soak") => {
+            let seconds = arg(&args, "--seconds", 60);
+            runtime().block_on(soak(
+                seconds,
                 arg(&args, "--budget-mib", 32),
-            )),
+                arg(&args, "--ttl-secs", seconds + 60),
+            ))
+        }
+        Some("partial") => runtime().block_on(partial(Partial {
+            seconds: arg(&args, "--seconds", 30),
+            rate: arg(&args, "--rate", 0.3),
+            events_per_sec: arg(&args, "--events-per-sec", 4_000),
+            budget_mib: arg(&args, "--budget-mib", 32),
+            baseline_seconds: arg(&args, "--baseline-seconds", 10),
+        })),
         _ => {
-            eprintln!(
-                "usage: producer-load units [--events N] [--shards S] | soak [--seconds S] [--budget-mib M]"
-            );
+            eprintln!("{USAGE}");
             false
         }
     };
     std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Two worker threads, as on the 2-core machine the numbers are measured on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn units(events: usize, shards: usize) -> bool {
@@ -131,48 +185,224 @@ fn booking(n: u64) -> Envelope {
     )
 }
 
-async fn soak(seconds: u64, budget_mib: usize) -> bool {
+/// The booking number `n` of [`booking`]`(n)` carried in a record's data, if the data
+/// is such a booking.
+fn booking_number(data: &[u8]) -> Option<u64> {
+    match flyhigh_schemas::decode(data).ok()?.payload {
+        Payload::Booking(b) => b.booking_id.strip_prefix("BK")?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A temporary directory of its own for one run's dead-letter file.
+fn scratch_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_name(prefix));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// `a / b`, or `None` (JSON `null`) when there is nothing to divide by.
+fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// Sends that waited for the budget ([`HELD_AFTER`]), and how long they waited.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    sends: u64,
+    seconds: f64,
+}
+
+impl Held {
+    fn record(&mut self, took: Duration) {
+        if took > HELD_AFTER {
+            self.sends += 1;
+            self.seconds += took.as_secs_f64();
+        }
+    }
+
+    fn merge(&mut self, other: Held) {
+        self.sends += other.sends;
+        self.seconds += other.seconds;
+    }
+}
+
+/// A set of small numbers, one bit each: the soak tracks every accepted record
+/// without adding to the RSS it measures.
+#[derive(Debug, Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn insert(&mut self, i: u64) {
+        let word = (i / 64) as usize;
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (i % 64);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w as u64 * 64 + b)
+        })
+    }
+}
+
+/// What the dead-letter file holds.
+#[derive(Debug, Default)]
+struct DeadLetterFile {
+    lines: u64,
+    by_reason: BTreeMap<String, u64>,
+    /// Booking numbers, one per line that carried a booking.
+    bookings: Vec<u64>,
+    /// Lines that are not JSON or whose data is not one of our bookings.
+    unreadable: u64,
+}
+
+/// Reads a [`FileDeadLetters`] file (absent: nothing was dead-lettered). Each line's
+/// record is taken from `data_utf8`, or from `data_base64` when the bytes were not
+/// UTF-8.
+fn read_dead_letters(path: &Path) -> DeadLetterFile {
+    let mut out = DeadLetterFile::default();
+    let Ok(file) = std::fs::File::open(path) else {
+        return out;
+    };
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.expect("read the dead-letter file");
+        out.lines += 1;
+        let Ok(letter) = serde_json::from_str::<Value>(&line) else {
+            out.unreadable += 1;
+            continue;
+        };
+        let reason = letter["reason"].as_str().unwrap_or("(none)").to_owned();
+        *out.by_reason.entry(reason).or_default() += 1;
+        let data = match letter["data_utf8"].as_str() {
+            Some(text) => Some(text.as_bytes().to_vec()),
+            None => letter["data_base64"].as_str().and_then(base64_decode),
+        };
+        match data.as_deref().and_then(booking_number) {
+            Some(n) => out.bookings.push(n),
+            None => out.unreadable += 1,
+        }
+    }
+    out
+}
+
+/// Standard base64 (padding optional) to bytes; `None` on any other character.
+/// (The benches take no base64 dependency for the one field that needs it.)
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let sextet = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in text.trim_end_matches('=').as_bytes() {
+        acc = (acc << 6) | u32::from(sextet(c)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Where the accepted records ended up.
+#[derive(Debug, Default, PartialEq)]
+struct Accounting {
+    /// Accepted, and neither read from the stream nor in the dead-letter file.
+    lost: u64,
+    /// Reads of a booking beyond its first (a retry of a request that was written).
+    duplicates_read: u64,
+    /// Dead letters of a booking beyond its first.
+    duplicates_dead_lettered: u64,
+    /// Read from the stream and in the dead-letter file too.
+    written_and_dead_lettered: u64,
+    /// Read or dead-lettered, but never accepted.
+    foreign: u64,
+}
+
+/// Matches the accepted booking numbers against those read from the stream and
+/// those in the dead-letter file.
+fn account(accepted: &[u64], read: &[u64], dead: &[u64]) -> Accounting {
+    let accepted: HashSet<u64> = accepted.iter().copied().collect();
+    let read_set: HashSet<u64> = read.iter().copied().collect();
+    let dead_set: HashSet<u64> = dead.iter().copied().collect();
+    let lost = accepted
+        .iter()
+        .filter(|n| !read_set.contains(n) && !dead_set.contains(n))
+        .count();
+    let both = read_set.intersection(&dead_set).count();
+    let foreign = read_set
+        .union(&dead_set)
+        .filter(|n| !accepted.contains(n))
+        .count();
+    Accounting {
+        lost: lost as u64,
+        duplicates_read: (read.len() - read_set.len()) as u64,
+        duplicates_dead_lettered: (dead.len() - dead_set.len()) as u64,
+        written_and_dead_lettered: both as u64,
+        foreign: foreign as u64,
+    }
+}
+
+/// The soak: memory under 100% throttling, with or without records expiring (see
+/// the module docs).
+async fn soak(seconds: u64, budget_mib: usize, ttl_secs: u64) -> bool {
+    if seconds == 0 || ttl_secs == 0 {
+        eprintln!("soak: --seconds and --ttl-secs must be above 0\n{USAGE}");
+        return false;
+    }
     let url = kinesalite_url();
     let direct = kinesis_client(&url);
     let stream = unique_name("soak");
-    create_stream(&direct, &stream, 4).await.expect("stream");
+    create_stream(&direct, &stream, SHARDS)
+        .await
+        .expect("stream");
     let proxy = FaultProxy::start(&url, FaultConfig::throttle_all()).expect("proxy");
-    let dir = std::env::temp_dir().join(unique_name("flyhigh-soak"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let budget = budget_mib * 1024 * 1024;
+    let dir = scratch_dir("flyhigh-soak");
+    let dead_path = dir.join("dead.jsonl");
+    let budget = budget_mib * MIB;
+    let expiry_expected = ttl_secs < seconds;
     let (baseline_peak, baseline_rss) = rss();
     let producer = Producer::new(
+        // kinesis_client has the SDK's retries off: only the producer retries.
         KinesisTransport::new(kinesis_client(&proxy.url()), &stream),
         ProducerConfig {
             buffer_budget_bytes: budget,
-            dead_letters: Arc::new(FileDeadLetters::new(dir.join("dead.jsonl"))),
+            dead_letters: Arc::new(FileDeadLetters::new(&dead_path)),
             shard_limits: Some(ShardLimits::KINESIS),
-            // Longer than the soak: nothing may leave the buffer by expiring.
-            record_ttl: Duration::from_secs(seconds + 60),
+            // By default longer than the soak: nothing may leave the buffer by
+            // expiring, so the budget alone must hold memory down.
+            record_ttl: Duration::from_secs(ttl_secs),
             metrics_interval: None,
             ..ProducerConfig::default()
         },
     );
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
-    let counter = Arc::new(AtomicU64::new(0));
     let last_accept_ms = Arc::new(AtomicU64::new(0));
     let full = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();
-    for task in 0..4u64 {
-        let (producer, counter, last, full) = (
-            producer.clone(),
-            counter.clone(),
-            last_accept_ms.clone(),
-            full.clone(),
-        );
+    for task in 0..SENDERS {
+        let (producer, last, full) = (producer.clone(), last_accept_ms.clone(), full.clone());
         senders.push(tokio::spawn(async move {
-            let mut n = task;
+            // Event k of this task is booking(task + SENDERS·k); `accepted` holds k.
+            let (mut accepted, mut held) = (Bits::default(), Held::default());
+            let mut k = 0;
             while Instant::now() < deadline {
-                let event = booking(n);
-                n += 4;
-                // Every 8th event tries without waiting, to count refusals.
-                if n % 32 < 4 {
+                let event = booking(task + SENDERS * k);
+                k += 1;
+                // One event in 8 tries without waiting, to count refusals.
+                if k % 8 == 0 {
                     match producer.try_send(&event) {
                         Ok(_) => {}
                         Err(SendError::BufferFull { .. }) => {
@@ -183,16 +413,20 @@ async fn soak(seconds: u64, budget_mib: usize) -> bool {
                     }
                 } else {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(remaining, producer.send(&event)).await {
+                    let t = Instant::now();
+                    let sent = tokio::time::timeout(remaining, producer.send(&event)).await;
+                    held.record(t.elapsed());
+                    match sent {
                         Ok(r) => {
                             r.expect("valid event");
                         }
                         Err(_) => break,
                     }
                 }
-                counter.fetch_add(1, Ordering::Relaxed);
+                accepted.insert(k - 1);
                 last.fetch_max(started.elapsed().as_millis() as u64, Ordering::Relaxed);
             }
+            (task, accepted, held)
         }));
     }
     let mut max_rss = 0;
@@ -202,41 +436,495 @@ async fn soak(seconds: u64, budget_mib: usize) -> bool {
         max_rss = max_rss.max(rss().1);
         max_buffered = max_buffered.max(producer.buffered_bytes());
     }
+    let mut sent = Vec::new();
     for s in senders {
-        s.await.expect("sender");
+        sent.push(s.await.expect("sender"));
     }
     let metrics = producer.metrics();
     let (peak, _) = rss();
     let blocked_for =
         started.elapsed().as_secs_f64() - last_accept_ms.load(Ordering::Relaxed) as f64 / 1e3;
     let report = producer.close_within(Duration::from_millis(200)).await;
+    let closed = producer.metrics();
+    let (peak_after_close, _) = rss();
     let faults = proxy.stats();
     proxy.shutdown().await;
-    let limit = budget as u64 + 64 * 1024 * 1024;
-    let ok = peak <= limit && blocked_for > 1.0 && metrics.user_records_written == 0;
+    // Listed only now, so that the list is not in the peak measured above.
+    let mut accepted = Vec::new();
+    let mut held = Held::default();
+    for (task, bits, task_held) in sent {
+        accepted.extend(bits.iter().map(|k| task + SENDERS * k));
+        held.merge(task_held);
+    }
+    // Nothing is written under 100% throttling (checked below), so every accepted
+    // record must be in the file.
+    let letters = read_dead_letters(&dead_path);
+    let accounting = account(&accepted, &[], &letters.bookings);
+    let expired = letters.by_reason.get("expired").copied().unwrap_or(0);
+    let limit = budget as u64 + 64 * MIB as u64;
+    // Without expiry the budget stays spent, so `send` is still blocked at the end;
+    // with it, space comes back as records expire and `send` waits in between.
+    let held_back = if expiry_expected {
+        held.seconds > 1.0
+    } else {
+        blocked_for > 1.0
+    };
+    let ok = peak <= limit
+        && held_back
+        && closed.user_records_written == 0
+        && accounting.lost == 0
+        && letters.unreadable == 0
+        && (!expiry_expected || expired > 0);
     println!(
         "{}",
-        serde_json::json!({
+        json!({
             "seconds": seconds,
+            "ttl_secs": ttl_secs,
             "budget_bytes": budget,
             "limit_bytes": limit,
             "peak_rss_bytes": peak,
             "peak_rss_over_budget_bytes": peak as i64 - budget as i64,
+            "peak_rss_after_close_bytes": peak_after_close,
             "max_sampled_rss_bytes": max_rss,
             "rss_before_producer_bytes": baseline_rss,
             "peak_rss_before_producer_bytes": baseline_peak,
             "max_buffered_bytes": max_buffered,
-            "events_accepted": counter.load(Ordering::Relaxed),
+            "events_accepted": accepted.len(),
             "try_send_buffer_full": full.load(Ordering::Relaxed),
             "send_blocked_at_end_seconds": blocked_for,
+            "send_held_seconds": held.seconds,
+            "sends_held": held.sends,
             "throttles": metrics.throttles,
             "requests": metrics.requests,
-            "user_records_written": metrics.user_records_written,
-            "dead_lettered_at_close": report.dead_lettered,
+            "user_records_written": closed.user_records_written,
+            "dead_lettered_during_run": metrics.user_records_dead_lettered,
+            // The report counts from the start (there was no flush before).
+            "dead_lettered_at_close": report.dead_lettered - metrics.user_records_dead_lettered,
+            "dead_letter_lines": letters.lines,
+            "dead_letter_lines_by_reason": letters.by_reason,
+            "dead_letter_unreadable_lines": letters.unreadable,
+            "dead_letter_sink_failures": closed.dead_letter_failures,
+            "accepted_not_dead_lettered": accounting.lost,
+            "dead_lettered_not_accepted": accounting.foreign,
+            "dead_letter_duplicate_lines": accounting.duplicates_dead_lettered,
             "proxy_put_records_throttled": faults.throughput_exceeded,
             "ok": ok,
         })
     );
     let _ = std::fs::remove_dir_all(&dir);
     ok
+}
+
+/// The `partial` command's settings.
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    seconds: u64,
+    /// The proxy's `record_failure_rate`.
+    rate: f64,
+    events_per_sec: u64,
+    budget_mib: usize,
+    baseline_seconds: u64,
+}
+
+/// Partial throttling: a throttle-free baseline, then the same offered load with a
+/// share R of the records throttled, each phase on a stream of its own.
+///
+/// In each phase 4 tasks send a fixed total of N events/s with `send` (open loop:
+/// event k of a task is due at k / (N/4) s; a task held by the budget falls behind
+/// and catches up when released; events not sent by the deadline are not offered
+/// again). After S seconds the producer is closed with 60 s to drain, the stream is
+/// read back and deaggregated, and the dead-letter file is read; every accepted
+/// event (a `send` that returned `Ok`) must be in one of them, by booking id.
+///
+/// Reported per phase (the baseline's under `baseline`):
+/// - rates per second of the S-second sending window: `accepted_events_per_sec`,
+///   `written_events_per_sec` (user records written by the deadline),
+///   `requests_per_sec` (the producer's `requests`), `proxy_put_records_per_sec`
+///   (PutRecords the proxy received);
+/// - `kinesis_record_success_ratio` = written / attempted Kinesis records over the
+///   whole run (drain included), counted by the proxy: attempted = every Kinesis
+///   record in a PutRecords body it received (`forwarded_records +
+///   failed_records`, each attempt of a retried record counted again), written =
+///   those kinesalite stored (`written_records`). About 1 − R when the retries are
+///   independent draws. `producer_success_ratio` is the producer's view,
+///   `kinesis_records_written / (kinesis_records_written + retries)`, equal to it
+///   when no Kinesis record was dead-lettered after a failed attempt;
+/// - `retries_per_written_kinesis_record` (R / (1 − R) expected), `throttles`;
+/// - the allowed rate, 4 shards × 1,000 records/s and 1 MiB/s, and the achieved
+///   Kinesis records/s and bytes/s (data plus partition key, read back) over the
+///   writing period (window plus drain) as ratios of it;
+/// - `final_rate_share`: always `null`: [`ProducerMetrics`] does not expose the
+///   per-shard rate share yet (no `shards` field); fill it in once it does;
+/// - dead letters by reason, `lost`, `send_held_seconds` (sum of the sends that
+///   took over [`HELD_AFTER`]), Kinesis records read per shard, and a per-second
+///   `timeline` of requests, Kinesis records written, throttles and buffered bytes.
+///
+/// Retry-storm bound: with records failing independently with probability R, a
+/// Kinesis record needs 1 / (1 − R) attempts on average, R / (1 − R) of them
+/// retries. Even if every retry travelled in a request of its own, the requests
+/// would be the baseline's plus one per retry: a ratio to the baseline of at most
+/// 1 + k·R / (1 − R), where k is the baseline's Kinesis records per request (about
+/// 2.7 for k = 4 and R = 0.3). The bound is that, and never below issue 10's 3×.
+/// More requests than that are retries without backoff: a storm.
+async fn partial(p: Partial) -> bool {
+    if !(0.0..1.0).contains(&p.rate)
+        || p.seconds == 0
+        || p.baseline_seconds == 0
+        || p.events_per_sec == 0
+    {
+        eprintln!(
+            "partial: --rate must be in [0, 1), --seconds, --baseline-seconds and \
+             --events-per-sec above 0\n{USAGE}"
+        );
+        return false;
+    }
+    let url = kinesalite_url();
+    let budget = p.budget_mib * MIB;
+    let eps = p.events_per_sec as f64;
+    eprintln!("baseline: {} s, no faults", p.baseline_seconds);
+    let baseline = partial_phase(&url, 0.0, p.baseline_seconds, eps, budget).await;
+    eprintln!(
+        "partial throttling: {} s, record_failure_rate {}",
+        p.seconds, p.rate
+    );
+    let run = partial_phase(&url, p.rate, p.seconds, eps, budget).await;
+    let requests_ratio = run.requests_per_sec() / baseline.requests_per_sec();
+    let per_request = baseline.last.kinesis_records_per_request();
+    let bound = STORM_FLOOR.max(1.0 + per_request * p.rate / (1.0 - p.rate));
+    // NaN (a baseline without requests) counts as a storm: nothing to compare with.
+    let storm = requests_ratio.is_nan() || requests_ratio > bound;
+    let unreadable = |ph: &Phase| ph.read.unreadable + ph.dead.unreadable;
+    let ok = baseline.accounting.lost == 0
+        && run.accounting.lost == 0
+        && unreadable(&baseline) == 0
+        && unreadable(&run) == 0
+        && !storm;
+    let mut out = run.json();
+    out["requests_ratio_to_baseline"] = json!(requests_ratio);
+    out["retry_storm_bound_ratio"] = json!(bound);
+    out["retry_storm"] = json!(storm);
+    out["baseline"] = baseline.json();
+    out["ok"] = json!(ok);
+    println!("{out}");
+    ok
+}
+
+/// One `partial` phase's measurements.
+struct Phase {
+    seconds: u64,
+    record_failure_rate: f64,
+    events_per_sec: f64,
+    accepted: u64,
+    held: Held,
+    /// At the end of the sending window.
+    at_deadline: ProducerMetrics,
+    proxy_at_deadline: FaultStats,
+    /// After close.
+    last: ProducerMetrics,
+    proxy: FaultStats,
+    close: FlushReport,
+    drain: Duration,
+    read: ReadBack,
+    dead: DeadLetterFile,
+    accounting: Accounting,
+    timeline: Vec<Value>,
+}
+
+async fn partial_phase(
+    url: &str,
+    record_failure_rate: f64,
+    seconds: u64,
+    events_per_sec: f64,
+    budget: usize,
+) -> Phase {
+    let direct = kinesis_client(url);
+    let stream = unique_name("partial");
+    create_stream(&direct, &stream, SHARDS)
+        .await
+        .expect("stream");
+    let faults = FaultConfig {
+        seed: 10,
+        record_failure_rate,
+        ..FaultConfig::default()
+    };
+    let proxy = FaultProxy::start(url, faults).expect("proxy");
+    let dir = scratch_dir("flyhigh-partial");
+    let dead_path = dir.join("dead.jsonl");
+    let producer = Producer::new(
+        // kinesis_client has the SDK's retries off: only the producer retries.
+        KinesisTransport::new(kinesis_client(&proxy.url()), &stream),
+        ProducerConfig {
+            buffer_budget_bytes: budget,
+            dead_letters: Arc::new(FileDeadLetters::new(&dead_path)),
+            shard_limits: Some(ShardLimits::KINESIS),
+            metrics_interval: None,
+            ..ProducerConfig::default()
+        },
+    );
+    let start = tokio::time::Instant::now();
+    let deadline = start + Duration::from_secs(seconds);
+    let per_task = events_per_sec / SENDERS as f64;
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|task| {
+            tokio::spawn(paced_sender(
+                producer.clone(),
+                task,
+                per_task,
+                start,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut timeline = Vec::new();
+    let mut previous = producer.metrics();
+    for second in 1..=seconds {
+        tokio::time::sleep_until(start + Duration::from_secs(second)).await;
+        let now = producer.metrics();
+        timeline.push(json!({
+            "t": second,
+            "requests": now.requests - previous.requests,
+            "kinesis_records_written": now.kinesis_records_written - previous.kinesis_records_written,
+            "throttles": now.throttles - previous.throttles,
+            "buffered_bytes": now.buffered_bytes,
+        }));
+        previous = now;
+    }
+    let at_deadline = producer.metrics();
+    let proxy_at_deadline = proxy.stats();
+    let mut accepted = Vec::new();
+    let mut held = Held::default();
+    for s in senders {
+        let (numbers, task_held) = s.await.expect("sender");
+        accepted.extend(numbers);
+        held.merge(task_held);
+    }
+    let closing = Instant::now();
+    let close = producer.close_within(DRAIN).await;
+    let drain = closing.elapsed();
+    let last = producer.metrics();
+    let proxy_stats = proxy.stats();
+    proxy.shutdown().await;
+    let mut read = ReadBack::default();
+    for (shard_id, record) in &read_all(&direct, &stream)
+        .await
+        .expect("read the stream back")
+    {
+        read.add(
+            shard_id,
+            record.partition_key().unwrap_or_default(),
+            record.data().as_ref(),
+        );
+    }
+    let dead = read_dead_letters(&dead_path);
+    let _ = std::fs::remove_dir_all(&dir);
+    let accounting = account(&accepted, &read.bookings, &dead.bookings);
+    Phase {
+        seconds,
+        record_failure_rate,
+        events_per_sec,
+        accepted: accepted.len() as u64,
+        held,
+        at_deadline,
+        proxy_at_deadline,
+        last,
+        proxy: proxy_stats,
+        close,
+        drain,
+        read,
+        dead,
+        accounting,
+        timeline,
+    }
+}
+
+/// One of `partial`'s sending tasks: event k (booking `task + SENDERS·k`) is due at
+/// `start + k / per_sec`; returns the booking numbers accepted and the time held.
+async fn paced_sender(
+    producer: Producer,
+    task: u64,
+    per_sec: f64,
+    start: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+) -> (Vec<u64>, Held) {
+    let (mut accepted, mut held) = (Vec::new(), Held::default());
+    for k in 0u64.. {
+        let due = start + Duration::from_secs_f64(k as f64 / per_sec);
+        if due >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        let n = task + SENDERS * k;
+        let event = booking(n);
+        let t = Instant::now();
+        let sent = tokio::time::timeout_at(deadline, producer.send(&event)).await;
+        held.record(t.elapsed());
+        match sent {
+            Ok(r) => {
+                r.expect("valid event");
+                accepted.push(n);
+            }
+            // Held past the deadline: never accepted.
+            Err(_) => break,
+        }
+    }
+    (accepted, held)
+}
+
+/// A stream read back.
+#[derive(Debug, Default)]
+struct ReadBack {
+    kinesis_records: u64,
+    /// Data plus partition key, as Kinesis counts them against 1 MiB/s.
+    bytes: u64,
+    per_shard: BTreeMap<String, u64>,
+    /// Booking numbers of the user records, in read order (duplicates kept).
+    bookings: Vec<u64>,
+    /// Kinesis or user records that are not our bookings.
+    unreadable: u64,
+}
+
+impl ReadBack {
+    fn add(&mut self, shard_id: &str, partition_key: &str, data: &[u8]) {
+        self.kinesis_records += 1;
+        self.bytes += (partition_key.len() + data.len()) as u64;
+        *self.per_shard.entry(shard_id.to_owned()).or_default() += 1;
+        match deaggregate(data) {
+            Ok(Deaggregated::Single(user)) => self.user(user),
+            Ok(Deaggregated::Aggregated(users)) => {
+                for u in users {
+                    self.user(u.data);
+                }
+            }
+            Err(_) => self.unreadable += 1,
+        }
+    }
+
+    fn user(&mut self, data: &[u8]) {
+        match booking_number(data) {
+            Some(n) => self.bookings.push(n),
+            None => self.unreadable += 1,
+        }
+    }
+}
+
+impl Phase {
+    fn requests_per_sec(&self) -> f64 {
+        self.at_deadline.requests as f64 / self.seconds as f64
+    }
+
+    fn json(&self) -> Value {
+        let s = self.seconds as f64;
+        let (m, last, proxy) = (&self.at_deadline, &self.last, &self.proxy);
+        let allowed_records = SHARDS as f64 * ShardLimits::KINESIS.records_per_sec;
+        let allowed_bytes = SHARDS as f64 * ShardLimits::KINESIS.bytes_per_sec;
+        let writing = s + self.drain.as_secs_f64();
+        let records_per_sec = self.read.kinesis_records as f64 / writing;
+        let bytes_per_sec = self.read.bytes as f64 / writing;
+        let attempted = proxy.forwarded_records + proxy.failed_records;
+        // In three parts: one json! of them all is past the macro's recursion limit.
+        let mut out = json!({
+            "seconds": self.seconds,
+            "record_failure_rate": self.record_failure_rate,
+            "offered_events_per_sec": self.events_per_sec,
+            "accepted_events_per_sec": self.accepted as f64 / s,
+            "written_events_per_sec": m.user_records_written as f64 / s,
+            "requests_per_sec": self.requests_per_sec(),
+            "proxy_put_records_per_sec": self.proxy_at_deadline.put_records_requests as f64 / s,
+            "kinesis_records_per_request": last.kinesis_records_per_request(),
+            "user_records_per_kinesis_record": last.user_records_per_kinesis_record(),
+            "kinesis_record_attempts": attempted,
+            "kinesis_records_written": proxy.written_records,
+            "kinesis_record_success_ratio": ratio(proxy.written_records, attempted),
+            "producer_success_ratio": ratio(
+                last.kinesis_records_written,
+                last.kinesis_records_written + last.retries,
+            ),
+            "retries": last.retries,
+            "retries_per_written_kinesis_record": ratio(last.retries, last.kinesis_records_written),
+            "throttles": last.throttles,
+            "proxy_failed_records": proxy.failed_records,
+        });
+        let limits = json!({
+            "allowed_kinesis_records_per_sec": allowed_records,
+            "allowed_bytes_per_sec": allowed_bytes,
+            "achieved_kinesis_records_per_sec": records_per_sec,
+            "achieved_bytes_per_sec": bytes_per_sec,
+            "achieved_records_ratio": records_per_sec / allowed_records,
+            "achieved_bytes_ratio": bytes_per_sec / allowed_bytes,
+            // ProducerMetrics has no per-shard rate share yet.
+            "final_rate_share": null,
+        });
+        let outcome = json!({
+            "events_accepted": self.accepted,
+            "events_written": last.user_records_written,
+            "events_read": self.read.bookings.len(),
+            "dead_lettered": self.dead.bookings.len(),
+            "dead_lettered_by_reason": self.dead.by_reason,
+            "dead_lettered_at_close": self.close.dead_lettered,
+            "lost": self.accounting.lost,
+            "duplicates_read": self.accounting.duplicates_read,
+            "duplicates_dead_lettered": self.accounting.duplicates_dead_lettered,
+            "written_and_dead_lettered": self.accounting.written_and_dead_lettered,
+            "read_or_dead_lettered_not_accepted": self.accounting.foreign,
+            "unreadable_records": self.read.unreadable + self.dead.unreadable,
+            "send_held_seconds": self.held.seconds,
+            "sends_held": self.held.sends,
+            "drain_seconds": self.drain.as_secs_f64(),
+            "put_latency_p50_ms": last.put_latency_p50.as_secs_f64() * 1e3,
+            "put_latency_p99_ms": last.put_latency_p99.as_secs_f64() * 1e3,
+            "kinesis_records_read_per_shard": self.read.per_shard,
+            "timeline": self.timeline,
+        });
+        for part in [limits, outcome] {
+            if let (Value::Object(out), Value::Object(part)) = (&mut out, part) {
+                out.extend(part);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_what_the_dead_letter_file_writes() {
+        assert_eq!(
+            base64_decode("eyJhIjoxfQ==").as_deref(),
+            Some(&b"{\"a\":1}"[..])
+        );
+        assert_eq!(base64_decode("").as_deref(), Some(&b""[..]));
+        assert_eq!(base64_decode("ab$c"), None);
+    }
+
+    #[test]
+    fn bits_list_what_was_inserted_in_order() {
+        let mut bits = Bits::default();
+        for i in [130, 0, 63, 64, 130] {
+            bits.insert(i);
+        }
+        assert_eq!(bits.iter().collect::<Vec<_>>(), [0, 63, 64, 130]);
+    }
+
+    #[test]
+    fn an_accepted_record_in_neither_place_is_lost() {
+        let got = account(&[1, 2, 3, 4], &[1, 1, 5], &[2, 4, 4]);
+        assert_eq!(
+            got,
+            Accounting {
+                lost: 1,
+                duplicates_read: 1,
+                duplicates_dead_lettered: 1,
+                written_and_dead_lettered: 0,
+                foreign: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn a_booking_number_comes_back_from_its_json() {
+        assert_eq!(booking_number(&booking(42).to_json()), Some(42));
+        assert_eq!(booking_number(b"{}"), None);
+    }
 }
