@@ -553,8 +553,8 @@ struct Partial {
 /// - the allowed rate, 4 shards × 1,000 records/s and 1 MiB/s, and the achieved
 ///   Kinesis records/s and bytes/s (data plus partition key, read back) over the
 ///   writing period (window plus drain) as ratios of it;
-/// - `final_rate_share`: always `null`: [`ProducerMetrics`] does not expose the
-///   per-shard rate share yet (no `shards` field); fill it in once it does;
+/// - `rate_share_at_deadline` per shard and `allowed_bytes_per_sec_at_deadline`
+///   (their sum): where the adaptation stood when sending stopped;
 /// - dead letters by reason, `lost`, `send_held_seconds` (sum of the sends that
 ///   took over [`HELD_AFTER`]), Kinesis records read per shard, and a per-second
 ///   `timeline` of requests, Kinesis records written, throttles and buffered bytes.
@@ -851,8 +851,9 @@ impl Phase {
             "achieved_bytes_per_sec": bytes_per_sec,
             "achieved_records_ratio": records_per_sec / allowed_records,
             "achieved_bytes_ratio": bytes_per_sec / allowed_bytes,
-            // ProducerMetrics has no per-shard rate share yet.
-            "final_rate_share": null,
+            // Per shard, at the sending deadline (before the drain).
+            "rate_share_at_deadline": m.shards.iter().map(|s| (s.shard_id.clone(), s.rate_share)).collect::<std::collections::BTreeMap<_, _>>(),
+            "allowed_bytes_per_sec_at_deadline": m.shards.iter().map(|s| s.allowed_bytes_per_sec).sum::<f64>(),
         });
         let outcome = json!({
             "events_accepted": self.accepted,

@@ -769,3 +769,34 @@ async fn without_list_shards_permission_the_map_is_retried_ever_more_slowly() {
     assert!((10..=16).contains(&calls), "{calls} ListShards calls");
     producer.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_without_close_logs_how_many_records_were_abandoned() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dead = MemoryDeadLetters::new();
+    let chaos = Chaos::new(LocalStream::new("s", 2));
+    chaos
+        .throttle_all
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let producer = Producer::new(chaos, config(&dead));
+    let clone = producer.clone();
+    for i in 0..7 {
+        producer.send(&booking(i, 3)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(producer);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("dropped without close"), "a clone still holds it: {text}");
+    drop(clone);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("WARN") && text.contains("dropped without close(): 7 accepted records"),
+        "{text}"
+    );
+}
