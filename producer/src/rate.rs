@@ -308,7 +308,11 @@ mod tests {
             // The shard's part of the response: throttled, whatever else was written.
             rate.respond(Signal::Throttled, now, now);
         }
-        assert!((rate.share() - DECREASE.powi(5)).abs() < 1e-9, "{}", rate.share());
+        assert!(
+            (rate.share() - DECREASE.powi(5)).abs() < 1e-9,
+            "{}",
+            rate.share()
+        );
     }
 
     #[test]

@@ -792,7 +792,10 @@ async fn dropping_the_last_handle_without_close_logs_how_many_records_were_aband
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(producer);
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(!text.contains("dropped without close"), "a clone still holds it: {text}");
+    assert!(
+        !text.contains("dropped without close"),
+        "a clone still holds it: {text}"
+    );
     drop(clone);
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
