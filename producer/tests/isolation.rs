@@ -267,3 +267,54 @@ async fn per_shard_metrics_show_the_throttled_shard_slowed_and_holding_its_recor
     );
     producer.close_within(Duration::from_millis(50)).await;
 }
+
+/// A sink that panics.
+#[derive(Debug)]
+struct PanickingSink;
+
+impl DeadLetterSink for PanickingSink {
+    fn write(&self, _: Vec<DeadLetter>) -> SinkFuture<'_> {
+        Box::pin(async { panic!("a bug in the sink") })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_panics_fails_the_receipts_and_the_close_still_returns() {
+    let stream = LocalStream::new("panic", 2);
+    let producer = Producer::builder()
+        .dead_letters(PanickingSink)
+        .record_ttl(Duration::from_millis(100))
+        .backoff_base(Duration::from_millis(5))
+        .backoff_max(Duration::from_millis(20))
+        .metrics_interval(None)
+        .build_with(HotShard {
+            stream: stream.clone(),
+            hot: 0,
+        })
+        .await
+        .expect("producer");
+    let key = &keys(&stream, 0, true, 1)[0];
+    let first = producer.send_record(key, b"{}".to_vec()).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("resolved")
+    {
+        Err(DeliveryError::DeadLetterFailed { sink_error, .. }) => {
+            assert!(sink_error.contains("stopped"), "{sink_error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Later letters fail the same way, at once.
+    let second = producer.send_record(key, b"{}".to_vec()).await.unwrap();
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("resolved"),
+        Err(DeliveryError::DeadLetterFailed { .. })
+    ));
+    let report = tokio::time::timeout(Duration::from_secs(10), producer.close())
+        .await
+        .expect("close returns");
+    assert_eq!(report.dead_lettered, 2);
+    assert_eq!(producer.metrics().dead_letter_failures, 2);
+}

@@ -276,8 +276,13 @@ impl<T: Transport> Worker<T> {
                         Err(e) => tracing::error!(error = %e, "put task cancelled"),
                     }
                 }
-                Some(stored) = self.dead.stored.recv(), if !self.dead.waiting.is_empty() => {
-                    self.stored(stored);
+                stored = self.dead.stored.recv(), if !self.dead.waiting.is_empty() => {
+                    match stored {
+                        Some(stored) => self.stored(stored),
+                        // The task is gone (it panicked): the receipts must say so,
+                        // and the close must not wait for it forever.
+                        None => self.sink_task_stopped(),
+                    }
                 }
                 Some(result) = refreshes.recv(), if self.refresh.running => {
                     self.refresh.running = false;
@@ -620,6 +625,8 @@ impl<T: Transport> Worker<T> {
             return;
         }
         let Some(queue) = self.dead.queue.clone() else {
+            // Only once the task stopped: nothing can store these.
+            self.sink_task_stopped();
             return;
         };
         while let Some(job) = self.dead.backlog.pop_front() {
@@ -638,6 +645,23 @@ impl<T: Transport> Worker<T> {
                     self.stored((job.id, Err("the dead-letter task stopped".into())));
                 }
             }
+        }
+    }
+
+    /// Every letter still waiting fails: the sink task stopped.
+    fn sink_task_stopped(&mut self) {
+        tracing::error!(
+            batches = self.dead.waiting.len(),
+            "the dead-letter task stopped; the records' receipts carry them"
+        );
+        self.dead.queue = None;
+        let queued: u64 = self.dead.backlog.drain(..).map(|j| j.bytes() as u64).sum();
+        self.counters
+            .dead_letter_queue_bytes
+            .fetch_sub(queued, Ordering::Relaxed);
+        let ids: Vec<u64> = self.dead.waiting.keys().copied().collect();
+        for id in ids {
+            self.stored((id, Err("the dead-letter task stopped".into())));
         }
     }
 
