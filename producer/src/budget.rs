@@ -22,17 +22,45 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use crate::shard_map::ShardMap;
 
 /// A record's hold on the budget: its bytes, in the whole budget and in its
-/// shard's share. Dropping it gives them back.
+/// shard's share. Dropping it gives them back. The charges of a sealed batch are
+/// merged into one ([`Charge::merge`]), so the budget is given back once per
+/// Kinesis record, not once per user record.
 #[derive(Debug)]
 pub(crate) struct Charge {
-    _total: OwnedSemaphorePermit,
-    _shard: Option<OwnedSemaphorePermit>,
+    total: Option<OwnedSemaphorePermit>,
+    shard: Option<OwnedSemaphorePermit>,
+    /// Permits of other semaphores (shares of an earlier map, around a reshard).
+    others: Vec<OwnedSemaphorePermit>,
     bytes: usize,
+}
+
+fn absorb(
+    slot: &mut Option<OwnedSemaphorePermit>,
+    others: &mut Vec<OwnedSemaphorePermit>,
+    permit: OwnedSemaphorePermit,
+) {
+    match slot {
+        None => *slot = Some(permit),
+        Some(held) if Arc::ptr_eq(held.semaphore(), permit.semaphore()) => held.merge(permit),
+        Some(_) => others.push(permit),
+    }
 }
 
 impl Charge {
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Holds `other`'s bytes too, until this charge is dropped.
+    pub fn merge(&mut self, other: Charge) {
+        self.bytes += other.bytes;
+        // One semaphore for the whole budget: those always merge.
+        if let Some(permit) = other.total {
+            absorb(&mut self.total, &mut self.others, permit);
+        }
+        for permit in other.shard.into_iter().chain(other.others) {
+            absorb(&mut self.shard, &mut self.others, permit);
+        }
     }
 }
 
@@ -148,6 +176,17 @@ impl Budget {
     /// Takes `bytes` for a record of `hash_key`, waiting for its shard's share and
     /// then for the whole budget. `None` when the producer is closing.
     pub async fn charge(&self, hash_key: HashKey, bytes: usize) -> Option<Charge> {
+        // Most sends find room: no waiting, but a turn of the task's cooperative
+        // budget, so that a sending loop on a current-thread runtime still lets
+        // the worker run (waiting on a semaphore did that before).
+        match self.try_charge(hash_key, bytes) {
+            Ok(charge) => {
+                tokio::task::consume_budget().await;
+                return Some(charge);
+            }
+            Err(Refused::Closed) => return None,
+            Err(_) => {}
+        }
         let shares = self.current();
         let shard = match self.shard_of(&shares, hash_key) {
             Some(i) => Some(
@@ -166,15 +205,16 @@ impl Budget {
             .await
             .ok()?;
         Some(Charge {
-            _total: total,
-            _shard: shard,
+            total: Some(total),
+            shard,
+            others: Vec::new(),
             bytes,
         })
     }
 
     /// Like [`Budget::charge`], without waiting.
     pub fn try_charge(&self, hash_key: HashKey, bytes: usize) -> Result<Charge, Refused> {
-        let shares = self.current();
+        let shares = self.shares.read().unwrap_or_else(|p| p.into_inner());
         let shard = match self.shard_of(&shares, hash_key) {
             Some(i) => match shares.shards[i]
                 .clone()
@@ -195,8 +235,9 @@ impl Budget {
         };
         match self.total.clone().try_acquire_many_owned(bytes as u32) {
             Ok(total) => Ok(Charge {
-                _total: total,
-                _shard: shard,
+                total: Some(total),
+                shard,
+                others: Vec::new(),
                 bytes,
             }),
             Err(TryAcquireError::NoPermits) => Err(Refused::Total {
@@ -271,6 +312,23 @@ mod tests {
         drop(held);
         drop(cold_charge);
         assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn merged_charges_give_everything_back_at_once_also_across_a_new_map() {
+        let budget = Budget::new(10_000, 0.5, 10);
+        budget.publish(&map(2));
+        let mut batch = budget.try_charge(1, 100).unwrap();
+        batch.merge(budget.try_charge(2, 200).unwrap());
+        // A record charged under the next map's shares joins the same batch.
+        budget.publish(&map(2));
+        batch.merge(budget.try_charge(3, 300).unwrap());
+        assert_eq!(batch.bytes(), 600);
+        assert_eq!(budget.held(), 600);
+        drop(batch);
+        assert_eq!(budget.held(), 0);
+        let shares = budget.current();
+        assert_eq!(shares.shards[0].available_permits(), shares.share_bytes);
     }
 
     #[tokio::test]

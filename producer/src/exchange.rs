@@ -96,9 +96,10 @@ pub(crate) struct Pending {
 /// One accepted user record's bookkeeping, travelling with its bytes.
 pub(crate) struct Member {
     pub reply: oneshot::Sender<Outcome>,
-    /// Its budget charge, given back when the member is dropped (after its
-    /// receipt is resolved, also after its dead letter is stored).
-    pub _charge: Charge,
+    /// Its budget charge until its aggregate is sealed; then the batch holds the
+    /// charges of all its records as one ([`Charge::merge`]) and gives them back
+    /// once it is resolved (written, or its dead letters stored).
+    pub charge: Option<Charge>,
     pub hash_key: HashKey,
     pub deadline: Instant,
     pub accepted_at: DateTime<Utc>,
@@ -116,7 +117,7 @@ impl Member {
     ) -> Member {
         Member {
             reply,
-            _charge: charge,
+            charge: Some(charge),
             hash_key,
             deadline,
             accepted_at,
@@ -124,8 +125,8 @@ impl Member {
         }
     }
 
-    /// Bytes of the budget it holds.
+    /// Bytes of the budget it holds itself (0 once its batch holds them).
     pub fn charged(&self) -> usize {
-        self._charge.bytes()
+        self.charge.as_ref().map_or(0, Charge::bytes)
     }
 }

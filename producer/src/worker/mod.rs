@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Charge};
 use crate::config::ProducerConfig;
 use crate::dead_letter::DeadLetterReason;
 use crate::exchange::{Command, Delivery, DeliveryError, FlushReport, Member, Outcome, Pending};
@@ -87,6 +87,8 @@ struct InFlight {
 /// charge, until the task says the letters are stored.
 struct Waiting {
     members: Vec<Member>,
+    /// Their budget charge, given back once the letters are stored.
+    _charge: Option<Charge>,
     reason: DeadLetterReason,
     error: String,
     attempts: u32,
@@ -611,6 +613,7 @@ impl<T: Transport> Worker<T> {
             id,
             Waiting {
                 members: batch.members,
+                _charge: batch.charge,
                 reason,
                 error,
                 attempts: batch.attempts,
@@ -836,21 +839,21 @@ impl<T: Transport> Worker<T> {
                 continue;
             }
             let (mut buffered_bytes, mut buffered_records) = (0u64, 0u64);
-            let mut count = |members: &[Member]| {
-                buffered_records += members.len() as u64;
-                buffered_bytes += members.iter().map(|m| m.charged() as u64).sum::<u64>();
+            let mut count = |b: &Batch| {
+                buffered_records += b.members.len() as u64;
+                buffered_bytes += b.charged() as u64;
             };
-            for b in &state.queue {
-                count(&b.members);
-            }
-            count(state.aggregator.members());
+            state.queue.iter().for_each(&mut count);
             for flight in self.in_flight.values() {
                 for (i, b) in &flight.batches {
                     if *i == k {
-                        count(&b.members);
+                        count(b);
                     }
                 }
             }
+            let open = state.aggregator.members();
+            buffered_records += open.len() as u64;
+            buffered_bytes += open.iter().map(|m| m.charged() as u64).sum::<u64>();
             let allowed = state.rate.allowed();
             let rate = |now: u64, before: u64| (now - before) as f64 / elapsed;
             shards.push(ShardMetrics {

@@ -17,6 +17,7 @@ use flyhigh_schemas::HashKey;
 use tokio::time::Instant;
 
 use crate::aggregate::{Aggregate, ShardAggregator};
+use crate::budget::Charge;
 use crate::exchange::Member;
 use crate::limits::entry_size;
 use crate::rate::ShardRate;
@@ -28,6 +29,9 @@ pub(crate) struct Batch {
     /// `None` while in flight (the request owns it).
     pub entry: Option<Entry>,
     pub members: Vec<Member>,
+    /// The budget charges of all its members, merged: given back at once when the
+    /// batch is dropped.
+    pub charge: Option<Charge>,
     pub aggregated: bool,
     /// Distinct hash keys of its records.
     pub keys: Vec<HashKey>,
@@ -40,8 +44,17 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Seals an aggregate into a batch.
-    pub fn new(aggregate: Aggregate<Member>) -> Batch {
+    pub fn new(mut aggregate: Aggregate<Member>) -> Batch {
         let size = entry_size(&aggregate.entry);
+        let mut charge: Option<Charge> = None;
+        for member in &mut aggregate.members {
+            if let Some(c) = member.charge.take() {
+                match &mut charge {
+                    Some(held) => held.merge(c),
+                    None => charge = Some(c),
+                }
+            }
+        }
         let mut keys: Vec<HashKey> = aggregate.members.iter().map(|m| m.hash_key).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -54,6 +67,7 @@ impl Batch {
         Batch {
             entry: Some(aggregate.entry),
             members: aggregate.members,
+            charge,
             aggregated: aggregate.aggregated,
             keys,
             size,
@@ -61,6 +75,11 @@ impl Batch {
             last_error: String::new(),
             deadline,
         }
+    }
+
+    /// Bytes of the budget it holds.
+    pub fn charged(&self) -> usize {
+        self.charge.as_ref().map_or(0, Charge::bytes)
     }
 
     /// When its oldest record was accepted.
