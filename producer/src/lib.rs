@@ -60,6 +60,7 @@
 //!   buffered records and does the aggregation, collection, puts and retries.
 //! - [`builder`]: [`ProducerBuilder`] ([`Producer::builder`]), the settings by name
 //!   and the start-up checks ([`BuildError`]).
+//! - [`replay`](mod@replay): putting dead letters back through a producer, once each.
 //!
 //! # Example
 //!
@@ -178,6 +179,7 @@ pub mod local;
 pub mod metrics;
 pub mod producer;
 pub mod rate;
+pub mod replay;
 pub mod shard_map;
 pub mod transport;
 mod worker;
@@ -197,6 +199,7 @@ pub use local::LocalStream;
 pub use metrics::{EmfEmitter, ProducerMetrics, ShardMetrics};
 pub use producer::{Delivery, DeliveryError, FlushReport, Producer, Receipt, SendError};
 pub use rate::ShardLimits;
+pub use replay::{ReplayLedger, ReplayReport, letter_id, replay};
 pub use transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
 
 // One dependency (plus tokio) for an app: the events it builds, the whole contract,

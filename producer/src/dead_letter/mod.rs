@@ -18,8 +18,8 @@
 //! - [`MemoryDeadLetters`] keeps them in memory for tests.
 //!
 //! `flyhigh dead-letters replay --file F --stream S` (or `--queue Q`) puts them
-//! back through a producer ([`crate::replay`]). Applications with a store of their
-//! own implement [`DeadLetterSink`].
+//! back through a producer ([`replay`](mod@crate::replay), which a library can call too).
+//! Applications with a store of their own implement [`DeadLetterSink`].
 
 use std::fs::OpenOptions;
 use std::future::Future;
