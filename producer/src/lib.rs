@@ -189,6 +189,8 @@ pub mod kinesis;
 
 pub use builder::{BuildError, ProducerBuilder};
 pub use config::{ConfigError, MAX_RECORD_TTL, MIN_PERIOD, ProducerConfig, RECORD_OVERHEAD_BYTES};
+#[cfg(feature = "sqs")]
+pub use dead_letter::SqsDeadLetters;
 pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterReason, DeadLetterSink, FileDeadLetters,
     MemoryDeadLetters, SinkFuture,
@@ -204,9 +206,13 @@ pub use transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
 
 // One dependency (plus tokio) for an app: the events it builds, the whole contract,
 // and the SDK crates whose `SdkConfig` and `Client` the builder takes.
+#[cfg(any(feature = "kinesis", feature = "sqs"))]
+pub use aws_config;
+#[cfg(feature = "kinesis")]
+pub use aws_sdk_kinesis;
+#[cfg(feature = "sqs")]
+pub use aws_sdk_sqs;
 pub use flyhigh_schemas as schemas;
 pub use flyhigh_schemas::{
     Booking, Cabin, Cancellation, CancellationReason, Envelope, Money, Payload, Search,
 };
-#[cfg(feature = "kinesis")]
-pub use {aws_config, aws_sdk_kinesis};
