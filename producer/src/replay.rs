@@ -421,6 +421,29 @@ fn ready(receipt: &mut Receipt) -> Option<Result<Delivery, DeliveryError>> {
 /// A last line cut short (the process died while appending) is left out; any other
 /// line that is not a letter fails the read, naming it.
 ///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use flyhigh_producer::replay::read_file;
+/// use flyhigh_producer::{DeadLetter, DeadLetterReason, DeadLetterSink, FileDeadLetters};
+///
+/// let path = std::env::temp_dir().join(format!("read-file-doc-{}.jsonl", std::process::id()));
+/// let at = "2026-11-22T10:15:00.250Z".parse().unwrap();
+/// let letter = DeadLetter {
+///     partition_key: "FH0123-20261201".into(),
+///     data: b"{}".to_vec(),
+///     reason: DeadLetterReason::Expired,
+///     error: "ttl".into(),
+///     attempts: 3,
+///     accepted_at: at,
+///     dead_lettered_at: at,
+/// };
+/// FileDeadLetters::new(&path).write(vec![letter.clone()]).await?;
+/// assert_eq!(read_file(&path)?, vec![letter]);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), flyhigh_producer::DeadLetterError>(())
+/// # }).unwrap();
+/// ```
+///
 /// # Errors
 ///
 /// The file cannot be read, or a line is not a letter.

@@ -271,6 +271,21 @@ async fn a_missing_queue_fails_the_build_naming_it() {
         "{message}"
     );
 
+    // Writing there anyway: one request fails, and the write says so for all.
+    let letters: Vec<DeadLetter> = (0..12)
+        .map(|i| letter(&format!("FH{i:04}-20261201"), b"{}".to_vec()))
+        .collect();
+    let e = SqsDeadLetters::new(client.clone(), &missing)
+        .write(letters)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("12 of 12 dead letters not stored: 12 not sent (SendMessageBatch: ")
+            && !e.contains('\n'),
+        "{e}"
+    );
+
     // By name: the URL is found, or the missing name is named.
     let found = SqsDeadLetters::from_queue_name(client.clone(), &name)
         .await

@@ -250,13 +250,10 @@ impl SqsDeadLetters {
         let sizes: Vec<usize> = messages.iter().map(Message::size).collect();
         let mut batches = batches(&sizes).into_iter();
         for range in batches.by_ref() {
-            if let Err(e) = self
-                .send_batch(&messages[range.clone()], &mut unstored)
-                .await
-            {
+            if let Err((pending, e)) = self.send_batch(&messages[range], &mut unstored).await {
                 // A failed request (a missing queue, denied access, SQS unreachable
                 // after the client's retries) fails the rest alike: stop here.
-                unstored.unsent += range.len() + batches.map(|r| r.len()).sum::<usize>();
+                unstored.unsent += pending + batches.map(|r| r.len()).sum::<usize>();
                 unstored.unsent_error = Some(e);
                 break;
             }
@@ -273,8 +270,13 @@ impl SqsDeadLetters {
     }
 
     /// Sends one batch, sending again the entries SQS failed on its side; what is
-    /// left unstored is added to `unstored`. Err: the request itself failed.
-    async fn send_batch(&self, batch: &[Message], unstored: &mut Unstored) -> Result<(), String> {
+    /// left unstored is added to `unstored`. Err: a request itself failed, with the
+    /// entries it was to send.
+    async fn send_batch(
+        &self,
+        batch: &[Message],
+        unstored: &mut Unstored,
+    ) -> Result<(), (usize, String)> {
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         let mut last_error = String::new();
         for attempt in 1..=MAX_ATTEMPTS {
@@ -284,7 +286,8 @@ impl SqsDeadLetters {
             let entries = pending
                 .iter()
                 .map(|&i| entry(i, &batch[i]))
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| (pending.len(), e))?;
             let output = self
                 .client
                 .send_message_batch()
@@ -292,7 +295,10 @@ impl SqsDeadLetters {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| format!("SendMessageBatch: {}", error_text(&e).1))?;
+                .map_err(|e| {
+                    let why = format!("SendMessageBatch: {}", error_text(&e).1);
+                    (pending.len(), why)
+                })?;
             let successful: HashSet<&str> = output.successful().iter().map(|s| s.id()).collect();
             let settled = settle(&pending, &successful, output.failed());
             unstored.refused += settled.refused.len();
@@ -317,6 +323,9 @@ impl SqsDeadLetters {
     /// `GetQueueAttributes` on the URL: the queue exists and the credentials may use
     /// it.
     async fn check_queue(&self) -> Result<(), DeadLetterError> {
+        if let Some(problem) = fifo_problem(&self.queue_url) {
+            return Err(DeadLetterError(problem));
+        }
         match self
             .client
             .get_queue_attributes()
@@ -345,7 +354,7 @@ impl DeadLetterSink for SqsDeadLetters {
         Box::pin(async move { self.send_all(&letters).await })
     }
 
-    /// One `GetQueueAttributes`: a missing queue or denied access fails
+    /// One `GetQueueAttributes`: a missing queue, denied access or a FIFO queue fails
     /// [`ProducerBuilder::build`](crate::ProducerBuilder) with
     /// [`BuildError::DeadLetters`](crate::BuildError), one line naming the queue and
     /// what to fix.
@@ -612,6 +621,17 @@ where
     (None, text.replace('\n', " "))
 }
 
+/// A FIFO queue takes no message without a message group, so every write would
+/// fail: refused at the check instead.
+fn fifo_problem(queue_url: &str) -> Option<String> {
+    queue_url.ends_with(".fifo").then(|| {
+        format!(
+            "SQS dead-letter queue {queue_url} is a FIFO queue: dead letters go to a standard \
+             queue (they need no order), name one"
+        )
+    })
+}
+
 /// The one line for a queue (named by its `what`, "URL" or "name") that cannot be
 /// used, by what the person starting the producer must do.
 fn queue_problem(what: &str, queue: &str, action: &str, code: Option<&str>, text: &str) -> String {
@@ -798,6 +818,20 @@ mod tests {
         assert!(
             other.contains("dispatch failure") && other.contains("try again"),
             "{other}"
+        );
+    }
+
+    #[test]
+    fn a_fifo_queue_is_refused_at_the_check() {
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/dead.fifo";
+        let problem = fifo_problem(url).unwrap();
+        assert!(
+            problem.contains(url) && problem.contains("standard"),
+            "{problem}"
+        );
+        assert_eq!(
+            fifo_problem("https://sqs.eu-west-1.amazonaws.com/1/dead"),
+            None
         );
     }
 
