@@ -67,6 +67,8 @@
 //!   the worker send each other) and `worker`, which owns the buffered records:
 //!   a select loop over pure pieces (`routing`, `dispatch`, `outcome`, `epochs`)
 //!   and the `dead_letters` task.
+//! - [`replay`](mod@replay): putting dead letters back through a producer, once
+//!   each; `flyhigh dead-letters replay` uses it.
 //!
 //! # Example
 //!
@@ -202,6 +204,7 @@ pub mod local;
 pub mod metrics;
 pub mod producer;
 mod rate;
+pub mod replay;
 pub mod shard_map;
 pub mod transport;
 mod worker;
@@ -211,6 +214,8 @@ pub mod kinesis;
 
 pub use builder::{BuildError, ProducerBuilder};
 pub use config::{ConfigError, MAX_RECORD_TTL, MIN_PERIOD, ProducerConfig, RECORD_OVERHEAD_BYTES};
+#[cfg(feature = "sqs")]
+pub use dead_letter::SqsDeadLetters;
 pub use dead_letter::{
     DeadLetter, DeadLetterError, DeadLetterReason, DeadLetterSink, FileDeadLetters,
     MemoryDeadLetters, SinkFuture,
@@ -221,13 +226,18 @@ pub use local::LocalStream;
 pub use metrics::{EmfEmitter, ProducerMetrics, ShardMetrics};
 pub use producer::{Delivery, DeliveryError, FlushReport, Producer, Receipt, SendError};
 pub use rate::ShardLimits;
+pub use replay::{ReplayLedger, ReplayReport, letter_id, replay};
 pub use transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
 
 // One dependency (plus tokio) for an app: the events it builds, the whole contract,
 // and the SDK crates whose `SdkConfig` and `Client` the builder takes.
+#[cfg(any(feature = "kinesis", feature = "sqs"))]
+pub use aws_config;
+#[cfg(feature = "kinesis")]
+pub use aws_sdk_kinesis;
+#[cfg(feature = "sqs")]
+pub use aws_sdk_sqs;
 pub use flyhigh_schemas as schemas;
 pub use flyhigh_schemas::{
     Booking, Cabin, Cancellation, CancellationReason, Envelope, Money, Payload, Search,
 };
-#[cfg(feature = "kinesis")]
-pub use {aws_config, aws_sdk_kinesis};

@@ -1,13 +1,28 @@
 //! `flyhigh dead-letters list | replay`: what was quarantined, and putting it back on
 //! the stream once the cause is fixed.
 //!
-//! Sources: the SQS dead-letter queue (`--queue NAME`) or a JSON-lines file of
-//! [`DeadLetter`]s (`--file PATH`, the embedded default's `dead-letters.jsonl`).
+//! Sources: an SQS dead-letter queue (`--queue NAME`) or a JSON-lines file
+//! (`--file PATH`), holding either kind of letter, told apart line by line (message
+//! by message):
+//!
+//! - the processors' [`DeadLetter`]s: records read from the stream that a consumer
+//!   could not apply (the embedded default's `dead-letters.jsonl`);
+//! - the producer's letters ([`ProducerLetter`], a line that
+//!   [`ProducerLetter::from_json_line`] reads: it has `dead_lettered_at` and
+//!   `attempts` and no `processor`): records that never reached the stream
+//!   (`FileDeadLetters`, the demo's `producer-dead-letters.jsonl`, or an
+//!   `SqsDeadLetters` queue). `list` counts them under processor `producer`, by
+//!   reason (`expired`, `rejected`, `closed`), which `--reason-kind` also selects.
 //!
 //! Replay targets: a Kinesis stream (`--stream NAME`), or, for the embedded default,
 //! whose stream lives only inside a running `flyhigh demo`, the SQLite inventory
 //! itself (`--sqlite PATH`): each letter's bytes go through the same inventory
 //! handler the demo's consumer runs, as a one-record batch.
+//!
+//! Producer letters go back through a [`Producer`] on the stream
+//! ([`flyhigh_producer::replay`]: in file order, or from a queue, which keeps no
+//! order, in the order they were first accepted), never to `--sqlite`: they were
+//! never on a stream, so there is no inventory record to apply.
 //!
 //! # What a replay guarantees
 //!
@@ -22,6 +37,11 @@
 //!   sub-sequence number, written after the put succeeded; letters in the ledger (and
 //!   duplicates within the file) are skipped. A crash between put and ledger entry
 //!   replays that one letter again.
+//! - Producer letters likewise: a queue message is deleted, and a file letter's
+//!   ledger entry (keyed by [`letter_id`]) written, only after the producer's
+//!   receipt says the record was written. A letter the producer gives up on again
+//!   stays in the source (the replaying producer keeps its own letters in memory, so
+//!   the source remains their only copy) and counts as failed again.
 //!
 //! So the stream sees each letter at least once, and at most once unless the command
 //! is interrupted; the inventory changes exactly once either way, because the
@@ -39,6 +59,11 @@ use flyhigh_aws::sqs::{ReceivedLetter, SqsQueue};
 use flyhigh_core::{DeadLetter, KinesisRecord};
 use flyhigh_embedded::{JsonLinesFile, SqliteInventoryStore, read_all};
 use flyhigh_handlers::InventoryHandler;
+use flyhigh_producer::DeadLetter as ProducerLetter;
+use flyhigh_producer::replay::{
+    LedgerError, LedgerFuture, NotReplayedKind, ReplayLedger, Written, letter_id,
+};
+use flyhigh_producer::{MemoryDeadLetters, Producer};
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::aws_config;
@@ -132,17 +157,76 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn new<'a>(letters: impl IntoIterator<Item = &'a DeadLetter>) -> Counts {
+    /// Counts either kind: a producer letter under its reason and processor
+    /// [`PRODUCER`].
+    pub fn of<'a>(letters: impl IntoIterator<Item = &'a Letter>) -> Counts {
         let mut c = Counts::default();
         for l in letters {
-            c.total += 1;
-            *c.by_reason
-                .entry(l.reason_kind.clone())
-                .or_default()
-                .entry(l.processor.clone())
-                .or_default() += 1;
+            c.add(l.reason_kind(), l.processor());
         }
         c
+    }
+
+    fn add(&mut self, reason_kind: &str, processor: &str) {
+        self.total += 1;
+        *self
+            .by_reason
+            .entry(reason_kind.to_owned())
+            .or_default()
+            .entry(processor.to_owned())
+            .or_default() += 1;
+    }
+}
+
+/// The processor producer letters are counted under.
+pub const PRODUCER: &str = "producer";
+
+/// A letter of a file or queue: a processor's or the producer's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Letter {
+    /// A record read from the stream that a consumer could not apply.
+    Processor(DeadLetter),
+    /// A record the producer never wrote.
+    Producer(ProducerLetter),
+}
+
+impl Letter {
+    /// A file line or message body: the producer's when it has `dead_lettered_at`
+    /// and no `processor` (and then must read as one), else a processor's.
+    pub fn parse(text: &str) -> Result<Letter, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not a dead letter: {e}"))?;
+        if v.get("processor").is_none() && v.get("dead_lettered_at").is_some() {
+            return ProducerLetter::from_json_line(text)
+                .map(Letter::Producer)
+                .map_err(|e| format!("not a producer dead letter: {e}"));
+        }
+        serde_json::from_value(v)
+            .map(Letter::Processor)
+            .map_err(|e| format!("not a dead letter: {e}"))
+    }
+
+    /// The processor's reason_kind, or the producer's reason.
+    pub fn reason_kind(&self) -> &str {
+        match self {
+            Letter::Processor(l) => &l.reason_kind,
+            Letter::Producer(l) => l.reason.as_str(),
+        }
+    }
+
+    pub fn processor(&self) -> &str {
+        match self {
+            Letter::Processor(l) => &l.processor,
+            Letter::Producer(_) => PRODUCER,
+        }
+    }
+
+    /// The letter as its source holds it.
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Letter::Processor(l) => serde_json::to_value(l).unwrap_or_default(),
+            Letter::Producer(l) => serde_json::from_str(&l.to_json_line()).unwrap_or_default(),
+        }
     }
 }
 
@@ -158,7 +242,7 @@ pub fn letter_key(l: &DeadLetter) -> String {
 /// A letter's entry in a replay ledger: its place in the stream and a digest of its
 /// bytes. The place alone repeats: the embedded default's stream numbers its records
 /// from the start on every demo run, and a stream created again under its name has
-/// new records under old ids.
+/// new records under old ids. (A producer letter's entry is its [`letter_id`].)
 pub fn ledger_key(l: &DeadLetter) -> String {
     format!(
         "{}@{}",
@@ -196,7 +280,22 @@ pub async fn run(command: DeadLetterCommand) -> anyhow::Result<bool> {
     }
 }
 
-async fn open_queue(name: &str) -> anyhow::Result<SqsQueue> {
+/// A dead-letter queue: [`SqsQueue`] to release and delete, and the client to
+/// receive bodies of either kind of letter.
+struct Queue {
+    sqs: SqsQueue,
+    client: aws_sdk_sqs::Client,
+    name: String,
+}
+
+/// A message received from a dead-letter queue.
+struct Received {
+    letter: Result<Letter, String>,
+    receipt_handle: String,
+    message_id: String,
+}
+
+async fn open_queue(name: &str) -> anyhow::Result<Queue> {
     let config = aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let url = sqs
@@ -209,25 +308,89 @@ async fn open_queue(name: &str) -> anyhow::Result<SqsQueue> {
     let url = url
         .queue_url()
         .with_context(|| format!("SQS returned no URL for queue {name}"))?;
-    Ok(SqsQueue::new(sqs, url))
+    Ok(Queue {
+        sqs: SqsQueue::new(sqs.clone(), url),
+        client: sqs,
+        name: name.to_owned(),
+    })
 }
 
-fn read_file(path: &Path) -> anyhow::Result<Vec<DeadLetter>> {
-    read_all::<DeadLetter>(path)
-        .with_context(|| format!("reading dead letters from {}", path.display()))
+impl Queue {
+    /// Receives up to `max` messages, each hidden for `visibility`, until the queue
+    /// returns none; nothing is deleted (as [`SqsQueue::receive_letters`], keeping
+    /// the bodies of producer letters too).
+    async fn receive(&self, max: usize, visibility: Duration) -> anyhow::Result<Vec<Received>> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let want = i32::try_from(max - out.len()).unwrap_or(10).min(10);
+            let page = self
+                .client
+                .receive_message()
+                .queue_url(self.sqs.queue_url())
+                .max_number_of_messages(want)
+                .visibility_timeout(i32::try_from(visibility.as_secs()).unwrap_or(i32::MAX))
+                // A short long-poll: an empty answer then means an empty queue.
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", crate::errors::sdk_message(&e)))
+                .with_context(|| format!("receiving from SQS queue {}", self.name))?;
+            if page.messages().is_empty() {
+                break;
+            }
+            for m in page.messages() {
+                out.push(Received {
+                    letter: Letter::parse(m.body().unwrap_or_default()),
+                    receipt_handle: m.receipt_handle().unwrap_or_default().to_owned(),
+                    message_id: m.message_id().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Every letter of a file, in file order. A last line cut short (a writer died while
+/// appending) is left out; any other line that is neither kind of letter fails.
+fn read_file(path: &Path) -> anyhow::Result<Vec<Letter>> {
+    let context = || format!("reading dead letters from {}", path.display());
+    let bytes = std::fs::read(path).with_context(context)?;
+    let complete = bytes.ends_with(b"\n");
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let last = lines.len() - 1;
+    let mut letters = Vec::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let letter = std::str::from_utf8(line)
+            .map_err(|e| format!("not UTF-8: {e}"))
+            .and_then(Letter::parse);
+        match letter {
+            Ok(l) => letters.push(l),
+            Err(_) if i == last && !complete => break,
+            Err(why) => bail!("{}: line {}: {why}", context(), i + 1),
+        }
+    }
+    Ok(letters)
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<bool> {
     let (letters, unreadable) = match (&args.source.queue, &args.source.file) {
         (Some(name), _) => {
             let queue = open_queue(name).await?;
-            let received = queue.receive_letters(args.max, VISIBILITY).await?;
+            let received = queue.receive(args.max, VISIBILITY).await?;
             let handles: Vec<String> = received.iter().map(|r| r.receipt_handle.clone()).collect();
             // Peek: every message is visible again at once.
-            queue.release(&handles).await.context(
+            queue.sqs.release(&handles).await.context(
                 "making the peeked messages visible again (they reappear within 5 minutes anyway)",
             )?;
-            split(received)
+            let mut unreadable = 0;
+            let letters = received
+                .into_iter()
+                .filter_map(|r| r.letter.map_err(|_| unreadable += 1).ok())
+                .collect();
+            (letters, unreadable)
         }
         (None, Some(path)) => {
             let mut letters = read_file(path)?;
@@ -236,10 +399,11 @@ async fn list(args: ListArgs) -> anyhow::Result<bool> {
         }
         (None, None) => bail!("name a source with --queue NAME or --file PATH"),
     };
-    let mut counts = Counts::new(&letters);
+    let mut counts = Counts::of(&letters);
     counts.unreadable = unreadable;
-    let first: Vec<&DeadLetter> = letters.iter().take(args.show).collect();
+    let first: Vec<&Letter> = letters.iter().take(args.show).collect();
     if args.json {
+        let first: Vec<serde_json::Value> = first.iter().map(|l| l.to_json()).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "counts": counts, "first": first }))?
@@ -261,7 +425,14 @@ async fn list(args: ListArgs) -> anyhow::Result<bool> {
     if unreadable > 0 {
         println!("{unreadable} messages are not dead letters (left in the queue)");
     }
-    if !first.is_empty() {
+    let processor: Vec<&DeadLetter> = first
+        .iter()
+        .filter_map(|l| match l {
+            Letter::Processor(l) => Some(l),
+            Letter::Producer(_) => None,
+        })
+        .collect();
+    if !processor.is_empty() {
         println!();
         let mut table = Table::new(&[
             "shard",
@@ -271,7 +442,7 @@ async fn list(args: ListArgs) -> anyhow::Result<bool> {
             "reason_kind",
             "reason",
         ]);
-        for l in first {
+        for l in processor {
             table.row(vec![
                 l.shard_id.clone(),
                 l.sequence_number.clone(),
@@ -284,16 +455,59 @@ async fn list(args: ListArgs) -> anyhow::Result<bool> {
         }
         print!("{}", table.render());
     }
+    let producer: Vec<&ProducerLetter> = first
+        .iter()
+        .filter_map(|l| match l {
+            Letter::Producer(l) => Some(l),
+            Letter::Processor(_) => None,
+        })
+        .collect();
+    if !producer.is_empty() {
+        println!();
+        let mut table = Table::new(&[
+            "accepted_at",
+            "partition_key",
+            "reason",
+            ">attempts",
+            "error",
+        ]);
+        for l in producer {
+            table.row(vec![
+                l.accepted_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                l.partition_key.clone(),
+                l.reason.as_str().to_owned(),
+                l.attempts.to_string(),
+                shorten(&l.error, 80),
+            ]);
+        }
+        print!("{}", table.render());
+    }
     Ok(true)
 }
 
-fn split(received: Vec<ReceivedLetter>) -> (Vec<DeadLetter>, usize) {
-    let mut unreadable = 0;
-    let letters = received
-        .into_iter()
-        .filter_map(|r| r.letter.map_err(|_| unreadable += 1).ok())
-        .collect();
-    (letters, unreadable)
+/// Processor letters as [`SqsQueue::receive_letters`] gives them, for the replay
+/// that has always taken them; the producer letters (with their receipt handles)
+/// apart.
+fn split(received: Vec<Received>) -> (Vec<ReceivedLetter>, Vec<(ProducerLetter, String)>) {
+    let mut processor = Vec::new();
+    let mut producer = Vec::new();
+    for r in received {
+        let letter = match r.letter {
+            Ok(Letter::Producer(l)) => {
+                producer.push((l, r.receipt_handle));
+                continue;
+            }
+            Ok(Letter::Processor(l)) => Ok(l),
+            Err(e) => Err(e),
+        };
+        processor.push(ReceivedLetter {
+            letter,
+            receipt_handle: r.receipt_handle,
+            message_id: r.message_id,
+        });
+    }
+    (processor, producer)
 }
 
 fn shorten(s: &str, max: usize) -> String {
@@ -379,18 +593,69 @@ struct ReplayReport {
     unreadable: usize,
 }
 
+impl ReplayReport {
+    /// Adds what [`flyhigh_producer::replay`] did with producer letters; the first
+    /// error of letters that failed again is printed (they stay in the source).
+    fn add_producer(&mut self, r: &flyhigh_producer::ReplayReport, source: &str) {
+        self.replayed += r.replayed;
+        // Twins are the same letter twice in the source, as duplicates in a file are
+        // for processor letters.
+        self.already_replayed += r.already_replayed + r.twins;
+        for n in &r.not_replayed {
+            match n.kind {
+                NotReplayedKind::Refused => {
+                    eprintln!("skipping producer letter {}: {}", n.id, n.error);
+                    self.without_data += 1;
+                }
+                NotReplayedKind::Unrecorded => {}
+                _ => self.failed_again += 1,
+            }
+        }
+        let again =
+            r.count(NotReplayedKind::DeadLetteredAgain) + r.count(NotReplayedKind::NotStored);
+        if let Some(first) = r.not_replayed.iter().find(|n| {
+            matches!(
+                n.kind,
+                NotReplayedKind::DeadLetteredAgain | NotReplayedKind::NotStored
+            )
+        }) {
+            eprintln!(
+                "{again} producer letters failed again and stay in {source} (first: {})",
+                first.error
+            );
+        }
+    }
+}
+
 async fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
+    // A file is read first: producer letters in it are refused before an SQLite
+    // inventory is opened (or created).
+    let file_letters = match (&args.source.queue, &args.source.file) {
+        (None, Some(file)) => Some(read_file(file)?),
+        _ => None,
+    };
+    let wanted_kind = |kind: &str| args.reason_kind.as_ref().is_none_or(|k| k == kind);
     let sink = match (&args.target.stream, &args.target.sqlite) {
         (Some(name), _) => Sink::Stream {
             client: aws_sdk_kinesis::Client::new(&aws_config().await),
             name: name.clone(),
         },
         (None, Some(path)) => {
-            let Some(file) = &args.source.file else {
+            let (Some(file), Some(letters)) = (&args.source.file, &file_letters) else {
                 bail!(
                     "--sqlite replays the embedded default's file: use it with --file PATH (replay a queue with --stream NAME)"
                 );
             };
+            let producer_letters = letters
+                .iter()
+                .filter(|l| matches!(l, Letter::Producer(_)) && wanted_kind(l.reason_kind()))
+                .count();
+            if producer_letters > 0 {
+                bail!(
+                    "{} holds {producer_letters} producer dead letters, which --sqlite cannot apply (they never reached a stream): replay them with --stream NAME",
+                    file.display()
+                );
+            }
             let again = args
                 .failed_again
                 .clone()
@@ -406,19 +671,31 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
         }
         (None, None) => bail!("name a target with --stream NAME or --sqlite PATH"),
     };
-    let wanted = |l: &DeadLetter| {
-        args.reason_kind
-            .as_ref()
-            .is_none_or(|k| &l.reason_kind == k)
-    };
+    let wanted = |l: &DeadLetter| wanted_kind(&l.reason_kind);
     let mut report = ReplayReport::default();
-    let outcome = match (&args.source.queue, &args.source.file) {
-        (Some(name), _) => {
+    let outcome = match (&args.source.queue, &args.source.file, file_letters) {
+        (Some(name), _, _) => {
             let queue = open_queue(name).await?;
-            replay_queue(&queue, &sink, &args, &wanted, &mut report).await
+            let received = queue.receive(args.max, VISIBILITY).await?;
+            let (processor, producer) = split(received);
+            let replayed = replay_queue(&queue.sqs, processor, &sink, &wanted, &mut report).await;
+            match (replayed, &sink) {
+                (Ok(()), Sink::Stream { name: stream, .. }) => {
+                    replay_producer_queue(&queue, producer, stream, &wanted_kind, &mut report).await
+                }
+                (replayed, _) => {
+                    let handles: Vec<String> = producer.into_iter().map(|(_, h)| h).collect();
+                    queue.sqs.release(&handles).await.context(
+                        "making the letters not replayed visible again (they reappear within 5 minutes anyway)",
+                    )?;
+                    replayed
+                }
+            }
         }
-        (None, Some(file)) => replay_file(file, &sink, &args, &wanted, &mut report).await,
-        (None, None) => bail!("name a source with --queue NAME or --file PATH"),
+        (None, Some(file), Some(letters)) => {
+            replay_file(file, letters, &sink, &args, &wanted_kind, &mut report).await
+        }
+        _ => bail!("name a source with --queue NAME or --file PATH"),
     };
     println!(
         "replayed {} letters to {}; {} failed again, {} already replayed, {} of another reason_kind, {} without data, {} unreadable",
@@ -436,12 +713,11 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
 
 async fn replay_queue(
     queue: &SqsQueue,
+    received: Vec<ReceivedLetter>,
     sink: &Sink,
-    args: &ReplayArgs,
     wanted: &impl Fn(&DeadLetter) -> bool,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
-    let received = queue.receive_letters(args.max, VISIBILITY).await?;
     let mut keep: Vec<String> = Vec::new();
     let mut result = Ok(());
     for (i, r) in received.iter().enumerate() {
@@ -500,14 +776,140 @@ async fn replay_queue(
     result
 }
 
-async fn replay_file(
-    file: &Path,
-    sink: &Sink,
-    args: &ReplayArgs,
-    wanted: &impl Fn(&DeadLetter) -> bool,
+/// A producer for `stream`, to replay producer letters through. Its own letters are
+/// kept in memory: a letter it gives up on again is not recorded as replayed, so the
+/// source keeps it, and remains its only copy.
+async fn stream_producer(stream: &str) -> anyhow::Result<Producer> {
+    Producer::builder()
+        .stream(stream)
+        .kinesis(&aws_config().await)
+        .dead_letters(MemoryDeadLetters::new())
+        .build()
+        .await
+        .context("starting the producer that replays the producer's dead letters")
+}
+
+/// The queue as a replay ledger: a letter's message is deleted once its record is
+/// written; the others are released afterwards.
+struct QueueLedger<'a> {
+    queue: &'a SqsQueue,
+    handles: Vec<String>,
+    handled: Vec<bool>,
+}
+
+impl ReplayLedger for QueueLedger<'_> {
+    fn contains(&self, _id: &str) -> bool {
+        // A message still in the queue was not replayed (or its delete failed, and
+        // putting it again is what at least once means).
+        false
+    }
+
+    fn record<'a>(&'a mut self, written: Written<'a>) -> LedgerFuture<'a> {
+        Box::pin(async move {
+            self.handled[written.index] = true;
+            if let Err(e) = self.queue.delete(&self.handles[written.index]).await {
+                eprintln!(
+                    "warning: producer letter {} was replayed but not deleted ({e}); a later replay puts it again, which the consumers absorb",
+                    written.id
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn replay_producer_queue(
+    queue: &Queue,
+    received: Vec<(ProducerLetter, String)>,
+    stream: &str,
+    wanted: &impl Fn(&str) -> bool,
     report: &mut ReplayReport,
 ) -> anyhow::Result<()> {
-    let letters = read_file(file)?;
+    let (mut letters, others): (Vec<_>, Vec<_>) = received
+        .into_iter()
+        .partition(|(l, _)| wanted(l.reason.as_str()));
+    report.other_reason_kind += others.len();
+    let mut keep: Vec<String> = others.into_iter().map(|(_, h)| h).collect();
+    if !letters.is_empty() {
+        // SQS keeps no order: acceptance order is each key's original order (stable
+        // within a millisecond, which SQS may still have shuffled).
+        letters.sort_by_key(|(l, _)| l.accepted_at);
+        let (letters, handles): (Vec<ProducerLetter>, Vec<String>) = letters.into_iter().unzip();
+        let producer = match stream_producer(stream).await {
+            Ok(p) => p,
+            Err(e) => {
+                keep.extend(handles);
+                let _ = queue.sqs.release(&keep).await;
+                return Err(e.context("the producer letters stay in the queue"));
+            }
+        };
+        let mut ledger = QueueLedger {
+            queue: &queue.sqs,
+            handled: vec![false; handles.len()],
+            handles,
+        };
+        let replayed = flyhigh_producer::replay(&producer, &letters, &mut ledger).await;
+        producer.close().await;
+        report.add_producer(&replayed, &format!("queue {}", queue.name));
+        keep.extend(
+            ledger
+                .handles
+                .into_iter()
+                .zip(ledger.handled)
+                .filter(|(_, handled)| !handled)
+                .map(|(h, _)| h),
+        );
+    }
+    queue.sqs.release(&keep).await.context(
+        "making the letters not replayed visible again (they reappear within 5 minutes anyway)",
+    )
+}
+
+/// A replay ledger file as a ledger of producer letters, keyed by [`letter_id`].
+struct FileLedger<'a> {
+    done: &'a mut HashSet<String>,
+    file: &'a JsonLinesFile,
+    path: &'a Path,
+    target: String,
+}
+
+impl ReplayLedger for FileLedger<'_> {
+    fn contains(&self, id: &str) -> bool {
+        self.done.contains(id)
+    }
+
+    fn record<'a>(&'a mut self, written: Written<'a>) -> LedgerFuture<'a> {
+        let appended = self
+            .file
+            .append(&[LedgerEntry {
+                key: written.id.to_owned(),
+                reason_kind: written.letter.reason.as_str().to_owned(),
+                target: self.target.clone(),
+                replayed_at: chrono::Utc::now(),
+            }])
+            .map_err(|e| {
+                LedgerError(format!(
+                    "recording producer letter {} in {}: {e} (it was replayed; a later replay puts it again, which the consumers absorb)",
+                    written.id,
+                    self.path.display()
+                ))
+            });
+        if appended.is_ok() {
+            self.done.insert(written.id.to_owned());
+        }
+        Box::pin(async move { appended })
+    }
+}
+
+async fn replay_file(
+    file: &Path,
+    letters: Vec<Letter>,
+    sink: &Sink,
+    args: &ReplayArgs,
+    wanted_kind: &impl Fn(&str) -> bool,
+    report: &mut ReplayReport,
+) -> anyhow::Result<()> {
+    let wanted = |l: &DeadLetter| wanted_kind(&l.reason_kind);
     let ledger_path = args
         .ledger
         .clone()
@@ -524,6 +926,16 @@ async fn replay_file(
     let ledger = JsonLinesFile::create(&ledger_path)
         .with_context(|| format!("opening the replay ledger {}", ledger_path.display()))?;
     let target = sink.describe();
+    let (letters, producer_letters): (Vec<DeadLetter>, Vec<ProducerLetter>) = {
+        let (mut processor, mut producer) = (Vec::new(), Vec::new());
+        for l in letters {
+            match l {
+                Letter::Processor(l) => processor.push(l),
+                Letter::Producer(l) => producer.push(l),
+            }
+        }
+        (processor, producer)
+    };
     for letter in letters {
         if report.replayed >= args.max {
             break;
@@ -571,7 +983,38 @@ async fn replay_file(
             Put::FailedAgain => report.failed_again += 1,
         }
     }
-    Ok(())
+    // Producer letters (refused earlier for --sqlite): through a producer, in file
+    // order, the ledger's own checks skipping those replayed before.
+    let Sink::Stream { name: stream, .. } = sink else {
+        return Ok(());
+    };
+    let mut batch = Vec::new();
+    for letter in producer_letters {
+        if done.contains(&letter_id(&letter)) {
+            report.already_replayed += 1;
+        } else if !wanted_kind(letter.reason.as_str()) {
+            report.other_reason_kind += 1;
+        } else if report.replayed + batch.len() < args.max {
+            batch.push(letter);
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let producer = stream_producer(stream).await?;
+    let mut ledger = FileLedger {
+        done: &mut done,
+        file: &ledger,
+        path: &ledger_path,
+        target,
+    };
+    let replayed = flyhigh_producer::replay(&producer, &batch, &mut ledger).await;
+    producer.close().await;
+    report.add_producer(&replayed, &file.display().to_string());
+    match replayed.stopped {
+        Some(why) => bail!("replay of the producer letters stopped: {why}"),
+        None => Ok(()),
+    }
 }
 
 /// `dir/dead-letters.jsonl` → `dir/dead-letters.jsonl.<suffix>`.
@@ -608,7 +1051,8 @@ mod tests {
             letter("not_json", "archive", None),
             letter("invalid", "inventory", None),
         ];
-        let c = Counts::new(&letters);
+        let letters: Vec<Letter> = letters.into_iter().map(Letter::Processor).collect();
+        let c = Counts::of(&letters);
         assert_eq!(c.total, 4);
         assert_eq!(c.by_reason["not_json"]["inventory"], 2);
         assert_eq!(c.by_reason["not_json"]["archive"], 1);
@@ -659,5 +1103,80 @@ mod tests {
             with_suffix(Path::new("out/demo/dead-letters.jsonl"), "replayed.jsonl"),
             PathBuf::from("out/demo/dead-letters.jsonl.replayed.jsonl")
         );
+    }
+
+    fn producer_letter(key: &str) -> ProducerLetter {
+        ProducerLetter {
+            partition_key: key.into(),
+            data: b"{}".to_vec(),
+            reason: flyhigh_producer::DeadLetterReason::Expired,
+            error: "ProvisionedThroughputExceededException: Rate exceeded".into(),
+            attempts: 4,
+            accepted_at: "2026-11-22T10:15:00.250Z".parse().unwrap(),
+            dead_lettered_at: "2026-11-22T10:17:00.250Z".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn lines_are_told_apart_producer_from_processor() {
+        let producer = producer_letter("FH1-20261201");
+        assert_eq!(
+            Letter::parse(&producer.to_json_line()),
+            Ok(Letter::Producer(producer.clone()))
+        );
+        let processor = letter("not_json", "inventory", None);
+        assert_eq!(
+            Letter::parse(&serde_json::to_string(&processor).unwrap()),
+            Ok(Letter::Processor(processor))
+        );
+        // A producer letter with a bad field says so, not that a processor field is
+        // missing.
+        let mut bad: serde_json::Value = serde_json::from_str(&producer.to_json_line()).unwrap();
+        bad["reason"] = "lost".into();
+        let e = Letter::parse(&bad.to_string()).unwrap_err();
+        assert!(e.contains("producer") && e.contains("reason"), "{e}");
+        assert!(Letter::parse("{\"a\":1}").is_err());
+        assert!(Letter::parse("not json").is_err());
+    }
+
+    #[test]
+    fn producer_letters_count_by_reason_under_the_producer() {
+        let letters = [
+            Letter::Producer(producer_letter("FH1")),
+            Letter::Producer(producer_letter("FH2")),
+            Letter::Processor(letter("not_json", "inventory", None)),
+        ];
+        let c = Counts::of(&letters);
+        assert_eq!(c.total, 3);
+        assert_eq!(c.by_reason["expired"][PRODUCER], 2);
+        assert_eq!(c.by_reason["not_json"]["inventory"], 1);
+    }
+
+    #[test]
+    fn a_file_of_both_kinds_reads_in_order_without_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead-letters.jsonl");
+        let processor = letter("not_json", "inventory", None);
+        let producer = producer_letter("FH1");
+        let torn = &producer.to_json_line()[..30];
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n\n{}\n{torn}",
+                producer.to_json_line(),
+                serde_json::to_string(&processor).unwrap()
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            read_file(&path).unwrap(),
+            vec![
+                Letter::Producer(producer.clone()),
+                Letter::Processor(processor)
+            ]
+        );
+        std::fs::write(&path, format!("{{}}\n{}\n", producer.to_json_line())).unwrap();
+        let e = format!("{:#}", read_file(&path).unwrap_err());
+        assert!(e.contains("line 1"), "{e}");
     }
 }

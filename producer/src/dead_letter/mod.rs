@@ -14,12 +14,14 @@
 //! - [`FileDeadLetters`] (the default) appends one JSON line per record
 //!   ([`DeadLetter::to_json_line`]) to a file in a writable place
 //!   ([`FileDeadLetters::default_location`]) or one you name.
-//! - `SqsDeadLetters` (feature `sqs`) sends the same JSON as SQS messages.
+//! - `SqsDeadLetters` (feature `sqs`) sends the same JSON lines as SQS messages;
+//!   a letter too big for SQS (over 256 KiB as a message) fails its write, see
+//!   its docs for big records.
 //! - [`MemoryDeadLetters`] keeps them in memory for tests.
 //!
 //! `flyhigh dead-letters replay --file F --stream S` (or `--queue Q`) puts them
-//! back through a producer ([`crate::replay`]). Applications with a store of their
-//! own implement [`DeadLetterSink`].
+//! back through a producer ([`replay`](mod@crate::replay), which applications can
+//! call too). Applications with a store of their own implement [`DeadLetterSink`].
 
 use std::fs::OpenOptions;
 use std::future::Future;
@@ -30,6 +32,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
+
+#[cfg(feature = "sqs")]
+mod sqs;
+#[cfg(feature = "sqs")]
+pub use sqs::SqsDeadLetters;
 
 /// Why a record was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
