@@ -209,6 +209,9 @@ pub mod shard_map;
 pub mod transport;
 mod worker;
 
+#[cfg(test)]
+mod test_support;
+
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 

@@ -345,26 +345,7 @@ mod tests {
         assert_eq!(m.kinesis_records_per_request(), 2.0);
     }
 
-    /// Collects what a `tracing` subscriber writes.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Captured {
-            self.clone()
-        }
-    }
+    use crate::test_support::Captured;
 
     fn traced(m: &ProducerMetrics, level: tracing::Level) -> String {
         let captured = Captured::default();
@@ -374,7 +355,7 @@ mod tests {
             .with_max_level(level)
             .finish();
         tracing::subscriber::with_default(subscriber, || m.trace());
-        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+        captured.text()
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use flyhigh_producer::{
     DeadLetter, DeadLetterSink, DeliveryError, Entry, EntryResult, LocalStream, MemoryDeadLetters,
-    Producer, SendError, ShardInfo, SinkFuture, Transport, TransportError,
+    Producer, ProducerBuilder, SendError, ShardInfo, SinkFuture, Transport, TransportError,
 };
 
 /// A stream whose shard `hot` throttles every record; the others write.
@@ -50,6 +50,26 @@ impl Transport for HotShard {
     }
 }
 
+/// A producer over `stream` with its shard 0 throttled for good, quick retries and
+/// no periodic metrics; `configure` sets the rest.
+async fn hot_producer(
+    stream: &LocalStream,
+    configure: impl FnOnce(ProducerBuilder) -> ProducerBuilder,
+) -> Producer {
+    configure(
+        Producer::builder()
+            .backoff_base(Duration::from_millis(5))
+            .backoff_max(Duration::from_millis(50))
+            .metrics_interval(None),
+    )
+    .build_with(HotShard {
+        stream: stream.clone(),
+        hot: 0,
+    })
+    .await
+    .expect("producer")
+}
+
 /// Shares are per shard of the map, which the worker loads as it starts.
 async fn wait_for_map(producer: &Producer) {
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -76,19 +96,12 @@ async fn regression_one_throttled_shard_does_not_block_sends_to_the_others() {
     let hot_keys = keys(&stream, 0, true, 20);
     let cold_keys = keys(&stream, 0, false, 20);
     let budget = 2 * 1024 * 1024;
-    let producer = Producer::builder()
-        .buffer_budget_bytes(budget)
-        .dead_letters(MemoryDeadLetters::new())
-        .record_ttl(Duration::from_secs(600))
-        .backoff_base(Duration::from_millis(5))
-        .backoff_max(Duration::from_millis(50))
-        .metrics_interval(None)
-        .build_with(HotShard {
-            stream: stream.clone(),
-            hot: 0,
-        })
-        .await
-        .expect("producer");
+    let producer = hot_producer(&stream, |b| {
+        b.buffer_budget_bytes(budget)
+            .dead_letters(MemoryDeadLetters::new())
+            .record_ttl(Duration::from_secs(600))
+    })
+    .await;
     wait_for_map(&producer).await;
     // Fill the hot shard's share: its records are throttled for good.
     let data = vec![b'x'; 4096];
@@ -222,19 +235,12 @@ async fn per_shard_metrics_show_the_throttled_shard_slowed_and_holding_its_recor
         records_per_sec: 1_000.0,
         bytes_per_sec: 1e7,
     };
-    let producer = Producer::builder()
-        .dead_letters(MemoryDeadLetters::new())
-        .shard_limits(limits)
-        .record_ttl(Duration::from_secs(600))
-        .backoff_base(Duration::from_millis(5))
-        .backoff_max(Duration::from_millis(50))
-        .metrics_interval(None)
-        .build_with(HotShard {
-            stream: stream.clone(),
-            hot: 0,
-        })
-        .await
-        .expect("producer");
+    let producer = hot_producer(&stream, |b| {
+        b.dead_letters(MemoryDeadLetters::new())
+            .shard_limits(limits)
+            .record_ttl(Duration::from_secs(600))
+    })
+    .await;
     for key in keys(&stream, 0, true, 5)
         .iter()
         .chain(&keys(&stream, 0, false, 30))
@@ -281,18 +287,11 @@ impl DeadLetterSink for PanickingSink {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_panics_fails_the_receipts_and_the_close_still_returns() {
     let stream = LocalStream::new("panic", 2);
-    let producer = Producer::builder()
-        .dead_letters(PanickingSink)
-        .record_ttl(Duration::from_millis(100))
-        .backoff_base(Duration::from_millis(5))
-        .backoff_max(Duration::from_millis(20))
-        .metrics_interval(None)
-        .build_with(HotShard {
-            stream: stream.clone(),
-            hot: 0,
-        })
-        .await
-        .expect("producer");
+    let producer = hot_producer(&stream, |b| {
+        b.dead_letters(PanickingSink)
+            .record_ttl(Duration::from_millis(100))
+    })
+    .await;
     let key = &keys(&stream, 0, true, 1)[0];
     let first = producer.send_record(key, b"{}".to_vec()).await.unwrap();
     match tokio::time::timeout(Duration::from_secs(10), first)

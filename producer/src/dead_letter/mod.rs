@@ -394,17 +394,7 @@ impl DeadLetterSink for MemoryDeadLetters {
 mod tests {
     use super::*;
 
-    fn letter(data: &[u8]) -> DeadLetter {
-        DeadLetter {
-            partition_key: "FH0001-20261201".into(),
-            data: data.to_vec(),
-            reason: DeadLetterReason::Expired,
-            error: "ProvisionedThroughputExceededException: Rate exceeded".into(),
-            attempts: 7,
-            accepted_at: "2026-11-22T10:15:00.250Z".parse().unwrap(),
-            dead_lettered_at: "2026-11-22T10:17:00.250Z".parse().unwrap(),
-        }
-    }
+    use crate::test_support::letter;
 
     #[tokio::test]
     async fn the_file_sink_appends_one_json_line_per_letter_and_keeps_binary_data() {

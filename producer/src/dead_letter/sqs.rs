@@ -654,20 +654,9 @@ fn queue_problem(what: &str, queue: &str, action: &str, code: Option<&str>, text
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dead_letter::DeadLetterReason;
     use proptest::prelude::*;
 
-    fn letter(data: &[u8]) -> DeadLetter {
-        DeadLetter {
-            partition_key: "FH0001-20261201".into(),
-            data: data.to_vec(),
-            reason: DeadLetterReason::Expired,
-            error: "ProvisionedThroughputExceededException: Rate exceeded".into(),
-            attempts: 7,
-            accepted_at: "2026-11-22T10:15:00.250Z".parse().unwrap(),
-            dead_lettered_at: "2026-11-22T10:17:00.250Z".parse().unwrap(),
-        }
-    }
+    use crate::test_support::letter;
 
     fn failed(id: &str, sender_fault: bool, code: &str) -> BatchResultErrorEntry {
         BatchResultErrorEntry::builder()

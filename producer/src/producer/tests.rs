@@ -667,26 +667,7 @@ async fn when_the_dead_letter_sink_fails_the_receipt_carries_the_record_fate() {
     );
 }
 
-/// Collects what a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
+use crate::test_support::Captured;
 
 #[tokio::test(start_paused = true)]
 async fn metrics_are_emitted_as_tracing_events_periodically_and_at_close() {
@@ -711,7 +692,7 @@ async fn metrics_are_emitted_as_tracing_events_periodically_and_at_close() {
     }
     producer.flush().await.unwrap();
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let periodic = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let periodic = captured.text();
     assert_eq!(
         periodic.matches("producer metrics").count(),
         1,
@@ -727,7 +708,7 @@ async fn metrics_are_emitted_as_tracing_events_periodically_and_at_close() {
         "{periodic}"
     );
     producer.close().await;
-    let all = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let all = captured.text();
     assert_eq!(all.matches("producer metrics").count(), 2, "{all}");
 }
 
@@ -791,13 +772,13 @@ async fn dropping_the_last_handle_without_close_logs_how_many_records_were_aband
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(producer);
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(
         !text.contains("dropped without close"),
         "a clone still holds it: {text}"
     );
     drop(clone);
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     assert!(
         text.contains("WARN") && text.contains("dropped without close(): 7 accepted records"),
         "{text}"
