@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::allowance::ShardAllowance;
 use crate::wire::InjectedError;
 
 /// Which faults a [`FaultProxy`](crate::FaultProxy) injects, and how often.
@@ -14,8 +15,11 @@ use crate::wire::InjectedError;
 /// record for `record_failure_rate`), in the order of the fields: a request
 /// dropped before forwarding draws no error, one answered with an error is not
 /// dropped after. So with `throttle_rate: 0.2, server_error_rate: 0.05`, 20% of
-/// the requests are throttled and 4% (5% of the other 80%) get a 5xx. The default injects nothing; build the rest
-/// with `..FaultConfig::default()` so that new fields do not break callers.
+/// the requests are throttled and 4% (5% of the other 80%) get a 5xx. The records
+/// of a PutRecords that is forwarded then get `record_failure_rate`, and those that
+/// survive it are charged to the `shard_allowance`. The default injects nothing;
+/// build the rest with `..FaultConfig::default()` so that new fields do not break
+/// callers.
 ///
 /// Decisions are deterministic per seed: request number `n` (counted from the
 /// start, or from the last [`set_faults`](crate::FaultProxy::set_faults)) draws
@@ -51,16 +55,32 @@ pub struct FaultConfig {
     /// Apply the request-level faults (all but `record_failure_rate`) to every
     /// operation, not only PutRecords.
     pub fault_all_operations: bool,
+    /// Throttle like Kinesis: per shard, the records of each PutRecords that do
+    /// not fit the shard's allowance (token buckets of one second's worth, see
+    /// [`ShardAllowance`]) are answered `ErrorCode:
+    /// ProvisionedThroughputExceededException` without being written upstream.
+    /// Unlike `record_failure_rate`, it depends on how fast the client sends.
+    /// Records are charged in request order, once forwarded (a request answered
+    /// with an error or dropped before costs nothing; one dropped after does), and
+    /// only if they survived `record_failure_rate`. The buckets start full at
+    /// [`FaultProxy::start`](crate::FaultProxy::start) and again at each
+    /// [`set_faults`](crate::FaultProxy::set_faults).
+    pub shard_allowance: Option<ShardAllowance>,
 }
 
-/// A [`FaultConfig`] rate outside `[0, 1]` (or NaN).
+/// A [`FaultConfig`] field out of its range: a rate outside `[0, 1]` (or NaN), a
+/// [`ShardAllowance`] rate that is not positive and finite, or no shards.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("FaultConfig::{field} must be a probability in [0, 1], got {value}")]
+#[error("FaultConfig::{field} must be {expected}, got {value}")]
+#[non_exhaustive]
 pub struct InvalidFaultConfig {
-    /// The offending field.
+    /// The offending field, e.g. `drop_after_rate` or
+    /// `shard_allowance.bytes_per_sec`.
     pub field: &'static str,
     /// Its value.
     pub value: f64,
+    /// What it must be, e.g. `a probability in [0, 1]`.
+    pub expected: &'static str,
 }
 
 impl FaultConfig {
@@ -72,7 +92,8 @@ impl FaultConfig {
         }
     }
 
-    /// Checks that every rate is a probability.
+    /// Checks that every rate is a probability and that a shard allowance has
+    /// shards and positive, finite rates.
     pub fn validate(&self) -> Result<(), InvalidFaultConfig> {
         for (field, value) in [
             ("record_failure_rate", self.record_failure_rate),
@@ -83,7 +104,32 @@ impl FaultConfig {
             ("drop_after_rate", self.drop_after_rate),
         ] {
             if !(0.0..=1.0).contains(&value) {
-                return Err(InvalidFaultConfig { field, value });
+                return Err(InvalidFaultConfig {
+                    field,
+                    value,
+                    expected: "a probability in [0, 1]",
+                });
+            }
+        }
+        if let Some(allowance) = &self.shard_allowance {
+            if allowance.shards == 0 {
+                return Err(InvalidFaultConfig {
+                    field: "shard_allowance.shards",
+                    value: 0.0,
+                    expected: "at least 1",
+                });
+            }
+            for (field, value) in [
+                ("shard_allowance.records_per_sec", allowance.records_per_sec),
+                ("shard_allowance.bytes_per_sec", allowance.bytes_per_sec),
+            ] {
+                if !(value.is_finite() && value > 0.0) {
+                    return Err(InvalidFaultConfig {
+                        field,
+                        value,
+                        expected: "positive and finite",
+                    });
+                }
             }
         }
         Ok(())
@@ -105,8 +151,13 @@ pub struct FaultStats {
     /// Records the upstream reported as written, including those whose answer was
     /// then dropped (`drop_after`): what a reader of the stream finds.
     pub written_records: u64,
-    /// Records answered with an injected `ProvisionedThroughputExceededException`.
+    /// Records answered with an injected `ProvisionedThroughputExceededException`
+    /// drawn by `record_failure_rate`.
     pub failed_records: u64,
+    /// Records answered with `ProvisionedThroughputExceededException` because they
+    /// did not fit their shard's allowance (`shard_allowance`); not in
+    /// `failed_records`.
+    pub allowance_throttled_records: u64,
     /// Requests answered with an injected HTTP 500 (`InternalFailure`, or
     /// `InternalServerError` for DynamoDB).
     pub internal_failures: u64,
@@ -135,6 +186,7 @@ pub(crate) struct Counters {
     pub(crate) forwarded_records: AtomicU64,
     pub(crate) written_records: AtomicU64,
     pub(crate) failed_records: AtomicU64,
+    pub(crate) allowance_throttled_records: AtomicU64,
     pub(crate) internal_failures: AtomicU64,
     pub(crate) throughput_exceeded: AtomicU64,
     pub(crate) throttling_errors: AtomicU64,
@@ -170,6 +222,7 @@ impl Counters {
             forwarded_records: get(&self.forwarded_records),
             written_records: get(&self.written_records),
             failed_records: get(&self.failed_records),
+            allowance_throttled_records: get(&self.allowance_throttled_records),
             internal_failures: get(&self.internal_failures),
             throughput_exceeded: get(&self.throughput_exceeded),
             throttling_errors: get(&self.throttling_errors),
@@ -281,7 +334,8 @@ mod tests {
             bad.validate().unwrap_err(),
             InvalidFaultConfig {
                 field: "drop_after_rate",
-                value: 1.5
+                value: 1.5,
+                expected: "a probability in [0, 1]",
             }
         );
         let nan = FaultConfig {
@@ -290,6 +344,32 @@ mod tests {
         };
         assert_eq!(nan.validate().unwrap_err().field, "record_failure_rate");
         assert!(FaultConfig::throttle_all().validate().is_ok());
+    }
+
+    #[test]
+    fn a_shard_allowance_needs_shards_and_positive_finite_rates() {
+        let with = |shards, records_per_sec, bytes_per_sec| FaultConfig {
+            shard_allowance: Some(ShardAllowance {
+                shards,
+                records_per_sec,
+                bytes_per_sec,
+            }),
+            ..FaultConfig::default()
+        };
+        assert!(with(4, 1_000.0, 1_048_576.0).validate().is_ok());
+        assert!(with(1, 0.5, 1.0).validate().is_ok());
+        assert_eq!(
+            with(0, 1.0, 1.0).validate().unwrap_err().field,
+            "shard_allowance.shards"
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let error = with(1, bad, 1.0).validate().unwrap_err();
+            assert_eq!(error.field, "shard_allowance.records_per_sec", "{bad}");
+            assert!(error.to_string().contains("positive and finite"), "{error}");
+            let error = with(1, 1.0, bad).validate().unwrap_err();
+            assert_eq!(error.field, "shard_allowance.bytes_per_sec", "{bad}");
+        }
+        assert_eq!(FaultConfig::default().shard_allowance, None);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::allowance::{Charge, ShardBuckets};
 use crate::fault::{
     Before, Counters, FaultConfig, FaultStats, InvalidFaultConfig, add, choose_failures, plan,
     request_rng,
@@ -63,6 +64,18 @@ struct State {
     config: Arc<FaultConfig>,
     /// Number of the next request under `config` (its RNG stream).
     next_request: u64,
+    /// The buckets of `config.shard_allowance`.
+    allowance: Option<ShardBuckets>,
+}
+
+impl State {
+    fn new(config: FaultConfig) -> State {
+        State {
+            allowance: config.shard_allowance.map(ShardBuckets::new),
+            config: Arc::new(config),
+            next_request: 0,
+        }
+    }
 }
 
 /// Returned by the service to make hyper close the connection without answering.
@@ -107,10 +120,7 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream,
             client: Client::builder(TokioExecutor::new()).build_http(),
-            state: Mutex::new(State {
-                config: Arc::new(faults),
-                next_request: 0,
-            }),
+            state: Mutex::new(State::new(faults)),
             counters: Counters::default(),
         });
         let task = runtime.spawn(serve(listener, Arc::clone(&shared)));
@@ -133,16 +143,13 @@ impl FaultProxy {
         self.shared.counters.snapshot()
     }
 
-    /// Replaces the faults for the requests that arrive from now on, and restarts
-    /// the request numbering of the seeded decisions. An invalid config is
-    /// rejected and the current one kept.
+    /// Replaces the faults for the requests that arrive from now on, restarts
+    /// the request numbering of the seeded decisions and refills the shard
+    /// allowance's buckets. An invalid config is rejected and the current one kept.
     pub fn set_faults(&self, faults: FaultConfig) -> Result<(), InvalidFaultConfig> {
         faults.validate()?;
         let mut state = self.shared.lock_state();
-        *state = State {
-            config: Arc::new(faults),
-            next_request: 0,
-        };
+        *state = State::new(faults);
         Ok(())
     }
 
@@ -175,9 +182,23 @@ fn upstream_base(url: &str) -> Result<Uri, String> {
 
 impl Shared {
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state is two plain fields replaced whole: a panic elsewhere cannot
-        // leave it half-written, so a poisoned lock is still good.
+        // The state is replaced whole, and the buckets change by whole takes that
+        // cannot panic: a panic elsewhere cannot leave it half-written, so a
+        // poisoned lock is still good.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Charges a PutRecords' records to the current allowance now (see
+    /// [`ShardBuckets::charge`]); how many it throttled. Under the current one,
+    /// not the request's: a `set_faults` in between applies at once.
+    fn charge_allowance(&self, charges: &[Option<Charge>], failed: &mut [bool]) -> u64 {
+        let mut state = self.lock_state();
+        // Read under the lock, so that the buckets see the instants in order.
+        let now = tokio::time::Instant::now();
+        match &mut state.allowance {
+            Some(buckets) => buckets.charge(charges, failed, now),
+            None => 0,
+        }
     }
 
     /// The current config and this request's number under it.
@@ -267,9 +288,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> ProxyResult {
             return finish(&shared, answer, plan.drop_after);
         }
     };
-    let failed = choose_failures(&mut rng, config.record_failure_rate, request.len());
+    let mut failed = choose_failures(&mut rng, config.record_failure_rate, request.len());
+    add(
+        &counters.failed_records,
+        failed.iter().filter(|&&f| f).count() as u64,
+    );
+    if config.shard_allowance.is_some() {
+        // Hashed outside the lock; only the takes are under it.
+        let charges = request.charges();
+        let throttled = shared.charge_allowance(&charges, &mut failed);
+        add(&counters.allowance_throttled_records, throttled);
+    }
     let failed_count = failed.iter().filter(|&&f| f).count();
-    add(&counters.failed_records, failed_count as u64);
     if failed_count == request.len() && failed_count > 0 {
         return Ok(json_response(
             StatusCode::OK,

@@ -1,7 +1,9 @@
 //! The awsJson wire bits the proxy needs, as pure functions: which service and
-//! operation a request is, the error bodies it answers with, and the Kinesis
-//! PutRecords surgery (drop the records chosen to fail from the request, then put
-//! injected failures back into the upstream's answer at their original positions).
+//! operation a request is, the error bodies it answers with, what each PutRecords
+//! record costs against a shard allowance and which shard it goes to, and the
+//! Kinesis PutRecords surgery (drop the records chosen to fail from the request,
+//! then put injected failures back into the upstream's answer at their original
+//! positions).
 //!
 //! `aws-sdk-kinesis` speaks awsJson1.1 (`Content-Type: application/x-amz-json-1.1`,
 //! `X-Amz-Target: Kinesis_20131202.<Operation>`, blobs as base64 strings); it never
@@ -11,6 +13,9 @@
 //! DynamoDB requests with errors, it never rewrites their bodies.
 
 use serde_json::{Map, Value};
+
+use crate::allowance::Charge;
+use crate::md5;
 
 /// `X-Amz-Target` of a PutRecords request.
 pub(crate) const PUT_RECORDS_TARGET: &str = "Kinesis_20131202.PutRecords";
@@ -168,6 +173,16 @@ impl PutRecordsRequest {
         self.records().len()
     }
 
+    /// What each record costs against a shard allowance, in request order: its
+    /// hash key (`ExplicitHashKey`, a decimal string, or else the MD5 of
+    /// `PartitionKey`) and its data's decoded length plus its partition key's
+    /// bytes. `None` for a record without a string `PartitionKey` and `Data`, or
+    /// with an `ExplicitHashKey` that is not a 128-bit decimal: Kinesis would
+    /// refuse the request, which is the upstream's to say.
+    pub(crate) fn charges(&self) -> Vec<Option<Charge>> {
+        self.records().iter().map(charge).collect()
+    }
+
     /// The body to forward: this request without the records marked in `failed`
     /// (same length as the records), every other field kept.
     pub(crate) fn without(&self, failed: &[bool]) -> Vec<u8> {
@@ -182,6 +197,25 @@ impl PutRecordsRequest {
         body.insert("Records".into(), Value::Array(kept));
         Value::Object(body).to_string().into_bytes()
     }
+}
+
+fn charge(record: &Value) -> Option<Charge> {
+    let partition_key = record.get("PartitionKey")?.as_str()?;
+    let data = record.get("Data")?.as_str()?;
+    let hash_key = match record.get("ExplicitHashKey") {
+        None | Some(Value::Null) => md5::hash_key(partition_key),
+        Some(key) => key.as_str()?.parse().ok()?,
+    };
+    Some(Charge {
+        hash_key,
+        bytes: (base64_decoded_len(data) + partition_key.len()) as u64,
+    })
+}
+
+/// How many bytes standard base64 `text` decodes to (padded or not), from its
+/// length alone: every 4 characters carry 3 bytes, and 2 or 3 trailing ones 1 or 2.
+fn base64_decoded_len(text: &str) -> usize {
+    text.trim_end_matches('=').len() * 3 / 4
 }
 
 fn injected_record_failure() -> Value {
@@ -285,6 +319,50 @@ mod tests {
             .map(|r| r["PartitionKey"].as_str().unwrap())
             .collect();
         assert_eq!(keys, ["a", "c"]);
+    }
+
+    #[test]
+    fn base64_lengths_decode_without_decoding() {
+        for (text, len) in [
+            ("", 0),
+            ("YQ==", 1),
+            ("YWI=", 2),
+            ("YWJj", 3),
+            ("ZGF0YQ==", 4),
+            ("ZGF0YQ", 4),
+            ("YWJjZA", 4),
+            ("YWJjZGU", 5),
+        ] {
+            assert_eq!(base64_decoded_len(text), len, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_costs_its_data_and_key_and_goes_by_its_hash_key() {
+        let body = serde_json::json!({"StreamName": "s", "Records": [
+            {"Data": "ZGF0YQ==", "PartitionKey": "abc"},
+            {"Data": "YWI=", "PartitionKey": "k", "ExplicitHashKey": "340282366920938463463374607431768211455"},
+            {"Data": "", "PartitionKey": "k", "ExplicitHashKey": "2e3"},
+            {"Data": "ZGF0YQ==", "PartitionKey": "k", "ExplicitHashKey": "340282366920938463463374607431768211456"},
+            {"PartitionKey": "no data"},
+        ]});
+        let req = PutRecordsRequest::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            req.charges(),
+            [
+                Some(Charge {
+                    hash_key: 0x900150983cd24fb0d6963f7d28e17f72, // MD5("abc")
+                    bytes: 4 + 3,
+                }),
+                Some(Charge {
+                    hash_key: u128::MAX,
+                    bytes: 2 + 1,
+                }),
+                None,
+                None,
+                None,
+            ]
+        );
     }
 
     #[test]

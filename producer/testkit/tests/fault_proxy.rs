@@ -2,7 +2,8 @@
 //! canned results (`SequenceNumber: "seq-<partition key>"`, or a failure for keys
 //! starting with `upstream-fail`) and records what reached it. Checked with a raw
 //! hyper client (status, headers, bodies, dropped connections) and with the real
-//! `aws-sdk-kinesis` client (what it sends, how it reads the injected faults).
+//! `aws-sdk-kinesis` client (what it sends, how it reads the injected faults, how
+//! the shard allowance throttles it).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use aws_sdk_kinesis::operation::put_records::PutRecordsError;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use bytes::Bytes;
-use flyhigh_testkit::{FaultConfig, FaultProxy, kinesis_client};
+use flyhigh_testkit::{FaultConfig, FaultProxy, ShardAllowance, kinesis_client};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -803,4 +804,240 @@ async fn the_sdk_classifies_injected_request_errors() {
         "a dropped connection is a transport error, not a service error: {error:?}"
     );
     assert_eq!(upstream.keys().len(), 2, "yet the records were written");
+}
+
+/// The proxy's answer to one PutRecords of `sent` through the real SDK: the keys
+/// written, in order, and how many were throttled per record.
+async fn put_through_sdk(
+    client: &aws_sdk_kinesis::Client,
+    sent: Vec<PutRecordsRequestEntry>,
+) -> (Vec<String>, usize) {
+    let out = client
+        .put_records()
+        .stream_name("s")
+        .set_records(Some(sent.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.records().len(), sent.len());
+    let mut written = Vec::new();
+    let mut throttled = 0;
+    for (entry, result) in sent.iter().zip(out.records()) {
+        match result.error_code() {
+            Some("ProvisionedThroughputExceededException") => throttled += 1,
+            Some(other) => panic!("unexpected error code {other}"),
+            None => written.push(entry.partition_key().unwrap_or_default().to_owned()),
+        }
+    }
+    assert_eq!(out.failed_record_count(), Some(throttled as i32));
+    (written, throttled)
+}
+
+#[tokio::test]
+async fn a_shard_allowance_throttles_what_exceeds_it_and_refills_in_a_second() {
+    let upstream = start_upstream().await;
+    let proxy = FaultProxy::start(
+        &upstream.url,
+        FaultConfig {
+            shard_allowance: Some(ShardAllowance {
+                records_per_sec: 100.0,
+                ..ShardAllowance::kinesis(1)
+            }),
+            ..FaultConfig::default()
+        },
+    )
+    .unwrap();
+    let client = kinesis_client(&proxy.url());
+    let sent = keys("k", 300);
+
+    // The bucket starts full at 100 records: exactly the first 100 pass.
+    let first_sent = std::time::Instant::now();
+    let (written, throttled) = put_through_sdk(&client, entries(&sent)).await;
+    assert_eq!(written, sent[..100]);
+    assert_eq!(throttled, 200);
+    assert_eq!(
+        upstream.keys(),
+        sent[..100],
+        "throttled records are not forwarded"
+    );
+
+    // Right after, the bucket holds only what refilled since the first request
+    // emptied it: 100/s of the time between the two, well under one second here.
+    let (written, throttled) = put_through_sdk(&client, entries(&sent)).await;
+    let refilled = (first_sent.elapsed().as_secs_f64() * 100.0).floor() as usize;
+    assert!(
+        written.len() <= refilled && refilled < 100,
+        "{} written, at most {refilled} refilled",
+        written.len()
+    );
+    assert_eq!(written, sent[..written.len()], "in request order");
+    assert_eq!(written.len() + throttled, 300);
+    let second_written = written.len();
+
+    // A second later the bucket is full again (and no fuller).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (written, throttled) = put_through_sdk(&client, entries(&sent)).await;
+    assert_eq!((written.len(), throttled), (100, 200));
+
+    let stats = proxy.stats();
+    assert_eq!(
+        stats.allowance_throttled_records,
+        (900 - 200 - second_written) as u64
+    );
+    assert_eq!(
+        stats.failed_records, 0,
+        "counted apart from random failures"
+    );
+    assert_eq!(stats.written_records, (200 + second_written) as u64);
+    assert_eq!(stats.forwarded_records, stats.written_records);
+}
+
+#[tokio::test]
+async fn the_allowance_is_per_shard_by_explicit_hash_key_or_partition_key_md5() {
+    let upstream = start_upstream().await;
+    let two_shards = FaultConfig {
+        shard_allowance: Some(ShardAllowance {
+            records_per_sec: 5.0,
+            ..ShardAllowance::kinesis(2)
+        }),
+        ..FaultConfig::default()
+    };
+    let proxy = FaultProxy::start(&upstream.url, two_shards.clone()).unwrap();
+    let client = kinesis_client(&proxy.url());
+
+    // The shard of "pk-0".."pk-19" on 2 shards is the top bit of their MD5 (from
+    // Python's hashlib): 5 on shard 0, 15 on shard 1.
+    let shard_of_key = b"11100100111111110111";
+    let sent = keys("pk-", 20);
+    let (written, throttled) = put_through_sdk(&client, entries(&sent)).await;
+    let mut expected = Vec::new();
+    let mut taken = [0, 0];
+    for (key, shard) in sent.iter().zip(shard_of_key) {
+        let shard = usize::from(*shard == b'1');
+        if taken[shard] < 5 {
+            taken[shard] += 1;
+            expected.push(key.clone());
+        }
+    }
+    assert_eq!(written, expected, "the first 5 of each shard");
+    assert_eq!(throttled, 10);
+
+    // An explicit hash key wins over the partition key: the 15 keys of shard 1,
+    // sent alternately to shard 0 and shard 1 by their explicit hash keys.
+    proxy.set_faults(two_shards).unwrap();
+    let shard_1_keys: Vec<String> = sent
+        .iter()
+        .zip(shard_of_key)
+        .filter(|&(_, &shard)| shard == b'1')
+        .map(|(key, _)| key.clone())
+        .collect();
+    assert_eq!(shard_1_keys.len(), 15);
+    let entries: Vec<PutRecordsRequestEntry> = shard_1_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let hash_key = if i % 2 == 0 { 0u128 } else { 1 << 127 };
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new("x"))
+                .partition_key(key.as_str())
+                .explicit_hash_key(hash_key.to_string())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let (written, throttled) = put_through_sdk(&client, entries).await;
+    assert_eq!(written, shard_1_keys[..10], "the first 5 of each shard");
+    assert_eq!(throttled, 5);
+}
+
+#[tokio::test]
+async fn the_bytes_allowance_counts_decoded_data_and_partition_key() {
+    let upstream = start_upstream().await;
+    let proxy = FaultProxy::start(
+        &upstream.url,
+        FaultConfig {
+            shard_allowance: Some(ShardAllowance {
+                bytes_per_sec: 100.0,
+                ..ShardAllowance::kinesis(1)
+            }),
+            ..FaultConfig::default()
+        },
+    )
+    .unwrap();
+    let client = kinesis_client(&proxy.url());
+    // 20 bytes of data (28 in base64) and a 2-byte key: 22 each, 4 fit in 100.
+    let sent: Vec<PutRecordsRequestEntry> = (0..8)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(vec![b'd'; 20]))
+                .partition_key(format!("k{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let (written, throttled) = put_through_sdk(&client, sent).await;
+    assert_eq!(written, ["k0", "k1", "k2", "k3"]);
+    assert_eq!(throttled, 4);
+    assert_eq!(proxy.stats().allowance_throttled_records, 4);
+}
+
+#[tokio::test]
+async fn random_failures_are_drawn_first_and_cost_no_allowance() {
+    let upstream = start_upstream().await;
+    let proxy = FaultProxy::start(
+        &upstream.url,
+        FaultConfig {
+            seed: 4,
+            record_failure_rate: 0.5,
+            shard_allowance: Some(ShardAllowance {
+                records_per_sec: 10.0,
+                ..ShardAllowance::kinesis(1)
+            }),
+            ..FaultConfig::default()
+        },
+    )
+    .unwrap();
+    let client = kinesis_client(&proxy.url());
+    let (written, throttled) = put_through_sdk(&client, entries(&keys("k", 60))).await;
+    assert_eq!(written.len(), 10, "the survivors fill the bucket");
+    let stats = proxy.stats();
+    assert_eq!(
+        stats.failed_records + stats.allowance_throttled_records,
+        throttled as u64
+    );
+    assert_eq!(
+        stats.allowance_throttled_records,
+        60 - 10 - stats.failed_records
+    );
+}
+
+#[tokio::test]
+async fn start_rejects_an_allowance_without_shards_or_rate() {
+    for (allowance, field) in [
+        (
+            ShardAllowance {
+                shards: 0,
+                ..ShardAllowance::kinesis(1)
+            },
+            "shard_allowance.shards",
+        ),
+        (
+            ShardAllowance {
+                bytes_per_sec: f64::NAN,
+                ..ShardAllowance::kinesis(1)
+            },
+            "shard_allowance.bytes_per_sec",
+        ),
+    ] {
+        let error = FaultProxy::start(
+            "http://127.0.0.1:1",
+            FaultConfig {
+                shard_allowance: Some(allowance),
+                ..FaultConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains(field), "{error}");
+    }
 }
