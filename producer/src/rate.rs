@@ -6,16 +6,28 @@
 //! additive-increase, multiplicative-decrease rule applied once per PutRecords
 //! response per shard:
 //!
-//! - a response in which any of the shard's records was throttled multiplies the
-//!   shard's rate by [`DECREASE`] (0.7, as CUBIC does), once, however many of its
-//!   records were throttled, and only if the request was sent after the previous
-//!   decrease (responses to requests sent at the old rate are already answered by
-//!   it: eight requests in flight that all come back throttled are one signal, not
-//!   eight);
+//! - a response in which any of the shard's records was throttled halves the
+//!   shard's rate ([`DECREASE`]), once, however many of its records were throttled,
+//!   and only if the request was sent after the previous decrease (responses to
+//!   requests sent at the old rate are already answered by it: eight requests in
+//!   flight that all come back throttled are one signal, not eight);
 //! - a response in which all of the shard's records were written wins back a small,
-//!   fixed share of the limit ([`INCREASE`], 5%): twenty clean responses from the
-//!   floor to the full rate, so a partly throttled shard settles just under what it
-//!   is allowed instead of bouncing back to full speed after every success.
+//!   fixed share of the limit ([`INCREASE`], 2%): about fifty clean responses from
+//!   the floor to the full rate, so a throttled shard settles just under what it is
+//!   allowed instead of bouncing back to full speed after every success.
+//!
+//! The constants trade two cases against each other, measured by `producer-load
+//! partial` (a throttle-free baseline, then 30% throttling, on kinesalite behind
+//! the fault proxy). Against a shard that throttles what exceeds its allowance (as
+//! Kinesis does), a smaller increase and a deeper decrease probe past the allowance
+//! less often: with these, 6–9% of records are throttled while the producer writes
+//! 99% of the allowance (×0.7 and +5% also wrote 99%, but with 28% throttled, as
+//! many as a producer that never slowed down). Against throttling that does not
+//! depend on the rate at all (30% of records at random), no rule that slows down
+//! can win: these slow the shard to about a fifth of the offered load and the
+//! buffer fills until `send` waits, without a retry storm. Real throttling is the
+//! first kind; the second is what many producers sharing a shard look like to one
+//! of them, and halving is what lets them converge on fair shares.
 //!
 //! The backoff, not the buckets, delays the retry after a throttled response: a
 //! decrease lowers the rate the buckets refill at, it does not empty them.
@@ -56,9 +68,9 @@ impl ShardLimits {
 /// The lowest share of the limit a throttled shard slows down to.
 pub const MIN_RATE_SHARE: f64 = 0.05;
 /// Share of the limit a clean response wins back.
-pub const INCREASE: f64 = 0.05;
+pub const INCREASE: f64 = 0.02;
 /// Factor a throttled response multiplies the share by.
-pub const DECREASE: f64 = 0.7;
+pub const DECREASE: f64 = 0.5;
 /// The most the catch-all bucket (no shard map) may grow to, in shards' worth.
 pub const FALLBACK_MAX_SHARE: f64 = 64.0;
 
@@ -293,7 +305,7 @@ mod tests {
             rate.respond(Signal::Clean, now, now);
             clean += 1;
         }
-        assert_eq!(clean, 19, "(1 - 0.05) / 0.05 clean responses");
+        assert_eq!(clean, 48, "(1 - 0.05) / 0.02 clean responses");
         assert_eq!(rate.share(), 1.0);
     }
 
@@ -309,7 +321,7 @@ mod tests {
             rate.respond(Signal::Throttled, now, now);
         }
         assert!(
-            (rate.share() - DECREASE.powi(5)).abs() < 1e-9,
+            (rate.share() - DECREASE.powi(5).max(MIN_RATE_SHARE)).abs() < 1e-9,
             "{}",
             rate.share()
         );
@@ -468,7 +480,7 @@ mod tests {
             #[test]
             fn a_partly_throttled_shard_settles_below_full_speed(
                 seed in any::<u64>(),
-                p in 0.25f64..0.6,
+                p in 0.2f64..0.6,
             ) {
                 use rand::{Rng, SeedableRng};
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -487,7 +499,7 @@ mod tests {
                 // the mean stays near it (and below full speed), it neither collapses
                 // to the floor nor recovers to 1 after every success.
                 let fixed = ((1.0 - p) * INCREASE / (p * (1.0 - DECREASE))).min(1.0);
-                prop_assert!(mean < 0.85, "mean share {mean} at p = {p}");
+                prop_assert!(mean < 0.5, "mean share {mean} at p = {p}");
                 prop_assert!(mean > 0.5 * fixed && mean < 1.5 * fixed + MIN_RATE_SHARE,
                     "mean {mean}, fixed point {fixed}");
             }

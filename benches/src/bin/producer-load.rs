@@ -65,7 +65,7 @@ use serde_json::{Value, json};
 const USAGE: &str = "usage: producer-load units [--events N] [--shards S] \
     | soak [--seconds S] [--budget-mib M] [--ttl-secs T] \
     | partial [--seconds S] [--rate R] [--events-per-sec N] [--budget-mib M] [--baseline-seconds B] \
-      [--mode random|allowance] [--allowed-share A]";
+      [--mode random|allowance] [--allowed-share A] [--drain-seconds D]";
 
 /// Shards of the `soak` and `partial` streams.
 const SHARDS: i32 = 4;
@@ -74,8 +74,6 @@ const SENDERS: u64 = 4;
 /// A `send` that took longer than this was held by the spent budget: an unheld send
 /// of a ~330-byte event costs tens of microseconds, even in a debug build.
 const HELD_AFTER: Duration = Duration::from_millis(1);
-/// How long `partial` lets `close` drain before the rest is dead-lettered.
-const DRAIN: Duration = Duration::from_secs(60);
 /// Issue 10's retry-storm floor: requests/s within 3× those of a throttle-free run
 /// at the same offered rate.
 const STORM_FLOOR: f64 = 3.0;
@@ -116,6 +114,7 @@ fn main() {
                 random,
                 allowance,
                 allowed_share: arg(&args, "--allowed-share", 0.7),
+                drain: Duration::from_secs(arg(&args, "--drain-seconds", 60)),
             })),
             Err(error) => {
                 eprintln!("partial: {error}\n{USAGE}");
@@ -579,6 +578,9 @@ struct Partial {
     allowance: bool,
     /// A: the per-shard allowance as a share of the baseline's bytes/s per shard.
     allowed_share: f64,
+    /// How long `close` may drain each phase before the rest is dead-lettered
+    /// (reason `closed`: in the file, not lost).
+    drain: Duration,
 }
 
 /// Partial throttling: a throttle-free baseline, then the same offered load with a
@@ -590,7 +592,7 @@ struct Partial {
 /// In each phase 4 tasks send a fixed total of N events/s with `send` (open loop:
 /// event k of a task is due at k / (N/4) s; a task held by the budget falls behind
 /// and catches up when released; events not sent by the deadline are not offered
-/// again). After S seconds the producer is closed with 60 s to drain, the stream is
+/// again). After S seconds the producer is closed with D seconds to drain (`--drain-seconds`, default 60), the stream is
 /// read back and deaggregated, and the dead-letter file is read; every accepted
 /// event (a `send` that returned `Ok`) must be in one of them, by booking id.
 ///
@@ -679,7 +681,15 @@ async fn partial(p: Partial) -> bool {
         ..FaultConfig::default()
     };
     eprintln!("baseline: {} s, no faults", p.baseline_seconds);
-    let baseline = partial_phase(&url, faults(0.0, None), p.baseline_seconds, eps, budget).await;
+    let baseline = partial_phase(
+        &url,
+        faults(0.0, None),
+        p.baseline_seconds,
+        eps,
+        budget,
+        p.drain,
+    )
+    .await;
     let mut out = json!({ "baseline": baseline.json() });
     let mut ok = baseline.accounting.lost == 0 && baseline.unreadable() == 0;
     if p.random {
@@ -687,7 +697,7 @@ async fn partial(p: Partial) -> bool {
             "partial throttling: {} s, record_failure_rate {}",
             p.seconds, p.rate
         );
-        let run = partial_phase(&url, faults(p.rate, None), p.seconds, eps, budget).await;
+        let run = partial_phase(&url, faults(p.rate, None), p.seconds, eps, budget, p.drain).await;
         let storm = RetryStorm::check(&run, &baseline, p.rate);
         let random_ok = run.accounting.lost == 0 && run.unreadable() == 0 && !storm.storm;
         let mut report = run.json();
@@ -705,7 +715,15 @@ async fn partial(p: Partial) -> bool {
             "shard allowance: {} s, {:.0} bytes/s per shard ({} of the baseline's)",
             p.seconds, allowance.bytes_per_sec, p.allowed_share
         );
-        let run = partial_phase(&url, faults(0.0, Some(allowance)), p.seconds, eps, budget).await;
+        let run = partial_phase(
+            &url,
+            faults(0.0, Some(allowance)),
+            p.seconds,
+            eps,
+            budget,
+            p.drain,
+        )
+        .await;
         let (report, allowance_ok) = allowance_report(&run, &baseline, allowance, p.allowed_share);
         out["allowance"] = report;
         ok &= allowance_ok;
@@ -777,6 +795,7 @@ async fn partial_phase(
     seconds: u64,
     events_per_sec: f64,
     budget: usize,
+    drain_within: Duration,
 ) -> Phase {
     let direct = kinesis_client(url);
     let stream = unique_name("partial");
@@ -839,7 +858,7 @@ async fn partial_phase(
         held.merge(task_held);
     }
     let closing = Instant::now();
-    let close = producer.close_within(DRAIN).await;
+    let close = producer.close_within(drain_within).await;
     let drain = closing.elapsed();
     let last = producer.metrics();
     let proxy_stats = proxy.stats();
