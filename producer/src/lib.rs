@@ -134,7 +134,7 @@
 //!   Kinesis does. A record stays charged until it is resolved, also while its dead
 //!   letter waits for the sink, so records expiring under throttling cannot grow
 //!   the process past the budget either; the sink task copies one call's letters
-//!   (at most 4 MiB of records) out of their aggregates at a time. In-flight
+//!   (under 2 MiB of records) out of their aggregates at a time. In-flight
 //!   requests hold a copy of their records on top (at most
 //!   [`ProducerConfig::max_requests_in_flight`] requests).
 //! - **Isolation.** The records of one shard may hold at most

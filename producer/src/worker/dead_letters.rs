@@ -27,8 +27,9 @@ use crate::transport::Entry;
 /// Jobs the queue holds before the worker keeps further ones in its backlog
 /// (their bytes count against the budget either way).
 pub(crate) const QUEUE_JOBS: usize = 64;
-/// Record bytes the task gathers into one sink call.
-pub(crate) const WRITE_BYTES: usize = 4 * 1024 * 1024;
+/// Record bytes the task gathers into one sink call (it stops once it holds this
+/// many, so a call holds less than this plus one record of at most 1 MiB).
+pub(crate) const WRITE_BYTES: usize = 1024 * 1024;
 
 /// One batch given up on, on its way to the sink.
 pub(crate) struct Job {
