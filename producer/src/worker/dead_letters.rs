@@ -13,6 +13,7 @@
 //! only then, and drops the bytes once the call returns: on top of the budget it
 //! holds at most one call's letters.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,9 +21,14 @@ use chrono::{DateTime, Utc};
 use flyhigh_schemas::aggregation::{Deaggregated, deaggregate};
 use tokio::sync::mpsc;
 
+use super::Worker;
+use super::routing::Batch;
+use crate::budget::Charge;
 use crate::dead_letter::{DeadLetter, DeadLetterReason, DeadLetterSink};
+use crate::exchange::{DeliveryError, Member};
 use crate::metrics::Counters;
 use crate::transport::Entry;
+use crate::transport::Transport;
 
 /// Jobs the queue holds before the worker keeps further ones in its backlog
 /// (their bytes count against the budget either way).
@@ -130,6 +136,151 @@ pub(crate) fn spawn(
         }
     });
     (tx, handle)
+}
+
+// The worker's side: what it keeps while the task writes.
+
+/// A batch handed to the sink task: its members wait here, holding their budget
+/// charge, until the task says the letters are stored.
+pub(super) struct Waiting {
+    pub(super) members: Vec<Member>,
+    /// Their budget charge, given back once the letters are stored.
+    _charge: Option<Charge>,
+    reason: DeadLetterReason,
+    error: String,
+    attempts: u32,
+}
+
+/// The worker's side of the dead-letter task.
+pub(super) struct DeadLetters {
+    pub(super) queue: Option<mpsc::Sender<Job>>,
+    /// Jobs that did not fit in the queue (their bytes count against the budget).
+    pub(super) backlog: VecDeque<Job>,
+    pub(super) waiting: HashMap<u64, Waiting>,
+    pub(super) next_id: u64,
+    pub(super) stored: mpsc::UnboundedReceiver<Stored>,
+    pub(super) task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<T: Transport> Worker<T> {
+    /// Hands a batch to the dead-letter task; its members wait for the answer.
+    pub(super) fn dead_letter(&mut self, batch: Batch, reason: DeadLetterReason) {
+        let error = if batch.last_error.is_empty() {
+            match reason {
+                DeadLetterReason::Expired => {
+                    "time-to-live passed before the first attempt".to_string()
+                }
+                DeadLetterReason::Closed => {
+                    "producer closed before the record was sent".to_string()
+                }
+                _ => "rejected".to_string(),
+            }
+        } else {
+            batch.last_error
+        };
+        tracing::warn!(records = batch.members.len(), reason = reason.as_str(), attempts = batch.attempts, error = %error, "dead-lettering records");
+        let id = self.dead.next_id;
+        self.dead.next_id += 1;
+        let job = Job {
+            id,
+            entry: batch.entry,
+            aggregated: batch.aggregated,
+            accepted_at: batch.members.iter().map(|m| m.accepted_at).collect(),
+            reason,
+            error: error.clone(),
+            attempts: batch.attempts,
+        };
+        self.counters
+            .dead_letter_queue_bytes
+            .fetch_add(job.bytes() as u64, Ordering::Relaxed);
+        self.dead.backlog.push_back(job);
+        self.dead.waiting.insert(
+            id,
+            Waiting {
+                members: batch.members,
+                _charge: batch.charge,
+                reason,
+                error,
+                attempts: batch.attempts,
+            },
+        );
+    }
+
+    /// Moves backlog jobs into the sink's queue while it has room (it frees room as
+    /// the task takes jobs, and each stored answer wakes the loop to try again).
+    pub(super) fn send_dead_letters(&mut self) {
+        if self.dead.backlog.is_empty() {
+            return;
+        }
+        let Some(queue) = self.dead.queue.clone() else {
+            // Only once the task stopped: nothing can store these.
+            self.sink_task_stopped();
+            return;
+        };
+        while let Some(job) = self.dead.backlog.pop_front() {
+            match queue.try_send(job) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(job)) => {
+                    self.dead.backlog.push_front(job);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(job)) => {
+                    // The task is gone (it panicked): the receipts must say so.
+                    let bytes = job.bytes() as u64;
+                    self.counters
+                        .dead_letter_queue_bytes
+                        .fetch_sub(bytes, Ordering::Relaxed);
+                    self.stored((job.id, Err("the dead-letter task stopped".into())));
+                }
+            }
+        }
+    }
+
+    /// Every letter still waiting fails: the sink task stopped.
+    pub(super) fn sink_task_stopped(&mut self) {
+        tracing::error!(
+            batches = self.dead.waiting.len(),
+            "the dead-letter task stopped; the records' receipts carry them"
+        );
+        self.dead.queue = None;
+        let queued: u64 = self.dead.backlog.drain(..).map(|j| j.bytes() as u64).sum();
+        self.counters
+            .dead_letter_queue_bytes
+            .fetch_sub(queued, Ordering::Relaxed);
+        let ids: Vec<u64> = self.dead.waiting.keys().copied().collect();
+        for id in ids {
+            self.stored((id, Err("the dead-letter task stopped".into())));
+        }
+    }
+
+    /// The sink task stored (or failed to store) a job's letters: resolve them.
+    pub(super) fn stored(&mut self, (id, result): Stored) {
+        let Some(waiting) = self.dead.waiting.remove(&id) else {
+            return;
+        };
+        let n = waiting.members.len() as u64;
+        if result.is_err() {
+            Counters::add(&self.counters.dead_letter_failures, n);
+        }
+        for member in waiting.members {
+            let outcome = match &result {
+                Ok(()) => DeliveryError::DeadLettered {
+                    reason: waiting.reason,
+                    error: waiting.error.clone(),
+                    attempts: waiting.attempts,
+                },
+                Err(sink) => DeliveryError::DeadLetterFailed {
+                    reason: waiting.reason,
+                    error: waiting.error.clone(),
+                    sink_error: sink.clone(),
+                },
+            };
+            self.resolve(member, Err(outcome));
+        }
+        Counters::add(&self.counters.dead_lettered, n);
+        self.report.dead_lettered += n;
+        self.report.last_error = Some(format!("{}: {}", waiting.reason.as_str(), waiting.error));
+    }
 }
 
 #[cfg(test)]

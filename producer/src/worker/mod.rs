@@ -15,13 +15,20 @@
 //!           budget is given back once the sink stored them)
 //! ```
 //!
-//! The pieces, each unit-tested on its own:
+//! The pieces, the pure ones unit-tested on their own:
 //! - [`routing`]: shard states, which state a key goes to, resharding;
 //! - [`dispatch`]: the per-key dispatch plan (at most one batch per key in flight,
 //!   and in order);
 //! - [`outcome`]: put-outcome classification and the per-response rate signal;
 //! - [`epochs`]: what a flush waits for;
-//! - [`dead_letters`]: the sink task and its queue.
+//! - [`dead_letters`]: the sink task, its queue, and what the worker keeps while it
+//!   writes;
+//!
+//! and the worker's I/O around them, tested through the producer:
+//! - [`refresh`]: loading the shard map;
+//! - [`publish`]: the figures [`crate::Producer::metrics`] reads, the periodic
+//!   `tracing` event and EMF lines;
+//! - this module: the select loop, and records from acceptance to resolution.
 //!
 //! Per-key order: a batch is only put when no batch holding one of its keys is in
 //! flight, and a failed batch goes back to the front of its queue, ahead of every
@@ -34,6 +41,8 @@ mod dead_letters;
 mod dispatch;
 mod epochs;
 mod outcome;
+mod publish;
+mod refresh;
 mod routing;
 
 use std::collections::{HashMap, VecDeque};
@@ -47,29 +56,25 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::budget::{Budget, Charge};
+use crate::budget::Budget;
 use crate::config::ProducerConfig;
 use crate::dead_letter::DeadLetterReason;
-use crate::exchange::{Command, Delivery, DeliveryError, FlushReport, Member, Outcome, Pending};
-use crate::metrics::{Counters, EmfEmitter, ShardMetrics, UNMAPPED_SHARD};
+use crate::exchange::{Command, Delivery, FlushReport, Member, Outcome, Pending};
+use crate::metrics::{Counters, EmfEmitter};
 use crate::rate::{FALLBACK_MAX_SHARE, ShardLimits, ShardRate, Signal, backoff};
 use crate::shard_map::ShardMap;
 use crate::transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
 
-use dead_letters::{Job, Stored};
+use dead_letters::DeadLetters;
 use dispatch::{Dispatcher, SCAN_DEPTH};
 use epochs::Epochs;
 use outcome::{Fate, classify, signals};
-use routing::{Batch, ShardState, remap};
+use publish::PUBLISH_INTERVAL;
+use refresh::{LIST_SHARDS_TIMEOUT, Refresh};
+use routing::{Batch, ShardState};
 
 /// Records taken from the channel per wake-up.
 const RECV_BATCH: usize = 1024;
-/// Shortest interval between two map reloads triggered by unexpected shards.
-const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a ListShards may take (the first load and every refresh).
-const LIST_SHARDS_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often per-shard figures are published for [`crate::Producer::metrics`].
-const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 type PutOutcome = (
     u64,
@@ -81,39 +86,6 @@ type PutOutcome = (
 struct InFlight {
     batches: Vec<(usize, Batch)>,
     sent_at: Instant,
-}
-
-/// A batch handed to the sink task: its members wait here, holding their budget
-/// charge, until the task says the letters are stored.
-struct Waiting {
-    members: Vec<Member>,
-    /// Their budget charge, given back once the letters are stored.
-    _charge: Option<Charge>,
-    reason: DeadLetterReason,
-    error: String,
-    attempts: u32,
-}
-
-/// The worker's side of the dead-letter task.
-struct DeadLetters {
-    queue: Option<mpsc::Sender<Job>>,
-    /// Jobs that did not fit in the queue (their bytes count against the budget).
-    backlog: VecDeque<Job>,
-    waiting: HashMap<u64, Waiting>,
-    next_id: u64,
-    stored: mpsc::UnboundedReceiver<Stored>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// Shard map loading: the first load, periodic refreshes, and refreshes on demand.
-struct Refresh {
-    /// Where a spawned `list_shards` reports; `running` while one runs.
-    report: mpsc::UnboundedSender<Result<Vec<ShardInfo>, TransportError>>,
-    running: bool,
-    /// Consecutive failed map loads.
-    failures: u32,
-    next: Instant,
-    last: Option<Instant>,
 }
 
 pub(crate) struct Worker<T> {
@@ -318,11 +290,7 @@ impl<T: Transport> Worker<T> {
         self.publish(Instant::now());
         let metrics = self.snapshot();
         metrics.trace();
-        if let Some(emf) = &mut self.emf {
-            for line in emf.documents(&metrics, chrono::Utc::now()) {
-                println!("{line}");
-            }
-        }
+        self.emit_emf(&metrics);
         let report = std::mem::take(&mut self.report);
         for ack in self.epochs.drain() {
             let _ = ack.send(FlushReport::default());
@@ -330,11 +298,6 @@ impl<T: Transport> Worker<T> {
         for ack in self.close_acks.drain(..) {
             let _ = ack.send(report.clone());
         }
-    }
-
-    fn snapshot(&self) -> crate::ProducerMetrics {
-        self.counters
-            .snapshot(self.budget.held() as u64, self.budget.total_bytes() as u64)
     }
 
     fn has_work(&self) -> bool {
@@ -578,125 +541,6 @@ impl<T: Transport> Worker<T> {
         self.report.records_written += n;
     }
 
-    /// Hands a batch to the dead-letter task; its members wait for the answer.
-    fn dead_letter(&mut self, batch: Batch, reason: DeadLetterReason) {
-        let error = if batch.last_error.is_empty() {
-            match reason {
-                DeadLetterReason::Expired => {
-                    "time-to-live passed before the first attempt".to_string()
-                }
-                DeadLetterReason::Closed => {
-                    "producer closed before the record was sent".to_string()
-                }
-                _ => "rejected".to_string(),
-            }
-        } else {
-            batch.last_error
-        };
-        tracing::warn!(records = batch.members.len(), reason = reason.as_str(), attempts = batch.attempts, error = %error, "dead-lettering records");
-        let id = self.dead.next_id;
-        self.dead.next_id += 1;
-        let job = Job {
-            id,
-            entry: batch.entry,
-            aggregated: batch.aggregated,
-            accepted_at: batch.members.iter().map(|m| m.accepted_at).collect(),
-            reason,
-            error: error.clone(),
-            attempts: batch.attempts,
-        };
-        self.counters
-            .dead_letter_queue_bytes
-            .fetch_add(job.bytes() as u64, Ordering::Relaxed);
-        self.dead.backlog.push_back(job);
-        self.dead.waiting.insert(
-            id,
-            Waiting {
-                members: batch.members,
-                _charge: batch.charge,
-                reason,
-                error,
-                attempts: batch.attempts,
-            },
-        );
-    }
-
-    /// Moves backlog jobs into the sink's queue while it has room (it frees room as
-    /// the task takes jobs, and each stored answer wakes the loop to try again).
-    fn send_dead_letters(&mut self) {
-        if self.dead.backlog.is_empty() {
-            return;
-        }
-        let Some(queue) = self.dead.queue.clone() else {
-            // Only once the task stopped: nothing can store these.
-            self.sink_task_stopped();
-            return;
-        };
-        while let Some(job) = self.dead.backlog.pop_front() {
-            match queue.try_send(job) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(job)) => {
-                    self.dead.backlog.push_front(job);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(job)) => {
-                    // The task is gone (it panicked): the receipts must say so.
-                    let bytes = job.bytes() as u64;
-                    self.counters
-                        .dead_letter_queue_bytes
-                        .fetch_sub(bytes, Ordering::Relaxed);
-                    self.stored((job.id, Err("the dead-letter task stopped".into())));
-                }
-            }
-        }
-    }
-
-    /// Every letter still waiting fails: the sink task stopped.
-    fn sink_task_stopped(&mut self) {
-        tracing::error!(
-            batches = self.dead.waiting.len(),
-            "the dead-letter task stopped; the records' receipts carry them"
-        );
-        self.dead.queue = None;
-        let queued: u64 = self.dead.backlog.drain(..).map(|j| j.bytes() as u64).sum();
-        self.counters
-            .dead_letter_queue_bytes
-            .fetch_sub(queued, Ordering::Relaxed);
-        let ids: Vec<u64> = self.dead.waiting.keys().copied().collect();
-        for id in ids {
-            self.stored((id, Err("the dead-letter task stopped".into())));
-        }
-    }
-
-    /// The sink task stored (or failed to store) a job's letters: resolve them.
-    fn stored(&mut self, (id, result): Stored) {
-        let Some(waiting) = self.dead.waiting.remove(&id) else {
-            return;
-        };
-        let n = waiting.members.len() as u64;
-        if result.is_err() {
-            Counters::add(&self.counters.dead_letter_failures, n);
-        }
-        for member in waiting.members {
-            let outcome = match &result {
-                Ok(()) => DeliveryError::DeadLettered {
-                    reason: waiting.reason,
-                    error: waiting.error.clone(),
-                    attempts: waiting.attempts,
-                },
-                Err(sink) => DeliveryError::DeadLetterFailed {
-                    reason: waiting.reason,
-                    error: waiting.error.clone(),
-                    sink_error: sink.clone(),
-                },
-            };
-            self.resolve(member, Err(outcome));
-        }
-        Counters::add(&self.counters.dead_lettered, n);
-        self.report.dead_lettered += n;
-        self.report.last_error = Some(format!("{}: {}", waiting.reason.as_str(), waiting.error));
-    }
-
     fn resolve(&mut self, member: Member, outcome: Outcome) {
         self.epochs.resolved(member.epoch);
         self.counters
@@ -710,200 +554,6 @@ impl<T: Transport> Worker<T> {
     fn resolve_flushes(&mut self) {
         for ack in self.epochs.ready() {
             let _ = ack.send(std::mem::take(&mut self.report));
-        }
-    }
-
-    /// Loading the map failed (or gave an unusable map): try again later, waiting
-    /// twice as long each time up to the regular refresh interval, so that a
-    /// producer without `kinesis:ListShards` permission does not poll (it sends plain
-    /// records meanwhile).
-    fn refresh_failed(&mut self) {
-        self.refresh.failures = self.refresh.failures.saturating_add(1);
-        let delay = self
-            .config
-            .backoff_max
-            .saturating_mul(1 << self.refresh.failures.saturating_sub(1).min(16))
-            .min(self.config.shard_map_refresh.max(self.config.backoff_max));
-        self.refresh.next = Instant::now() + delay;
-    }
-
-    fn request_refresh(&mut self) {
-        let now = Instant::now();
-        let earliest = self.refresh.last.map_or(now, |t| t + MIN_REFRESH_INTERVAL);
-        self.refresh.next = self.refresh.next.min(earliest.max(now));
-    }
-
-    fn maybe_refresh(&mut self, now: Instant) {
-        if self.refresh.running || now < self.refresh.next || self.closing.is_some() {
-            return;
-        }
-        self.refresh.running = true;
-        self.refresh.last = Some(now);
-        self.refresh.next = now + self.config.shard_map_refresh;
-        let transport = self.transport.clone();
-        let report = self.refresh.report.clone();
-        // Bounded, like the first load: one hung call must not stop map refreshes
-        // for good (`running` stays set until it reports).
-        tokio::spawn(async move {
-            let listed =
-                match tokio::time::timeout(LIST_SHARDS_TIMEOUT, transport.list_shards()).await {
-                    Ok(result) => result,
-                    Err(_) => Err(TransportError::Transient(format!(
-                        "listing shards timed out after {LIST_SHARDS_TIMEOUT:?}"
-                    ))),
-                };
-            let _ = report.send(listed);
-        });
-    }
-
-    fn apply_map(&mut self, shards: Vec<ShardInfo>) {
-        let map = match ShardMap::new(shards) {
-            Ok(map) => map,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring an unusable shard map");
-                self.refresh_failed();
-                return;
-            }
-        };
-        Counters::add(&self.counters.refreshes, 1);
-        self.refresh.failures = 0;
-        self.refresh.last = Some(Instant::now());
-        self.refresh.next = Instant::now() + self.config.shard_map_refresh;
-        if self.map.as_ref() == Some(&map) {
-            return;
-        }
-        let old_routes = std::mem::take(&mut self.routes);
-        let (aggregate, max_bytes, limits) = (
-            self.config.aggregation,
-            self.config.aggregate_max_bytes,
-            self.limits,
-        );
-        let plan = remap(&mut self.states, &old_routes, &map, |shard| {
-            ShardState::new(
-                Some(Arc::from(shard.shard_id.as_str())),
-                shard.starting_hash_key,
-                shard.ending_hash_key,
-                aggregate,
-                max_bytes,
-                ShardRate::new(limits, Instant::now()),
-            )
-        });
-        tracing::info!(
-            shards = map.shards().len(),
-            retired = plan.retired.len(),
-            "shard map loaded"
-        );
-        self.routes = plan.routes;
-        self.budget.publish(&map);
-        self.map = Some(map);
-    }
-
-    /// Publishes per-shard figures and the oldest unresolved record for
-    /// [`crate::Producer::metrics`], about once a second.
-    fn maybe_publish(&mut self, now: Instant) {
-        if now >= self.next_publish {
-            self.publish(now);
-        }
-    }
-
-    fn publish(&mut self, now: Instant) {
-        let elapsed = now
-            .saturating_duration_since(self.published_at)
-            .as_secs_f64()
-            .max(1e-3);
-        self.published_at = now;
-        self.next_publish = now + PUBLISH_INTERVAL;
-        let mut oldest = None;
-        let mut consider = |t: Option<chrono::DateTime<chrono::Utc>>| {
-            if let Some(t) = t {
-                oldest = Some(oldest.map_or(t, |o: chrono::DateTime<chrono::Utc>| o.min(t)));
-            }
-        };
-        for flight in self.in_flight.values() {
-            for (_, b) in &flight.batches {
-                consider(b.oldest());
-            }
-        }
-        for s in &self.states {
-            consider(s.queue.front().and_then(Batch::oldest));
-            consider(s.aggregator.first_member().map(|m| m.accepted_at));
-        }
-        for w in self.dead.waiting.values() {
-            consider(w.members.iter().map(|m| m.accepted_at).min());
-        }
-        let mut shards = Vec::new();
-        for (k, state) in self.states.iter_mut().enumerate() {
-            let previous = std::mem::replace(&mut state.published, state.totals);
-            let live = self.routes.contains(&k) || state.has_work();
-            if !live {
-                continue;
-            }
-            let (mut buffered_bytes, mut buffered_records) = (0u64, 0u64);
-            let mut count = |b: &Batch| {
-                buffered_records += b.members.len() as u64;
-                buffered_bytes += b.charged() as u64;
-            };
-            state.queue.iter().for_each(&mut count);
-            for flight in self.in_flight.values() {
-                for (i, b) in &flight.batches {
-                    if *i == k {
-                        count(b);
-                    }
-                }
-            }
-            let open = state.aggregator.members();
-            buffered_records += open.len() as u64;
-            buffered_bytes += open.iter().map(|m| m.charged() as u64).sum::<u64>();
-            let allowed = state.rate.allowed();
-            let rate = |now: u64, before: u64| (now - before) as f64 / elapsed;
-            shards.push(ShardMetrics {
-                shard_id: state
-                    .shard_id
-                    .as_deref()
-                    .unwrap_or(UNMAPPED_SHARD)
-                    .to_string(),
-                user_records_per_sec: rate(
-                    state.totals.user_records_written,
-                    previous.user_records_written,
-                ),
-                kinesis_records_per_sec: rate(
-                    state.totals.kinesis_records_written,
-                    previous.kinesis_records_written,
-                ),
-                bytes_per_sec: rate(state.totals.bytes_written, previous.bytes_written),
-                user_records_written: state.totals.user_records_written,
-                bytes_written: state.totals.bytes_written,
-                throttles: state.totals.throttles,
-                rate_share: state.rate.share(),
-                allowed_records_per_sec: allowed.records_per_sec,
-                allowed_bytes_per_sec: allowed.bytes_per_sec,
-                buffered_bytes,
-                buffered_records,
-            });
-        }
-        let mut published = self
-            .counters
-            .published
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        published.shards = shards;
-        published.oldest_accepted = oldest;
-    }
-
-    fn maybe_emit_metrics(&mut self, now: Instant) {
-        let (Some(at), Some(interval)) = (self.next_metrics, self.config.metrics_interval) else {
-            return;
-        };
-        if now >= at {
-            self.publish(now);
-            let metrics = self.snapshot();
-            metrics.trace();
-            if let Some(emf) = &mut self.emf {
-                for line in emf.documents(&metrics, chrono::Utc::now()) {
-                    println!("{line}");
-                }
-            }
-            self.next_metrics = Some(now + interval);
         }
     }
 
