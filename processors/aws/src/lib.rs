@@ -99,6 +99,8 @@ mod error_text;
     feature = "s3"
 ))]
 mod retry;
+#[cfg(test)]
+mod test_sdk;
 
 pub use error_text::error_text;
 

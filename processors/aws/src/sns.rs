@@ -208,27 +208,14 @@ pub async fn subscribe_queue(
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_sns::config::http::HttpResponse;
-    use aws_sdk_sns::error::ErrorMetadata;
     use aws_sdk_sns::operation::publish::PublishError;
     use aws_sdk_sns::types::error::{
         AuthorizationErrorException, InternalErrorException, InvalidParameterException,
         KmsDisabledException, KmsThrottlingException, NotFoundException,
     };
-    use aws_smithy_types::body::SdkBody;
 
     use super::*;
-
-    fn response(status: u16) -> HttpResponse {
-        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
-    }
-
-    fn meta(code: &str) -> ErrorMetadata {
-        ErrorMetadata::builder()
-            .code(code)
-            .message("test message")
-            .build()
-    }
+    use crate::test_sdk::{meta, response};
 
     fn publish_error(err: PublishError, status: u16) -> StoreError {
         store_error("Publish", &SdkError::service_error(err, response(status)))

@@ -233,13 +233,11 @@ pub async fn create_queue(client: &Client, name: &str) -> Result<String, StoreEr
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_sqs::config::http::HttpResponse;
-    use aws_sdk_sqs::error::ErrorMetadata;
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
     use aws_sdk_sqs::types::error::{QueueDoesNotExist, RequestThrottled};
-    use aws_smithy_types::body::SdkBody;
 
     use super::*;
+    use crate::test_sdk::{meta, response};
 
     fn failed(id: &str, sender_fault: bool, code: &str) -> BatchResultErrorEntry {
         BatchResultErrorEntry::builder()
@@ -248,14 +246,6 @@ mod tests {
             .code(code)
             .build()
             .unwrap()
-    }
-
-    fn response(status: u16) -> HttpResponse {
-        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
-    }
-
-    fn meta(code: &str) -> ErrorMetadata {
-        ErrorMetadata::builder().code(code).build()
     }
 
     #[test]

@@ -108,25 +108,15 @@ fn codes_in_message(message: &str) -> Vec<&str> {
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_dynamodb::config::http::HttpResponse;
-    use aws_sdk_dynamodb::error::ErrorMetadata;
     use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
     use aws_sdk_dynamodb::types::error::{
         InternalServerError, ProvisionedThroughputExceededException, RequestLimitExceeded,
         ResourceNotFoundException, ThrottlingException, TransactionCanceledException,
         TransactionInProgressException,
     };
-    use aws_smithy_types::body::SdkBody;
 
     use super::*;
-
-    fn response(status: u16) -> HttpResponse {
-        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
-    }
-
-    fn meta(code: &str) -> ErrorMetadata {
-        ErrorMetadata::builder().code(code).message("test").build()
-    }
+    use crate::test_sdk::{meta, response};
 
     fn reason(code: &str) -> CancellationReason {
         CancellationReason::builder().code(code).build()

@@ -1,22 +1,12 @@
-use aws_sdk_kinesis::config::http::HttpResponse;
-use aws_sdk_kinesis::error::ErrorMetadata;
 use aws_sdk_kinesis::operation::get_shard_iterator::GetShardIteratorError;
 use aws_sdk_kinesis::types::error::{
     AccessDeniedException, ExpiredIteratorException, InternalFailureException,
     KmsThrottlingException, ProvisionedThroughputExceededException, ResourceNotFoundException,
 };
 use aws_smithy_types::Blob;
-use aws_smithy_types::body::SdkBody;
 
 use super::*;
-
-fn response(status: u16) -> HttpResponse {
-    HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
-}
-
-fn meta(code: &str) -> ErrorMetadata {
-    ErrorMetadata::builder().code(code).build()
-}
+use crate::test_sdk::{meta, response};
 
 fn failure(err: GetRecordsError, status: u16) -> GetRecordsFailure {
     get_records_error(&SdkError::service_error(err, response(status)))

@@ -73,26 +73,13 @@ pub(crate) fn delete_errors(target: &str, errors: &[KeyError], asked: usize) -> 
 
 #[cfg(test)]
 mod tests {
-    use aws_sdk_s3::config::http::HttpResponse;
-    use aws_sdk_s3::error::ErrorMetadata;
     use aws_sdk_s3::operation::copy_object::CopyObjectError;
     use aws_sdk_s3::operation::get_object::GetObjectError;
     use aws_sdk_s3::operation::put_object::PutObjectError;
     use aws_sdk_s3::types::error::NoSuchKey;
-    use aws_smithy_types::body::SdkBody;
 
     use super::*;
-
-    fn response(status: u16) -> HttpResponse {
-        HttpResponse::new(status.try_into().unwrap(), SdkBody::empty())
-    }
-
-    fn meta(code: &str) -> ErrorMetadata {
-        ErrorMetadata::builder()
-            .code(code)
-            .message("test message")
-            .build()
-    }
+    use crate::test_sdk::{meta, response};
 
     fn put_error(code: &str, status: u16) -> StoreError {
         store_error(
