@@ -30,22 +30,13 @@ const DEFAULT_LATE_ALLOWANCE_SECONDS: u32 = 120;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
-    let demand_table = required("DEMAND_TABLE")?;
-    let alerts_table = required("ALERTS_TABLE")?;
-    let topic_arn = required("ALERTS_TOPIC_ARN")?;
+    lambda_support::init_tracing();
+    let demand_table = lambda_support::required("DEMAND_TABLE")?;
+    let alerts_table = lambda_support::required("ALERTS_TABLE")?;
+    let topic_arn = lambda_support::required("ALERTS_TOPIC_ARN")?;
     let allowance = Duration::seconds(
-        match std::env::var("LATE_ALLOWANCE_SECONDS") {
-            Ok(s) => s
-                .parse::<u32>()
-                .map_err(|e| format!("LATE_ALLOWANCE_SECONDS={s:?}: {e}"))?,
-            Err(_) => DEFAULT_LATE_ALLOWANCE_SECONDS,
-        }
-        .into(),
+        lambda_support::number::<u32>("LATE_ALLOWANCE_SECONDS", DEFAULT_LATE_ALLOWANCE_SECONDS)?
+            .into(),
     );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
@@ -75,8 +66,4 @@ async fn main() -> Result<(), Error> {
         },
     ))
     .await
-}
-
-fn required(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("{name} is not set"))
 }

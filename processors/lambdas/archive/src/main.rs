@@ -14,40 +14,25 @@
 //! `ParallelizationFactor` at 1: a shard's checkpoint moves one batch at a time (a
 //! second consumer is safe, only wasteful). See `infra/archive.yaml`.
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use flyhigh_aws::archive::DynamoArchiveCheckpoints;
 use flyhigh_aws::s3::S3ObjectStore;
 use flyhigh_aws::sqs::SqsQueue;
 use flyhigh_handlers::ArchiveHandler;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
-    let bucket = required("ARCHIVE_BUCKET")?;
+    lambda_support::init_tracing();
+    let bucket = lambda_support::required("ARCHIVE_BUCKET")?;
     let prefix = std::env::var("ARCHIVE_PREFIX").unwrap_or_else(|_| "archive".into());
     let kms_key = std::env::var("ARCHIVE_KMS_KEY_ID").ok();
-    let table = required("CHECKPOINT_TABLE")?;
-    let queue_url = required("DEAD_LETTER_QUEUE_URL")?;
+    let table = lambda_support::required("CHECKPOINT_TABLE")?;
+    let queue_url = lambda_support::required("DEAD_LETTER_QUEUE_URL")?;
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let handler = ArchiveHandler::new(
         S3ObjectStore::new(aws_sdk_s3::Client::new(&config), bucket, &prefix).with_kms_key(kms_key),
         DynamoArchiveCheckpoints::new(aws_sdk_dynamodb::Client::new(&config), table),
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), queue_url),
     );
-    let handler = &handler;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<KinesisEvent>| async move {
-            Ok::<_, Error>(handler.handle(event.payload).await)
-        },
-    ))
-    .await
-}
-
-fn required(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("{name} is not set"))
+    lambda_support::serve_kinesis(|event| handler.handle(event)).await
 }

@@ -23,18 +23,14 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
-    let bucket = required("ARCHIVE_BUCKET")?;
+    lambda_support::init_tracing();
+    let bucket = lambda_support::required("ARCHIVE_BUCKET")?;
     let prefix = std::env::var("ARCHIVE_PREFIX").unwrap_or_else(|_| "archive".into());
     let kms_key = std::env::var("ARCHIVE_KMS_KEY_ID").ok();
-    let target: u64 = number("TARGET_BYTES", DEFAULT_TARGET_BYTES)?;
-    let grace = match std::env::var("GRACE_MINUTES") {
-        Ok(_) => Duration::minutes(number("GRACE_MINUTES", 0)? as i64),
-        Err(_) => DEFAULT_GRACE,
+    let target: u64 = lambda_support::number("TARGET_BYTES", DEFAULT_TARGET_BYTES)?;
+    let grace = match std::env::var_os("GRACE_MINUTES") {
+        Some(_) => Duration::minutes(lambda_support::number("GRACE_MINUTES", 0)?),
+        None => DEFAULT_GRACE,
     };
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let compactor = Compactor::new(
@@ -66,15 +62,4 @@ async fn main() -> Result<(), Error> {
         },
     ))
     .await
-}
-
-fn required(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("{name} is not set"))
-}
-
-fn number(name: &str, default: u64) -> Result<u64, String> {
-    match std::env::var(name) {
-        Ok(s) => s.parse().map_err(|e| format!("{name}={s:?}: {e}")),
-        Err(_) => Ok(default),
-    }
 }

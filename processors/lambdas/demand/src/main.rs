@@ -15,32 +15,25 @@
 //! `ParallelizationFactor` at 1: each shard's counters are written by one batch at a
 //! time, in shard order (see `infra/hot-routes.yaml`).
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use chrono::Duration;
 use flyhigh_aws::demand::DynamoDemandStore;
 use flyhigh_aws::dynamodb::DynamoInventoryStore;
 use flyhigh_aws::sqs::SqsQueue;
 use flyhigh_handlers::DemandHandler;
 use flyhigh_handlers::demand::counting::DEFAULT_LATE_ALLOWANCE;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
-    let demand_table = required("DEMAND_TABLE")?;
-    let inventory_table = required("INVENTORY_TABLE")?;
-    let queue_url = required("DEAD_LETTER_QUEUE_URL")?;
-    let late_allowance = match std::env::var("LATE_ALLOWANCE_SECONDS") {
-        Ok(s) => Duration::seconds(
-            s.parse::<u32>()
-                .map_err(|e| format!("LATE_ALLOWANCE_SECONDS={s:?}: {e}"))?
-                .into(),
-        ),
-        Err(_) => DEFAULT_LATE_ALLOWANCE,
+    lambda_support::init_tracing();
+    let demand_table = lambda_support::required("DEMAND_TABLE")?;
+    let inventory_table = lambda_support::required("INVENTORY_TABLE")?;
+    let queue_url = lambda_support::required("DEAD_LETTER_QUEUE_URL")?;
+    let late_allowance = match std::env::var_os("LATE_ALLOWANCE_SECONDS") {
+        Some(_) => {
+            Duration::seconds(lambda_support::number::<u32>("LATE_ALLOWANCE_SECONDS", 0)?.into())
+        }
+        None => DEFAULT_LATE_ALLOWANCE,
     };
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
@@ -50,15 +43,5 @@ async fn main() -> Result<(), Error> {
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), queue_url),
     )
     .with_late_allowance(late_allowance);
-    let handler = &handler;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<KinesisEvent>| async move {
-            Ok::<_, Error>(handler.handle(event.payload).await)
-        },
-    ))
-    .await
-}
-
-fn required(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("{name} is not set"))
+    lambda_support::serve_kinesis(|event| handler.handle(event)).await
 }

@@ -13,26 +13,23 @@
 //!
 //! The event source mapping must enable `ReportBatchItemFailures`.
 
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use flyhigh_aws::demand::DynamoAlertStore;
 use flyhigh_aws::dynamodb::DynamoInventoryStore;
 use flyhigh_aws::sns::SnsTopic;
 use flyhigh_aws::sqs::SqsQueue;
 use flyhigh_handlers::demand::FlightWatch;
 use flyhigh_handlers::{FlightAlerts, InventoryHandler};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
-        .init();
-    let table = std::env::var("INVENTORY_TABLE").map_err(|_| "INVENTORY_TABLE is not set")?;
-    let queue_url =
-        std::env::var("DEAD_LETTER_QUEUE_URL").map_err(|_| "DEAD_LETTER_QUEUE_URL is not set")?;
-    let alerts = (optional("ALERTS_TABLE"), optional("ALERTS_TOPIC_ARN"));
+    lambda_support::init_tracing();
+    let table = lambda_support::required("INVENTORY_TABLE")?;
+    let queue_url = lambda_support::required("DEAD_LETTER_QUEUE_URL")?;
+    let alerts = (
+        lambda_support::optional("ALERTS_TABLE"),
+        lambda_support::optional("ALERTS_TOPIC_ARN"),
+    );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let handler = InventoryHandler::new(
@@ -64,23 +61,8 @@ async fn main() -> Result<(), Error> {
 }
 
 /// Serves `handler` until the runtime stops: one handler type per watch.
-///
-/// The runtime loop is boxed: with flight alerts, its future nested inline in `main`'s
-/// is deeper than the compiler's query depth limit allows when computing its layout.
 async fn serve<W: FlightWatch>(
     handler: InventoryHandler<DynamoInventoryStore, SqsQueue, W>,
 ) -> Result<(), Error> {
-    let handler = &handler;
-    Box::pin(lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<KinesisEvent>| async move {
-            Ok::<_, Error>(handler.handle(event.payload).await)
-        },
-    )))
-    .await
-}
-
-/// The variable `name`, `None` when unset or empty (a template may pass "" for
-/// "not connected").
-fn optional(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+    lambda_support::serve_kinesis(|event| handler.handle(event)).await
 }
