@@ -27,39 +27,30 @@ use crate::shard_map::ShardMap;
 /// Kinesis record, not once per user record.
 #[derive(Debug)]
 pub(crate) struct Charge {
-    total: Option<OwnedSemaphorePermit>,
+    /// The whole budget's permits: one per byte held.
+    total: OwnedSemaphorePermit,
     shard: Option<OwnedSemaphorePermit>,
-    /// Permits of other semaphores (shares of an earlier map, around a reshard).
+    /// Permits of other shares (of an earlier map, around a reshard).
     others: Vec<OwnedSemaphorePermit>,
-    bytes: usize,
-}
-
-fn absorb(
-    slot: &mut Option<OwnedSemaphorePermit>,
-    others: &mut Vec<OwnedSemaphorePermit>,
-    permit: OwnedSemaphorePermit,
-) {
-    match slot {
-        None => *slot = Some(permit),
-        Some(held) if Arc::ptr_eq(held.semaphore(), permit.semaphore()) => held.merge(permit),
-        Some(_) => others.push(permit),
-    }
 }
 
 impl Charge {
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.total.num_permits()
     }
 
     /// Holds `other`'s bytes too, until this charge is dropped.
     pub fn merge(&mut self, other: Charge) {
-        self.bytes += other.bytes;
         // One semaphore for the whole budget: those always merge.
-        if let Some(permit) = other.total {
-            absorb(&mut self.total, &mut self.others, permit);
-        }
+        self.total.merge(other.total);
         for permit in other.shard.into_iter().chain(other.others) {
-            absorb(&mut self.shard, &mut self.others, permit);
+            match &mut self.shard {
+                None => self.shard = Some(permit),
+                Some(held) if Arc::ptr_eq(held.semaphore(), permit.semaphore()) => {
+                    held.merge(permit)
+                }
+                Some(_) => self.others.push(permit),
+            }
         }
     }
 }
@@ -205,10 +196,9 @@ impl Budget {
             .await
             .ok()?;
         Some(Charge {
-            total: Some(total),
+            total,
             shard,
             others: Vec::new(),
-            bytes,
         })
     }
 
@@ -235,10 +225,9 @@ impl Budget {
         };
         match self.total.clone().try_acquire_many_owned(bytes as u32) {
             Ok(total) => Ok(Charge {
-                total: Some(total),
+                total,
                 shard,
                 others: Vec::new(),
-                bytes,
             }),
             Err(TryAcquireError::NoPermits) => Err(Refused::Total {
                 held: self.held(),

@@ -112,7 +112,8 @@ pub(crate) struct Worker<T> {
     close_acks: Vec<oneshot::Sender<FlushReport>>,
     next_metrics: Option<Instant>,
     emf: Option<EmfEmitter>,
-    next_publish: Instant,
+    /// When per-shard figures were last published (the next are due
+    /// [`PUBLISH_INTERVAL`] later).
     published_at: Instant,
 }
 
@@ -184,7 +185,6 @@ impl<T: Transport> Worker<T> {
             close_acks: Vec::new(),
             next_metrics: config.metrics_interval.map(|i| now + i),
             emf,
-            next_publish: now + PUBLISH_INTERVAL,
             published_at: now,
             config,
         }
@@ -580,7 +580,7 @@ impl<T: Transport> Worker<T> {
         if let Some(at) = self.next_metrics {
             consider(at);
         }
-        consider(self.next_publish);
+        consider(self.published_at + PUBLISH_INTERVAL);
         if let Some(Some(d)) = self.closing
             && d > now
         {

@@ -21,7 +21,7 @@ impl<T: Transport> Worker<T> {
     /// Publishes per-shard figures and the oldest unresolved record for
     /// [`crate::Producer::metrics`], about once a second.
     pub(super) fn maybe_publish(&mut self, now: Instant) {
-        if now >= self.next_publish {
+        if now >= self.published_at + PUBLISH_INTERVAL {
             self.publish(now);
         }
     }
@@ -32,7 +32,6 @@ impl<T: Transport> Worker<T> {
             .as_secs_f64()
             .max(1e-3);
         self.published_at = now;
-        self.next_publish = now + PUBLISH_INTERVAL;
         let mut oldest = None;
         let mut consider = |t: Option<chrono::DateTime<chrono::Utc>>| {
             if let Some(t) = t {
