@@ -16,6 +16,7 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use rand::Rng;
 
 use crate::builder::BuildError;
+use crate::sdk_error::{error_chain, error_text};
 use crate::transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
 
 /// The IAM action [`KinesisTransport::check_stream`] needs.
@@ -197,23 +198,6 @@ fn classify_check_error<R: std::fmt::Debug + 'static>(
     }
 }
 
-/// An error and its sources, `: `-separated, each by its `Display` (the SDK's
-/// `DisplayErrorContext` appends a `Debug` dump, unfit for a person).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // A service error displays its code and message, and so does its source.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 impl Transport for KinesisTransport {
     async fn put_records(&self, entries: &[Entry]) -> Result<Vec<EntryResult>, TransportError> {
         let records = entries
@@ -309,15 +293,6 @@ impl Transport for KinesisTransport {
             }
         }
     }
-}
-
-/// `Code: message` of a service error, for logs, dead letters and receipts.
-fn error_text(e: &impl ProvideErrorMetadata) -> String {
-    format!(
-        "{}: {}",
-        e.code().unwrap_or("Unknown"),
-        e.message().unwrap_or_default()
-    )
 }
 
 /// Classifies a ListShards failure by what the producer must do.

@@ -205,6 +205,8 @@ pub mod metrics;
 pub mod producer;
 mod rate;
 pub mod replay;
+#[cfg(any(feature = "kinesis", feature = "sqs"))]
+mod sdk_error;
 pub mod shard_map;
 pub mod transport;
 mod worker;

@@ -18,6 +18,7 @@ use aws_sdk_sqs::types::{
 use rand::Rng;
 
 use super::{DeadLetter, DeadLetterError, DeadLetterSink, SinkFuture};
+use crate::sdk_error::{self, error_chain};
 
 /// Most bytes of one SQS message ([`SqsDeadLetters::MAX_MESSAGE_BYTES`]).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -596,29 +597,13 @@ fn backoff(attempt: u32) -> Duration {
 fn error_text<E, R>(error: &SdkError<E, R>) -> (Option<String>, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     if let SdkError::ServiceError(service) = error {
         let e = service.err();
-        let code = e.code().map(str::to_owned);
-        let text = format!(
-            "{}: {}",
-            e.code().unwrap_or("Unknown"),
-            e.message().unwrap_or_default()
-        );
-        return (code, text);
+        return (e.code().map(str::to_owned), sdk_error::error_text(e));
     }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    (None, text.replace('\n', " "))
+    (None, error_chain(error).replace('\n', " "))
 }
 
 /// A FIFO queue takes no message without a message group, so every write would
