@@ -100,10 +100,15 @@ assert 0 < lag <= 120, f"detected {lag} s after the surge began"
 # Every cabin the inventory reports oversold has its alert; an alert for a cabin no
 # longer oversold (a later cancellation brought it back) was true when raised.
 oversold = {(c["flight_id"], c["cabin"]) for c in s["inventory"]["oversold"]}
-flight_alerts = [a for a in published if a["rule"] == "oversold"]
+flight_alerts = [a for a in published if a["rule"] == "oversold" and a["status"] == "raised"]
 alerted = {(a["flight_id"], a["cabin"]) for a in flight_alerts}
 assert oversold and alerted >= oversold, (alerted, oversold)
 assert all(a["sold"] > a["capacity"] for a in flight_alerts), flight_alerts
+# A clearance names the alert it clears, which was published, and was true when sent.
+ids = {a["alert_id"] for a in published}
+for c in (a for a in published if a["status"] == "cleared"):
+    assert c["clears"] in ids and c["alert_id"] == c["clears"] + ":cleared", c
+    assert c["rule"] != "oversold" or c["sold"] <= c["capacity"], c
 assert s["demand"]["counts_check"], s["demand"]
 assert top[0]["route"] == route and top[0]["ratio"] > 3, top[0]
 print("hot routes ok:", {"alerts": alerts["by_rule"], "surge": route, "detected_after_s": lag})

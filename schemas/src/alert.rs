@@ -11,7 +11,17 @@
 //! `flyhigh-handlers`) carries the same id both times and a subscriber can drop the
 //! repeat:
 //! - `route_surge:ORIG-DEST:<start of the surge's first window, RFC 3339>`;
-//! - `near_sold_out|sold_out|oversold:FLIGHT_ID:CABIN:<crossing number from 1>`.
+//! - `near_sold_out|sold_out|oversold:FLIGHT_ID:CABIN:<crossing number from 1>`;
+//! - `<the id of the alert it clears>:cleared` for a [`AlertStatus::Cleared`] notice.
+//!
+//! # Raised and cleared
+//!
+//! Every alert has a `status` (also a message attribute): `raised` when a condition
+//! starts, `cleared` when a flight alert's condition has ended (the cabin is back below
+//! the level, see `docs/hot-routes.md`). A cleared notice carries the rule, severity,
+//! route, flight and cabin of the alert it clears and names it in `clears`, so a filter
+//! policy that selects an alert also selects its clearance; `{"status": ["raised"]}`
+//! keeps only new conditions.
 //!
 //! The JSON Schema is generated from these types ([`alert_schema`]), checked in as
 //! `json/alert.schema.json` and kept equal by `tests/json_schema.rs`.
@@ -28,8 +38,10 @@ use serde::{Deserialize, Serialize};
 use crate::Cabin;
 use crate::event::{FLIGHT_ID_PATTERN, TIMESTAMP_PATTERN, millis};
 
-/// The version of the alert contract this crate writes.
-pub const ALERT_VERSION: u32 = 1;
+/// The version of the alert contract this crate writes. Version 2 added `status` and
+/// `clears` (cleared notices): a version-1 reader that ignored them would take a
+/// cleared notice for a new alert, hence the bump.
+pub const ALERT_VERSION: u32 = 2;
 
 /// Where the checked-in alert schema lives, relative to the `schemas/` crate root.
 pub const ALERT_SCHEMA_FILE: &str = "json/alert.schema.json";
@@ -110,6 +122,53 @@ impl std::fmt::Display for Severity {
     }
 }
 
+/// Whether an alert starts a condition or ends one.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// A new condition: a surge, a cabin crossing a level.
+    #[default]
+    Raised,
+    /// The condition of the alert named in `clears` has ended.
+    Cleared,
+}
+
+impl AlertStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Raised => "raised",
+            AlertStatus::Cleared => "cleared",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<AlertStatus> {
+        [AlertStatus::Raised, AlertStatus::Cleared]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One alert, as published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(
@@ -126,6 +185,14 @@ pub struct Alert {
     pub alert_version: u32,
     /// The rule that fired.
     pub rule: AlertRule,
+    /// `raised`, or `cleared` when this notice ends the condition of the alert named
+    /// in `clears` (absent in version 1: raised).
+    #[serde(default)]
+    pub status: AlertStatus,
+    /// For a cleared notice: the id of the alert whose condition ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
+    pub clears: Option<String>,
     /// How urgent it is.
     pub severity: Severity,
     /// `ORIGIN-DESTINATION`, e.g. `LHR-JFK`.
@@ -201,12 +268,18 @@ impl Alert {
         )
     }
 
-    /// The SNS message attributes: `rule`, `severity`, `route`, `origin`,
+    /// The id of the notice that clears the alert `alert_id`.
+    pub fn cleared_id(alert_id: &str) -> String {
+        format!("{alert_id}:cleared")
+    }
+
+    /// The SNS message attributes: `rule`, `severity`, `status`, `route`, `origin`,
     /// `destination`, and `flight_id` and `cabin` when present.
     pub fn message_attributes(&self) -> MessageAttributes {
         let mut out = vec![
             ("rule", self.rule.as_str().to_string()),
             ("severity", self.severity.as_str().to_string()),
+            ("status", self.status.as_str().to_string()),
             ("route", self.route.clone()),
             ("origin", self.origin.clone()),
             ("destination", self.destination.clone()),
@@ -228,10 +301,11 @@ impl Alert {
     /// One line for a console: time, severity, rule, route and the summary.
     pub fn console_line(&self) -> String {
         format!(
-            "ALERT {} {:<8} {:<13} {} {}",
+            "ALERT {} {:<8} {:<13} {:<7} {} {}",
             self.detected_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             self.severity.as_str(),
             self.rule.as_str(),
+            self.status.as_str(),
             self.route,
             self.summary
         )
@@ -280,6 +354,8 @@ mod tests {
         Alert {
             alert_id: Alert::surge_id("ORD-SFO", start),
             alert_version: ALERT_VERSION,
+            status: Default::default(),
+            clears: None,
             rule: AlertRule::RouteSurge,
             severity: Severity::Critical,
             route: "ORD-SFO".into(),
@@ -334,7 +410,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["rule", "severity", "route", "origin", "destination"]
+            [
+                "rule",
+                "severity",
+                "status",
+                "route",
+                "origin",
+                "destination"
+            ]
         );
         alert.flight_id = Some("FH0310-20261201".into());
         alert.cabin = Some(Cabin::Economy);

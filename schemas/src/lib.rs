@@ -76,7 +76,7 @@ pub mod validate;
 pub use aggregation::{
     AggregateBuilder, AggregateError, Deaggregated, UserRecordRef, deaggregate, is_aggregated,
 };
-pub use alert::{ALERT_VERSION, Alert, AlertRule, Severity};
+pub use alert::{ALERT_VERSION, Alert, AlertRule, AlertStatus, Severity};
 pub use decode::{DecodeError, decode};
 pub use event::{
     Booking, Cabin, Cancellation, CancellationReason, Envelope, EventType, Money, Payload,

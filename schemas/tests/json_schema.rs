@@ -70,6 +70,8 @@ fn flight_alert() -> Alert {
     Alert {
         alert_id: Alert::flight_id_for(AlertRule::Oversold, "FH0310-20261202", Cabin::Economy, 1),
         alert_version: ALERT_VERSION,
+        status: Default::default(),
+        clears: None,
         rule: AlertRule::Oversold,
         severity: Severity::Critical,
         route: "ORD-SFO".into(),

@@ -445,6 +445,8 @@ fn surge(route: &str, raised_at: &str, severity: Severity) -> Alert {
     Alert {
         alert_id: Alert::surge_id(route, start),
         alert_version: ALERT_VERSION,
+        status: Default::default(),
+        clears: None,
         rule: AlertRule::RouteSurge,
         severity,
         route: route.into(),
@@ -468,6 +470,8 @@ fn flight(rule: AlertRule, flight_id: &str, raised_at: &str) -> Alert {
     Alert {
         alert_id: Alert::flight_id_for(rule, flight_id, Cabin::Business, 1),
         alert_version: ALERT_VERSION,
+        status: Default::default(),
+        clears: None,
         rule,
         severity: Severity::Critical,
         route: "LHR-JFK".into(),

@@ -33,6 +33,8 @@ fn booked(id: &str, flight: &str, cabin: Cabin, seats: u8) -> BookingRecord {
         flight_id: flight.into(),
         cabin: Some(cabin),
         seats,
+        booked_at: None,
+        released_at: None,
     }
 }
 
@@ -143,6 +145,8 @@ async fn a_cancellation_that_came_first_is_stored_without_cabin() {
         flight_id: "FH3-20261203".into(),
         cabin: None,
         seats: 0,
+        booked_at: None,
+        released_at: None,
     };
     let change = BookingChange {
         expected: None,

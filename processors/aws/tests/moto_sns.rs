@@ -42,6 +42,8 @@ fn alert(
     Alert {
         alert_id,
         alert_version: ALERT_VERSION,
+        status: Default::default(),
+        clears: None,
         rule,
         severity,
         route: route.into(),

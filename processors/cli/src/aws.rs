@@ -150,7 +150,7 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         .await
         .context("loading the schedule")?;
     let started = Instant::now();
-    let outcome = pipeline::produce(sim, &producer, args.poison_every, |_| {}).await?;
+    let outcome = pipeline::produce(sim, &[], &producer, args.poison_every, |_| {}).await?;
     let report = producer.close().await;
     let metrics = producer.metrics();
     let elapsed = started.elapsed().as_secs_f64();

@@ -306,6 +306,7 @@ pub async fn alerts(command: AlertsCommand) -> anyhow::Result<bool> {
         "detected_at",
         "severity",
         "rule",
+        "status",
         "route",
         "flight",
         "published",
@@ -318,6 +319,7 @@ pub async fn alerts(command: AlertsCommand) -> anyhow::Result<bool> {
             a.detected_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             a.severity.as_str().into(),
             a.rule.as_str().into(),
+            a.status.as_str().into(),
             a.route.clone(),
             a.flight_id.clone().unwrap_or_default(),
             if s.published_at.is_some() {

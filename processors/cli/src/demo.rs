@@ -54,6 +54,12 @@ pub struct DemoArgs {
     /// compacted once the stream has ended: the simulated day is over).
     #[arg(long)]
     no_compact: bool,
+    /// Also send the events of FILE (NDJSON: one JSON envelope a line, as captured from
+    /// the apps) through the producer, spread over the simulated day (`--events 0`:
+    /// only the file). A line that is not a valid event is rejected with its line
+    /// number, field and reason, and counted; the checks include the file's events.
+    #[arg(long, value_name = "FILE")]
+    events_file: Option<PathBuf>,
 }
 
 /// The `--summary-json` document of `demo`.
@@ -77,7 +83,22 @@ struct DemoSummary {
     demand: DemandSummary,
     alerts: AlertsSummary,
     archive: ArchiveDemoSummary,
+    events_file: Option<EventsFileSummary>,
     files: Files,
+}
+
+/// `"events_file"` in the summary: what `--events-file` sent and rejected.
+#[derive(Serialize)]
+struct EventsFileSummary {
+    path: PathBuf,
+    /// Non-blank lines.
+    lines: u64,
+    /// Valid events sent through the producer (in `events_produced` too).
+    sent: u64,
+    /// Lines that are not valid events.
+    rejected: u64,
+    /// The first 100 of them: line number, kind, field and reason.
+    rejections: Vec<crate::pipeline::Rejection>,
 }
 
 /// `"archive"` in the summary: what the archive holds once the run (and its
@@ -117,7 +138,10 @@ struct DemandSummary {
 #[derive(Serialize)]
 struct AlertsSummary {
     count: usize,
+    /// Per rule, raised and cleared notices alike.
     by_rule: std::collections::BTreeMap<String, usize>,
+    /// Of `count`, the notices that clear an earlier alert.
+    cleared: usize,
     items: Vec<flyhigh_schemas::Alert>,
 }
 
@@ -171,6 +195,29 @@ macro_rules! spawn_mapping {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
+    let events_file = match &args.events_file {
+        Some(path) => Some(pipeline::EventsFile::read(path)?),
+        None => None,
+    };
+    if let Some(file) = &events_file {
+        for r in file.rejected.iter().take(20) {
+            eprintln!(
+                "rejected: {} line {}: {} ({})",
+                file.path.display(),
+                r.line,
+                r.reason,
+                r.kind
+            );
+        }
+        if file.rejected.len() > 20 {
+            eprintln!(
+                "rejected: {} more lines of {} (all in the summary's events_file)",
+                file.rejected.len() - 20,
+                file.path.display()
+            );
+        }
+    }
+    let extra: &[flyhigh_schemas::Envelope] = events_file.as_ref().map_or(&[], |f| &f.events);
     let mut config = SimConfig::new(args.seed, args.events);
     if args.no_surge {
         config.surge = SurgeConfig::disabled();
@@ -278,13 +325,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos:>8}/{len} {per_sec:>12} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
+    let to_produce = (args.events + extra.len()) as u64;
     let produced_bar = bars.add(
-        ProgressBar::new(args.events as u64)
+        ProgressBar::new(to_produce)
             .with_style(style.clone())
             .with_prefix("produced"),
     );
     let consumed_bar = bars.add(
-        ProgressBar::new(args.events as u64)
+        ProgressBar::new(to_produce)
             .with_style(style)
             .with_prefix("consumed"),
     );
@@ -353,7 +401,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         .build_with(stream.clone())
         .await
         .context("starting the producer")?;
-    let outcome = pipeline::produce(sim, &producer, args.poison_every, |n| {
+    let outcome = pipeline::produce(sim, extra, &producer, args.poison_every, |n| {
         produced_bar.set_position(n)
     })
     .await?;
@@ -407,13 +455,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     )
     .await?;
     let archive_stats = archive_handler.stats();
-    let rows_check = archive_contents.rows == outcome.produced.total
+    // Compaction keeps one row per event_id (an events file may repeat an event).
+    let rows_check = archive_contents.rows == outcome.produced.distinct
         || (args.no_compact && archive_contents.rows >= outcome.produced.total);
     let items: Vec<flyhigh_schemas::Alert> = flyhigh_embedded::read_all(&files.alerts)?;
     let mut by_rule = std::collections::BTreeMap::new();
     for alert in &items {
         *by_rule.entry(alert.rule.as_str().to_string()).or_insert(0) += 1;
     }
+    let cleared = items
+        .iter()
+        .filter(|a| a.status == flyhigh_schemas::AlertStatus::Cleared)
+        .count();
     let summary = DemoSummary {
         seed: args.seed,
         events_requested: args.events,
@@ -452,6 +505,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         alerts: AlertsSummary {
             count: items.len(),
             by_rule,
+            cleared,
             items,
         },
         archive: ArchiveDemoSummary {
@@ -461,6 +515,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             runner: archive_runner_stats,
             compaction,
         },
+        events_file: events_file.map(|f| EventsFileSummary {
+            lines: f.lines,
+            sent: f.events.len() as u64,
+            rejected: f.rejected.len() as u64,
+            rejections: f.rejected.into_iter().take(100).collect(),
+            path: f.path,
+        }),
         files,
     };
     let path = args
@@ -571,14 +632,24 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
         .iter()
         .map(|(r, n)| format!("{n} {r}"))
         .collect();
+    if let Some(f) = &s.events_file {
+        println!(
+            "  events file   {} valid events sent from {} ({} lines), {} lines rejected",
+            f.sent,
+            f.path.display(),
+            f.lines,
+            f.rejected
+        );
+    }
     println!(
-        "  alerts        {} ({}) in {}; surge simulated on {}",
+        "  alerts        {} ({}; {} of them clearances) in {}; surge simulated on {}",
         s.alerts.count,
         if rules.is_empty() {
             "none".to_string()
         } else {
             rules.join(", ")
         },
+        s.alerts.cleared,
         s.files.alerts.display(),
         d.surge_route.as_deref().unwrap_or("no route")
     );

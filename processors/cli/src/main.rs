@@ -77,6 +77,24 @@ enum Command {
     /// The Parquet archive: compact closed hours, summarize, print the Athena DDL.
     #[command(subcommand)]
     Archive(archive_cmd::ArchiveCommand),
+    /// Write sample events as NDJSON, for `demo --events-file`.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// A hostile sample for the simulated day: apps with clocks off by minutes to
+    /// hours, events dated in 2000 and 2099, a backlog over thousands of hours,
+    /// thousands of searches on invented routes, and a few invalid lines.
+    Hostile {
+        /// Seed of the sample.
+        #[arg(long, default_value_t = 666)]
+        seed: u64,
+        /// Output file (NDJSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +206,26 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Command::Schedule(ScheduleCommand::Load { file, store }) => {
                 schedule_cmd::load(&file, &store).await
+            }
+            Command::Events(EventsCommand::Hostile { seed, out }) => {
+                let day = flyhigh_simulator::SimConfig::new(flyhigh_simulator::DEFAULT_SEED, 0);
+                let config = flyhigh_simulator::hostile::HostileConfig {
+                    seed,
+                    ..Default::default()
+                };
+                let sample = flyhigh_simulator::hostile::hostile_sample(&day, &config)?;
+                let mut text = sample.lines.join("\n");
+                text.push('\n');
+                std::fs::write(&out, text)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+                println!(
+                    "{} lines ({} valid events, {} invalid lines) written to {}",
+                    sample.lines.len(),
+                    sample.valid,
+                    sample.invalid,
+                    out.display()
+                );
+                Ok(true)
             }
             Command::Check(args) => check(args).await,
             Command::Inventory(command) => inventory_cmd::run(command).await,

@@ -113,6 +113,9 @@ pub struct Produced {
     pub booking: u64,
     pub cancellation: u64,
     pub total: u64,
+    /// Distinct `event_id`s among them (what the archive keeps once compacted: an
+    /// events file may repeat an event of the day).
+    pub distinct: u64,
 }
 
 /// What the produce loop did.
@@ -127,10 +130,70 @@ pub struct ProduceOutcome {
     pub simulation: SimStats,
 }
 
-/// Sends every simulated event through the producer, and every `poison_every`
-/// events one poison record as a raw record.
+/// The valid events of an NDJSON file (`--events-file`), and its lines that are not.
+#[derive(Debug, Default)]
+pub struct EventsFile {
+    pub path: std::path::PathBuf,
+    /// Valid events, in the file's order.
+    pub events: Vec<flyhigh_schemas::Envelope>,
+    /// Non-blank lines read.
+    pub lines: u64,
+    /// Lines rejected, with the line number (from 1) and the field and reason.
+    pub rejected: Vec<Rejection>,
+}
+
+/// A line of an events file that is not a valid event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    pub line: u64,
+    /// `not_json`, `invalid`, ... (as a consumer's dead letter would say).
+    pub kind: &'static str,
+    /// The field and what is wrong with it.
+    pub reason: String,
+}
+
+impl EventsFile {
+    /// Reads `path`: one JSON envelope a line, blank lines ignored. A line that is not
+    /// a valid event is rejected (kept in [`EventsFile::rejected`]), never dropped
+    /// silently; the events are validated exactly as a consumer decodes them.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<EventsFile> {
+        use std::io::BufRead;
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("opening the events file {}", path.display()))?;
+        let mut out = EventsFile {
+            path: path.to_path_buf(),
+            ..EventsFile::default()
+        };
+        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            let text = line.strip_suffix(b"\r").unwrap_or(&line);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            out.lines += 1;
+            match flyhigh_schemas::decode(text) {
+                Ok(event) => out.events.push(event),
+                Err(e) => out.rejected.push(Rejection {
+                    line: i as u64 + 1,
+                    kind: e.kind(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Sends every simulated event through the producer, the events of `extra` spread
+/// evenly among them (in their own order; all of them first when the day is empty),
+/// and every `poison_every` events one poison record as a raw record.
 pub async fn produce(
     mut sim: Simulator,
+    extra: &[flyhigh_schemas::Envelope],
     producer: &Producer,
     poison_every: u64,
     mut progress: impl FnMut(u64),
@@ -138,12 +201,34 @@ pub async fn produce(
     let mut produced = Produced::default();
     let mut expected = ExpectedInventory::new();
     let mut poison_injected = 0;
-    for event in sim.by_ref() {
+    let mut ids = std::collections::HashSet::new();
+    // File event j goes after simulated event j * day / len; what is left when the day
+    // ends goes last.
+    let (day, len) = (sim.config().events as u64, extra.len() as u64);
+    let mut extra = extra.iter().enumerate().peekable();
+    let mut simulated = 0u64;
+    loop {
+        let due = extra
+            .peek()
+            .is_some_and(|(j, _)| (*j as u64).saturating_mul(day) / len.max(1) <= simulated);
+        let event = match (due, extra.peek().is_some()) {
+            (true, _) => extra.next().map(|(_, e)| e.clone()),
+            (false, more) => match sim.next() {
+                Some(e) => {
+                    simulated += 1;
+                    Some(e)
+                }
+                None if more => extra.next().map(|(_, e)| e.clone()),
+                None => None,
+            },
+        };
+        let Some(event) = event else { break };
         expected.add(&event);
         producer
             .send(&event)
             .await
             .with_context(|| format!("sending event {}", event.event_id))?;
+        ids.insert(event.event_id);
         match event.event_type() {
             EventType::Search => produced.search += 1,
             EventType::Booking => produced.booking += 1,
@@ -162,6 +247,7 @@ pub async fn produce(
             progress(produced.total);
         }
     }
+    produced.distinct = ids.len() as u64;
     progress(produced.total);
     Ok(ProduceOutcome {
         produced,

@@ -111,6 +111,8 @@ async fn inventory_show_and_list_agree_with_the_table() {
                     flight_id: key.flight_id.clone(),
                     cabin: Some(key.cabin),
                     seats: 3,
+                    booked_at: None,
+                    released_at: None,
                 },
                 delta: Some((key.clone(), 3)),
                 first_index: 0,

@@ -67,6 +67,8 @@ fn sell(db: &Path, sales: &[(&str, &str, Cabin, u8)]) {
                     flight_id: (*flight).into(),
                     cabin: Some(*cabin),
                     seats: *seats,
+                    booked_at: None,
+                    released_at: None,
                 },
                 delta: Some((key.clone(), i64::from(*seats))),
                 first_index: 0,

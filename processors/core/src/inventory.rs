@@ -48,6 +48,8 @@ use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use flyhigh_schemas::{Booking, Cabin, Cancellation};
 use serde::{Deserialize, Serialize};
 
+use crate::records::Position;
+
 /// Days a booking's record is kept after the end of its flight's departure date.
 ///
 /// 400: Kinesis retains records for at most 365 days, and bookings are made before
@@ -160,6 +162,34 @@ pub struct BookingRecord {
     pub cabin: Option<Cabin>,
     /// Seats booked (0 while only the cancellation is known).
     pub seats: u8,
+    /// Position in the stream of the event that added this booking's seats to its
+    /// cabin (`None` when they were never added, or by a store written before
+    /// positions were kept). With `released_at` it tells, for any later delivery of the
+    /// same events, which event moved seats: what the flight alerts judge event by
+    /// event ([`seat_effect`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booked_at: Option<Position>,
+    /// Position of the event that released them (a cancellation of a booked booking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<Position>,
+}
+
+/// The seats the event at `position` moved, as `record` (the booking's stored state
+/// after it) tells: `+seats` for the event that booked them, `-seats` for the one that
+/// released them, `None` for any other event (a duplicate, a replay's no-op, a booking
+/// that netted out against an earlier cancellation). The same for every delivery of
+/// the event, however the batches were cut.
+pub fn seat_effect(record: &BookingRecord, position: &Position) -> Option<(CabinKey, i64)> {
+    let cabin = record.cabin?;
+    let seats = i64::from(record.seats);
+    let key = || CabinKey::new(&record.flight_id, cabin);
+    if record.booked_at.as_ref() == Some(position) {
+        Some((key(), seats))
+    } else if record.released_at.as_ref() == Some(position) {
+        Some((key(), -seats))
+    } else {
+        None
+    }
 }
 
 /// An event that affects inventory.
@@ -200,10 +230,23 @@ pub struct Transition {
 
 /// Applies one event to a booking's state; `None` when it changes nothing.
 pub fn apply(state: Option<&BookingRecord>, event: InventoryEvent<'_>) -> Option<Transition> {
+    apply_at(state, event, None)
+}
+
+/// [`apply`] for the event at `position` in its stream, which the record keeps when
+/// the event moves seats ([`BookingRecord::booked_at`], [`BookingRecord::released_at`]).
+pub fn apply_at(
+    state: Option<&BookingRecord>,
+    event: InventoryEvent<'_>,
+    position: Option<&Position>,
+) -> Option<Transition> {
     use BookingStatus::*;
     match (state.map(|s| s.status), event) {
         (None, InventoryEvent::Booking(b)) => Some(Transition {
-            record: booked_record(b, Booked),
+            record: BookingRecord {
+                booked_at: position.cloned(),
+                ..booked_record(b, Booked)
+            },
             delta: Some((CabinKey::new(&b.flight_id, b.cabin), i64::from(b.seats))),
         }),
         (Some(CancelPending), InventoryEvent::Booking(b)) => Some(Transition {
@@ -217,6 +260,8 @@ pub fn apply(state: Option<&BookingRecord>, event: InventoryEvent<'_>) -> Option
                 flight_id: c.flight_id.clone(),
                 cabin: None,
                 seats: 0,
+                booked_at: None,
+                released_at: None,
             },
             delta: None,
         }),
@@ -224,6 +269,7 @@ pub fn apply(state: Option<&BookingRecord>, event: InventoryEvent<'_>) -> Option
             let booked = state?;
             let mut record = booked.clone();
             record.status = Cancelled;
+            record.released_at = position.cloned();
             // Release what was booked, whatever the cancellation says: the booking
             // record is the authority on its own seats.
             let delta = booked.cabin.map(|cabin| {
@@ -246,6 +292,8 @@ fn booked_record(b: &Booking, status: BookingStatus) -> BookingRecord {
         flight_id: b.flight_id.clone(),
         cabin: Some(b.cabin),
         seats: b.seats,
+        booked_at: None,
+        released_at: None,
     }
 }
 
@@ -316,6 +364,20 @@ pub fn plan<'a>(
     current: &HashMap<String, BookingRecord>,
     events: impl IntoIterator<Item = (usize, InventoryEvent<'a>)>,
 ) -> Plan {
+    plan_at(
+        current,
+        events
+            .into_iter()
+            .map(|(index, event)| (index, None, event)),
+    )
+}
+
+/// [`plan`] with each event's position in its stream, which the records keep for the
+/// events that move seats (see [`seat_effect`]).
+pub fn plan_at<'a, 'p>(
+    current: &HashMap<String, BookingRecord>,
+    events: impl IntoIterator<Item = (usize, Option<&'p Position>, InventoryEvent<'a>)>,
+) -> Plan {
     struct Acc {
         expected: Option<BookingStatus>,
         record: Option<BookingRecord>,
@@ -327,7 +389,7 @@ pub fn plan<'a>(
     let mut accs: HashMap<String, Acc> = HashMap::new();
     let mut no_ops = 0;
     let mut changed_duplicates = Vec::new();
-    for (index, event) in events {
+    for (index, position, event) in events {
         let id = event.booking_id();
         let acc = match accs.get_mut(id) {
             Some(acc) => acc,
@@ -343,7 +405,7 @@ pub fn plan<'a>(
                 })
             }
         };
-        match apply(acc.record.as_ref(), event) {
+        match apply_at(acc.record.as_ref(), event, position) {
             None => {
                 no_ops += 1;
                 changed_duplicates.extend(changed_duplicate(index, acc.record.as_ref(), event));

@@ -44,5 +44,5 @@ pub use ports::{
     Added, AlertFilter, AlertPublisher, AlertStore, CommitError, DeadLetter, DeadLetterSink,
     DemandStore, InventoryStore, ShardWatermark, StoreError, StoredAlert,
 };
-pub use records::{EventRecord, KinesisRecord};
+pub use records::{EventRecord, KinesisRecord, Position};
 pub use schedule::{Schedule, ScheduledFlight};

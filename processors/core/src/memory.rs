@@ -276,6 +276,8 @@ mod tests {
                     flight_id: flight.into(),
                     cabin: Some(cabin),
                     seats,
+                    booked_at: None,
+                    released_at: None,
                 },
                 delta: Some((key.clone(), i64::from(seats))),
                 first_index: 0,

@@ -3,9 +3,11 @@
 //!
 //! Two tables mirror the two kinds of DynamoDB items the AWS adapter writes:
 //!
-//! - `bookings(booking_id PRIMARY KEY, status, flight_id, cabin, seats, expires_at)`:
-//!   one row per booking, the state of its small state machine (see
-//!   [`flyhigh_core::inventory`]), kept until `expires_at` (epoch seconds, from
+//! - `bookings(booking_id PRIMARY KEY, status, flight_id, cabin, seats, expires_at,
+//!   booked_at, released_at)`: one row per booking, the state of its small state
+//!   machine (see [`flyhigh_core::inventory`]) with the stream positions of the events
+//!   that moved its seats ([`flyhigh_core::inventory::seat_effect`]), kept until
+//!   `expires_at` (epoch seconds, from
 //!   [`flyhigh_core::inventory::booking_expiry`]; [`SqliteInventoryStore::open`]
 //!   deletes the rows past it, as DynamoDB's TTL does);
 //! - `cabins(flight_id, cabin, capacity, sold, origin, destination, departure)`, keyed
@@ -30,19 +32,26 @@ use flyhigh_core::inventory::{Transaction, booking_expiry};
 use flyhigh_core::{
     BookingRecord, BookingStatus, CabinInventory, CommitError, InventoryStore, Schedule, StoreError,
 };
-use flyhigh_core::{FlightSchedule, InventoryFilter};
+use flyhigh_core::{FlightSchedule, InventoryFilter, Position};
 use flyhigh_schemas::Cabin;
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
 };
 
 /// The layout this build reads and writes, stored in SQLite's `user_version`.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Version 1 had no `expires_at`: its rows get one computed from their flight id.
 const MIGRATE_1_TO_2: &str = "
 ALTER TABLE bookings ADD COLUMN expires_at INTEGER NULL;
 CREATE INDEX IF NOT EXISTS bookings_expires_at ON bookings (expires_at);
+";
+
+/// Version 2 had no positions of the events that moved seats: its rows keep none (the
+/// flight alerts judge their cabins from the counters, as before, until new events).
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE bookings ADD COLUMN booked_at TEXT NULL;
+ALTER TABLE bookings ADD COLUMN released_at TEXT NULL;
 ";
 
 /// How long a statement waits for another connection's lock before failing with
@@ -71,7 +80,9 @@ CREATE TABLE IF NOT EXISTS bookings (
     flight_id  TEXT    NOT NULL,
     cabin      TEXT    NULL,
     seats      INTEGER NOT NULL CHECK (seats BETWEEN 0 AND 255),
-    expires_at INTEGER NULL
+    expires_at INTEGER NULL,
+    booked_at  TEXT    NULL,
+    released_at TEXT   NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS bookings_expires_at ON bookings (expires_at);
 CREATE TABLE IF NOT EXISTS cabins (
@@ -88,13 +99,14 @@ CREATE TABLE IF NOT EXISTS cabins (
 
 /// A booking seen for the first time: applies only if no row exists.
 const INSERT_BOOKING: &str = "
-INSERT INTO bookings (booking_id, status, flight_id, cabin, seats, expires_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+INSERT INTO bookings (booking_id, status, flight_id, cabin, seats, expires_at, booked_at, released_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
 ON CONFLICT (booking_id) DO NOTHING";
 
 /// A booking moving on: applies only if it still holds the expected status.
 const UPDATE_BOOKING: &str = "
-UPDATE bookings SET status = ?2, flight_id = ?3, cabin = ?4, seats = ?5, expires_at = ?7
+UPDATE bookings SET status = ?2, flight_id = ?3, cabin = ?4, seats = ?5, expires_at = ?7,
+    booked_at = ?8, released_at = ?9
 WHERE booking_id = ?1 AND status = ?6";
 
 /// Rows past their expiry (what DynamoDB's TTL deletes).
@@ -224,28 +236,32 @@ impl SqliteInventoryStore {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .context("user_version")?;
             }
-            1 => {
-                tx.execute_batch(MIGRATE_1_TO_2)
-                    .context("migrate schema 1 to 2")?;
-                let rows: Vec<(String, String)> = {
-                    let mut stmt = tx
-                        .prepare("SELECT booking_id, flight_id FROM bookings")
+            1 | 2 => {
+                if version == 1 {
+                    tx.execute_batch(MIGRATE_1_TO_2)
                         .context("migrate schema 1 to 2")?;
-                    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .context("migrate schema 1 to 2")?
-                        .collect::<Result<_, _>>()
-                        .context("migrate schema 1 to 2")?
-                };
-                {
-                    let mut set = tx
-                        .prepare("UPDATE bookings SET expires_at = ?2 WHERE booking_id = ?1")
-                        .context("migrate schema 1 to 2")?;
-                    for (booking_id, flight_id) in rows {
-                        let expires_at = booking_expiry(&flight_id).map(|e| e.timestamp());
-                        set.execute(params![booking_id, expires_at])
+                    let rows: Vec<(String, String)> = {
+                        let mut stmt = tx
+                            .prepare("SELECT booking_id, flight_id FROM bookings")
                             .context("migrate schema 1 to 2")?;
+                        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                            .context("migrate schema 1 to 2")?
+                            .collect::<Result<_, _>>()
+                            .context("migrate schema 1 to 2")?
+                    };
+                    {
+                        let mut set = tx
+                            .prepare("UPDATE bookings SET expires_at = ?2 WHERE booking_id = ?1")
+                            .context("migrate schema 1 to 2")?;
+                        for (booking_id, flight_id) in rows {
+                            let expires_at = booking_expiry(&flight_id).map(|e| e.timestamp());
+                            set.execute(params![booking_id, expires_at])
+                                .context("migrate schema 1 to 2")?;
+                        }
                     }
                 }
+                tx.execute_batch(MIGRATE_2_TO_3)
+                    .context("migrate schema 2 to 3")?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .context("user_version")?;
             }
@@ -284,6 +300,8 @@ impl SqliteInventoryStore {
                 let r = &change.record;
                 let cabin = r.cabin.map(Cabin::as_str);
                 let expires_at = booking_expiry(&r.flight_id).map(|e| e.timestamp());
+                let booked_at = r.booked_at.as_ref().map(Position::to_key);
+                let released_at = r.released_at.as_ref().map(Position::to_key);
                 let written = match change.expected {
                     None => insert
                         .execute(params![
@@ -292,7 +310,9 @@ impl SqliteInventoryStore {
                             r.flight_id,
                             cabin,
                             r.seats,
-                            expires_at
+                            expires_at,
+                            booked_at,
+                            released_at
                         ])
                         .context("insert booking")?,
                     Some(expected) => update
@@ -303,7 +323,9 @@ impl SqliteInventoryStore {
                             cabin,
                             r.seats,
                             expected.as_str(),
-                            expires_at
+                            expires_at,
+                            booked_at,
+                            released_at
                         ])
                         .context("update booking")?,
                 };
@@ -529,7 +551,7 @@ fn select_bookings_sql(width: usize) -> &'static str {
         std::array::from_fn(|log2| {
             let placeholders = vec!["?"; 1 << log2].join(", ");
             format!(
-                "SELECT booking_id, status, flight_id, cabin, seats FROM bookings \
+                "SELECT booking_id, status, flight_id, cabin, seats, booked_at, released_at FROM bookings \
                  WHERE booking_id IN ({placeholders})"
             )
         })
@@ -556,8 +578,21 @@ fn booking_from_row(row: &Row<'_>) -> Result<BookingRecord, StoreError> {
             Some(c) => Some(Cabin::parse(&c).ok_or_else(|| corrupt("cabin"))?),
         },
         seats: u8::try_from(seats).map_err(|_| corrupt("seat count"))?,
+        booked_at: position_column(row, 5, &corrupt)?,
+        released_at: position_column(row, 6, &corrupt)?,
         booking_id,
     })
+}
+
+/// A nullable column holding a [`Position::to_key`].
+fn position_column(
+    row: &Row<'_>,
+    index: usize,
+    corrupt: &dyn Fn(&str) -> StoreError,
+) -> Result<Option<Position>, StoreError> {
+    let key: Option<String> = row.get(index).context("read booking")?;
+    key.map(|k| Position::from_key(&k).ok_or_else(|| corrupt("event position")))
+        .transpose()
 }
 
 fn cabin_from_row(row: &Row<'_>) -> Result<CabinInventory, StoreError> {

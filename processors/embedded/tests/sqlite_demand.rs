@@ -68,6 +68,8 @@ fn flight_alert(rule: AlertRule, crossing: u32, raised_at: &str) -> Alert {
     Alert {
         alert_id: Alert::flight_id_for(rule, FLIGHT, Cabin::Economy, crossing),
         alert_version: ALERT_VERSION,
+        status: Default::default(),
+        clears: None,
         rule,
         severity: Severity::Warning,
         route: ROUTE.into(),
@@ -92,6 +94,8 @@ fn surge_alert(raised_at: &str) -> Alert {
     Alert {
         alert_id: Alert::surge_id(ROUTE, window_start),
         alert_version: ALERT_VERSION,
+        status: Default::default(),
+        clears: None,
         rule: AlertRule::RouteSurge,
         severity: Severity::Critical,
         route: ROUTE.into(),

@@ -33,6 +33,8 @@ async fn sell(store: &SqliteInventoryStore, id: &str, flight: &str, cabin: Cabin
                 flight_id: flight.into(),
                 cabin: Some(cabin),
                 seats,
+                booked_at: None,
+                released_at: None,
             },
             delta: Some((key.clone(), i64::from(seats))),
             first_index: 0,

@@ -29,16 +29,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Utc};
+use flyhigh_core::demand::flights::SeatStep;
 use flyhigh_core::inventory::{
-    InventoryEvent, MAX_TRANSACTION_ITEMS, booking_expiry, pack, plan, within_horizon,
+    InventoryEvent, MAX_TRANSACTION_ITEMS, booking_expiry, pack, plan_at, seat_effect,
+    within_horizon,
 };
 use flyhigh_core::{
-    CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore, KinesisRecord, StoreError,
+    BookingRecord, CommitError, DeadLetter, DeadLetterSink, EventRecord, InventoryStore,
+    KinesisRecord, Position, StoreError,
 };
 use flyhigh_schemas::{Booking, Envelope, Payload};
 
 use crate::batch::{self, BatchOutcome, Decoded};
-use crate::demand::flights::{FlightWatch, NoFlightWatch, touched};
+use crate::demand::flights::{FlightWatch, NoFlightWatch, TouchedFlight};
 use crate::kinesis;
 
 /// The processor's name in dead letters and logs.
@@ -205,7 +208,7 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
         // Indexes are those of the Kinesis records: every failure is reported, and
         // retried, by Kinesis record.
         let now = (self.clock)();
-        let mut inventory: Vec<(usize, InventoryEvent<'_>)> = Vec::new();
+        let mut inventory: Vec<(usize, Position, InventoryEvent<'_>)> = Vec::new();
         let expanded = batch::expand(PROCESSOR, records, |record, event| {
             let letter = beyond_horizon(record, event, now)?;
             self.add(&self.counters.beyond_horizon, 1);
@@ -213,25 +216,30 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
         });
         self.add(&self.counters.user_records, expanded.user_records as u64);
         let poison = expanded.poison;
-        for Decoded { index, event, .. } in &expanded.events {
-            match &event.payload {
+        for d in &expanded.events {
+            let position = || position_of(records, d);
+            match &d.event.payload {
                 Payload::Search(_) => self.add(&self.counters.searches, 1),
-                Payload::Booking(b) => inventory.push((*index, InventoryEvent::Booking(b))),
+                Payload::Booking(b) => {
+                    inventory.push((d.index, position(), InventoryEvent::Booking(b)))
+                }
                 Payload::Cancellation(c) => {
-                    inventory.push((*index, InventoryEvent::Cancellation(c)))
+                    inventory.push((d.index, position(), InventoryEvent::Cancellation(c)))
                 }
             }
         }
         self.add(&self.counters.inventory_events, inventory.len() as u64);
 
-        let mut settled = HashSet::new();
-        if let Some((index, error)) = self.apply(records, inventory, &mut settled).await {
-            outcome.fail(index, error);
-        }
-        if !settled.is_empty() {
-            self.watch_flights(&expanded.events, &settled, &mut outcome)
-                .await;
-        }
+        let mut finals = HashMap::new();
+        let unsettled = match self.apply(records, inventory, &mut finals).await {
+            Ok(()) => HashSet::new(),
+            Err(failure) => {
+                outcome.fail(failure.index, failure.error);
+                failure.pending
+            }
+        };
+        self.watch_flights(records, &expanded.events, &finals, &unsettled, &mut outcome)
+            .await;
 
         match batch::send_final_letters(&self.dead_letters, &poison, outcome.first_failed).await {
             Ok(n) => self.add(&self.counters.dead_lettered, n as u64),
@@ -253,18 +261,25 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
     /// still pending. The reported index is the smallest of the pending events, so it
     /// covers every record whose effect is not stored.
     ///
-    /// `settled` receives the flights whose seats a committed change moved and the
-    /// flights of events that were no-ops (a retried batch's own earlier commits), for
-    /// the flight watch.
-    async fn apply(
+    /// `finals` receives the stored record of every booking whose events are settled:
+    /// the one a committed change wrote, or the one read when its events were no-ops
+    /// (a retried batch's own earlier commits). The flight watch reads each event's
+    /// step off them.
+    async fn apply<'e>(
         &self,
         records: &[KinesisRecord],
-        mut pending: Vec<(usize, InventoryEvent<'_>)>,
-        settled: &mut HashSet<String>,
-    ) -> Option<(usize, String)> {
-        let first_pending = |pending: &[(usize, InventoryEvent<'_>)]| {
-            pending.iter().map(|(i, _)| *i).min().unwrap_or(0)
-        };
+        mut pending: Vec<(usize, Position, InventoryEvent<'e>)>,
+        finals: &mut HashMap<String, BookingRecord>,
+    ) -> Result<(), ApplyFailure> {
+        let failure =
+            |pending: &[(usize, Position, InventoryEvent<'e>)], error: String| ApplyFailure {
+                index: pending.iter().map(|(i, ..)| *i).min().unwrap_or(0),
+                error,
+                pending: pending
+                    .iter()
+                    .map(|(.., e)| e.booking_id().to_string())
+                    .collect(),
+            };
         // Counted once per batch even when a conflict makes a round see them again.
         let mut changed_duplicates = HashSet::new();
         for round in 1.. {
@@ -272,23 +287,22 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
                 break;
             }
             if round > MAX_CONFLICT_ROUNDS {
-                let ids: BTreeSet<&str> = pending.iter().map(|(_, e)| e.booking_id()).collect();
-                return Some((
-                    first_pending(&pending),
-                    format!("bookings kept changing under {MAX_CONFLICT_ROUNDS} attempts: {ids:?}"),
-                ));
+                let ids: BTreeSet<&str> = pending.iter().map(|(.., e)| e.booking_id()).collect();
+                let error =
+                    format!("bookings kept changing under {MAX_CONFLICT_ROUNDS} attempts: {ids:?}");
+                return Err(failure(&pending, error));
             }
             let mut ids: Vec<String> = pending
                 .iter()
-                .map(|(_, e)| e.booking_id().to_string())
+                .map(|(.., e)| e.booking_id().to_string())
                 .collect();
             ids.sort_unstable();
             ids.dedup();
             let current = match self.store.bookings(&ids).await {
                 Ok(current) => current,
-                Err(e) => return Some((first_pending(&pending), e.to_string())),
+                Err(e) => return Err(failure(&pending, e.to_string())),
             };
-            let plan = plan(&current, pending.iter().copied());
+            let plan = plan_at(&current, pending.iter().map(|(i, p, e)| (*i, Some(p), *e)));
             if round == 1 {
                 self.add(&self.counters.no_ops, plan.no_ops as u64);
             }
@@ -299,12 +313,14 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
                 .iter()
                 .map(|c| c.record.booking_id.as_str())
                 .collect();
-            settled.extend(
-                pending
-                    .iter()
-                    .filter(|(_, e)| !changing.contains(e.booking_id()))
-                    .map(|(_, e)| e.flight_id().to_string()),
-            );
+            for (.., e) in &pending {
+                let id = e.booking_id();
+                if !changing.contains(id)
+                    && let Some(record) = current.get(id)
+                {
+                    finals.insert(id.to_string(), record.clone());
+                }
+            }
             for dup in &plan.changed_duplicates {
                 if changed_duplicates.insert((
                     dup.index,
@@ -328,10 +344,9 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
                 }
                 match self.store.commit(&tx).await {
                     Ok(()) => {
-                        settled.extend(tx.changes.iter().filter_map(|c| match &c.delta {
-                            Some((key, seats)) if *seats != 0 => Some(key.flight_id.clone()),
-                            _ => None,
-                        }));
+                        for c in &tx.changes {
+                            finals.insert(c.record.booking_id.clone(), c.record.clone());
+                        }
                         self.add(&self.counters.changes_committed, tx.changes.len() as u64);
                         self.add(&self.counters.transactions, 1);
                     }
@@ -345,38 +360,85 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
                     }
                 }
             }
-            pending.retain(|(_, e)| unsettled.contains(e.booking_id()));
+            pending.retain(|(.., e)| unsettled.contains(e.booking_id()));
             if let Some(error) = store_error {
-                return Some((first_pending(&pending), error));
+                return Err(failure(&pending, error));
             }
         }
-        None
+        Ok(())
     }
 
-    /// Runs the flight watch over the `settled` flights, in order of their first
-    /// event, so that a check that fails fails the batch from that flight's first
-    /// event and every flight not checked yet lies after it (the retry checks them).
+    /// Runs the flight watch over the flights whose seats the batch's events moved,
+    /// in order of their first event, so that a check that fails fails the batch from
+    /// that flight's first event and every flight not checked yet lies after it (the
+    /// retry checks them). Each event's step is read off its booking's stored record
+    /// (`finals`); on a flight with a booking whose change may not be stored
+    /// (`unsettled`), steps from that booking's first event on are left for the retry.
     /// A permanent error (a broken latch item, a missing permission) is logged and
     /// counted, not retried: it must not hold the shard's inventory back.
     async fn watch_flights(
         &self,
+        records: &[KinesisRecord],
         events: &[Decoded],
-        settled: &HashSet<String>,
+        finals: &HashMap<String, BookingRecord>,
+        unsettled: &HashSet<String>,
         outcome: &mut BatchOutcome,
     ) {
         let mut first_index: HashMap<String, usize> = HashMap::new();
-        let mut flights = touched(events.iter().filter_map(|d| {
-            let flight = match &d.event.payload {
-                Payload::Booking(b) => &b.flight_id,
-                Payload::Cancellation(c) => &c.flight_id,
-                Payload::Search(_) => return None,
+        let mut by_flight: HashMap<String, TouchedFlight> = HashMap::new();
+        fn touch<'m>(
+            by_flight: &'m mut HashMap<String, TouchedFlight>,
+            first_index: &mut HashMap<String, usize>,
+            flight_id: &str,
+            index: usize,
+        ) -> &'m mut TouchedFlight {
+            first_index.entry(flight_id.to_string()).or_insert(index);
+            by_flight
+                .entry(flight_id.to_string())
+                .or_insert_with(|| TouchedFlight {
+                    flight_id: flight_id.to_string(),
+                    steps: Vec::new(),
+                    judge_before: None,
+                })
+        }
+        for d in events {
+            let (booking_id, flight_id) = match &d.event.payload {
+                Payload::Booking(b) => (&b.booking_id, &b.flight_id),
+                Payload::Cancellation(c) => (&c.booking_id, &c.flight_id),
+                Payload::Search(_) => continue,
             };
-            if !settled.contains(flight) {
-                return None;
+            let position = position_of(records, d);
+            if unsettled.contains(booking_id) {
+                let f = touch(&mut by_flight, &mut first_index, flight_id, d.index);
+                if f.judge_before.is_none() {
+                    f.judge_before = Some(position);
+                }
+                continue;
             }
-            first_index.entry(flight.clone()).or_insert(d.index);
-            Some((flight.clone(), d.event.occurred_at))
-        }));
+            let Some((key, delta)) = finals
+                .get(booking_id)
+                .and_then(|r| seat_effect(r, &position))
+            else {
+                continue;
+            };
+            // The booking's own flight and cabin: a cancellation releases what its
+            // booking holds, whatever flight it names.
+            touch(&mut by_flight, &mut first_index, &key.flight_id, d.index)
+                .steps
+                .push((
+                    key.cabin,
+                    SeatStep {
+                        position,
+                        delta,
+                        occurred_at: d.event.occurred_at,
+                    },
+                ));
+        }
+        let mut flights: Vec<TouchedFlight> = by_flight.into_values().collect();
+        flights.retain(|f| !f.steps.is_empty());
+        if flights.is_empty() {
+            return;
+        }
         flights.sort_by_key(|f| first_index.get(&f.flight_id).copied().unwrap_or(0));
         match self.watch.check(&self.store, &flights).await {
             Ok(()) => {}
@@ -415,6 +477,24 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
     fn add(&self, counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// Why [`InventoryHandler::apply`] stopped.
+struct ApplyFailure {
+    /// The first Kinesis record whose effect may not be stored.
+    index: usize,
+    /// What failed.
+    error: String,
+    /// The bookings whose changes may not be stored.
+    pending: HashSet<String>,
+}
+
+/// Where a decoded event sits in its shard.
+fn position_of(records: &[KinesisRecord], d: &Decoded) -> Position {
+    let sequence = records
+        .get(d.index)
+        .map_or("0", |r| r.sequence_number.as_str());
+    Position::new(sequence, d.sub_sequence_number)
 }
 
 /// The letter for a booking on a flight whose booking records may be forgotten

@@ -13,6 +13,8 @@
 //! - [`network`]: 20 airports, 7 aircraft types, 40 routes and the schedule.
 //! - [`timeline`]: the daily traffic curve and the sorted event times.
 //! - [`sim`]: the generator ([`Simulator`], [`SimStats`]).
+//! - [`hostile`]: a hostile sample (skewed clocks, far dates, a backlog, invented
+//!   routes, invalid lines) for `flyhigh demo --events-file`.
 //! - [`truth`]: an independent ground truth of seat inventory
 //!   ([`expected_inventory`], [`ExpectedInventory`], [`compare`], [`oversold`]) to
 //!   check the processors against.
@@ -102,6 +104,7 @@
 //! ```
 
 pub mod config;
+pub mod hostile;
 mod ids;
 pub mod network;
 pub mod sim;

@@ -383,6 +383,8 @@ mod tests {
         Alert {
             alert_id: id.into(),
             alert_version: ALERT_VERSION,
+            status: Default::default(),
+            clears: None,
             rule: AlertRule::Oversold,
             severity: Severity::Critical,
             route: "ORD-SFO".into(),

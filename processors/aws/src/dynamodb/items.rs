@@ -8,6 +8,7 @@ use flyhigh_core::inventory::{
     BookingRecord, BookingStatus, CabinInventory, CabinKey, FlightSchedule, MAX_TRANSACTION_ITEMS,
     Transaction, booking_expiry,
 };
+use flyhigh_core::records::Position;
 use flyhigh_core::schedule::Schedule;
 use flyhigh_schemas::Cabin;
 
@@ -20,6 +21,8 @@ const STATUS: &str = "status";
 const FLIGHT_ID: &str = "flight_id";
 const CABIN: &str = "cabin";
 const SEATS: &str = "seats";
+const BOOKED_AT: &str = "booked_at";
+const RELEASED_AT: &str = "released_at";
 pub(crate) const SOLD: &str = "sold";
 pub(crate) const CAPACITY: &str = "capacity";
 pub(crate) const ORIGIN: &str = "origin";
@@ -73,6 +76,14 @@ pub(crate) fn booking_item(record: &BookingRecord) -> Item {
         item.insert(CABIN.into(), s(cabin.as_str()));
     }
     item.insert(SEATS.into(), n(record.seats));
+    // The positions of the events that moved its seats (`Position::to_key`), which the
+    // flight alerts read back to judge a cabin event by event.
+    if let Some(p) = &record.booked_at {
+        item.insert(BOOKED_AT.into(), s(p.to_key()));
+    }
+    if let Some(p) = &record.released_at {
+        item.insert(RELEASED_AT.into(), s(p.to_key()));
+    }
     // Cancel-pending tombstones expire by the same rule: they name a flight too.
     if let Some(expiry) = booking_expiry(&record.flight_id) {
         item.insert(EXPIRES_AT.into(), n(expiry.timestamp()));
@@ -124,7 +135,20 @@ pub(crate) fn parse_booking(item: &Item) -> Result<BookingRecord, String> {
         flight_id: get_s(item, FLIGHT_ID)?.to_string(),
         cabin,
         seats: get_n(item, SEATS)?.unwrap_or(0),
+        booked_at: get_position(item, BOOKED_AT)?,
+        released_at: get_position(item, RELEASED_AT)?,
     })
+}
+
+/// A position attribute (`Position::to_key`), `None` when absent.
+fn get_position(item: &Item, name: &str) -> Result<Option<Position>, String> {
+    if !item.contains_key(name) {
+        return Ok(None);
+    }
+    let key = get_s(item, name)?;
+    Position::from_key(key)
+        .map(Some)
+        .ok_or_else(|| format!("attribute `{name}` is not a record position: {key}"))
 }
 
 /// Decodes a flight-cabin item; `sold` is absent until the first sale.
@@ -297,6 +321,8 @@ mod tests {
             flight_id: "FH1-20261201".into(),
             cabin,
             seats,
+            booked_at: None,
+            released_at: None,
         }
     }
 

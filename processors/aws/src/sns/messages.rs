@@ -72,6 +72,8 @@ mod tests {
         Alert {
             alert_id: "oversold:FH0310-20261201:business:1".into(),
             alert_version: ALERT_VERSION,
+            status: Default::default(),
+            clears: None,
             rule: AlertRule::Oversold,
             severity: Severity::Critical,
             route: "ORD-SFO".into(),
@@ -103,6 +105,7 @@ mod tests {
             [
                 "rule",
                 "severity",
+                "status",
                 "route",
                 "origin",
                 "destination",

@@ -12,15 +12,39 @@
 //! crossing has the id `RULE:FLIGHT:CABIN:n`, so judging the same state twice (a
 //! redelivered batch, two consumers) computes the same alert.
 //!
-//! A cabin jumping from half full to oversold in one batch crosses all three
-//! levels: it raises all three alerts, so that a subscriber of any one rule hears of
-//! it.
+//! A cabin jumping from half full to oversold in one event crosses all three levels:
+//! it raises all three alerts, so that a subscriber of any one rule hears of it.
+//!
+//! # Event by event, whatever the batching
+//!
+//! A cabin is judged at every event that moved its seats, in stream order
+//! ([`judge_cabin`]), not once per batch: a cabin oversold by one booking and brought
+//! back by the next cancellation raises `oversold` (and its clearance) whether the two
+//! events came in one batch of 500 or in two of 37. Which event moved seats is read
+//! from the booking records ([`crate::inventory::seat_effect`]), so a retried or
+//! redelivered batch, whose events are no-ops for the inventory, still knows their
+//! steps; the latches remember the position of the last event judged
+//! ([`CabinAlertState::mark`]), so no event is judged twice. The seats sold before
+//! the first step are the committed count minus the steps not judged yet. So the
+//! alert ids depend only on the events, for any cut, bisect, retry or redelivery.
+//!
+//! # Cleared
+//!
+//! When a cabin falls back below a level it has an alert for, the alert is *cleared*:
+//! a notice with status `cleared` and id `<alert id>:cleared`
+//! ([`flyhigh_schemas::AlertStatus`]), at the point where the rule re-arms. For
+//! `near_sold_out` and `sold_out` that is [`FlightAlertConfig::rearm_margin`] below the
+//! level (a cabin that hovers raises one alert and one clearance, not one per booking);
+//! `oversold` clears as soon as no passenger is over capacity (sold ≤ capacity): an
+//! oversold cabin is a fact about passengers without a seat, and a new one later is a
+//! new alert.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use flyhigh_schemas::{ALERT_VERSION, Alert, AlertRule, Severity};
+use flyhigh_schemas::{ALERT_VERSION, Alert, AlertRule, AlertStatus, Severity};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::CabinInventory;
+use crate::records::Position;
 
 /// The flight rules, in order of severity.
 pub const FLIGHT_RULES: [AlertRule; 3] = [
@@ -76,7 +100,7 @@ pub struct RuleState {
 }
 
 /// The latches of one flight and cabin.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CabinAlertState {
     /// Bumped by every save; a save is conditional on the version read.
     pub version: u64,
@@ -86,6 +110,10 @@ pub struct CabinAlertState {
     pub sold_out: RuleState,
     /// `oversold`.
     pub oversold: RuleState,
+    /// Position of the last event judged: events at or below it are never judged
+    /// again. `None` before the first (and in latches saved before marks were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Position>,
 }
 
 impl CabinAlertState {
@@ -100,13 +128,15 @@ impl CabinAlertState {
     }
 }
 
-/// A rule that fired: its number for this cabin.
+/// A rule that fired, or whose condition ended: its number for this cabin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Crossing {
     /// The rule.
     pub rule: AlertRule,
     /// The crossing's number, from 1.
     pub crossing: u32,
+    /// `Raised` when the cabin crossed the level, `Cleared` when it fell back below.
+    pub status: AlertStatus,
 }
 
 /// Moves the latches of `cabin` to its committed state; returns the new state (the
@@ -117,7 +147,7 @@ pub fn observe(
     state: &CabinAlertState,
     cabin: &CabinInventory,
 ) -> (CabinAlertState, Vec<Crossing>) {
-    let mut next = *state;
+    let mut next = state.clone();
     let mut crossings = Vec::new();
     let (Some(capacity), Some(load)) = (cabin.capacity, cabin.load_factor()) else {
         return (next, crossings);
@@ -132,18 +162,105 @@ pub fn observe(
         let Some(latch) = next.rule(rule) else {
             continue;
         };
+        // Where the rule re-arms, and its alert is cleared (see the module docs).
+        let rearmed = match rule {
+            AlertRule::Oversold => !above,
+            _ => !above && load < level - config.rearm_margin,
+        };
         if !latch.fired && above {
             latch.fired = true;
             latch.crossings += 1;
             crossings.push(Crossing {
                 rule,
                 crossing: latch.crossings,
+                status: AlertStatus::Raised,
             });
-        } else if latch.fired && !above && load < level - config.rearm_margin {
+        } else if latch.fired && rearmed {
             latch.fired = false;
+            crossings.push(Crossing {
+                rule,
+                crossing: latch.crossings,
+                status: AlertStatus::Cleared,
+            });
         }
     }
+    // One step moves the cabin one way, so it only raises or only clears. Raised in
+    // order of severity; cleared from the highest level down (`oversold` ends before
+    // `sold_out`).
+    if crossings
+        .first()
+        .is_some_and(|c| c.status == AlertStatus::Cleared)
+    {
+        crossings.reverse();
+    }
     (next, crossings)
+}
+
+/// One event that moved a cabin's seats, in stream order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatStep {
+    /// Where the event sits in its shard.
+    pub position: Position,
+    /// Seats it added (negative: released).
+    pub delta: i64,
+    /// Its event time: the `detected_at` of the alerts it raises.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// What [`judge_cabin`] found at one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    /// The rule that fired or cleared.
+    pub crossing: Crossing,
+    /// The cabin as it was right after the step.
+    pub cabin: CabinInventory,
+    /// The step's event time.
+    pub detected_at: DateTime<Utc>,
+}
+
+/// Judges the steps of one cabin, event by event, from its latches `state`.
+///
+/// `committed` is the cabin as stored now; `steps` are every step of the batch on the
+/// cabin whose effect is stored, in stream order; only those above `state.mark` and
+/// below `judge_before` (the first event of the batch whose effect may not be stored)
+/// are judged. The seats sold before the first of them are the committed count minus
+/// every stored step above the mark, so the walk ends exactly at the committed count
+/// when all are judged; a step already judged, or applied out of stream order (a
+/// replay), is part of that base. Returns the new latches (the mark moved to the last
+/// step judged) and what crossed, in order.
+pub fn judge_cabin(
+    config: &FlightAlertConfig,
+    state: &CabinAlertState,
+    committed: &CabinInventory,
+    steps: &[SeatStep],
+    judge_before: Option<&Position>,
+) -> (CabinAlertState, Vec<Judged>) {
+    let above_mark: Vec<&SeatStep> = steps
+        .iter()
+        .filter(|s| state.mark.as_ref().is_none_or(|m| s.position > *m))
+        .collect();
+    let mut sold = committed.sold - above_mark.iter().map(|s| s.delta).sum::<i64>();
+    let mut next = state.clone();
+    let mut found = Vec::new();
+    for step in above_mark {
+        if judge_before.is_some_and(|b| step.position >= *b) {
+            break;
+        }
+        sold += step.delta;
+        let cabin = CabinInventory {
+            sold,
+            ..committed.clone()
+        };
+        let (moved, crossings) = observe(config, &next, &cabin);
+        next = moved;
+        next.mark = Some(step.position.clone());
+        found.extend(crossings.into_iter().map(|crossing| Judged {
+            crossing,
+            cabin: cabin.clone(),
+            detected_at: step.occurred_at,
+        }));
+    }
+    (next, found)
 }
 
 /// The severity of a flight rule: `oversold` is critical, the others warnings.
@@ -165,22 +282,36 @@ pub fn flight_alert(
     let schedule = cabin.schedule.as_ref()?;
     let capacity = cabin.capacity?;
     let (detected_at, raised_at) = (super::to_millis(detected_at), super::to_millis(raised_at));
-    let what = match crossing.rule {
-        AlertRule::NearSoldOut => format!(
-            "at or past the near-sold-out load factor, {:.0}% full",
-            cabin.load_factor().unwrap_or(0.0) * 100.0
-        ),
-        AlertRule::SoldOut => "sold out".to_string(),
-        _ => format!("oversold by {}", cabin.oversold()),
+    let percent = cabin.load_factor().unwrap_or(0.0) * 100.0;
+    let what = match (crossing.status, crossing.rule) {
+        (AlertStatus::Raised, AlertRule::NearSoldOut) => {
+            format!("at or past the near-sold-out load factor, {percent:.0}% full")
+        }
+        (AlertStatus::Raised, AlertRule::SoldOut) => "sold out".to_string(),
+        (AlertStatus::Raised, _) => format!("oversold by {}", cabin.oversold()),
+        (AlertStatus::Cleared, AlertRule::NearSoldOut) => {
+            format!("no longer nearly sold out, {percent:.0}% full")
+        }
+        (AlertStatus::Cleared, AlertRule::SoldOut) => {
+            format!("no longer sold out, {percent:.0}% full")
+        }
+        (AlertStatus::Cleared, _) => "no longer oversold".to_string(),
+    };
+    let raised_id = Alert::flight_id_for(
+        crossing.rule,
+        &cabin.flight_id,
+        cabin.cabin,
+        crossing.crossing,
+    );
+    let (alert_id, clears) = match crossing.status {
+        AlertStatus::Raised => (raised_id, None),
+        AlertStatus::Cleared => (Alert::cleared_id(&raised_id), Some(raised_id)),
     };
     Some(Alert {
-        alert_id: Alert::flight_id_for(
-            crossing.rule,
-            &cabin.flight_id,
-            cabin.cabin,
-            crossing.crossing,
-        ),
+        alert_id,
         alert_version: ALERT_VERSION,
+        status: crossing.status,
+        clears,
         rule: crossing.rule,
         severity: severity(crossing.rule),
         route: schedule.route(),
@@ -262,20 +393,151 @@ mod tests {
     }
 
     #[test]
-    fn a_cabin_hovering_at_a_level_fires_once_and_re_arms_only_below_the_margin() {
-        // Around 90%: dips to 86-89 do not re-arm; 84 does.
+    fn a_cabin_hovering_at_a_level_fires_once_and_re_arms_and_clears_only_below_the_margin() {
+        // Around 90%: dips to 86-89 neither re-arm nor clear; 84 does both.
         let ids = walk(&[90, 89, 90, 86, 91, 84, 90]);
         assert_eq!(
             ids,
             [
                 "near_sold_out:FH0310-20261202:economy:1",
+                "near_sold_out:FH0310-20261202:economy:1:cleared",
                 "near_sold_out:FH0310-20261202:economy:2",
             ]
         );
-        // Oversold, back to sold out, oversold again: one alert; below 95% re-arms.
-        let ids = walk(&[101, 100, 101, 94, 101]);
-        let oversold: Vec<_> = ids.iter().filter(|i| i.starts_with("oversold")).collect();
-        assert_eq!(oversold.len(), 2, "{ids:?}");
+    }
+
+    #[test]
+    fn oversold_clears_as_soon_as_no_passenger_is_over_capacity() {
+        // Oversold, back to capacity (cleared: still sold out), oversold again (a new
+        // alert: new passengers without a seat), then below the sold-out margin.
+        let ids = walk(&[101, 100, 101, 94]);
+        assert_eq!(
+            ids,
+            [
+                "near_sold_out:FH0310-20261202:economy:1",
+                "sold_out:FH0310-20261202:economy:1",
+                "oversold:FH0310-20261202:economy:1",
+                "oversold:FH0310-20261202:economy:1:cleared",
+                "oversold:FH0310-20261202:economy:2",
+                "oversold:FH0310-20261202:economy:2:cleared",
+                "sold_out:FH0310-20261202:economy:1:cleared",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cleared_notice_names_the_alert_it_clears_and_keeps_its_filters() {
+        let c = cabin(99);
+        let a = flight_alert(
+            Crossing {
+                rule: AlertRule::Oversold,
+                crossing: 3,
+                status: AlertStatus::Cleared,
+            },
+            &c,
+            Utc::now(),
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(a.alert_id, "oversold:FH0310-20261202:economy:3:cleared");
+        assert_eq!(
+            a.clears.as_deref(),
+            Some("oversold:FH0310-20261202:economy:3")
+        );
+        assert_eq!(
+            (a.status, a.severity),
+            (AlertStatus::Cleared, Severity::Critical)
+        );
+        assert!(a.summary.contains("no longer oversold"), "{}", a.summary);
+        assert!(
+            a.message_attributes()
+                .contains(&("status", "cleared".into()))
+        );
+    }
+
+    fn step(seq: u64, delta: i64) -> SeatStep {
+        SeatStep {
+            position: Position::new(&seq.to_string(), None),
+            delta,
+            occurred_at: Utc::now(),
+        }
+    }
+
+    /// The ids `judge_cabin` raises for `steps` delivered in batches of `sizes`
+    /// (cycled), each batch judged from the latches the previous one saved, the
+    /// committed count being the sum of every step up to the batch's end.
+    fn judged_in_batches(start: i64, steps: &[SeatStep], sizes: &[usize]) -> Vec<String> {
+        let config = FlightAlertConfig::default();
+        let mut state = CabinAlertState::default();
+        let mut ids = Vec::new();
+        let mut done = 0;
+        for &size in sizes.iter().cycle() {
+            if done >= steps.len() {
+                break;
+            }
+            let end = (done + size.max(1)).min(steps.len());
+            let committed = cabin(start + steps[..end].iter().map(|s| s.delta).sum::<i64>());
+            let (next, found) = judge_cabin(&config, &state, &committed, &steps[done..end], None);
+            if !found.is_empty() {
+                state = next;
+            }
+            ids.extend(found.into_iter().map(|j| {
+                flight_alert(j.crossing, &j.cabin, j.detected_at, Utc::now())
+                    .unwrap()
+                    .alert_id
+            }));
+            done = end;
+        }
+        ids
+    }
+
+    #[test]
+    fn regression_an_oversold_cabin_brought_back_inside_one_batch_is_seen_at_any_batch_size() {
+        // 98 sold; a booking oversells by one, a cancellation brings it back, within
+        // what one batch of 500 holds: judged once per batch, the peak was never seen.
+        let steps = [step(10, 1), step(11, 2), step(12, -2), step(13, -1)];
+        let one_by_one = judged_in_batches(98, &steps, &[1]);
+        assert!(
+            one_by_one.contains(&"oversold:FH0310-20261202:economy:1".to_string()),
+            "{one_by_one:?}"
+        );
+        for sizes in [&[500][..], &[2], &[3, 1], &[1, 3]] {
+            assert_eq!(
+                judged_in_batches(98, &steps, sizes),
+                one_by_one,
+                "{sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn steps_at_or_below_the_mark_are_not_judged_again_and_count_in_the_base() {
+        let config = FlightAlertConfig::default();
+        let steps = [step(1, 95), step(2, 10)];
+        let committed = cabin(105);
+        let (state, found) = judge_cabin(
+            &config,
+            &CabinAlertState::default(),
+            &committed,
+            &steps,
+            None,
+        );
+        assert_eq!(found.len(), 3);
+        assert_eq!(state.mark, Some(Position::new("2", None)));
+        // The same batch again (a redelivery): nothing.
+        let (again, found) = judge_cabin(&config, &state, &committed, &steps, None);
+        assert!(found.is_empty());
+        assert_eq!(again, state);
+        // A retry cut before the second step judges only the first.
+        let (cut, found) = judge_cabin(
+            &config,
+            &CabinAlertState::default(),
+            &committed,
+            &steps,
+            Some(&Position::new("2", None)),
+        );
+        assert_eq!(cut.mark, Some(Position::new("1", None)));
+        assert_eq!(found.len(), 1, "95 of 100: near sold out only");
     }
 
     #[test]
@@ -302,6 +564,7 @@ mod tests {
             Crossing {
                 rule: AlertRule::Oversold,
                 crossing: 1,
+                status: AlertStatus::Raised,
             },
             &c,
             Utc::now(),

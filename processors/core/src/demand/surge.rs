@@ -29,7 +29,7 @@
 //! the alert store's conditional write decides who publishes it.
 
 use chrono::{DateTime, Utc};
-use flyhigh_schemas::{ALERT_VERSION, Alert, AlertRule, Severity};
+use flyhigh_schemas::{ALERT_VERSION, Alert, AlertRule, AlertStatus, Severity};
 use serde::{Deserialize, Serialize};
 
 use super::split_route;
@@ -412,6 +412,8 @@ pub fn surge_alert(route: &str, firing: &SurgeFiring, raised_at: DateTime<Utc>) 
     Alert {
         alert_id: firing.alert_id.clone(),
         alert_version: ALERT_VERSION,
+        status: AlertStatus::Raised,
+        clears: None,
         rule: AlertRule::RouteSurge,
         severity: firing.severity,
         route: route.to_string(),

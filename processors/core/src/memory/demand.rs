@@ -317,7 +317,7 @@ impl AlertStore for MemoryAlertStore {
         let s = lock(&self.state);
         Ok(keys
             .iter()
-            .filter_map(|k| s.cabins.get(k).map(|c| (k.clone(), *c)))
+            .filter_map(|k| s.cabins.get(k).map(|c| (k.clone(), c.clone())))
             .collect())
     }
 
@@ -335,7 +335,7 @@ impl AlertStore for MemoryAlertStore {
         if stored + 1 != state.version {
             return Ok(false);
         }
-        s.cabins.insert(key.clone(), *state);
+        s.cabins.insert(key.clone(), state.clone());
         s.insert_alerts(alerts);
         Ok(true)
     }

@@ -102,6 +102,8 @@ async fn a_new_booking_increments_sold() {
             flight_id: FLIGHT.into(),
             cabin: Some(Cabin::Economy),
             seats: 3,
+            booked_at: None,
+            released_at: None,
         }
     );
 }
@@ -200,6 +202,8 @@ async fn a_cancellation_before_its_booking_nets_out() {
             flight_id: FLIGHT.into(),
             cabin: None,
             seats: 0,
+            booked_at: None,
+            released_at: None,
         })
     );
 

@@ -1,21 +1,23 @@
-//! [`FlightAlerts`]: near-sold-out, sold-out and oversold alerts from the
-//! inventory's committed state.
+//! [`FlightAlerts`]: near-sold-out, sold-out and oversold alerts, and their
+//! clearances, from the inventory's committed state, event by event.
 //!
-//! The inventory handler calls its [`FlightWatch`] after a batch with the flights
-//! the batch changed, and also the flights of its no-op events: a retried batch
-//! finds its own earlier commits as no-ops, so a check that failed after the commit
-//! is made again by the retry. For each flight the watch reads the committed cabins
-//! (never the handler's own arithmetic), moves each cabin's latches
-//! ([`flyhigh_core::demand::flights::observe`]), and saves the latches with the alerts
-//! of the rules that fired in one step, conditional on their version (a racing
-//! consumer's save makes it re-read and judge again). The
+//! The inventory handler calls its [`FlightWatch`] after a batch with, per flight, the
+//! *steps* of the batch: every event whose effect is stored and moved seats, with its
+//! stream position ([`flyhigh_core::inventory::seat_effect`] reads them off the
+//! booking records, so a retried batch, whose events are no-ops for the inventory,
+//! still has them). For each flight the watch reads the committed cabins and their
+//! latches, judges each cabin at every step above its latches' mark, in stream order
+//! ([`flyhigh_core::demand::flights::judge_cabin`]), and saves the latches with the
+//! alerts that fired or cleared in one step, conditional on their version (a racing
+//! consumer's save makes it re-read and judge again). So the same events raise the same
+//! alert ids however the batches were cut, bisected, retried or redelivered. The
 //! inventory is never clamped or held back: the watch only reads it.
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use flyhigh_core::demand::flights::{self, FlightAlertConfig};
-use flyhigh_core::{AlertPublisher, AlertStore, CabinKey, InventoryStore, StoreError};
+use flyhigh_core::demand::flights::{self, FlightAlertConfig, SeatStep};
+use flyhigh_core::{AlertPublisher, AlertStore, CabinKey, InventoryStore, Position, StoreError};
 use flyhigh_schemas::Alert;
 
 use super::outbox::Outbox;
@@ -23,14 +25,17 @@ use super::outbox::Outbox;
 /// Rounds of re-read after a lost latch save.
 const MAX_ROUNDS: usize = 4;
 
-/// A flight an inventory batch touched, and the latest event time the batch had for
-/// it (the alerts' `detected_at`).
+/// A flight an inventory batch moved seats on: its steps, cabin by cabin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TouchedFlight {
     /// The flight.
     pub flight_id: String,
-    /// Latest `occurred_at` of the batch's events on it.
-    pub detected_at: DateTime<Utc>,
+    /// Every event of the batch whose stored effect moved seats on one of its cabins,
+    /// in stream order.
+    pub steps: Vec<(flyhigh_schemas::Cabin, SeatStep)>,
+    /// The first event of the batch on this flight whose effect may not be stored (the
+    /// batch failed there): steps from it on are left for the retry.
+    pub judge_before: Option<Position>,
 }
 
 /// What the inventory handler calls after each batch.
@@ -112,6 +117,7 @@ impl<A: AlertStore, P: AlertPublisher> FlightAlerts<A, P> {
                 .await?
                 .into_iter()
                 .filter(|c| c.capacity.is_some_and(|c| c > 0))
+                .filter(|c| flight.steps.iter().any(|(cabin, _)| *cabin == c.cabin))
                 .collect();
             if cabins.is_empty() {
                 return Ok(raised);
@@ -123,15 +129,29 @@ impl<A: AlertStore, P: AlertPublisher> FlightAlerts<A, P> {
             let states = alerts.cabin_states(&keys).await?;
             let mut lost_race = false;
             for (cabin, key) in cabins.iter().zip(&keys) {
-                let state = states.get(key).copied().unwrap_or_default();
-                let (mut next, crossings) = flights::observe(&self.config, &state, cabin);
-                if next == state {
+                let state = states.get(key).cloned().unwrap_or_default();
+                let steps: Vec<SeatStep> = flight
+                    .steps
+                    .iter()
+                    .filter(|(c, _)| *c == cabin.cabin)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                let (mut next, found) = flights::judge_cabin(
+                    &self.config,
+                    &state,
+                    cabin,
+                    &steps,
+                    flight.judge_before.as_ref(),
+                );
+                // Latches move only with a crossing; judging the same steps again from
+                // unchanged latches finds the same nothing, so no write is needed.
+                if found.is_empty() {
                     continue;
                 }
-                let fired: Vec<Alert> = crossings
+                let fired: Vec<Alert> = found
                     .into_iter()
-                    .filter_map(|c| {
-                        flights::flight_alert(c, cabin, flight.detected_at, (self.clock)())
+                    .filter_map(|j| {
+                        flights::flight_alert(j.crossing, &j.cabin, j.detected_at, (self.clock)())
                     })
                     .collect();
                 next.version = state.version + 1;
@@ -139,9 +159,9 @@ impl<A: AlertStore, P: AlertPublisher> FlightAlerts<A, P> {
                 // crossing is not latched (nor a latch without its alert).
                 if alerts.save_cabin_state(key, &next, &fired).await? {
                     for alert in fired {
-                        tracing::info!(alert_id = %alert.alert_id, flight_id = %cabin.flight_id,
-                            cabin = %cabin.cabin.as_str(), sold = cabin.sold, capacity = ?cabin.capacity,
-                            "flight alert raised");
+                        tracing::info!(alert_id = %alert.alert_id, status = %alert.status,
+                            flight_id = %cabin.flight_id, cabin = %cabin.cabin.as_str(),
+                            sold = ?alert.sold, capacity = ?cabin.capacity, "flight alert raised");
                         raised.push(alert);
                     }
                 } else {
@@ -166,17 +186,21 @@ impl<A: AlertStore, P: AlertPublisher> FlightWatch for FlightAlerts<A, P> {
         flights: &[TouchedFlight],
     ) -> Result<(), (String, StoreError)> {
         let mut raised = Vec::new();
+        let mut failed = None;
         for flight in flights {
-            raised.extend(
-                self.check_flight(store, flight)
-                    .await
-                    .map_err(|e| (flight.flight_id.clone(), e))?,
-            );
+            match self.check_flight(store, flight).await {
+                Ok(alerts) => raised.extend(alerts),
+                Err(e) => {
+                    failed = Some((flight.flight_id.clone(), e));
+                    break;
+                }
+            }
         }
         if !raised.is_empty() {
-            // Only what this batch raised, one attempt each: a slow or failing SNS
-            // must not hold the inventory back. What is left stays pending for the
-            // alerts Lambda's outbox pass, every minute; it never fails the batch.
+            // Only what this batch raised (before a failure too: those alerts are
+            // recorded), one attempt each: a slow or failing SNS must not hold the
+            // inventory back. What is left stays pending for the alerts Lambda's outbox
+            // pass, every minute; it never fails the batch.
             let report = self.outbox.publish_now(&raised, &*self.clock).await;
             if report.left_pending > 0 {
                 tracing::warn!(
@@ -185,24 +209,6 @@ impl<A: AlertStore, P: AlertPublisher> FlightWatch for FlightAlerts<A, P> {
                 );
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
-}
-
-/// The distinct flights of `flights`, each with its latest time.
-pub fn touched(flights: impl IntoIterator<Item = (String, DateTime<Utc>)>) -> Vec<TouchedFlight> {
-    let mut latest: std::collections::BTreeMap<String, DateTime<Utc>> = Default::default();
-    for (flight, t) in flights {
-        let e = latest.entry(flight).or_insert(t);
-        if t > *e {
-            *e = t;
-        }
-    }
-    latest
-        .into_iter()
-        .map(|(flight_id, detected_at)| TouchedFlight {
-            flight_id,
-            detected_at,
-        })
-        .collect()
 }

@@ -290,6 +290,8 @@ async fn a_conflicting_writer_is_detected_and_the_batch_replanned() {
         flight_id: FLIGHT.into(),
         cabin: Some(Cabin::Economy),
         seats: 2,
+        booked_at: None,
+        released_at: None,
     });
     let response = handler
         .handle(kinesis_event(&json(&[cancellation("BK000001", FLIGHT)]), 2))
