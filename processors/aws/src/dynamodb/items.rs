@@ -346,6 +346,14 @@ mod tests {
                 Some(Cabin::PremiumEconomy),
                 255,
             ),
+            BookingRecord {
+                booked_at: Some(Position::new(
+                    "49590000000000000000000000000000000000000000000001",
+                    Some(3),
+                )),
+                released_at: Some(Position::new("7", None)),
+                ..record("B4", BookingStatus::Cancelled, Some(Cabin::First), 1)
+            },
         ] {
             let item = booking_item(&r);
             assert_eq!(item[PK], s(format!("BOOKING#{}", r.booking_id)));

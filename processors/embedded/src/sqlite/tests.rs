@@ -696,6 +696,54 @@ async fn a_version_1_file_is_migrated_with_expiries_from_its_flights() {
     assert_eq!(sold(&store, FLIGHT, Cabin::Economy).await, Some(2));
 }
 
+#[tokio::test]
+async fn a_version_2_file_gains_event_positions_and_keeps_its_bookings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.sqlite");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE bookings (booking_id TEXT NOT NULL PRIMARY KEY, status TEXT NOT NULL,
+                flight_id TEXT NOT NULL, cabin TEXT NULL, seats INTEGER NOT NULL,
+                expires_at INTEGER NULL) WITHOUT ROWID;
+             CREATE TABLE cabins (flight_id TEXT NOT NULL, cabin TEXT NOT NULL,
+                capacity INTEGER NULL, sold INTEGER NOT NULL DEFAULT 0, origin TEXT NULL,
+                destination TEXT NULL, departure TEXT NULL, PRIMARY KEY (flight_id, cabin))
+                WITHOUT ROWID;
+             INSERT INTO bookings VALUES ('BK0001', 'booked', 'FH0123-20261201', 'economy', 2, NULL);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let store = SqliteInventoryStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let old = store.booking("BK0001").unwrap().unwrap();
+    assert_eq!((old.booked_at, old.released_at), (None, None));
+    // A booking and its cancellation: each record keeps where its seats moved.
+    let b = booking("BK0002", FLIGHT, Cabin::Economy, 3);
+    let booked_at = flyhigh_core::Position::new("4959000123", Some(7));
+    let t = inventory::apply_at(None, InventoryEvent::Booking(&b), Some(&booked_at)).unwrap();
+    store
+        .commit(&inventory::Transaction {
+            changes: vec![inventory::BookingChange {
+                expected: None,
+                record: t.record.clone(),
+                delta: t.delta.clone(),
+                first_index: 0,
+            }],
+            counters: vec![t.delta.clone().unwrap()],
+        })
+        .await
+        .unwrap();
+    let stored = store.booking("BK0002").unwrap().unwrap();
+    assert_eq!(stored, t.record);
+    assert_eq!(stored.booked_at, Some(booked_at.clone()));
+    assert_eq!(
+        inventory::seat_effect(&stored, &booked_at),
+        Some((flyhigh_core::CabinKey::new(FLIGHT, Cabin::Economy), 3))
+    );
+}
+
 /// Regression: `PRAGMA journal_mode=WAL` on a fresh file returned `SQLITE_BUSY` to
 /// the second of two connections switching it at once, without waiting for the busy
 /// timeout, so one of two processes starting together failed to open.
