@@ -90,6 +90,7 @@ fn update(key: &CounterKey, c: Counts, first: (&str, u32), last: (&str, u32)) ->
         counts: c,
         first: Position::new(first.0, Some(first.1)),
         last: Position::new(last.0, Some(last.1)),
+        arrived: chrono::DateTime::from_timestamp(key.bucket + 30, 0).unwrap_or_default(),
     }
 }
 

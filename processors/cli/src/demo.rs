@@ -179,6 +179,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     // retention horizon depends on the simulated day, not on the day it is run.
     let simulated_now = config.start + Duration::from_secs(u64::from(config.days) * 86_400);
     let sim = Simulator::new(config)?;
+    // Arrival times, and the demand consumers' clock, are the simulated day's: event
+    // and arrival times must be on one clock for lateness and progress to mean
+    // anything (see flyhigh_core::demand::counting).
+    let sim_clock = sim.clock();
     let schedule = sim.schedule();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -244,7 +248,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             routes_from,
             JsonLinesFile::create(&files.demand_dead_letters)?,
         )
-        .with_late_allowance(chrono::Duration::from_std(DEMO_ALLOWANCE).unwrap_or_default()),
+        .with_late_allowance(chrono::Duration::from_std(DEMO_ALLOWANCE).unwrap_or_default())
+        .with_clock({
+            let clock = sim_clock.clone();
+            move || clock.now()
+        }),
     );
     let evaluator = Arc::new(SurgeEvaluator::new(
         demand_store.clone(),
@@ -252,7 +260,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         alert_log.clone(),
     ));
 
-    let stream = LocalStream::new("flyhigh-events", args.shards);
+    let stream = LocalStream::new("flyhigh-events", args.shards).with_clock({
+        let clock = sim_clock.clone();
+        move || clock.now()
+    });
     let handler = Arc::new(
         InventoryHandler::new(store, dead_letters)
             .with_clock(move || simulated_now)
@@ -325,7 +336,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
                 if marks.len() < shards {
                     continue;
                 }
-                let Some(slowest) = marks.iter().map(|w| w.event_time).min() else {
+                let Some(slowest) = marks.iter().map(|w| w.progress).min() else {
                     continue;
                 };
                 let horizon =

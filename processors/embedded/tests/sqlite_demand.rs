@@ -57,6 +57,7 @@ fn update(key: &CounterKey, counts: Counts, first: Position, last: Position) -> 
         counts,
         first,
         last,
+        arrived: DateTime::from_timestamp(key.bucket + 30, 0).unwrap_or_default(),
     }
 }
 
@@ -289,7 +290,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
     let held = t.note("watermark held again", demand.watermarks().await.unwrap());
     assert_eq!(
         held.iter()
-            .map(|w| (w.event_time, w.updated_at))
+            .map(|w| (w.progress, w.updated_at))
             .collect::<Vec<_>>(),
         vec![(e2, w1)],
         "neither an earlier nor an equal time moves it or its stamp"
@@ -299,7 +300,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
     let marks = t.note("watermarks", demand.watermarks().await.unwrap());
     let marks: Vec<_> = marks
         .into_iter()
-        .map(|w| (w.shard_id, w.event_time, w.updated_at))
+        .map(|w| (w.shard_id, w.progress, w.updated_at))
         .collect();
     assert_eq!(marks, vec![(s0.into(), e1, w2), (s1.into(), e3, w4)]);
 
@@ -629,9 +630,10 @@ fn search_event(route: &str, t: &str, sequence: u64, sub: u32) -> DemandEvent {
     DemandEvent {
         route: route.into(),
         occurred_at: at(t),
+        arrived_at: at(t),
         position: Position::new(&sequence.to_string(), Some(sub)),
         kind: DemandKind::Search { passengers: 2 },
-        late: false,
+        timing: Default::default(),
     }
 }
 

@@ -149,6 +149,7 @@ fn a_corrupt_mark_is_permanent_not_a_silent_recount() {
         },
         first: Position::new("5", None),
         last: Position::new("5", None),
+        arrived: chrono::DateTime::from_timestamp(90, 0).unwrap(),
     };
     let err = store.add_now(&update).unwrap_err();
     assert!(
