@@ -189,8 +189,16 @@ fn regression_a_counter_of_an_event_40_days_old_is_purged_from_its_arrival_not_i
     );
     let retention = Duration::days(COUNTER_RETENTION_DAYS);
     // A purge of everything older than the retention, today: kept.
-    assert_eq!(store.purge_before((arrived - retention).timestamp()).unwrap(), 0);
-    assert!(matches!(store.add_now(&update).unwrap(), Added::Stale { .. }));
+    assert_eq!(
+        store
+            .purge_before((arrived - retention).timestamp())
+            .unwrap(),
+        0
+    );
+    assert!(matches!(
+        store.add_now(&update).unwrap(),
+        Added::Stale { .. }
+    ));
     // An earlier change never moves the arrival back.
     let later = CounterUpdate {
         arrived: arrived - Duration::days(1),
@@ -225,11 +233,17 @@ fn a_version_1_file_gains_the_arrival_column_and_keeps_its_counters() {
             .unwrap();
     }
     let err = SqliteDemandStore::open_read_only(&path).unwrap_err();
-    assert!(matches!(err, StoreError::Permanent(ref m) if m.contains("migrates")), "{err}");
+    assert!(
+        matches!(err, StoreError::Permanent(ref m) if m.contains("migrates")),
+        "{err}"
+    );
     let store = SqliteDemandStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.arrived_at(&update.key).unwrap(), Some(0));
-    assert!(matches!(store.add_now(&update).unwrap(), Added::Stale { .. }));
+    assert!(matches!(
+        store.add_now(&update).unwrap(),
+        Added::Stale { .. }
+    ));
     // Purged by bucket, as before, until a change stamps an arrival.
     assert_eq!(store.purge_before(update.key.bucket + 1).unwrap(), 1);
 }
@@ -249,5 +263,9 @@ fn progress_moves_forward_only_but_replaces_what_no_arrival_can_have_stamped() {
         .advance_watermark_now("s", t1, t2 + Duration::seconds(1))
         .unwrap();
     let marks = store.watermarks_now().unwrap();
-    assert_eq!((marks[0].progress, marks[0].updated_at), (t2, t2), "never back");
+    assert_eq!(
+        (marks[0].progress, marks[0].updated_at),
+        (t2, t2),
+        "never back"
+    );
 }
