@@ -9,6 +9,11 @@
 //! The producer writes through [`Transport`]; the local runner reads with
 //! [`LocalStream::read`]. When the producer is done it calls [`LocalStream::close`],
 //! and readers learn that a shard has ended once they have read all of it.
+//!
+//! Each record is stamped with its arrival time, as Kinesis stamps
+//! `ApproximateArrivalTimestamp`, from the stream's clock: the wall clock by default,
+//! or the pipeline's ([`LocalStream::with_clock`]; the demo's simulated day), so
+//! that consumers compare arrival with event time on one clock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -32,7 +37,7 @@ pub struct StoredRecord {
     pub sequence_number: String,
     /// The producer's partition key.
     pub partition_key: String,
-    /// When the stream accepted it.
+    /// When the stream accepted it, by the stream's clock.
     pub approximate_arrival: DateTime<Utc>,
     /// The bytes.
     pub data: Arc<[u8]>,
@@ -49,7 +54,11 @@ struct Inner {
     next_sequence: AtomicU64,
     closed: AtomicBool,
     appended: Notify,
+    clock: RwLock<Clock>,
 }
+
+/// What stamps arrival times.
+type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// An in-process Kinesis-like stream. Cheap to clone (shared).
 #[derive(Clone)]
@@ -105,8 +114,17 @@ impl LocalStream {
                 next_sequence: AtomicU64::new(1),
                 closed: AtomicBool::new(false),
                 appended: Notify::new(),
+                clock: RwLock::new(Arc::new(Utc::now)),
             }),
         }
+    }
+
+    /// Stamps arrival times with `clock` instead of the wall clock (for every clone
+    /// of this stream): a local pipeline that runs simulated time gives its own
+    /// clock, so that arrival and event times are comparable.
+    pub fn with_clock(self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        *self.inner.clock.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(clock);
+        self
     }
 
     /// The stream's name.
@@ -176,7 +194,10 @@ impl LocalStream {
                 )));
             }
         }
-        let now = Utc::now();
+        let now = {
+            let clock = self.inner.clock.read().unwrap_or_else(|p| p.into_inner());
+            clock()
+        };
         let results = entries
             .iter()
             .map(|e| {
@@ -294,6 +315,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn arrival_times_come_from_the_streams_clock() {
+        let simulated: DateTime<Utc> = "2026-12-01T09:00:00Z".parse().unwrap();
+        let stream = LocalStream::new("s", 1);
+        let clone = stream.clone().with_clock(move || simulated);
+        clone.put(&[entry("a")]).unwrap();
+        let LocalRead::Records(records) = stream.read(0, 0, 10) else {
+            panic!("open stream")
+        };
+        assert_eq!(records[0].approximate_arrival, simulated, "for every clone");
+        let wall = LocalStream::new("w", 1);
+        let before = Utc::now();
+        wall.put(&[entry("a")]).unwrap();
+        let LocalRead::Records(records) = wall.read(0, 0, 10) else {
+            panic!("open stream")
+        };
+        assert!(records[0].approximate_arrival >= before);
     }
 
     #[test]

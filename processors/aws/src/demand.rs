@@ -22,7 +22,8 @@
 //!                                                        mark (S, Position::to_key), route,
 //!                                                        bucket (N), shard_id, expires_at (N)
 //! route      #routes         <route>                     route
-//! watermark  #watermarks     <shard_id>                  shard_id, event_time, updated_at (S, fixed-
+//! watermark  #watermarks     <shard_id>                  shard_id, event_time (the progress: an
+//!                                                        arrival time), updated_at (S, fixed-
 //!                                                        width RFC 3339 with nanoseconds)
 //! ```
 //!
@@ -30,8 +31,11 @@
 //! route's counters sort by bucket, then shard, and a bucket range is one key
 //! condition. The mark is the 64-digit padded position, so the condition
 //! `mark < :first` compares Kinesis sequence numbers of any length as numbers
-//! (`"9"` < `"10"`). `expires_at` (the table's TTL attribute) is the bucket plus
-//! [`COUNTER_TTL_SECONDS`] (35 days).
+//! (`"9"` < `"10"`). `expires_at` (the table's TTL attribute) is the later of the
+//! bucket and the last arrival counted, plus [`COUNTER_TTL_SECONDS`] (35 days): from
+//! arrival, so a counter of an event dated long ago is not expired as it is written.
+//! The `event_time` attribute of a watermark holds the shard's progress, an arrival
+//! time (it kept its name from when it held event time).
 //!
 //! | port method | calls | cost |
 //! |---|---|---|
@@ -40,7 +44,7 @@
 //! | `note_routes` | `BatchWriteItem` of idempotent puts, 25 per request, unprocessed items sent again with backoff | 1 WCU per route (a put costs the same when the item is there: callers note a route once per container, not per batch) |
 //! | `routes` | one `Query` of `pk = #routes`, paginated, eventually consistent | 0.5 RCU per 4 KB |
 //! | `watermark` | one strongly consistent `GetItem` | 1 RCU |
-//! | `advance_watermark` | one `UpdateItem`, condition `attribute_not_exists(pk) OR event_time < :t`; a failed condition is success (it is at or past `:t` already) | 1 WCU |
+//! | `advance_watermark` | one `UpdateItem`, condition `attribute_not_exists(pk) OR event_time < :t OR event_time > :u` (a stored value later than the writer's clock is no arrival: replaced); a failed condition is success (it is at or past `:t` already) | 1 WCU |
 //! | `watermarks` | one `Query` of `pk = #watermarks`, strongly consistent (they hold the evaluator's horizon back while a consumer lags) | 1 RCU per 4 KB |
 //!
 //! A route's counters share its partition key; each shard's consumer writes its own
@@ -346,7 +350,7 @@ impl DemandStore for DynamoDemandStore {
         out.item()
             .map(|item| {
                 items::parse_watermark(item)
-                    .map(|w| w.event_time)
+                    .map(|w| w.progress)
                     .map_err(|e| self.broken("watermark", e))
             })
             .transpose()
@@ -355,12 +359,12 @@ impl DemandStore for DynamoDemandStore {
     async fn advance_watermark(
         &self,
         shard_id: &str,
-        event_time: DateTime<Utc>,
+        progress: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let write = items::watermark_write(shard_id, event_time, updated_at)
+        let write = items::watermark_write(shard_id, progress, updated_at)
             .map_err(|e| StoreError::Permanent(format!("watermark of {shard_id}: {e}")))?;
-        // Refused: the stored watermark is at or past `event_time` already.
+        // Refused: the stored progress is at or past `progress` already.
         conditional_update(&self.client, &self.table, write).await?;
         Ok(())
     }

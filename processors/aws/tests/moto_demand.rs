@@ -90,6 +90,7 @@ fn update(key: &CounterKey, c: Counts, first: (&str, u32), last: (&str, u32)) ->
         counts: c,
         first: Position::new(first.0, Some(first.1)),
         last: Position::new(last.0, Some(last.1)),
+        arrived: chrono::DateTime::from_timestamp(key.bucket + 30, 0).unwrap_or_default(),
     }
 }
 
@@ -852,5 +853,79 @@ async fn a_store_on_a_missing_table_fails_permanently_in_one_line() {
     assert!(
         !message.contains('\n') && !message.contains("HttpResponse"),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn regression_a_counter_of_an_event_40_days_old_expires_from_its_arrival() {
+    // Issue 15: `expires_at` was the bucket plus 35 days, already past for an event
+    // dated more than 35 days back: TTL could delete the counter as it was written,
+    // and a redelivery count the event twice.
+    let client = client().await;
+    let table = common::unique_name("demand");
+    create_demand_table(&client, &table).await.unwrap();
+    let store = DynamoDemandStore::new(client.clone(), table.clone());
+    let arrived = at("2026-12-01T09:00:00Z");
+    let bucket = (arrived - Duration::days(40)).timestamp() / 60 * 60;
+    let k = key("ORD-SFO", bucket, "shardId-000000000001");
+    let u = CounterUpdate {
+        arrived,
+        ..update(&k, counts(1, 0), ("1", 0), ("1", 0))
+    };
+    assert_eq!(store.add(&u).await.unwrap(), Added::Applied);
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("ROUTE#ORD-SFO".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "{bucket:020}#shardId-000000000001"
+            )),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the counter");
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    assert_eq!(
+        expires,
+        arrived.timestamp() + flyhigh_aws::demand::COUNTER_TTL_SECONDS
+    );
+    assert!(
+        expires > arrived.timestamp(),
+        "not expired as it is written"
+    );
+    // The redelivery meets the mark.
+    assert!(matches!(store.add(&u).await.unwrap(), Added::Stale { .. }));
+}
+
+#[tokio::test]
+async fn a_progress_no_arrival_can_have_stamped_is_replaced_and_then_moves_only_forward() {
+    // Issue 15: an event-time watermark an hour ahead (written by an older build)
+    // held the shard's progress still; the next write replaces it.
+    let store = demand_store().await;
+    let s = "shardId-000000000001";
+    let (t1, t2) = (at("2026-12-01T09:00:00Z"), at("2026-12-01T09:01:00Z"));
+    store
+        .advance_watermark(s, t1 + Duration::hours(1), t1)
+        .await
+        .unwrap();
+    store.advance_watermark(s, t2, t2).await.unwrap();
+    assert_eq!(store.watermark(s).await.unwrap(), Some(t2));
+    store
+        .advance_watermark(s, t1, t2 + Duration::seconds(1))
+        .await
+        .unwrap();
+    let marks = store.watermarks().await.unwrap();
+    assert_eq!(
+        (marks[0].progress, marks[0].updated_at),
+        (t2, t2),
+        "never back"
     );
 }

@@ -58,9 +58,12 @@ pub struct TopArgs {
     /// Length of the window, e.g. 15m, 1h, 90s.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     window: Duration,
-    /// End of the window (RFC 3339); default: the latest event time any shard's
-    /// counters have reached. A window in the past is judged against the two hours
-    /// before it, and shows no surge state (`-`).
+    /// End of the window (RFC 3339); default: now. Now is the wall clock for
+    /// DynamoDB, and for a local SQLite file the pipeline's clock (the latest time
+    /// its consumers stamped their progress with, never later than the wall clock:
+    /// the demo's simulated day), never an event time, which a client's clock can
+    /// put anywhere. A window in the past is judged against the two hours before
+    /// it, and shows no surge state (`-`).
     #[arg(long)]
     at: Option<DateTime<Utc>>,
     /// Routes to show.
@@ -141,8 +144,11 @@ async fn open(store: &DemandStoreArgs, alerts_table: Option<&str>) -> anyhow::Re
 pub async fn routes(command: RoutesCommand) -> anyhow::Result<bool> {
     let RoutesCommand::Top(args) = command;
     let rows = match open(&args.store, args.alerts_table.as_deref()).await? {
-        Stores::Sqlite(s) => top(&s, Some(&s), &args).await?,
-        Stores::Dynamo(d, a) => top(&d, a.as_ref(), &args).await?,
+        Stores::Sqlite(s) => {
+            let now = pipeline_clock(&s, Utc::now()).await?;
+            top(&s, Some(&s), &args, now).await?
+        }
+        Stores::Dynamo(d, a) => top(&d, a.as_ref(), &args, Utc::now()).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -195,28 +201,35 @@ pub async fn routes(command: RoutesCommand) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// The local pipeline's clock as its store last saw it: the latest time a consumer
+/// stamped its progress with (the demo's consumers run on the simulated day's
+/// clock), no later than `wall`; `wall` when nothing was counted yet.
+async fn pipeline_clock<D: DemandStore>(
+    demand: &D,
+    wall: DateTime<Utc>,
+) -> anyhow::Result<DateTime<Utc>> {
+    Ok(demand
+        .watermarks()
+        .await?
+        .iter()
+        .map(|w| w.updated_at)
+        .max()
+        .map_or(wall, |t| t.min(wall)))
+}
+
+/// The rows of `routes top` for the window ending at `--at`, or at `now` (a clock,
+/// never an event time).
 async fn top<D: DemandStore, A: AlertStore>(
     demand: &D,
     alerts: Option<&A>,
     args: &TopArgs,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<RouteRow>> {
     anyhow::ensure!(
         args.window >= Duration::minutes(1),
         "--window must be at least 1m"
     );
-    let at = match args.at {
-        Some(t) => t,
-        None => match demand
-            .watermarks()
-            .await?
-            .iter()
-            .map(|w| w.event_time)
-            .max()
-        {
-            Some(t) => t,
-            None => return Ok(Vec::new()),
-        },
-    };
+    let at = args.at.unwrap_or(now);
     let minute = 60;
     let end = (at.timestamp().div_euclid(minute) + 1) * minute;
     let start = end - args.window.num_seconds();
@@ -389,5 +402,90 @@ mod tests {
         assert!(parse_since("yesterday").is_err());
         assert_eq!(parse_rule("oversold"), Ok(AlertRule::Oversold));
         assert!(parse_rule("surge").unwrap_err().contains("route_surge"));
+    }
+
+    fn top_args(at: Option<DateTime<Utc>>) -> TopArgs {
+        TopArgs {
+            store: DemandStoreArgs {
+                sqlite: None,
+                table: None,
+            },
+            alerts_table: None,
+            window: Duration::minutes(15),
+            at,
+            limit: 10,
+            json: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn regression_routes_top_without_at_uses_the_clock_not_the_latest_event_time() {
+        // Issue 15: without --at, the window ended at the latest event time any shard
+        // had shown, so one search dated in 2099 moved it to an empty future.
+        use flyhigh_core::demand::counting::{Timing, flag_timing, tally};
+        use flyhigh_core::demand::{DemandEvent, DemandKind, Position};
+        use flyhigh_core::memory::{MemoryAlertStore, MemoryDemandStore};
+        let now: DateTime<Utc> = "2026-12-01T09:10:30Z".parse().unwrap();
+        let store = MemoryDemandStore::new();
+        let mut events: Vec<DemandEvent> = ["2026-12-01T09:09:00Z", "2099-01-01T00:00:00Z"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| DemandEvent {
+                route: "LHR-JFK".into(),
+                occurred_at: t.parse().unwrap(),
+                arrived_at: now - Duration::seconds(20),
+                position: Position::new(&(i + 1).to_string(), None),
+                kind: DemandKind::Search { passengers: 1 },
+                timing: Timing::OnTime,
+            })
+            .collect();
+        // What the counting handler stores: counters, routes, the shard's progress.
+        let scan = flag_timing(
+            &mut events,
+            flyhigh_core::demand::counting::DEFAULT_ALLOWANCE,
+            flyhigh_core::demand::counting::DEFAULT_SKEW,
+            now,
+        );
+        for t in tally("shard-0", &events, 60) {
+            store
+                .add(&t.update_above(&events, None).unwrap())
+                .await
+                .unwrap();
+        }
+        store.note_routes(&["LHR-JFK".into()]).await.unwrap();
+        store
+            .advance_watermark("shard-0", scan.progress.unwrap(), now)
+            .await
+            .unwrap();
+
+        let wall: DateTime<Utc> = "2026-12-07T19:00:00Z".parse().unwrap();
+        let clock = pipeline_clock(&store, wall).await.unwrap();
+        assert_eq!(clock, now, "the pipeline's clock, not the wall's nor 2099");
+        let rows = top(&store, None::<&MemoryAlertStore>, &top_args(None), clock)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].window_end,
+            at_seconds(now.timestamp() / 60 * 60 + 60)
+        );
+        assert_eq!(rows[0].counts.searches, 1, "{:?}", rows[0]);
+        // The wall clock when nothing was counted; never later than the wall clock.
+        let empty = MemoryDemandStore::new();
+        assert_eq!(pipeline_clock(&empty, wall).await.unwrap(), wall);
+        let earlier = now - Duration::hours(1);
+        assert_eq!(pipeline_clock(&store, earlier).await.unwrap(), earlier);
+        // --at still wins.
+        let at: DateTime<Utc> = "2099-01-01T00:05:00Z".parse().unwrap();
+        let rows = top(
+            &store,
+            None::<&MemoryAlertStore>,
+            &top_args(Some(at)),
+            clock,
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows[0].counts.searches, 1);
+        assert_eq!(rows[0].window_end, at_seconds(at.timestamp() + 60));
     }
 }

@@ -187,14 +187,17 @@ pub enum Added {
     },
 }
 
-/// How far one shard's events have got in event time.
+/// How far one shard's consumer has got: its *progress*, the latest arrival time of
+/// the records it has counted, never an event time (see
+/// [`crate::demand::counting`]'s "Event time and arrival").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardWatermark {
     /// The shard.
     pub shard_id: String,
-    /// The latest `occurred_at` counted from it.
-    pub event_time: DateTime<Utc>,
-    /// When (wall clock) it last moved.
+    /// The latest arrival time counted from it, capped at the consumer's clock plus
+    /// the skew.
+    pub progress: DateTime<Utc>,
+    /// When (the consumer's clock) it last moved.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -202,7 +205,9 @@ pub struct ShardWatermark {
 pub trait DemandStore: Send + Sync {
     /// Adds `update.counts` to its counter and sets the counter's mark to
     /// `update.last`, if the stored mark is below `update.first` or there is no
-    /// counter yet; else changes nothing and returns the stored mark.
+    /// counter yet; else changes nothing and returns the stored mark. An applied
+    /// change keeps the counter at least until [`CounterUpdate::expires_at`] (from
+    /// arrival, never from an event time in the past).
     fn add(&self, update: &CounterUpdate)
     -> impl Future<Output = Result<Added, StoreError>> + Send;
 
@@ -222,22 +227,25 @@ pub trait DemandStore: Send + Sync {
     /// Every route ever noted, sorted.
     fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 
-    /// The shard's watermark, if it has one.
+    /// The shard's progress, if it has one.
     fn watermark(
         &self,
         shard_id: &str,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 
-    /// Moves the shard's watermark to `event_time` if that is later than the stored
-    /// one (never back), stamping `updated_at`.
+    /// Moves the shard's progress to `progress` (an arrival time) if that is later
+    /// than the stored one (never back), stamping `updated_at` (the consumer's clock).
+    /// A stored progress later than `updated_at` cannot have come from an arrival
+    /// (it is an event-time watermark of an older build, or a clock gone wrong) and
+    /// is replaced, so no stored value can hold a shard's progress still.
     fn advance_watermark(
         &self,
         shard_id: &str,
-        event_time: DateTime<Utc>,
+        progress: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Every shard's watermark.
+    /// Every shard's progress.
     fn watermarks(&self) -> impl Future<Output = Result<Vec<ShardWatermark>, StoreError>> + Send;
 }
 
@@ -404,10 +412,10 @@ impl<T: DemandStore> DemandStore for &T {
     fn advance_watermark(
         &self,
         shard_id: &str,
-        event_time: DateTime<Utc>,
+        progress: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).advance_watermark(shard_id, event_time, updated_at)
+        (**self).advance_watermark(shard_id, progress, updated_at)
     }
     fn watermarks(&self) -> impl Future<Output = Result<Vec<ShardWatermark>, StoreError>> + Send {
         (**self).watermarks()
@@ -514,10 +522,10 @@ impl<T: DemandStore> DemandStore for std::sync::Arc<T> {
     fn advance_watermark(
         &self,
         shard_id: &str,
-        event_time: DateTime<Utc>,
+        progress: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).advance_watermark(shard_id, event_time, updated_at)
+        (**self).advance_watermark(shard_id, progress, updated_at)
     }
     fn watermarks(&self) -> impl Future<Output = Result<Vec<ShardWatermark>, StoreError>> + Send {
         (**self).watermarks()

@@ -20,9 +20,9 @@
 //!
 //! | table | key | columns |
 //! |---|---|---|
-//! | `counters` | `(route, bucket, shard_id)` | `searches`, `passengers`, `bookings`, `seats`, `cancellations`, `late` (the [`Counts`]), `mark` ([`Position::to_key`] of the highest position counted: its text order is the position order) |
+//! | `counters` | `(route, bucket, shard_id)` | `searches`, `passengers`, `bookings`, `seats`, `cancellations`, `late` (the [`Counts`]), `mark` ([`Position::to_key`] of the highest position counted: its text order is the position order), `arrived_at` (the latest arrival counted, seconds since the epoch; 0 for counters written before schema version 2) |
 //! | `routes` | `route` | (the registry of [`DemandStore::note_routes`]) |
-//! | `watermarks` | `shard_id` | `event_time`, `updated_at` |
+//! | `watermarks` | `shard_id` | `event_time` (the shard's progress: an arrival time; the column kept its name), `updated_at` |
 //! | `alerts` | `alert_id` | `alert` (exactly [`Alert::to_json`]), `raised_at`, `rule`, `published_at` (`NULL` while pending) |
 //! | `outbox` | `alert_id` | `claim_until` (`NULL` while unclaimed) |
 //! | `route_states` | `route` | `version`, `state` (the [`RouteState`] as JSON) |
@@ -53,8 +53,12 @@
 //! # Retention
 //!
 //! Nothing here deletes by itself. Counters grow by routes × shards per bucket;
-//! [`SqliteDemandStore::purge_before`] deletes old ones, and
-//! [`COUNTER_RETENTION_DAYS`] is the suggested horizon. Alerts are few and kept.
+//! [`SqliteDemandStore::purge_before`] deletes old ones (by bucket *and* last
+//! arrival, so the counter of an event dated long ago lives as long as a fresh one),
+//! and [`COUNTER_RETENTION_DAYS`] is the suggested horizon. Alerts are few and kept.
+//!
+//! Schema version 2 added `counters.arrived_at`; a writer opening a version 1 file
+//! adds the column (its counters read as arrived at 0: purged by bucket, as before).
 //!
 //! # Example
 //!
@@ -76,6 +80,7 @@
 //!     counts: Counts { searches: 3, passengers: 5, ..Counts::default() },
 //!     first: Position::new("101", None),
 //!     last: Position::new("107", None),
+//!     arrived: Utc.with_ymd_and_hms(2026, 12, 1, 9, 36, 2).unwrap(),
 //! };
 //! assert_eq!(store.add(&update).await?, Added::Applied);
 //! // The same change delivered again is refused, with the mark to build the rest from.
@@ -106,7 +111,7 @@ use serde::de::DeserializeOwned;
 use crate::sqlite::{Context, Stamp, create_or_check, lock, open_read_only, open_wal, stamp};
 
 /// The layout this build reads and writes, stored in SQLite's `user_version`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Tags the file as a demand database (`PRAGMA application_id`, the bytes `FHDM`).
 pub const APPLICATION_ID: i32 = 0x4648_444D;
@@ -134,6 +139,7 @@ CREATE TABLE IF NOT EXISTS counters (
     cancellations INTEGER NOT NULL CHECK (cancellations >= 0),
     late          INTEGER NOT NULL CHECK (late >= 0),
     mark          TEXT    NOT NULL,
+    arrived_at    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (route, bucket, shard_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS counters_bucket ON counters (bucket);
@@ -177,8 +183,9 @@ WHERE route = ?1 AND bucket = ?2 AND shard_id = ?3";
 
 const UPSERT_COUNTER: &str = "
 INSERT INTO counters
-    (route, bucket, shard_id, searches, passengers, bookings, seats, cancellations, late, mark)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+    (route, bucket, shard_id, searches, passengers, bookings, seats, cancellations, late, mark,
+     arrived_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
 ON CONFLICT (route, bucket, shard_id) DO UPDATE SET
     searches = excluded.searches,
     passengers = excluded.passengers,
@@ -186,7 +193,8 @@ ON CONFLICT (route, bucket, shard_id) DO UPDATE SET
     seats = excluded.seats,
     cancellations = excluded.cancellations,
     late = excluded.late,
-    mark = excluded.mark";
+    mark = excluded.mark,
+    arrived_at = MAX(counters.arrived_at, excluded.arrived_at)";
 
 /// A range of the primary key, so already in the port's order.
 const SELECT_COUNTERS: &str = "
@@ -194,7 +202,14 @@ SELECT bucket, shard_id, searches, passengers, bookings, seats, cancellations, l
 FROM counters WHERE route = ?1 AND bucket >= ?2 AND bucket < ?3
 ORDER BY bucket, shard_id";
 
-const PURGE_COUNTERS: &str = "DELETE FROM counters WHERE bucket < ?1";
+/// Expiry counts from the later of the bucket and the last arrival.
+const PURGE_COUNTERS: &str = "DELETE FROM counters WHERE bucket < ?1 AND arrived_at < ?1";
+
+/// Schema version 1 to 2.
+const MIGRATE_1_TO_2: &str = "ALTER TABLE counters ADD COLUMN arrived_at INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 2;";
+
+const SELECT_ARRIVED: &str =
+    "SELECT arrived_at FROM counters WHERE route = ?1 AND bucket = ?2 AND shard_id = ?3";
 
 const INSERT_ROUTE: &str = "INSERT INTO routes (route) VALUES (?1) ON CONFLICT (route) DO NOTHING";
 
@@ -202,13 +217,15 @@ const SELECT_ROUTES: &str = "SELECT route FROM routes ORDER BY route";
 
 const SELECT_WATERMARK: &str = "SELECT event_time FROM watermarks WHERE shard_id = ?1";
 
-/// Never back: an existing row changes only for a later event time.
+/// Never back: an existing row changes only for a later progress, or when what it
+/// holds is later than the writer's clock (no arrival stamped it; see the port).
 const ADVANCE_WATERMARK: &str = "
 INSERT INTO watermarks (shard_id, event_time, updated_at) VALUES (?1, ?2, ?3)
 ON CONFLICT (shard_id) DO UPDATE SET
     event_time = excluded.event_time,
     updated_at = excluded.updated_at
-WHERE excluded.event_time > watermarks.event_time";
+WHERE excluded.event_time > watermarks.event_time
+   OR watermarks.event_time > excluded.updated_at";
 
 const SELECT_WATERMARKS: &str =
     "SELECT shard_id, event_time, updated_at FROM watermarks ORDER BY shard_id";
@@ -332,6 +349,17 @@ impl SqliteDemandStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .context("synchronous")?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        if stamp(&conn)? == (1, APPLICATION_ID) {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("begin migration")?;
+            // Another writer may have migrated it between the look and the lock.
+            if stamp(&tx)? == (1, APPLICATION_ID) {
+                tx.execute_batch(MIGRATE_1_TO_2)
+                    .context("migrate to schema version 2")?;
+            }
+            tx.commit().context("commit migration")?;
+        }
         create_or_check(
             &mut conn,
             &Stamp {
@@ -365,10 +393,12 @@ impl SqliteDemandStore {
         Ok(lock(&self.conn))
     }
 
-    /// Deletes the counters of buckets before `bucket` (seconds since the epoch, as
-    /// in [`CounterKey`]); returns how many. Routes, watermarks, alerts and states are
-    /// kept. See [`COUNTER_RETENTION_DAYS`] for how far back to keep: never less than
-    /// the stream's retention, or a replay counts the purged events again.
+    /// Deletes the counters whose bucket *and* last arrival are both before `bucket`
+    /// (seconds since the epoch, as in [`CounterKey`]); returns how many. Expiry
+    /// counts from arrival: the counter of an event dated 40 days back, written today,
+    /// is kept as long as today's. Routes, watermarks, alerts and states are kept. See
+    /// [`COUNTER_RETENTION_DAYS`] for how far back to keep: never less than the
+    /// stream's retention, or a replay counts the purged events again.
     ///
     /// # Errors
     ///
@@ -377,6 +407,23 @@ impl SqliteDemandStore {
         self.writer()?
             .execute(PURGE_COUNTERS, params![bucket])
             .context("purge counters")
+    }
+
+    /// The latest arrival a counter has counted (seconds since the epoch), `None`
+    /// when there is no such counter.
+    ///
+    /// # Errors
+    ///
+    /// As for any read.
+    pub fn arrived_at(&self, key: &CounterKey) -> Result<Option<i64>, StoreError> {
+        self.reader()
+            .prepare_cached(SELECT_ARRIVED)
+            .context("prepare")?
+            .query_row(params![key.route, key.bucket, key.shard_id], |row| {
+                row.get(0)
+            })
+            .optional()
+            .context("select counter")
     }
 
     /// The schema version stored in the file (for `flyhigh` diagnostics).
@@ -433,7 +480,8 @@ impl SqliteDemandStore {
                 seats,
                 cancellations,
                 late,
-                update.last.to_key()
+                update.last.to_key(),
+                update.arrived.timestamp()
             ])
             .context("write counter")?;
         db.commit().context("commit")?;
@@ -503,14 +551,14 @@ impl SqliteDemandStore {
     fn advance_watermark_now(
         &self,
         shard_id: &str,
-        event_time: DateTime<Utc>,
+        progress: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let (event_time, updated_at) = (time_text(event_time)?, time_text(updated_at)?);
+        let (progress, updated_at) = (time_text(progress)?, time_text(updated_at)?);
         self.writer()?
             .prepare_cached(ADVANCE_WATERMARK)
             .context("prepare")?
-            .execute(params![shard_id, event_time, updated_at])
+            .execute(params![shard_id, progress, updated_at])
             .context("advance watermark")?;
         Ok(())
     }
@@ -521,11 +569,11 @@ impl SqliteDemandStore {
         let mut rows = stmt.query([]).context("select watermarks")?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().context("select watermarks")? {
-            let event_time: String = row.get(1).context("read watermark")?;
+            let progress: String = row.get(1).context("read watermark")?;
             let updated_at: String = row.get(2).context("read watermark")?;
             out.push(ShardWatermark {
                 shard_id: row.get(0).context("read watermark")?,
-                event_time: parse_time(&event_time, "watermark")?,
+                progress: parse_time(&progress, "watermark")?,
                 updated_at: parse_time(&updated_at, "watermark")?,
             });
         }

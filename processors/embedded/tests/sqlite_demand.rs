@@ -57,6 +57,7 @@ fn update(key: &CounterKey, counts: Counts, first: Position, last: Position) -> 
         counts,
         first,
         last,
+        arrived: DateTime::from_timestamp(key.bucket + 30, 0).unwrap_or_default(),
     }
 }
 
@@ -293,7 +294,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
     let held = t.note("watermark held again", demand.watermarks().await.unwrap());
     assert_eq!(
         held.iter()
-            .map(|w| (w.event_time, w.updated_at))
+            .map(|w| (w.progress, w.updated_at))
             .collect::<Vec<_>>(),
         vec![(e2, w1)],
         "neither an earlier nor an equal time moves it or its stamp"
@@ -303,7 +304,7 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
     let marks = t.note("watermarks", demand.watermarks().await.unwrap());
     let marks: Vec<_> = marks
         .into_iter()
-        .map(|w| (w.shard_id, w.event_time, w.updated_at))
+        .map(|w| (w.shard_id, w.progress, w.updated_at))
         .collect();
     assert_eq!(marks, vec![(s0.into(), e1, w2), (s1.into(), e3, w4)]);
 
@@ -633,9 +634,10 @@ fn search_event(route: &str, t: &str, sequence: u64, sub: u32) -> DemandEvent {
     DemandEvent {
         route: route.into(),
         occurred_at: at(t),
+        arrived_at: at(t),
         position: Position::new(&sequence.to_string(), Some(sub)),
         kind: DemandKind::Search { passengers: 2 },
-        late: false,
+        timing: Default::default(),
     }
 }
 
@@ -762,7 +764,8 @@ fn two_handles_opening_a_fresh_file_at_once_both_succeed() {
             let (a, b) = (run(), run());
             [a.join().expect("thread a"), b.join().expect("thread b")]
         });
-        assert_eq!((&a, &b), (&Ok(Ok(1)), &Ok(Ok(1))), "attempt {attempt}");
+        let v = flyhigh_embedded::demand::SCHEMA_VERSION;
+        assert_eq!((&a, &b), (&Ok(Ok(v)), &Ok(Ok(v))), "attempt {attempt}");
     }
 }
 

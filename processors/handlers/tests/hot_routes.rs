@@ -637,9 +637,10 @@ async fn regression_a_failed_state_save_then_late_counters_raise_one_surge_not_t
         .map(|i| flyhigh_core::demand::DemandEvent {
             route: route.clone(),
             occurred_at: start - Duration::seconds(30),
+            arrived_at: start + Duration::minutes(20),
             position: flyhigh_core::demand::Position::new("1", Some(i)),
             kind: flyhigh_core::demand::DemandKind::Search { passengers: 1 },
-            late: true,
+            timing: flyhigh_core::demand::counting::Timing::Late,
         })
         .collect();
     let tally = Tally {

@@ -113,7 +113,7 @@ pub mod truth;
 
 pub use config::{ConfigError, DEFAULT_EVENTS, DEFAULT_SEED, EventMix, SimConfig, SurgeConfig};
 pub use network::BOOKING_HORIZON_DAYS;
-pub use sim::{SimStats, Simulator};
+pub use sim::{SimClock, SimStats, Simulator};
 pub use truth::{
     Difference, ExpectedInventory, Oversold, compare, expected_inventory, oversold, unscheduled,
 };

@@ -111,6 +111,25 @@ pub struct Simulator {
     tables: Tables,
     surge: Option<Surge>,
     stats: SimStats,
+    clock: SimClock,
+}
+
+/// The simulated day's clock: the time of the latest event the simulator has
+/// generated (before any client's clock is applied to it). Cheap to clone (shared);
+/// a local pipeline stamps arrival times with it, so that "arrival" is simulated
+/// time like the events, not the wall clock a simulated day runs through in seconds.
+#[derive(Debug, Clone, Default)]
+pub struct SimClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl SimClock {
+    /// The simulated now.
+    pub fn now(&self) -> DateTime<Utc> {
+        at(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn set(&self, ms: i64) {
+        self.0.fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Precomputed sampling tables.
@@ -311,6 +330,9 @@ impl Simulator {
             tables,
             surge,
             stats,
+            clock: SimClock(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+                start_ms,
+            ))),
             config,
         })
     }
@@ -318,6 +340,12 @@ impl Simulator {
     /// The configuration.
     pub fn config(&self) -> &SimConfig {
         &self.config
+    }
+
+    /// The simulated day's clock ([`SimClock`]), shared: it reads the configured start
+    /// until the first event, then the time of the latest event generated.
+    pub fn clock(&self) -> SimClock {
+        self.clock.clone()
     }
 
     /// What has been emitted so far.
@@ -668,6 +696,7 @@ impl Iterator for Simulator {
         let u: f64 = self.rng.r#gen();
         let offset = self.timeline.offset_ms(self.index, u);
         let now = self.start_ms + offset;
+        self.clock.set(now);
         let remaining = self.remaining();
         let take_pending = self
             .pending

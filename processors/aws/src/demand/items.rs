@@ -15,15 +15,13 @@ use crate::dynamodb::reads::Expression;
 /// Most put requests one `BatchWriteItem` may carry.
 pub const BATCH_WRITE_MAX_ITEMS: usize = 25;
 
-/// How long DynamoDB keeps a counter after its bucket starts: 35 days.
-///
-/// The evaluator reads a route's counters only from its state's next bucket minus
-/// one window (the baseline lives in its state, not in old counters), so a counter is
-/// needed for minutes; 35 days leaves a month of demand for operators to look at and
-/// outlasts a stream's retention (24 hours by default, 7 days extended), so a replay
-/// meets the counters' marks and counts nothing twice. TTL deletes an expired item
-/// within days, never before its time.
-pub const COUNTER_TTL_SECONDS: i64 = 35 * 24 * 3600;
+/// How long DynamoDB keeps a counter past the later of its bucket and the last
+/// arrival it counted: 35 days ([`flyhigh_core::demand::counting::COUNTER_RETENTION_SECONDS`],
+/// which says why). Counting from arrival keeps a counter of an event dated long ago
+/// (its bucket 40 days back) alive for 35 days from now, so TTL cannot delete it
+/// before a redelivery meets its mark. TTL deletes an expired item within days, never
+/// before its time.
+pub const COUNTER_TTL_SECONDS: i64 = flyhigh_core::demand::counting::COUNTER_RETENTION_SECONDS;
 
 /// Partition key prefix of a route's counters.
 pub(crate) const ROUTE_PREFIX: &str = "ROUTE#";
@@ -44,6 +42,8 @@ pub(crate) const MARK: &str = "mark";
 /// When DynamoDB's TTL may delete a counter (epoch seconds): the table's TTL
 /// attribute.
 pub(crate) const EXPIRES_AT: &str = "expires_at";
+/// A shard's progress (an arrival time; the attribute keeps the name it had when it
+/// held event time, so items of older builds read back).
 pub(crate) const EVENT_TIME: &str = "event_time";
 pub(crate) const UPDATED_AT: &str = "updated_at";
 
@@ -128,10 +128,7 @@ pub(crate) fn counter_write(update: &CounterUpdate) -> Write {
         (":route".to_string(), s(&key.route)),
         (":bucket".to_string(), n(key.bucket)),
         (":shard_id".to_string(), s(&key.shard_id)),
-        (
-            ":expires_at".to_string(),
-            n(key.bucket.saturating_add(COUNTER_TTL_SECONDS)),
-        ),
+        (":expires_at".to_string(), n(update.expires_at())),
     ]);
     Write {
         key: counter_key(key),
@@ -236,19 +233,21 @@ pub(crate) fn watermark_key(shard_id: &str) -> Item {
     HashMap::from([(PK.into(), s(WATERMARKS_PK)), (SK.into(), s(shard_id))])
 }
 
-/// Moves a shard's watermark to `event_time`, if there is none or it is earlier.
+/// Moves a shard's progress to `progress`, if there is none, it is earlier, or it is
+/// later than `updated_at` (no arrival can have stamped it: an event-time watermark
+/// of an older build, or a clock gone wrong; see the port).
 pub(crate) fn watermark_write(
     shard_id: &str,
-    event_time: DateTime<Utc>,
+    progress: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 ) -> Result<Write, TimeOutOfRange> {
     Ok(Write {
         key: watermark_key(shard_id),
         update: "SET #event_time = :t, #updated_at = :u, #shard_id = :shard_id".into(),
-        condition: "attribute_not_exists(#pk) OR #event_time < :t".into(),
+        condition: "attribute_not_exists(#pk) OR #event_time < :t OR #event_time > :u".into(),
         names: names(&[PK, EVENT_TIME, UPDATED_AT, SHARD_ID]),
         values: HashMap::from([
-            (":t".into(), s(time_key(event_time)?)),
+            (":t".into(), s(time_key(progress)?)),
             (":u".into(), s(time_key(updated_at)?)),
             (":shard_id".into(), s(shard_id)),
         ]),
@@ -259,7 +258,7 @@ pub(crate) fn watermark_write(
 pub(crate) fn parse_watermark(item: &Item) -> Result<ShardWatermark, String> {
     Ok(ShardWatermark {
         shard_id: get_s(item, SHARD_ID)?.to_string(),
-        event_time: parse_time(get_s(item, EVENT_TIME)?)?,
+        progress: parse_time(get_s(item, EVENT_TIME)?)?,
         updated_at: parse_time(get_s(item, UPDATED_AT)?)?,
     })
 }
@@ -272,6 +271,7 @@ mod tests {
 
     fn update(route: &str, bucket: i64, first: &str, last: &str) -> CounterUpdate {
         CounterUpdate {
+            arrived: DateTime::from_timestamp(bucket + 30, 0).unwrap(),
             key: CounterKey {
                 route: route.into(),
                 bucket,
@@ -328,12 +328,31 @@ mod tests {
         assert!(first < last, "{first} {last}");
         assert_eq!(
             w.values[":expires_at"],
-            n(1_796_115_600 + COUNTER_TTL_SECONDS)
+            n(1_796_115_600 + 30 + COUNTER_TTL_SECONDS)
         );
         // What it writes reads back as the counter and its mark.
         let item = applied(&w);
         assert_eq!(parse_counter(&item), Ok((u.key.clone(), u.counts)));
         assert_eq!(parse_mark(&item), Ok(u.last.clone()));
+    }
+
+    #[test]
+    fn a_counter_of_an_event_40_days_old_expires_from_its_arrival() {
+        // Issue 15: `expires_at` was the bucket plus 35 days, already past for an
+        // event more than 35 days old, so TTL could delete the counter and a
+        // redelivery count it twice.
+        let arrived: DateTime<Utc> = "2026-12-01T09:00:00Z".parse().unwrap();
+        let bucket = (arrived - chrono::Duration::days(40)).timestamp();
+        let u = CounterUpdate {
+            arrived,
+            ..update("ORD-SFO", bucket, "1", "1")
+        };
+        let w = counter_write(&u);
+        assert_eq!(
+            w.values[":expires_at"],
+            n(arrived.timestamp() + COUNTER_TTL_SECONDS)
+        );
+        assert!(arrived.timestamp() + COUNTER_TTL_SECONDS > arrived.timestamp());
     }
 
     #[test]
@@ -405,7 +424,10 @@ mod tests {
         let u: DateTime<Utc> = "2026-12-01T09:40:01.000000007Z".parse().unwrap();
         let w = watermark_write("shardId-1", t, u).unwrap();
         w.expression().assert_consistent();
-        assert_eq!(w.condition, "attribute_not_exists(#pk) OR #event_time < :t");
+        assert_eq!(
+            w.condition,
+            "attribute_not_exists(#pk) OR #event_time < :t OR #event_time > :u"
+        );
         let mut item = w.key.clone();
         item.insert(EVENT_TIME.into(), w.values[":t"].clone());
         item.insert(UPDATED_AT.into(), w.values[":u"].clone());
@@ -414,7 +436,7 @@ mod tests {
             parse_watermark(&item),
             Ok(ShardWatermark {
                 shard_id: "shardId-1".into(),
-                event_time: t,
+                progress: t,
                 updated_at: u,
             })
         );

@@ -381,10 +381,17 @@ pub fn judge(
 }
 
 /// How far a scheduled evaluator may judge at wall time `now`: `now - allowance`,
-/// held back to the slowest *active* shard's watermark minus `allowance` when the
+/// held back to the slowest *active* shard's progress minus `allowance` when the
 /// consumer lags (a bucket judged before its events are counted would be judged on
-/// part of its demand, for good). A shard is active when its watermark moved within
-/// `idle` of `now`: a closed parent shard, or one with no traffic, holds nothing back.
+/// part of its demand, for good). Progress is an arrival time, not an event time (see
+/// [`super::counting`]), and is taken no later than `now`: however a shard's events
+/// are dated, a lagging shard holds the horizon back and none pushes it forward. A
+/// shard is active when its progress moved within `idle` of `now`: a closed parent
+/// shard, or one with no traffic, holds nothing back.
+///
+/// `allowance` is the same setting the counting side flags late events with
+/// ([`super::counting::DEFAULT_ALLOWANCE`]): an event that arrived within it of its
+/// event time is counted before its bucket is judged.
 pub fn settled_horizon(
     now: DateTime<Utc>,
     watermarks: &[crate::ports::ShardWatermark],
@@ -394,13 +401,9 @@ pub fn settled_horizon(
     let slowest = watermarks
         .iter()
         .filter(|w| w.updated_at >= now - idle)
-        .map(|w| w.event_time)
+        .map(|w| w.progress.min(now))
         .min();
-    let wall = now - allowance;
-    match slowest {
-        Some(event_time) => wall.min(event_time - allowance),
-        None => wall,
-    }
+    slowest.unwrap_or(now) - allowance
 }
 
 /// The alert of a firing on `route` (`ORIG-DEST`), raised at `raised_at`.
@@ -670,7 +673,7 @@ mod tests {
         let now = at(T0 + 3_600);
         let mark = |shard: &str, behind: i64, updated: i64| ShardWatermark {
             shard_id: shard.into(),
-            event_time: now - chrono::Duration::seconds(behind),
+            progress: now - chrono::Duration::seconds(behind),
             updated_at: now - chrono::Duration::seconds(updated),
         };
         let allowance = chrono::Duration::minutes(2);
@@ -682,7 +685,8 @@ mod tests {
             settled_horizon(now, &caught_up, allowance, idle),
             now - chrono::Duration::seconds(20) - allowance
         );
-        // A shard ahead of the wall clock (a device clock) holds nothing back.
+        // Progress ahead of the wall clock (a clock gone wrong) holds nothing back
+        // and pushes nothing forward.
         let ahead = [mark("a", -300, 1)];
         assert_eq!(
             settled_horizon(now, &ahead, allowance, idle),

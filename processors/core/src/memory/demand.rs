@@ -31,6 +31,8 @@ fn spend(budget: &mut u32) -> bool {
 #[derive(Debug, Default)]
 struct DemandState {
     counters: BTreeMap<CounterKey, (Counts, Position)>,
+    /// Counter → when it may be deleted (epoch seconds), as DynamoDB's TTL holds it.
+    expiries: BTreeMap<CounterKey, i64>,
     routes: std::collections::BTreeSet<String>,
     watermarks: BTreeMap<String, ShardWatermark>,
     writes: u64,
@@ -68,6 +70,29 @@ impl MemoryDemandStore {
             .collect()
     }
 
+    /// When a counter may be deleted (epoch seconds; the latest applied change's
+    /// [`CounterUpdate::expires_at`]), `None` when there is no such counter.
+    pub fn expires_at(&self, key: &CounterKey) -> Option<i64> {
+        lock(&self.state).expiries.get(key).copied()
+    }
+
+    /// Deletes the counters whose expiry is before `now` (epoch seconds), as a TTL
+    /// sweep does; returns how many.
+    pub fn purge_expired(&self, now: i64) -> usize {
+        let mut s = lock(&self.state);
+        let expired: Vec<CounterKey> = s
+            .expiries
+            .iter()
+            .filter(|(_, e)| **e < now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &expired {
+            s.expiries.remove(k);
+            s.counters.remove(k);
+        }
+        expired.len()
+    }
+
     /// Counts per route and bucket, summed over shards.
     pub fn totals(&self) -> BTreeMap<(String, i64), Counts> {
         let mut out: BTreeMap<(String, i64), Counts> = BTreeMap::new();
@@ -86,18 +111,20 @@ impl DemandStore for MemoryDemandStore {
         }
         s.writes += 1;
         match s.counters.get_mut(&update.key) {
-            Some((_, mark)) if *mark >= update.first => Ok(Added::Stale { mark: mark.clone() }),
+            Some((_, mark)) if *mark >= update.first => {
+                return Ok(Added::Stale { mark: mark.clone() });
+            }
             Some((counts, mark)) => {
                 counts.add(&update.counts);
                 *mark = update.last.clone();
-                Ok(Added::Applied)
             }
             None => {
                 s.counters
                     .insert(update.key.clone(), (update.counts, update.last.clone()));
-                Ok(Added::Applied)
             }
         }
+        s.expiries.insert(update.key.clone(), update.expires_at());
+        Ok(Added::Applied)
     }
 
     async fn counters(
@@ -134,13 +161,13 @@ impl DemandStore for MemoryDemandStore {
         Ok(lock(&self.state)
             .watermarks
             .get(shard_id)
-            .map(|w| w.event_time))
+            .map(|w| w.progress))
     }
 
     async fn advance_watermark(
         &self,
         shard_id: &str,
-        event_time: DateTime<Utc>,
+        progress: DateTime<Utc>,
         updated_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut s = lock(&self.state);
@@ -149,11 +176,12 @@ impl DemandStore for MemoryDemandStore {
             .entry(shard_id.to_string())
             .or_insert_with(|| ShardWatermark {
                 shard_id: shard_id.to_string(),
-                event_time,
+                progress,
                 updated_at,
             });
-        if event_time > w.event_time {
-            w.event_time = event_time;
+        // Later, or replacing what no arrival can have stamped (see the port).
+        if progress > w.progress || w.progress > updated_at {
+            w.progress = progress;
             w.updated_at = updated_at;
         }
         Ok(())
@@ -372,5 +400,75 @@ impl AlertPublisher for MemoryPublisher {
         }
         s.0.push(alert.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_counter_of_an_event_40_days_old_expires_from_its_arrival() {
+        let store = MemoryDemandStore::new();
+        let arrived = at("2026-12-01T09:00:00Z");
+        let key = CounterKey {
+            route: "LHR-JFK".into(),
+            bucket: (arrived - Duration::days(40)).timestamp(),
+            shard_id: "s".into(),
+        };
+        let update = CounterUpdate {
+            key: key.clone(),
+            counts: Counts {
+                searches: 1,
+                ..Counts::default()
+            },
+            first: Position::new("1", None),
+            last: Position::new("1", None),
+            arrived,
+        };
+        assert_eq!(store.add(&update).await.unwrap(), Added::Applied);
+        let expires = store.expires_at(&key).unwrap();
+        assert!(expires > arrived.timestamp(), "{expires}");
+        // A TTL sweep a day later keeps it, so a redelivery meets its mark.
+        assert_eq!(
+            store.purge_expired((arrived + Duration::days(1)).timestamp()),
+            0
+        );
+        assert!(matches!(
+            store.add(&update).await.unwrap(),
+            Added::Stale { .. }
+        ));
+        assert_eq!(store.totals().values().map(|c| c.searches).sum::<u64>(), 1);
+        assert_eq!(store.purge_expired(expires + 1), 1);
+        assert_eq!(store.expires_at(&key), None);
+    }
+
+    #[tokio::test]
+    async fn progress_moves_only_forward_but_a_value_no_arrival_can_have_stamped_is_replaced() {
+        let store = MemoryDemandStore::new();
+        let (t1, t2) = (at("2026-12-01T09:00:00Z"), at("2026-12-01T09:01:00Z"));
+        // An event-time watermark of an older build, an hour ahead.
+        store
+            .advance_watermark("s", t1 + Duration::hours(1), t1)
+            .await
+            .unwrap();
+        store.advance_watermark("s", t2, t2).await.unwrap();
+        assert_eq!(store.watermark("s").await.unwrap(), Some(t2));
+        store
+            .advance_watermark("s", t1, t2 + Duration::seconds(1))
+            .await
+            .unwrap();
+        let marks = store.watermarks().await.unwrap();
+        assert_eq!(
+            (marks[0].progress, marks[0].updated_at),
+            (t2, t2),
+            "never back"
+        );
     }
 }

@@ -121,7 +121,7 @@ fn a_file_from_a_newer_schema_is_refused() {
         SqliteDemandStore::open_read_only(&path).unwrap_err(),
     ] {
         assert!(
-            matches!(err, StoreError::Permanent(ref m) if m.contains("schema version 2")),
+            matches!(err, StoreError::Permanent(ref m) if m.contains(&format!("schema version {}", SCHEMA_VERSION + 1))),
             "{err}"
         );
     }
@@ -133,7 +133,7 @@ fn a_corrupt_mark_is_permanent_not_a_silent_recount() {
     store
         .reader()
         .execute(
-            "INSERT INTO counters VALUES ('LHR-JFK', 60, 's', 1, 1, 0, 0, 0, 0, 'garbage')",
+            "INSERT INTO counters VALUES ('LHR-JFK', 60, 's', 1, 1, 0, 0, 0, 0, 'garbage', 0)",
             [],
         )
         .unwrap();
@@ -149,10 +149,123 @@ fn a_corrupt_mark_is_permanent_not_a_silent_recount() {
         },
         first: Position::new("5", None),
         last: Position::new("5", None),
+        arrived: chrono::DateTime::from_timestamp(90, 0).unwrap(),
     };
     let err = store.add_now(&update).unwrap_err();
     assert!(
         matches!(err, StoreError::Permanent(ref m) if m.contains("invalid mark")),
         "{err}"
+    );
+}
+
+fn old_update(arrived: DateTime<Utc>, days_back: i64, seq: &str) -> CounterUpdate {
+    CounterUpdate {
+        key: CounterKey {
+            route: "LHR-JFK".into(),
+            bucket: (arrived - Duration::days(days_back)).timestamp() / 60 * 60,
+            shard_id: "s".into(),
+        },
+        counts: Counts {
+            searches: 1,
+            ..Counts::default()
+        },
+        first: Position::new(seq, None),
+        last: Position::new(seq, None),
+        arrived,
+    }
+}
+
+#[test]
+fn regression_a_counter_of_an_event_40_days_old_is_purged_from_its_arrival_not_its_bucket() {
+    // Issue 15: purging by bucket alone deleted the counter of an event dated 40 days
+    // back as soon as it was written, and a redelivery counted the event again.
+    let store = SqliteDemandStore::open_in_memory().unwrap();
+    let arrived = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+    let update = old_update(arrived, 40, "1");
+    assert_eq!(store.add_now(&update).unwrap(), Added::Applied);
+    assert_eq!(
+        store.arrived_at(&update.key).unwrap(),
+        Some(arrived.timestamp())
+    );
+    let retention = Duration::days(COUNTER_RETENTION_DAYS);
+    // A purge of everything older than the retention, today: kept.
+    assert_eq!(
+        store
+            .purge_before((arrived - retention).timestamp())
+            .unwrap(),
+        0
+    );
+    assert!(matches!(
+        store.add_now(&update).unwrap(),
+        Added::Stale { .. }
+    ));
+    // An earlier change never moves the arrival back.
+    let later = CounterUpdate {
+        arrived: arrived - Duration::days(1),
+        first: Position::new("2", None),
+        last: Position::new("2", None),
+        ..update.clone()
+    };
+    assert_eq!(store.add_now(&later).unwrap(), Added::Applied);
+    assert_eq!(
+        store.arrived_at(&update.key).unwrap(),
+        Some(arrived.timestamp())
+    );
+    // Once its arrival is past the retention too, it goes.
+    assert_eq!(store.purge_before(arrived.timestamp() + 1).unwrap(), 1);
+    assert_eq!(store.arrived_at(&update.key).unwrap(), None);
+}
+
+#[test]
+fn a_version_1_file_gains_the_arrival_column_and_keeps_its_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demand.sqlite");
+    let arrived = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+    let update = old_update(arrived, 0, "1");
+    {
+        let store = SqliteDemandStore::open(&path).unwrap();
+        store.add_now(&update).unwrap();
+    }
+    {
+        // Back to the version 1 layout.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE counters DROP COLUMN arrived_at; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let err = SqliteDemandStore::open_read_only(&path).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Permanent(ref m) if m.contains("migrates")),
+        "{err}"
+    );
+    let store = SqliteDemandStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.arrived_at(&update.key).unwrap(), Some(0));
+    assert!(matches!(
+        store.add_now(&update).unwrap(),
+        Added::Stale { .. }
+    ));
+    // Purged by bucket, as before, until a change stamps an arrival.
+    assert_eq!(store.purge_before(update.key.bucket + 1).unwrap(), 1);
+}
+
+#[test]
+fn progress_moves_forward_only_but_replaces_what_no_arrival_can_have_stamped() {
+    let store = SqliteDemandStore::open_in_memory().unwrap();
+    let t1 = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+    let t2 = t1 + Duration::minutes(1);
+    // An event-time watermark of an older build, an hour ahead of its writer's clock.
+    store
+        .advance_watermark_now("s", t1 + Duration::hours(1), t1)
+        .unwrap();
+    store.advance_watermark_now("s", t2, t2).unwrap();
+    assert_eq!(store.watermark_now("s").unwrap(), Some(t2));
+    store
+        .advance_watermark_now("s", t1, t2 + Duration::seconds(1))
+        .unwrap();
+    let marks = store.watermarks_now().unwrap();
+    assert_eq!(
+        (marks[0].progress, marks[0].updated_at),
+        (t2, t2),
+        "never back"
     );
 }

@@ -6,16 +6,24 @@
 //!    inventory's schedule (known routes are cached; a cancellation of a flight the
 //!    schedule does not know is counted in [`DemandStats::unrouted_cancellations`]
 //!    and nowhere else, and its flight is asked again next time);
-//! 2. per shard, flag late events against the shard's stored watermark, group the
-//!    events by counter and write one conditional change per counter
+//! 2. per shard, flag events late or early against their own record's arrival time
+//!    (`approximateArrivalTimestamp`; the handler's clock when a record has none),
+//!    group the events by counter (buckets of event time) and write one conditional
+//!    change per counter
 //!    ([`flyhigh_core::demand::counting`]); a stale mark means part of the change is
 //!    counted already, so the change is rebuilt above the stored mark and written
 //!    again;
 //! 3. report the first Kinesis record of the first counter that could not be
 //!    written: every record before it has all its counters written, and the retry's
 //!    changes for counters already written are stale and shrink to nothing;
-//! 4. move the shard's watermark, note new routes, write the dead letters of the
+//! 4. move the shard's progress (the latest arrival counted, capped at the clock plus
+//!    the skew: never an event time), note new routes, write the dead letters of the
 //!    records before the failure.
+//!
+//! The late flag's allowance is the evaluator's (one setting,
+//! [`flyhigh_core::demand::counting::DEFAULT_ALLOWANCE`]); see
+//! [`flyhigh_core::demand::counting`] for why events are bucketed by event time but
+//! progress and expiry come from arrival.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -24,7 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Duration, Utc};
-use flyhigh_core::demand::counting::{Tally, flag_late, tally};
+use flyhigh_core::demand::counting::Timing;
+use flyhigh_core::demand::counting::{DEFAULT_ALLOWANCE, DEFAULT_SKEW, Tally, flag_timing, tally};
 use flyhigh_core::demand::{DemandEvent, DemandKind, Position};
 use flyhigh_core::{Added, DeadLetterSink, DemandStore, InventoryStore, KinesisRecord, StoreError};
 use flyhigh_schemas::Payload;
@@ -36,8 +45,10 @@ use crate::kinesis;
 
 /// Bucket length of the counters, seconds (one minute).
 pub const DEFAULT_BUCKET_SECONDS: i64 = 60;
-/// How far behind its shard's watermark an event may be before it is late.
-pub const DEFAULT_LATE_ALLOWANCE: Duration = Duration::minutes(5);
+/// How long after its event time an event may arrive before it is late: the one
+/// setting the evaluator's horizon uses too
+/// ([`flyhigh_core::demand::counting::DEFAULT_ALLOWANCE`], two minutes).
+pub const DEFAULT_LATE_ALLOWANCE: Duration = DEFAULT_ALLOWANCE;
 /// Counter changes in flight at once.
 const CONCURRENCY: usize = 16;
 /// Attempts per counter: a stale mark costs one more (a second consumer racing on
@@ -57,10 +68,14 @@ pub struct DemandStats {
     pub events: u64,
     /// Events that went to a counter change that applied.
     pub events_counted: u64,
-    /// Late events among them.
+    /// Events among them that arrived more than the allowance after their event
+    /// time.
     pub late: u64,
-    /// How far behind its shard's watermark the most delayed event was, in seconds
-    /// of event time (late or not): what the late allowance must cover.
+    /// Events among them dated more than the skew after their arrival (a client
+    /// clock ahead).
+    pub early: u64,
+    /// How long after its event time the most delayed event arrived, in seconds (late
+    /// or not): what the allowance must cover.
     pub max_behind_seconds: u64,
     /// Conditional counter changes sent (applied or stale).
     pub counter_writes: u64,
@@ -83,6 +98,7 @@ struct Counters {
     events: AtomicU64,
     events_counted: AtomicU64,
     late: AtomicU64,
+    early: AtomicU64,
     max_behind_seconds: AtomicU64,
     counter_writes: AtomicU64,
     stale_writes: AtomicU64,
@@ -99,6 +115,7 @@ pub struct DemandHandler<S, R, D> {
     dead_letters: D,
     bucket_seconds: i64,
     late_allowance: Duration,
+    skew: Duration,
     counters: Counters,
     /// Flight id → route, from the schedule.
     flight_routes: Mutex<HashMap<String, String>>,
@@ -108,7 +125,8 @@ pub struct DemandHandler<S, R, D> {
 }
 
 impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D> {
-    /// A handler with one-minute buckets and a five-minute late allowance.
+    /// A handler with one-minute buckets, the two-minute allowance and the two-minute
+    /// skew.
     pub fn new(store: S, routes_from: R, dead_letters: D) -> Self {
         DemandHandler {
             store,
@@ -116,6 +134,7 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             dead_letters,
             bucket_seconds: DEFAULT_BUCKET_SECONDS,
             late_allowance: DEFAULT_LATE_ALLOWANCE,
+            skew: DEFAULT_SKEW,
             counters: Counters::default(),
             flight_routes: Mutex::new(HashMap::new()),
             noted: Mutex::new(HashSet::new()),
@@ -130,13 +149,24 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         self
     }
 
-    /// How far behind its shard's watermark an event may be before it is late.
+    /// How long after its event time an event may arrive before it is late; give the
+    /// evaluator's horizon the same.
     pub fn with_late_allowance(mut self, allowance: Duration) -> Self {
         self.late_allowance = allowance;
         self
     }
 
-    /// Wall clock for the watermarks' `updated_at`.
+    /// How far after its arrival an event may be dated before it is early, and how
+    /// far ahead of the clock an arrival time may be before it is capped.
+    pub fn with_skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// The clock of the shards' progress: the `updated_at` it is stamped with, the
+    /// cap of arrival times, and the arrival of a record without one. The wall clock
+    /// by default; locally, the pipeline's clock (the one the stream stamps arrivals
+    /// with).
     pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
         self.clock = Box::new(clock);
         self
@@ -220,6 +250,7 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
 
         // Per shard (a Lambda batch has one; the runner's tests may mix), the events
         // as the counters see them, with their Kinesis record's index.
+        let now = (self.clock)();
         let mut shards: BTreeMap<&str, (Vec<DemandEvent>, Vec<usize>)> = BTreeMap::new();
         {
             let cache = lock(&self.flight_routes);
@@ -252,16 +283,20 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
                 entry.0.push(DemandEvent {
                     route,
                     occurred_at: d.event.occurred_at,
+                    // A record without an arrival time arrived when we see it.
+                    arrived_at: record.approximate_arrival.unwrap_or(now),
                     position: Position::new(&record.sequence_number, d.sub_sequence_number),
                     kind,
-                    late: false,
+                    timing: Timing::OnTime,
                 });
                 entry.1.push(d.index);
             }
         }
 
         for (shard_id, (mut events, indexes)) in shards {
-            if let Err((index, error)) = self.count_shard(shard_id, &mut events, &indexes).await {
+            if let Err((index, error)) =
+                self.count_shard(shard_id, &mut events, &indexes, now).await
+            {
                 outcome.fail(index, error);
             }
         }
@@ -285,23 +320,16 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         shard_id: &str,
         events: &mut [DemandEvent],
         indexes: &[usize],
+        now: DateTime<Utc>,
     ) -> Result<(), (usize, String)> {
         let first_index = indexes.first().copied().unwrap_or(0);
-        let watermark = self
-            .store
-            .watermark(shard_id)
-            .await
-            .map_err(|e| (first_index, e.to_string()))?;
-        let scan = flag_late(events, watermark, self.late_allowance);
-        let new_watermark = scan.watermark;
+        let scan = flag_timing(events, self.late_allowance, self.skew, now);
         self.counters.max_behind_seconds.fetch_max(
             u64::try_from(scan.max_behind.num_seconds()).unwrap_or(0),
             Ordering::Relaxed,
         );
-        add(
-            &self.counters.late,
-            events.iter().filter(|e| e.late).count() as u64,
-        );
+        add(&self.counters.late, scan.late);
+        add(&self.counters.early, scan.early);
         let events: &[DemandEvent] = events;
         let tallies = tally(shard_id, events, self.bucket_seconds);
 
@@ -333,23 +361,20 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             }
         }
 
-        // Watermark and route registry: only what lies before the failure is final.
+        // Progress and route registry: only what lies before the failure is final.
         let done = |i: usize| failed.as_ref().is_none_or(|(f, _)| indexes[i] < *f);
-        let watermark = if failed.is_none() {
-            new_watermark
+        let progress = if failed.is_none() {
+            scan.progress
         } else {
             (0..events.len())
                 .filter(|&i| done(i))
-                .map(|i| events[i].occurred_at)
+                .map(|i| events[i].arrived_at.min(now + self.skew))
                 .max()
         };
-        if let Some(w) = watermark
-            && let Err(e) = self
-                .store
-                .advance_watermark(shard_id, w, (self.clock)())
-                .await
+        if let Some(p) = progress
+            && let Err(e) = self.store.advance_watermark(shard_id, p, now).await
         {
-            // The watermark only flags lateness and paces the demo's evaluator; a
+            // Progress only holds the evaluator back while this consumer lags; a
             // missed move is made good by the next batch.
             tracing::warn!(processor = PROCESSOR, shard_id, error = %e, "watermark not moved");
         }
@@ -420,6 +445,7 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             events: c(&self.counters.events),
             events_counted: c(&self.counters.events_counted),
             late: c(&self.counters.late),
+            early: c(&self.counters.early),
             max_behind_seconds: c(&self.counters.max_behind_seconds),
             counter_writes: c(&self.counters.counter_writes),
             stale_writes: c(&self.counters.stale_writes),

@@ -91,9 +91,12 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
     }
 
     /// The horizon for a scheduled run at wall time `now`
-    /// ([`surge::settled_horizon`] over the counters' watermarks): `now - allowance`,
-    /// or earlier while a shard's consumer lags; shards whose watermark has not moved
-    /// for ten minutes are idle or closed and hold nothing back.
+    /// ([`surge::settled_horizon`] over the shards' progress, which is arrival time,
+    /// never event time): `now - allowance`, or earlier while a shard's consumer lags,
+    /// however its events are dated; shards whose progress has not moved for ten
+    /// minutes are idle or closed and hold nothing back. `allowance` must be the one
+    /// the demand handler flags late events with
+    /// ([`flyhigh_core::demand::counting::DEFAULT_ALLOWANCE`] by default).
     pub async fn settled_horizon(
         &self,
         now: DateTime<Utc>,

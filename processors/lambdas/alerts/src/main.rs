@@ -6,10 +6,11 @@
 //! - `DEMAND_TABLE`: the counters the demand Lambda writes (`flyhigh_aws::demand`);
 //! - `ALERTS_TABLE`: alerts, their outbox and each route's state;
 //! - `ALERTS_TOPIC_ARN`: the SNS topic alerts are published to;
-//! - `LATE_ALLOWANCE_SECONDS` (optional, default 120): each run judges the buckets
-//!   that closed before now minus this, so that events still in flight are counted
-//!   first, and waits further for a shard whose consumer lags
-//!   (`SurgeEvaluator::settled_horizon`).
+//! - `LATE_ALLOWANCE_SECONDS` (optional, default 120, the demand handler's
+//!   `DEFAULT_LATE_ALLOWANCE`): each run judges the buckets that closed before now
+//!   minus this, so that events still in flight are counted first, and waits further
+//!   for a shard whose consumer lags (`SurgeEvaluator::settled_horizon`). The demand
+//!   Lambda flags events late with the same setting: give both the same value.
 //!
 //! The payload is ignored (any JSON: the scheduled event, or `{}` by hand). Each run
 //! answers with the `EvaluationReport` as JSON and logs a one-line summary. Routes that
@@ -23,10 +24,8 @@ use flyhigh_aws::demand::{DynamoAlertStore, DynamoDemandStore};
 use flyhigh_aws::sns::SnsTopic;
 use flyhigh_handlers::SurgeEvaluator;
 use flyhigh_handlers::demand::EvaluationReport;
+use flyhigh_handlers::demand::counting::DEFAULT_LATE_ALLOWANCE;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-
-/// `LATE_ALLOWANCE_SECONDS` when unset.
-const DEFAULT_LATE_ALLOWANCE_SECONDS: u32 = 120;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -34,10 +33,13 @@ async fn main() -> Result<(), Error> {
     let demand_table = lambda_support::required("DEMAND_TABLE")?;
     let alerts_table = lambda_support::required("ALERTS_TABLE")?;
     let topic_arn = lambda_support::required("ALERTS_TOPIC_ARN")?;
-    let allowance = Duration::seconds(
-        lambda_support::number::<u32>("LATE_ALLOWANCE_SECONDS", DEFAULT_LATE_ALLOWANCE_SECONDS)?
-            .into(),
-    );
+    // Unset: the demand handler's default, so that both Lambdas share one setting.
+    let allowance = match std::env::var_os("LATE_ALLOWANCE_SECONDS") {
+        Some(_) => {
+            Duration::seconds(lambda_support::number::<u32>("LATE_ALLOWANCE_SECONDS", 0)?.into())
+        }
+        None => DEFAULT_LATE_ALLOWANCE,
+    };
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let evaluator = SurgeEvaluator::new(

@@ -54,6 +54,7 @@ fn counter(route: &str, bucket: i64, searches: u64, sequence: i64) -> CounterUpd
         },
         first: position.clone(),
         last: position,
+        arrived: chrono::DateTime::from_timestamp(bucket + 30, 0).unwrap_or_default(),
     }
 }
 

@@ -8,8 +8,10 @@
 //!   flight, and its route comes from the schedule there;
 //! - `DEAD_LETTER_QUEUE_URL`: the SQS queue for poison records;
 //! - `LATE_ALLOWANCE_SECONDS` (optional, default
-//!   `flyhigh_handlers::demand::counting::DEFAULT_LATE_ALLOWANCE`): how far behind its
-//!   shard's watermark an event may be before it is counted as late.
+//!   `flyhigh_handlers::demand::counting::DEFAULT_LATE_ALLOWANCE`, two minutes): how
+//!   long after its event time an event's record may arrive before it is counted as
+//!   late. The alerts Lambda judges this far behind: give both the same value (the
+//!   template does).
 //!
 //! The event source mapping must enable `ReportBatchItemFailures` and keep
 //! `ParallelizationFactor` at 1: each shard's counters are written by one batch at a
