@@ -698,8 +698,9 @@ async fn checkpoints_of_two_streams_with_the_same_shard_ids_are_apart() {
 
 // ---- long tails: batches over many partitions, deadlines, compaction budgets ----
 
-/// One shard's records whose events are dated one hour apart from `start`: as many
-/// partitions as events (a client with a random clock, a replayed month).
+/// One shard's records whose events are dated one hour apart back from `start`
+/// (before the simulated day, so their flights are still ahead): as many partitions
+/// as events (a client with a random clock, a replayed month).
 fn spread_over_hours(seed: u64, n: usize, start: chrono::DateTime<Utc>) -> Vec<KinesisRecord> {
     let events: Vec<Envelope> = Simulator::new(SimConfig::new(seed, n))
         .unwrap()
@@ -709,7 +710,7 @@ fn spread_over_hours(seed: u64, n: usize, start: chrono::DateTime<Utc>) -> Vec<K
         .into_iter()
         .enumerate()
         .map(|(i, mut e)| {
-            e.occurred_at = start + Duration::hours(i as i64);
+            e.occurred_at = start - Duration::hours(i as i64);
             record(0, i + 1, &e)
         })
         .collect()
@@ -729,7 +730,7 @@ async fn an_archive_batch_spanning_thousands_of_hours_commits_in_parts_that_fit_
     // The bug: one checkpoint item listed every file of the batch; past ~2,000
     // partitions it was larger than DynamoDB's 400 KB, the commit failed every
     // time and the shard's archive stopped.
-    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap();
     let records = spread_over_hours(31, 3_100, start);
     let (objects, checkpoints, letters) = Default::default();
     let h = handler(&objects, &checkpoints, &letters);
@@ -750,7 +751,7 @@ async fn a_batch_cut_by_the_deadline_reports_its_first_unfinished_record_and_the
     use flyhigh_core::archive::PartLimits;
     use flyhigh_handlers::Deadline;
 
-    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap();
     let records = spread_over_hours(32, 40, start);
     let (objects, checkpoints, letters) = Default::default();
     let limits = PartLimits {
@@ -768,13 +769,13 @@ async fn a_batch_cut_by_the_deadline_reports_its_first_unfinished_record_and_the
     // Lambda retries from the reported record; each retry makes one part of progress.
     let mut from = 8;
     let mut invocations = 1;
-    while let Some(failed) = h
-        .process_stream_by("", &records[from..], past())
-        .await
-        .first_failed
-    {
-        from += failed;
+    loop {
+        let outcome = h.process_stream_by("", &records[from..], past()).await;
         invocations += 1;
+        let Some(failed) = outcome.first_failed else {
+            break;
+        };
+        from += failed;
         assert_eq!(visible_rows(&objects).await.len(), from);
     }
     assert_eq!(invocations, 5);
@@ -802,7 +803,7 @@ async fn a_batch_cut_by_the_deadline_reports_its_first_unfinished_record_and_the
 async fn two_consumers_racing_on_a_shard_in_small_parts_archive_each_record_once() {
     use flyhigh_core::archive::PartLimits;
 
-    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap();
     let records = spread_over_hours(33, 300, start);
     let objects = Yielding(MemoryObjectStore::new());
     let checkpoints = Yielding(MemoryArchiveCheckpoints::new());

@@ -496,6 +496,8 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                     known = Some(promoted);
                 }
             }
+            // The part's records are archived: not "already archived" on the next turn.
+            items.drain(part);
             conflicts = 0;
             parts_done += 1;
             slowest = slowest.max(started.elapsed());
