@@ -122,6 +122,7 @@ pub struct ArchiveHandler<O, C, D> {
     dead_letters: D,
     options: ParquetOptions,
     limits: PartLimits,
+    concurrency: usize,
     counters: Counters,
 }
 
@@ -146,6 +147,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             dead_letters,
             options: ParquetOptions::default(),
             limits: PartLimits::default(),
+            concurrency: S3_CONCURRENCY,
             counters: Counters::default(),
         }
     }
@@ -160,6 +162,13 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
     /// parts without thousands of partitions).
     pub fn with_part_limits(mut self, limits: PartLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Puts and promotes `n` files of a part at once instead of
+    /// [`S3_CONCURRENCY`] (at least one; benches compare with one at a time).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
 
@@ -458,7 +467,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                         Ok::<u64, String>(size)
                     }
                 })
-                .buffer_unordered(S3_CONCURRENCY)
+                .buffer_unordered(self.concurrency)
                 .try_fold(0u64, |total, size| async move { Ok(total + size) })
                 .await
                 .map_err(|e| (index, e))?;
@@ -524,7 +533,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                 }
                 Ok(0)
             })
-            .buffer_unordered(S3_CONCURRENCY)
+            .buffer_unordered(self.concurrency)
             .try_fold(0u64, |moved, n| async move { Ok(moved + n) })
             .await
     }
