@@ -16,10 +16,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use flyhigh_core::KinesisRecord;
 use flyhigh_core::archive::{DataFile, FileKind, PartLimits};
 use flyhigh_core::memory::{MemoryArchiveCheckpoints, MemoryDeadLetters, MemoryObjectStore};
 use flyhigh_core::ports::{ObjectInfo, ObjectStore, StoreError};
-use flyhigh_core::KinesisRecord;
 use flyhigh_handlers::{ArchiveHandler, Compactor};
 use flyhigh_schemas::Envelope;
 use flyhigh_simulator::{SimConfig, Simulator};
@@ -59,7 +59,10 @@ fn arg(name: &str, default: u64) -> u64 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
         .unwrap_or(default)
 }
 
@@ -96,7 +99,10 @@ async fn main() {
             record(i + 1, &e)
         })
         .collect();
-    println!("batch of {} records over {partitions} partitions, {latency:?} per store call", records.len());
+    println!(
+        "batch of {} records over {partitions} partitions, {latency:?} per store call",
+        records.len()
+    );
     println!("| | parts | commits | files | result | time |");
     println!("|---|---|---|---|---|---|");
     for (name, limits, concurrency) in [
@@ -108,7 +114,11 @@ async fn main() {
             },
             1,
         ),
-        ("now: parts, 32 calls at a time", PartLimits::default(), flyhigh_core::archive::S3_CONCURRENCY),
+        (
+            "now: parts, 32 calls at a time",
+            PartLimits::default(),
+            flyhigh_core::archive::S3_CONCURRENCY,
+        ),
     ] {
         let objects = Slow {
             inner: MemoryObjectStore::new(),
@@ -164,10 +174,17 @@ async fn main() {
     let compactor = Compactor::new(&objects)
         .with_target_bytes(64 * 1024)
         .with_max_partitions_per_run(per_run);
-    let run_at = |hour: i64| day + chrono::Duration::hours(hour + 1) + chrono::Duration::minutes(20);
-    compactor.compact_closed(run_at(0)).await.expect("compaction");
+    let run_at =
+        |hour: i64| day + chrono::Duration::hours(hour + 1) + chrono::Duration::minutes(20);
+    compactor
+        .compact_closed(run_at(0))
+        .await
+        .expect("compaction");
     println!();
-    println!("compaction, {per_run} partitions per run, hour 0 fed every hour ({} events an hour, as many late)", 2_000);
+    println!(
+        "compaction, {per_run} partitions per run, hour 0 fed every hour ({} events an hour, as many late)",
+        2_000
+    );
     let (mut slowest, mut total, mut left_behind) = (Duration::ZERO, Duration::ZERO, 0);
     for hour in 1..=24 {
         let fresh = archive(hour, chunks.next().unwrap());
@@ -175,7 +192,10 @@ async fn main() {
         assert_eq!(handler.process(&fresh).await.first_failed, None);
         assert_eq!(handler.process(&late).await.first_failed, None);
         let started = Instant::now();
-        let report = compactor.compact_closed(run_at(hour)).await.expect("compaction");
+        let report = compactor
+            .compact_closed(run_at(hour))
+            .await
+            .expect("compaction");
         let took = started.elapsed();
         slowest = slowest.max(took);
         total += took;

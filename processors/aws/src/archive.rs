@@ -318,7 +318,10 @@ mod tests {
     fn an_item_is_sized_as_dynamodb_counts_it() {
         assert_eq!(attribute_bytes(&s("abc")), 3);
         assert_eq!(attribute_bytes(&n(12345u64)), 4);
-        assert_eq!(attribute_bytes(&AttributeValue::L(vec![s("ab"), s("c")])), 3 + 3 + 2);
+        assert_eq!(
+            attribute_bytes(&AttributeValue::L(vec![s("ab"), s("c")])),
+            3 + 3 + 2
+        );
         let put = checkpoint_put("shardId-000000000001", &committed(), at()).unwrap();
         // Names and values: shard_id + version + archived_through + pending + updated_at.
         let pending = 3 + 1 + "bookings/dt=2026-12-01/hour=09/b_x.parquet".len();
@@ -351,7 +354,9 @@ mod tests {
         };
         let bytes = checkpoint_item_bytes(&key, &next).unwrap();
         assert!(bytes <= ITEM_LIMIT_BYTES, "{bytes}");
-        assert!(bytes > ITEM_LIMIT_BYTES - flyhigh_core::archive::checkpoint::CHECKPOINT_RESERVE_BYTES);
+        assert!(
+            bytes > ITEM_LIMIT_BYTES - flyhigh_core::archive::checkpoint::CHECKPOINT_RESERVE_BYTES
+        );
     }
 
     #[test]

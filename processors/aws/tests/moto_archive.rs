@@ -643,11 +643,17 @@ async fn an_archive_batch_over_three_thousand_partitions_commits_under_the_item_
 
     // Redelivered whole: no row more, and no save at all but none needed.
     let saves = checkpoints.saves.load(Relaxed);
-    assert_eq!(handler.process_stream(stream, &records).await.first_failed, None);
+    assert_eq!(
+        handler.process_stream(stream, &records).await.first_failed,
+        None
+    );
     assert_eq!(checkpoints.saves.load(Relaxed), saves);
     // A retry from a record in the middle (a reported failure): none more either.
     assert_eq!(
-        handler.process_stream(stream, &records[1_777..]).await.first_failed,
+        handler
+            .process_stream(stream, &records[1_777..])
+            .await
+            .first_failed,
         None
     );
     assert_eq!(rows_by_id(&objects).await, rows);

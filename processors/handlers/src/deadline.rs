@@ -44,7 +44,8 @@ impl Deadline {
 
     /// Time left, `None` without a deadline.
     pub fn remaining(&self) -> Option<Duration> {
-        self.0.map(|at| at.saturating_duration_since(Instant::now()))
+        self.0
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// Whether `needed` still fits before the deadline (always, without one).

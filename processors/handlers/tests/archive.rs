@@ -713,7 +713,10 @@ fn spread_over_hours(seed: u64, n: usize, start: chrono::DateTime<Utc>) -> Vec<K
             e.occurred_at = start - Duration::hours(i as i64);
             KinesisRecord {
                 // Kinesis's own length (56 digits): a batch file's key names two.
-                sequence_number: format!("495903382714902566085596925383615710959215759891{:08}", i + 1),
+                sequence_number: format!(
+                    "495903382714902566085596925383615710959215759891{:08}",
+                    i + 1
+                ),
                 ..record(0, i + 1, &e)
             }
         })
@@ -750,8 +753,7 @@ async fn an_archive_batch_spanning_thousands_of_hours_commits_in_parts_that_fit_
 }
 
 #[tokio::test]
-async fn a_batch_cut_by_the_deadline_reports_its_first_unfinished_record_and_the_retry_finishes()
-{
+async fn a_batch_cut_by_the_deadline_reports_its_first_unfinished_record_and_the_retry_finishes() {
     use flyhigh_core::archive::PartLimits;
     use flyhigh_handlers::Deadline;
 
@@ -839,7 +841,11 @@ async fn two_consumers_racing_on_a_shard_in_small_parts_archive_each_record_once
 }
 
 /// Archives `records` into `objects` (one shard, its own checkpoints).
-async fn archive_into(objects: &MemoryObjectStore, checkpoints: &MemoryArchiveCheckpoints, records: &[KinesisRecord]) {
+async fn archive_into(
+    objects: &MemoryObjectStore,
+    checkpoints: &MemoryArchiveCheckpoints,
+    records: &[KinesisRecord],
+) {
     let letters = MemoryDeadLetters::new();
     let h = ArchiveHandler::new(objects, checkpoints, &letters).with_options(small_files());
     assert_eq!(h.process(records).await.first_failed, None);
@@ -897,7 +903,12 @@ async fn compaction_with_one_partition_fed_all_day_still_compacts_the_newer_hour
         // is left in it.
         for info in objects.list("event_type=").await.unwrap() {
             let file = DataFile::parse(&info.key).unwrap();
-            let age = file.partition.date.and_hms_opt(file.partition.hour, 0, 0).unwrap().and_utc();
+            let age = file
+                .partition
+                .date
+                .and_hms_opt(file.partition.hour, 0, 0)
+                .unwrap()
+                .and_utc();
             if age > start {
                 assert_eq!(
                     file.kind,
@@ -914,9 +925,15 @@ async fn compaction_with_one_partition_fed_all_day_still_compacts_the_newer_hour
         compactor.compact_closed(run_at(21)).await.unwrap();
     }
     let report = compactor.compact_closed(run_at(21)).await.unwrap();
-    assert!(report.compacted.is_empty() && report.deferred.is_empty(), "{report:?}");
+    assert!(
+        report.compacted.is_empty() && report.deferred.is_empty(),
+        "{report:?}"
+    );
     for info in objects.list("event_type=").await.unwrap() {
-        assert_eq!(DataFile::parse(&info.key).unwrap().kind, FileKind::Compacted);
+        assert_eq!(
+            DataFile::parse(&info.key).unwrap().kind,
+            FileKind::Compacted
+        );
     }
     assert_eq!(ids(&visible_rows(&objects).await), record_ids(&archived));
 }

@@ -37,12 +37,12 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use flyhigh_core::StoreError;
+use flyhigh_core::archive::FileKind;
 use flyhigh_core::archive::compaction::{self, CompactionPlan, is_closed, merge_rows};
 use flyhigh_core::archive::{
     ArchivedEvent, DataFile, FileRun, KeyValue, ParquetOptions, Partition, read_event_ids,
     read_file,
 };
-use flyhigh_core::archive::FileKind;
 use flyhigh_core::ports::{ObjectInfo, ObjectStore};
 
 use crate::deadline::Deadline;
@@ -207,9 +207,9 @@ impl<O: ObjectStore> Compactor<O> {
                 continue;
             }
             report.closed += 1;
-            let compacted_before = objects.iter().any(|o| {
-                DataFile::parse(&o.key).is_some_and(|f| f.kind == FileKind::Compacted)
-            });
+            let compacted_before = objects
+                .iter()
+                .any(|o| DataFile::parse(&o.key).is_some_and(|f| f.kind == FileKind::Compacted));
             if let Some(plan) = compaction::plan(partition, &objects, self.target_bytes) {
                 if compacted_before {
                     again.push(plan);
@@ -227,8 +227,11 @@ impl<O: ObjectStore> Compactor<O> {
             let needed = PARTITION_TIME_RESERVE.max(slowest * 2);
             if done > 0 && (out_of_partitions || !deadline.allows(needed)) {
                 report.deferred = work[n..].iter().map(|(p, _)| p.partition.path()).collect();
-                tracing::info!(deferred = report.deferred.len(), done,
-                    "compaction budget spent; the rest is left for the next run");
+                tracing::info!(
+                    deferred = report.deferred.len(),
+                    done,
+                    "compaction budget spent; the rest is left for the next run"
+                );
                 break;
             }
             let started = Instant::now();
@@ -361,7 +364,9 @@ fn work_order(
 ) -> Vec<(CompactionPlan, bool)> {
     first.sort_by_key(|p| (p.partition.date, p.partition.hour, p.partition.table));
     again.sort_by_key(|p| p.partition.path());
-    let turn = cursor.map_or(0, |c| again.partition_point(|p| p.partition.path().as_str() <= c));
+    let turn = cursor.map_or(0, |c| {
+        again.partition_point(|p| p.partition.path().as_str() <= c)
+    });
     again.rotate_left(turn);
     first
         .into_iter()

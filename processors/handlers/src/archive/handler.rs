@@ -37,10 +37,10 @@ use flyhigh_core::archive::{
     ArchiveCheckpoint, ArchivedEvent, ParquetOptions, PartLimits, Partition, S3_CONCURRENCY,
     cut_parts, plan_batch, staged_key, write_file,
 };
-use futures::{StreamExt, TryStreamExt};
 use flyhigh_core::ports::{ArchiveCheckpoints, ObjectStore};
 use flyhigh_core::records::Position;
 use flyhigh_core::{DeadLetter, DeadLetterSink, KinesisRecord, StoreError};
+use futures::{StreamExt, TryStreamExt};
 use parquet_metadata::batch_metadata;
 
 use super::PROCESSOR;
@@ -496,12 +496,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                 let promoted = committed.promoted();
                 // Lost to a consumer that promoted and cleared them first: the same
                 // end, but the checkpoint is reloaded.
-                if self
-                    .checkpoints
-                    .save(&key, &promoted)
-                    .await
-                    .map_err(fail)?
-                {
+                if self.checkpoints.save(&key, &promoted).await.map_err(fail)? {
                     known = Some(promoted);
                 }
             }

@@ -58,7 +58,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = lambda_support::deadline(&event.context, SystemTime::now());
-            let report: CompactionReport = compactor.compact_closed_by(Utc::now(), deadline).await?;
+            let report: CompactionReport =
+                compactor.compact_closed_by(Utc::now(), deadline).await?;
             tracing::info!(
                 partitions = report.partitions,
                 closed = report.closed,

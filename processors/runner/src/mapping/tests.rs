@@ -300,9 +300,11 @@ async fn every_invocation_is_given_its_deadline_as_lambda_gives_its_context() {
             let seen = seen.clone();
             async move {
                 let started = std::time::Instant::now();
-                seen.lock()
-                    .unwrap()
-                    .push((event.records.len(), deadline > started, deadline <= started + timeout));
+                seen.lock().unwrap().push((
+                    event.records.len(),
+                    deadline > started,
+                    deadline <= started + timeout,
+                ));
                 Ok(KinesisEventResponse::default())
             }
         }
