@@ -969,3 +969,29 @@ async fn a_compaction_run_past_its_deadline_does_one_partition_and_defers_the_re
     assert_eq!(runs, first.closed);
     assert_eq!(ids(&visible_rows(&objects).await), event_ids(&events));
 }
+
+#[tokio::test]
+async fn the_handler_runs_spawned_as_the_local_runner_spawns_it() {
+    // A mapped stream of borrowing closures in the handler made its future fail
+    // `Send` for a caller that spawns it (the demo's mapping, through the runner's
+    // `handler_fn`): this only compiles while it is `Send`.
+    use std::sync::Arc;
+    let handler = Arc::new(ArchiveHandler::new(
+        MemoryObjectStore::new(),
+        MemoryArchiveCheckpoints::new(),
+        MemoryDeadLetters::new(),
+    ));
+    let records = spread_over_hours(35, 30, Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap());
+    let invoke = {
+        let handler = handler.clone();
+        move |records: Vec<KinesisRecord>| {
+            let handler = handler.clone();
+            async move { handler.process(&records).await.first_failed }
+        }
+    };
+    let failed = tokio::spawn(async move { invoke(records).await })
+        .await
+        .unwrap();
+    assert_eq!(failed, None);
+    assert_eq!(handler.stats().rows, 30);
+}

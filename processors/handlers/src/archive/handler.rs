@@ -34,13 +34,13 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use std::time::{Duration, Instant};
 
 use flyhigh_core::archive::{
-    ArchiveCheckpoint, ArchivedEvent, ParquetOptions, PartLimits, Partition, S3_CONCURRENCY,
-    cut_parts, plan_batch, staged_key, write_file,
+    ArchiveCheckpoint, ArchivedEvent, KeyValue, ParquetOptions, PartLimits, Partition, PlannedFile,
+    S3_CONCURRENCY, cut_parts, plan_batch, staged_key, write_file,
 };
 use flyhigh_core::ports::{ArchiveCheckpoints, ObjectStore};
 use flyhigh_core::records::Position;
 use flyhigh_core::{DeadLetter, DeadLetterSink, KinesisRecord, StoreError};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use parquet_metadata::batch_metadata;
 
 use super::PROCESSOR;
@@ -449,28 +449,21 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             let keys: Vec<String> = plan.files.iter().map(|f| f.key.clone()).collect();
             let rows: u64 = plan.files.iter().map(|f| f.rows.len() as u64).sum();
             let metadata = batch_metadata(&shard_id, &plan.first, &plan.last);
-            // Encoded one file at a time as the puts drain, at most S3_CONCURRENCY in
-            // flight: a part holds its decoded events and that many files' bytes.
-            let bytes: u64 = futures::stream::iter(&plan.files)
-                .map(|file| {
-                    let metadata = metadata.clone();
-                    async move {
-                        let refs: Vec<&ArchivedEvent> = file.rows.iter().collect();
-                        let encoded =
-                            write_file(file.partition.table, &refs, &self.options, metadata)
-                                .map_err(|e| format!("encoding {}: {e}", file.key))?;
-                        let size = encoded.len() as u64;
-                        self.objects
-                            .put(&staged_key(&file.key), encoded)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        Ok::<u64, String>(size)
-                    }
-                })
-                .buffer_unordered(self.concurrency)
-                .try_fold(0u64, |total, size| async move { Ok(total + size) })
-                .await
-                .map_err(|e| (index, e))?;
+            // Encoded one file at a time as the puts drain, at most `concurrency` in
+            // flight: a part holds its decoded events and that many files' bytes. (A
+            // vector of futures, not a mapped stream: a closure in the stream's type
+            // makes the handler's future fail `Send` for callers that spawn it.)
+            let puts: Vec<_> = plan
+                .files
+                .iter()
+                .map(|file| self.put_staged(file, metadata.clone()))
+                .collect();
+            let mut puts = futures::stream::iter(puts).buffer_unordered(self.concurrency);
+            let mut bytes = 0u64;
+            while let Some(put) = puts.next().await {
+                bytes += put.map_err(|e| (index, e))?;
+            }
+            drop(puts);
             drop(plan);
 
             let committed = checkpoint.commit(last.clone(), keys);
@@ -515,22 +508,45 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
     /// ([`ArchiveStats::files_missing`]) and passed over: blocking the shard would
     /// not bring it back (see `docs/runbooks.md`).
     async fn promote(&self, checkpoint: &ArchiveCheckpoint) -> Result<u64, StoreError> {
-        futures::stream::iter(&checkpoint.pending)
-            .map(|key| async move {
-                if self.objects.promote(&staged_key(key), key).await? {
-                    return Ok(1);
-                }
-                if !self.objects.list(key).await?.iter().any(|o| &o.key == key) {
-                    add(&self.counters.files_missing, 1);
-                    tracing::error!(processor = PROCESSOR, key = %key,
-                        "committed batch file missing: neither its staged copy nor the file exists \
-                         (compacted since, or the staged copy expired); replay the shard's range if its rows are not in the hour");
-                }
-                Ok(0)
-            })
-            .buffer_unordered(self.concurrency)
-            .try_fold(0u64, |moved, n| async move { Ok(moved + n) })
+        let moves: Vec<_> = checkpoint
+            .pending
+            .iter()
+            .map(|key| self.promote_one(key))
+            .collect();
+        let mut moves = futures::stream::iter(moves).buffer_unordered(self.concurrency);
+        let mut moved = 0;
+        while let Some(one) = moves.next().await {
+            moved += one?;
+        }
+        Ok(moved)
+    }
+
+    /// Promotes the pending file `key`: 1 if it moved now, 0 if it had moved before
+    /// (or is missing, reported).
+    async fn promote_one(&self, key: &str) -> Result<u64, StoreError> {
+        if self.objects.promote(&staged_key(key), key).await? {
+            return Ok(1);
+        }
+        if !self.objects.list(key).await?.iter().any(|o| o.key == key) {
+            add(&self.counters.files_missing, 1);
+            tracing::error!(processor = PROCESSOR, key = %key,
+                "committed batch file missing: neither its staged copy nor the file exists \
+                 (compacted since, or the staged copy expired); replay the shard's range if its rows are not in the hour");
+        }
+        Ok(0)
+    }
+
+    /// Encodes `file` and puts it under its staged key; its size in bytes.
+    async fn put_staged(&self, file: &PlannedFile, metadata: Vec<KeyValue>) -> Result<u64, String> {
+        let refs: Vec<&ArchivedEvent> = file.rows.iter().collect();
+        let encoded = write_file(file.partition.table, &refs, &self.options, metadata)
+            .map_err(|e| format!("encoding {}: {e}", file.key))?;
+        let size = encoded.len() as u64;
+        self.objects
+            .put(&staged_key(&file.key), encoded)
             .await
+            .map_err(|e| e.to_string())?;
+        Ok(size)
     }
 }
 
