@@ -20,7 +20,7 @@
 //! | port method | calls | cost |
 //! |---|---|---|
 //! | `load` | one strongly consistent `GetItem` (a consumer that read a stale checkpoint would lose its save, or archive a batch twice) | 1 RCU |
-//! | `save` | one `PutItem`, condition `attribute_not_exists(shard_id)` for version 1, else `version = :previous` (the new version - 1); failed → `Ok(false)`; version 0 is refused without a call | 1 WCU (an item is well under 1 KB with a batch's handful of pending keys) |
+//! | `save` | one `PutItem`, condition `attribute_not_exists(shard_id)` for version 1, else `version = :previous` (the new version - 1); failed → `Ok(false)`; version 0 is refused without a call, and an item past 400 KB ([`item_bytes`]) with a permanent error | 1 WCU per KB: under 1 KB with a batch's handful of pending keys, up to 392 KB for a part of a batch spanning thousands of partitions (the handler cuts parts to fit, `flyhigh_core::archive::cut_parts`) |
 //!
 //! [`create_archive_checkpoints_table`] makes the table for tests and local setups.
 
@@ -96,6 +96,56 @@ fn checkpoint_put(
             values: Some(HashMap::from([(":previous".into(), n(previous))])),
         }
     })
+}
+
+/// An attribute value's size as DynamoDB counts it toward the 400 KB item limit:
+/// a string's UTF-8 bytes; a number's significant digits halved, plus one (at most
+/// 21); a list or map 3 bytes, plus 1 per element and its size (a map's element
+/// also counts its name); a boolean or null 1.
+pub fn attribute_bytes(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(text) => text.len(),
+        AttributeValue::N(number) => {
+            let digits = number
+                .trim_start_matches(['-', '+'])
+                .trim_start_matches('0')
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .count();
+            (digits.div_ceil(2) + 1).min(21)
+        }
+        AttributeValue::B(blob) => blob.as_ref().len(),
+        AttributeValue::L(values) => {
+            3 + values.iter().map(|v| 1 + attribute_bytes(v)).sum::<usize>()
+        }
+        AttributeValue::M(map) => {
+            3 + map
+                .iter()
+                .map(|(k, v)| 1 + k.len() + attribute_bytes(v))
+                .sum::<usize>()
+        }
+        AttributeValue::Ss(texts) => texts.iter().map(String::len).sum(),
+        AttributeValue::Ns(numbers) => numbers
+            .iter()
+            .map(|n| attribute_bytes(&AttributeValue::N(n.clone())))
+            .sum(),
+        AttributeValue::Bs(blobs) => blobs.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 1,
+    }
+}
+
+/// An item's size as DynamoDB counts it: each attribute's name and value.
+pub fn item_bytes(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + attribute_bytes(v)).sum()
+}
+
+/// DynamoDB's limit on an item's size.
+pub const ITEM_LIMIT_BYTES: usize = flyhigh_core::archive::checkpoint::DYNAMODB_ITEM_LIMIT_BYTES;
+
+/// The size of the item [`DynamoArchiveCheckpoints::save`] writes for `next`
+/// (`None` for version 0, which is never written).
+pub fn checkpoint_item_bytes(shard_id: &str, next: &ArchiveCheckpoint) -> Option<usize> {
+    checkpoint_put(shard_id, next, Utc::now()).map(|put| item_bytes(&put.item))
 }
 
 /// Decodes a checkpoint item. An error names the broken attribute (the item was not
@@ -191,6 +241,16 @@ impl ArchiveCheckpoints for DynamoArchiveCheckpoints {
         let Some(put) = checkpoint_put(shard_id, next, Utc::now()) else {
             return Ok(false);
         };
+        let bytes = item_bytes(&put.item);
+        if bytes > ITEM_LIMIT_BYTES {
+            // DynamoDB would refuse it too (a ValidationException); no retry helps.
+            return Err(StoreError::Permanent(format!(
+                "table {}: archive checkpoint of {shard_id} is {bytes} bytes with {} pending \
+                 keys, past DynamoDB's item limit of {ITEM_LIMIT_BYTES}",
+                self.table,
+                next.pending.len()
+            )));
+        }
         let sent = self
             .client
             .put_item()
@@ -252,6 +312,51 @@ mod tests {
             Position::new(SEQUENCE, Some(3)),
             vec!["bookings/dt=2026-12-01/hour=09/b_x.parquet".into()],
         )
+    }
+
+    #[test]
+    fn an_item_is_sized_as_dynamodb_counts_it() {
+        assert_eq!(attribute_bytes(&s("abc")), 3);
+        assert_eq!(attribute_bytes(&n(12345u64)), 4);
+        assert_eq!(
+            attribute_bytes(&AttributeValue::L(vec![s("ab"), s("c")])),
+            3 + 3 + 2
+        );
+        let put = checkpoint_put("shardId-000000000001", &committed(), at()).unwrap();
+        // Names and values: shard_id + version + archived_through + pending + updated_at.
+        let pending = 3 + 1 + "bookings/dt=2026-12-01/hour=09/b_x.parquet".len();
+        assert_eq!(
+            item_bytes(&put.item),
+            8 + 20 + 7 + 2 + 16 + 75 + 7 + pending + 10 + 24
+        );
+    }
+
+    #[test]
+    fn a_full_part_of_pending_keys_with_the_longest_shard_key_fits_an_item() {
+        // The longest stream ARN (a 128-character name) and shard id.
+        let key = format!(
+            "arn:aws:kinesis:ap-southeast-2:123456789012:stream/{}/shardId-000000000123",
+            "s".repeat(128)
+        );
+        let mut pending = Vec::new();
+        let one = format!(
+            "event_type=cancellation/dt=2026-12-01/hour=09/b_1a2b3c4d-shardId-000000000123_{SEQUENCE}-4294967295_{SEQUENCE}-4294967295.parquet"
+        );
+        while flyhigh_core::archive::pending_list_bytes(&pending) + 1 + one.len()
+            <= flyhigh_core::archive::MAX_PENDING_BYTES
+        {
+            pending.push(one.clone());
+        }
+        let next = ArchiveCheckpoint {
+            archived_through: Some(Position::new(SEQUENCE, Some(u32::MAX))),
+            version: u64::MAX,
+            pending,
+        };
+        let bytes = checkpoint_item_bytes(&key, &next).unwrap();
+        assert!(bytes <= ITEM_LIMIT_BYTES, "{bytes}");
+        assert!(
+            bytes > ITEM_LIMIT_BYTES - flyhigh_core::archive::checkpoint::CHECKPOINT_RESERVE_BYTES
+        );
     }
 
     #[test]

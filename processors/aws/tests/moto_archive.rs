@@ -549,3 +549,138 @@ async fn racing_saves_of_one_version_have_exactly_one_winner() {
         stored = loaded;
     }
 }
+
+/// The DynamoDB checkpoints, recording the largest item each save writes.
+struct Sized {
+    inner: DynamoArchiveCheckpoints,
+    largest: std::sync::atomic::AtomicUsize,
+    saves: std::sync::atomic::AtomicUsize,
+}
+
+impl ArchiveCheckpoints for Sized {
+    async fn load(&self, shard_id: &str) -> Result<Option<ArchiveCheckpoint>, StoreError> {
+        self.inner.load(shard_id).await
+    }
+
+    async fn save(&self, shard_id: &str, next: &ArchiveCheckpoint) -> Result<bool, StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes = flyhigh_aws::archive::checkpoint_item_bytes(shard_id, next).unwrap_or(0);
+        self.largest.fetch_max(bytes, Relaxed);
+        self.saves.fetch_add(1, Relaxed);
+        self.inner.save(shard_id, next).await
+    }
+}
+
+/// `n` records of one shard whose events are dated an hour apart (back from the
+/// simulated day): `n` partitions, with sequence numbers of Kinesis's length.
+fn records_over_hours(n: usize) -> Vec<flyhigh_core::KinesisRecord> {
+    use flyhigh_simulator::{SimConfig, Simulator};
+    let start = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 30, 0, 0, 0).unwrap();
+    Simulator::new(SimConfig::new(41, n))
+        .unwrap()
+        .take(n)
+        .enumerate()
+        .map(|(i, mut e)| {
+            e.occurred_at = start - chrono::Duration::hours(i as i64);
+            flyhigh_core::KinesisRecord {
+                shard_id: "shardId-000000000000".into(),
+                sequence_number: format!("{}{:08}", &KINESIS_SEQ[..48], i + 1),
+                partition_key: e.partition_key(),
+                approximate_arrival: Some(e.occurred_at),
+                data: e.to_json(),
+            }
+        })
+        .collect()
+}
+
+/// Every row of the visible data files, by event id and how many times.
+async fn rows_by_id(store: &S3ObjectStore) -> std::collections::BTreeMap<String, usize> {
+    let listed = store.list("event_type=").await.unwrap();
+    let rows: Vec<Vec<String>> = futures::stream::iter(listed)
+        .map(|info| async move {
+            let file = flyhigh_core::archive::DataFile::parse(&info.key).expect("a data file");
+            let bytes = store.get(&info.key).await.unwrap().unwrap();
+            flyhigh_core::archive::read_file(file.partition.table, bytes)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.event.event_id.to_string())
+                .collect::<Vec<_>>()
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut out = std::collections::BTreeMap::new();
+    for id in rows.into_iter().flatten() {
+        *out.entry(id).or_insert(0) += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_archive_batch_over_three_thousand_partitions_commits_under_the_item_limit() {
+    // The bug: the commit put every pending key of the batch in one item; past
+    // ~2,000 partitions DynamoDB refused it, and the mapping retried for ever.
+    use std::sync::atomic::Ordering::Relaxed;
+    let (_, objects) = s3_store("archive").await;
+    let checkpoints = Sized {
+        inner: checkpoints().await,
+        largest: Default::default(),
+        saves: Default::default(),
+    };
+    let letters = flyhigh_core::memory::MemoryDeadLetters::new();
+    let handler = flyhigh_handlers::ArchiveHandler::new(&objects, &checkpoints, &letters);
+    let records = records_over_hours(3_100);
+    let stream = "arn:aws:kinesis:us-east-1:123456789012:stream/events";
+
+    let outcome = handler.process_stream(stream, &records).await;
+    assert_eq!(outcome.first_failed, None, "{:?}", outcome.error);
+    let largest = checkpoints.largest.load(Relaxed);
+    assert!(largest > 0 && largest <= 400 * 1024, "{largest} bytes");
+    assert!(handler.stats().parts >= 2);
+    let rows = rows_by_id(&objects).await;
+    assert_eq!(rows.len(), records.len());
+    assert!(rows.values().all(|n| *n == 1));
+
+    // Redelivered whole: no row more, and no save at all but none needed.
+    let saves = checkpoints.saves.load(Relaxed);
+    assert_eq!(
+        handler.process_stream(stream, &records).await.first_failed,
+        None
+    );
+    assert_eq!(checkpoints.saves.load(Relaxed), saves);
+    // A retry from a record in the middle (a reported failure): none more either.
+    assert_eq!(
+        handler
+            .process_stream(stream, &records[1_777..])
+            .await
+            .first_failed,
+        None
+    );
+    assert_eq!(rows_by_id(&objects).await, rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_stopped_by_its_deadline_is_finished_by_the_retry_from_the_reported_record() {
+    let (_, objects) = s3_store("archive").await;
+    let checkpoints = checkpoints().await;
+    let letters = flyhigh_core::memory::MemoryDeadLetters::new();
+    let handler = flyhigh_handlers::ArchiveHandler::new(&objects, &checkpoints, &letters)
+        .with_part_limits(flyhigh_core::archive::PartLimits {
+            max_files: 100,
+            ..Default::default()
+        });
+    let records = records_over_hours(350);
+    let stream = "arn:aws:kinesis:us-east-1:123456789012:stream/events";
+    let past = flyhigh_handlers::Deadline::at(std::time::Instant::now());
+    let cut = handler.process_stream_by(stream, &records, past).await;
+    assert_eq!(cut.first_failed, Some(100));
+    assert_eq!(rows_by_id(&objects).await.len(), 100);
+    // The retry from the reported record loses none and adds none.
+    let retry = handler
+        .process_stream_by(stream, &records[100..], flyhigh_handlers::Deadline::none())
+        .await;
+    assert_eq!(retry.first_failed, None);
+    let rows = rows_by_id(&objects).await;
+    assert_eq!(rows.len(), records.len());
+    assert!(rows.values().all(|n| *n == 1));
+}

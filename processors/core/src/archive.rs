@@ -29,7 +29,10 @@ pub mod layout;
 pub mod order;
 pub mod rows;
 
-pub use checkpoint::{ArchiveCheckpoint, BatchPlan, PlannedFile, plan_batch};
+pub use checkpoint::{
+    ArchiveCheckpoint, BatchPlan, MAX_FILES_PER_PART, MAX_PENDING_BYTES, PartLimits, PlannedFile,
+    S3_CONCURRENCY, cut_parts, pending_list_bytes, plan_batch,
+};
 pub use compaction::{CompactionPlan, DEFAULT_GRACE, DEFAULT_TARGET_BYTES};
 pub use files::{
     FileRun, ParquetOptions, read_event_ids, read_file, write_file, writer_properties,

@@ -16,6 +16,9 @@
 //! - `archive` (feature `archive`): the archive processor: `ArchiveHandler`
 //!   writes every event once into Parquet batch files committed by a per-shard
 //!   checkpoint, `Compactor` merges closed hours into large files.
+//! - [`deadline`]: [`Deadline`], when the invocation must have answered (Lambda's
+//!   `Context`, the local runner's batch timeout), for handlers that stop at a part
+//!   boundary.
 //! - [`batch`]: what every handler shares: expanding a batch into events and poison,
 //!   writing the dead letters of the records before a reported failure.
 //!
@@ -31,11 +34,13 @@
 #[cfg(feature = "archive")]
 pub mod archive;
 pub mod batch;
+pub mod deadline;
 pub mod demand;
 pub mod inventory;
 pub mod kinesis;
 
 #[cfg(feature = "archive")]
 pub use archive::{ArchiveHandler, Compactor};
+pub use deadline::Deadline;
 pub use demand::{DemandHandler, FlightAlerts, Outbox, SurgeEvaluator};
 pub use inventory::{HandlerStats, InventoryHandler};

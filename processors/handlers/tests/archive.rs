@@ -695,3 +695,303 @@ async fn checkpoints_of_two_streams_with_the_same_shard_ids_are_apart() {
             .is_some()
     );
 }
+
+// ---- long tails: batches over many partitions, deadlines, compaction budgets ----
+
+/// One shard's records whose events are dated one hour apart back from `start`
+/// (before the simulated day, so their flights are still ahead): as many partitions
+/// as events (a client with a random clock, a replayed month).
+fn spread_over_hours(seed: u64, n: usize, start: chrono::DateTime<Utc>) -> Vec<KinesisRecord> {
+    let events: Vec<Envelope> = Simulator::new(SimConfig::new(seed, n))
+        .unwrap()
+        .take(n)
+        .collect();
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            e.occurred_at = start - Duration::hours(i as i64);
+            KinesisRecord {
+                // Kinesis's own length (56 digits): a batch file's key names two.
+                sequence_number: format!(
+                    "495903382714902566085596925383615710959215759891{:08}",
+                    i + 1
+                ),
+                ..record(0, i + 1, &e)
+            }
+        })
+        .collect()
+}
+
+fn record_ids(records: &[KinesisRecord]) -> Vec<String> {
+    let events: Vec<Envelope> = records
+        .iter()
+        .map(|r| flyhigh_schemas::decode(&r.data).unwrap())
+        .collect();
+    event_ids(&events)
+}
+
+#[tokio::test]
+async fn an_archive_batch_spanning_thousands_of_hours_commits_in_parts_that_fit_the_checkpoint_item()
+ {
+    // The bug: one checkpoint item listed every file of the batch; past ~2,000
+    // partitions it was larger than DynamoDB's 400 KB, the commit failed every
+    // time and the shard's archive stopped.
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap();
+    let records = spread_over_hours(31, 3_100, start);
+    let (objects, checkpoints, letters) = Default::default();
+    let h = handler(&objects, &checkpoints, &letters);
+    assert_eq!(h.process(&records).await.first_failed, None);
+    assert!(checkpoints.largest_pending_bytes() <= flyhigh_core::archive::MAX_PENDING_BYTES);
+    assert!(checkpoints.largest_pending_bytes() > 0);
+    assert_eq!(ids(&visible_rows(&objects).await), record_ids(&records));
+    // Redelivered whole, and retried from a record in the middle: no row more.
+    assert_eq!(h.process(&records).await.first_failed, None);
+    assert_eq!(h.process(&records[1_234..]).await.first_failed, None);
+    assert_eq!(ids(&visible_rows(&objects).await), record_ids(&records));
+    assert_eq!(h.stats().rows, 3_100);
+}
+
+#[tokio::test]
+async fn a_batch_cut_by_the_deadline_reports_its_first_unfinished_record_and_the_retry_finishes() {
+    use flyhigh_core::archive::PartLimits;
+    use flyhigh_handlers::Deadline;
+
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap();
+    let records = spread_over_hours(32, 40, start);
+    let (objects, checkpoints, letters) = Default::default();
+    let limits = PartLimits {
+        max_files: 8,
+        ..PartLimits::default()
+    };
+    let h = handler(&objects, &checkpoints, &letters).with_part_limits(limits);
+    // A deadline already past: one part per invocation, then the first record of
+    // the next part is reported.
+    let past = || Deadline::at(std::time::Instant::now());
+    let outcome = h.process_stream_by("", &records, past()).await;
+    assert_eq!(outcome.first_failed, Some(8));
+    assert!(outcome.error.unwrap().contains("deadline"));
+    assert_eq!(visible_rows(&objects).await.len(), 8);
+    // Lambda retries from the reported record; each retry makes one part of progress.
+    let mut from = 8;
+    let mut invocations = 1;
+    loop {
+        let outcome = h.process_stream_by("", &records[from..], past()).await;
+        invocations += 1;
+        let Some(failed) = outcome.first_failed else {
+            break;
+        };
+        from += failed;
+        assert_eq!(visible_rows(&objects).await.len(), from);
+    }
+    assert_eq!(invocations, 5);
+    assert_eq!(h.stats().deadline_stops, 4);
+    assert_eq!(ids(&visible_rows(&objects).await), record_ids(&records));
+
+    // Cut once, then retried without a deadline: the retry finishes the batch,
+    // and a redelivery of the whole batch adds nothing.
+    let (objects, checkpoints, letters) = Default::default();
+    let h = handler(&objects, &checkpoints, &letters).with_part_limits(limits);
+    let first = h.process_stream_by("", &records, past()).await.first_failed;
+    assert_eq!(first, Some(8));
+    assert_eq!(
+        h.process_stream_by("", &records[8..], Deadline::none())
+            .await
+            .first_failed,
+        None
+    );
+    assert_eq!(h.process(&records).await.first_failed, None);
+    assert_eq!(ids(&visible_rows(&objects).await), record_ids(&records));
+    assert_eq!(h.stats().parts, 5);
+}
+
+#[tokio::test]
+async fn two_consumers_racing_on_a_shard_in_small_parts_archive_each_record_once() {
+    use flyhigh_core::archive::PartLimits;
+
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap();
+    let records = spread_over_hours(33, 300, start);
+    let objects = Yielding(MemoryObjectStore::new());
+    let checkpoints = Yielding(MemoryArchiveCheckpoints::new());
+    let letters = MemoryDeadLetters::new();
+    let limits = |max_files| PartLimits {
+        max_files,
+        ..PartLimits::default()
+    };
+    let a = ArchiveHandler::new(&objects, &checkpoints, &letters).with_part_limits(limits(3));
+    let b = ArchiveHandler::new(&objects, &checkpoints, &letters).with_part_limits(limits(5));
+    let mut start = 0;
+    while start < records.len() {
+        let end_a = (start + 60).min(records.len());
+        let end_b = (start + 85).min(records.len());
+        let (ra, rb) = tokio::join!(
+            a.process(&records[start..end_a]),
+            b.process(&records[start..end_b])
+        );
+        // A consumer losing every commit of a part reports it; the retry finishes.
+        for (r, end) in [(ra, end_a), (rb, end_b)] {
+            if let Some(i) = r.first_failed {
+                assert_eq!(a.process(&records[start + i..end]).await.first_failed, None);
+            }
+        }
+        start = end_a.max(end_b);
+    }
+    assert_eq!(ids(&visible_rows(&objects.0).await), record_ids(&records));
+    assert!(a.stats().commit_conflicts + b.stats().commit_conflicts > 0);
+}
+
+/// Archives `records` into `objects` (one shard, its own checkpoints).
+async fn archive_into(
+    objects: &MemoryObjectStore,
+    checkpoints: &MemoryArchiveCheckpoints,
+    records: &[KinesisRecord],
+) {
+    let letters = MemoryDeadLetters::new();
+    let h = ArchiveHandler::new(objects, checkpoints, &letters).with_options(small_files());
+    assert_eq!(h.process(records).await.first_failed, None);
+}
+
+#[tokio::test]
+async fn compaction_with_one_partition_fed_all_day_still_compacts_the_newer_hours() {
+    // The bug: compaction went oldest partition first and reread every kept file,
+    // so one old partition that got late events all day came first in every run
+    // and used up the run's time: newer closed hours were never compacted.
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let objects = MemoryObjectStore::new();
+    let checkpoints = MemoryArchiveCheckpoints::new();
+    let events: Vec<Envelope> = Simulator::new(SimConfig::new(34, 2_400))
+        .unwrap()
+        .take(2_400)
+        .collect();
+    let mut chunks = events.chunks(50);
+    let mut seq = 0;
+    let mut batch = |hour: i64, chunk: &[Envelope]| -> Vec<KinesisRecord> {
+        chunk
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e.occurred_at = start + Duration::hours(hour) + Duration::minutes(7);
+                seq += 1;
+                record(0, seq, &e)
+            })
+            .collect()
+    };
+    let mut archived: Vec<KinesisRecord> = Vec::new();
+    // Hour 0 is compacted once; from then on it gets late events every hour.
+    let first = batch(0, chunks.next().unwrap());
+    archive_into(&objects, &checkpoints, &first).await;
+    archived.extend(first);
+    // Four partitions per run at most (a time budget, in this model): one new hour
+    // of three tables and one more.
+    let compactor = Compactor::new(&objects)
+        .with_target_bytes(TARGET)
+        .with_options(small_files())
+        .with_max_partitions_per_run(4);
+    let run_at = |hour: i64| start + Duration::hours(hour + 1) + Duration::minutes(20);
+    compactor.compact_closed(run_at(0)).await.unwrap();
+    for hour in 1..=20 {
+        // The hour's events, and late ones for hour 0.
+        let fresh = batch(hour, chunks.next().unwrap());
+        let late = batch(0, chunks.next().unwrap());
+        archive_into(&objects, &checkpoints, &fresh).await;
+        archive_into(&objects, &checkpoints, &late).await;
+        archived.extend(fresh);
+        archived.extend(late);
+        let report = compactor.compact_closed(run_at(hour)).await.unwrap();
+        assert!(report.compacted.len() <= 4, "{report:?}");
+        // Every closed hour after hour 0 has been compacted by now: no batch file
+        // is left in it.
+        for info in objects.list("event_type=").await.unwrap() {
+            let file = DataFile::parse(&info.key).unwrap();
+            let age = file
+                .partition
+                .date
+                .and_hms_opt(file.partition.hour, 0, 0)
+                .unwrap()
+                .and_utc();
+            if age > start {
+                assert_eq!(
+                    file.kind,
+                    FileKind::Compacted,
+                    "run {hour} left {} uncompacted: {report:?}",
+                    info.key
+                );
+            }
+        }
+    }
+    // Once the feeding stops, hour 0 is caught up within a bounded number of runs,
+    // and every event is there once.
+    for _ in 0..3 {
+        compactor.compact_closed(run_at(21)).await.unwrap();
+    }
+    let report = compactor.compact_closed(run_at(21)).await.unwrap();
+    assert!(
+        report.compacted.is_empty() && report.deferred.is_empty(),
+        "{report:?}"
+    );
+    for info in objects.list("event_type=").await.unwrap() {
+        assert_eq!(
+            DataFile::parse(&info.key).unwrap().kind,
+            FileKind::Compacted
+        );
+    }
+    assert_eq!(ids(&visible_rows(&objects).await), record_ids(&archived));
+}
+
+#[tokio::test]
+async fn a_compaction_run_past_its_deadline_does_one_partition_and_defers_the_rest() {
+    use flyhigh_handlers::Deadline;
+
+    let options = small_files();
+    let (objects, events) = archived_day(22, 1_500, &options).await;
+    let compactor = Compactor::new(&objects)
+        .with_target_bytes(TARGET)
+        .with_options(options);
+    let past = || Deadline::at(std::time::Instant::now());
+    let first = compactor
+        .compact_closed_by(after_the_day(), past())
+        .await
+        .unwrap();
+    assert_eq!(first.compacted.len(), 1);
+    assert_eq!(first.deferred.len() + 1, first.closed);
+    // Each run makes progress: one partition each, and then none is left.
+    let mut runs = 1;
+    loop {
+        let report = compactor
+            .compact_closed_by(after_the_day(), past())
+            .await
+            .unwrap();
+        if report.compacted.is_empty() {
+            break;
+        }
+        runs += 1;
+    }
+    assert_eq!(runs, first.closed);
+    assert_eq!(ids(&visible_rows(&objects).await), event_ids(&events));
+}
+
+#[tokio::test]
+async fn the_handler_runs_spawned_as_the_local_runner_spawns_it() {
+    // A mapped stream of borrowing closures in the handler made its future fail
+    // `Send` for a caller that spawns it (the demo's mapping, through the runner's
+    // `handler_fn`): this only compiles while it is `Send`.
+    use std::sync::Arc;
+    let handler = Arc::new(ArchiveHandler::new(
+        MemoryObjectStore::new(),
+        MemoryArchiveCheckpoints::new(),
+        MemoryDeadLetters::new(),
+    ));
+    let records = spread_over_hours(35, 30, Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap());
+    let invoke = {
+        let handler = handler.clone();
+        move |records: Vec<KinesisRecord>| {
+            let handler = handler.clone();
+            async move { handler.process(&records).await.first_failed }
+        }
+    };
+    let failed = tokio::spawn(async move { invoke(records).await })
+        .await
+        .unwrap();
+    assert_eq!(failed, None);
+    assert_eq!(handler.stats().rows, 30);
+}

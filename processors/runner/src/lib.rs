@@ -7,6 +7,8 @@
 //! - shards are read concurrently, each strictly in order, one batch in flight;
 //! - a batch closes at `batch_size` records, 6 MB of payload, or when the batching
 //!   window ends;
+//! - each invocation gets a deadline `function_timeout` after it starts
+//!   ([`Handler::handle_by`], [`handler_fn_by`]), as Lambda's `Context` carries one;
 //! - with `ReportBatchItemFailures`, the records before the lowest reported sequence
 //!   number are checkpointed and the batch is retried from that record; a function
 //!   error, or an identifier that is empty or not in the batch, retries it whole;
@@ -76,7 +78,8 @@ pub use checkpoint::{
 pub use failure::{BatchFailure, FailureDestination, KinesisBatchInfo};
 pub use local::LocalSource;
 pub use mapping::{
-    Handler, HandlerError, MappingConfig, MappingStats, Runner, RunnerError, handler_fn,
+    DEFAULT_FUNCTION_TIMEOUT, FnHandlerBy, Handler, HandlerError, MappingConfig, MappingStats,
+    Runner, RunnerError, handler_fn, handler_fn_by,
 };
 pub use source::{
     ReadOutcome, ShardReader, SourceError, SourceRecord, SourceShard, StartPosition, StreamSource,

@@ -66,6 +66,12 @@ pub struct MappingConfig {
     /// How often the shards are listed again to find the children of a reshard
     /// (also done whenever a shard reaches its end). Default 10 s.
     pub shard_refresh_interval: Duration,
+    /// The function's timeout: each invocation is given the deadline this long after
+    /// it starts ([`Handler::handle_by`]), as Lambda gives its `Context` deadline.
+    /// The runner does not cut an invocation short; a handler that watches its
+    /// deadline (the archive) stops at a boundary and reports where to go on.
+    /// Default 300 s (the archive Lambda's timeout).
+    pub function_timeout: Duration,
 }
 
 impl Default for MappingConfig {
@@ -82,9 +88,13 @@ impl Default for MappingConfig {
             shard_concurrency: None,
             bisect_batch_on_function_error: false,
             shard_refresh_interval: Duration::from_secs(10),
+            function_timeout: DEFAULT_FUNCTION_TIMEOUT,
         }
     }
 }
+
+/// [`MappingConfig::function_timeout`]'s default.
+pub const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A function error: the whole batch is retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +108,18 @@ pub trait Handler: Send + Sync {
         &self,
         event: KinesisEvent,
     ) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send;
+
+    /// Handles one batch that must be answered by `deadline` (what the runner
+    /// calls, as Lambda passes its `Context`). By default the deadline is not
+    /// looked at.
+    fn handle_by(
+        &self,
+        event: KinesisEvent,
+        deadline: std::time::Instant,
+    ) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send {
+        let _ = deadline;
+        self.handle(event)
+    }
 }
 
 /// A [`Handler`] from an async function.
@@ -122,6 +144,41 @@ where
         event: KinesisEvent,
     ) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send {
         (self.0)(event)
+    }
+}
+
+/// A [`Handler`] from an async function of the batch and its deadline.
+pub struct FnHandlerBy<F>(F);
+
+/// Wraps an async function of a batch and its deadline as a [`Handler`]; called
+/// through [`Handler::handle`] (without a deadline), it gets one
+/// [`DEFAULT_FUNCTION_TIMEOUT`] away.
+pub fn handler_fn_by<F, Fut>(f: F) -> FnHandlerBy<F>
+where
+    F: Fn(KinesisEvent, std::time::Instant) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<KinesisEventResponse, HandlerError>> + Send,
+{
+    FnHandlerBy(f)
+}
+
+impl<F, Fut> Handler for FnHandlerBy<F>
+where
+    F: Fn(KinesisEvent, std::time::Instant) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<KinesisEventResponse, HandlerError>> + Send,
+{
+    fn handle(
+        &self,
+        event: KinesisEvent,
+    ) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send {
+        (self.0)(event, std::time::Instant::now() + DEFAULT_FUNCTION_TIMEOUT)
+    }
+
+    fn handle_by(
+        &self,
+        event: KinesisEvent,
+        deadline: std::time::Instant,
+    ) -> impl Future<Output = Result<KinesisEventResponse, HandlerError>> + Send {
+        (self.0)(event, deadline)
     }
 }
 
@@ -500,7 +557,8 @@ impl Runner {
             let event = kinesis_event(shard_id, shard.arn, &self.config.region, pending);
             self.counters.invocations.fetch_add(1, Ordering::Relaxed);
             let mut reported = false;
-            let (failed_from, condition) = match handler.handle(event).await {
+            let deadline = std::time::Instant::now() + self.config.function_timeout;
+            let (failed_from, condition) = match handler.handle_by(event, deadline).await {
                 Ok(response) => match first_failure(pending, &response) {
                     FirstFailure::None => {
                         self.done(shard, pending, checkpoints).await?;

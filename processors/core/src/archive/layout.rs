@@ -141,7 +141,7 @@ impl DataFile {
 }
 
 /// A position as it appears in a file name: `SEQUENCE-SUB`.
-fn position_text(p: &Position) -> String {
+pub(crate) fn position_text(p: &Position) -> String {
     format!("{}-{}", p.sequence, p.sub)
 }
 

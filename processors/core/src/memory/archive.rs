@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use crate::archive::ArchiveCheckpoint;
+use crate::archive::{ArchiveCheckpoint, MAX_PENDING_BYTES, pending_list_bytes};
 use crate::ports::{ArchiveCheckpoints, ObjectInfo, ObjectStore, StoreError};
 
 #[derive(Debug, Default)]
@@ -129,6 +129,7 @@ struct Checkpoints {
     by_shard: HashMap<String, ArchiveCheckpoint>,
     fail_loads: u32,
     fail_saves: u32,
+    largest_pending_bytes: usize,
 }
 
 /// In-memory [`ArchiveCheckpoints`].
@@ -157,6 +158,12 @@ impl MemoryArchiveCheckpoints {
         self.lock().fail_saves = n;
     }
 
+    /// The largest pending list saved so far, in DynamoDB bytes
+    /// ([`pending_list_bytes`]).
+    pub fn largest_pending_bytes(&self) -> usize {
+        self.lock().largest_pending_bytes
+    }
+
     /// The stored checkpoint of a shard.
     pub fn get(&self, shard_id: &str) -> Option<ArchiveCheckpoint> {
         self.lock().by_shard.get(shard_id).cloned()
@@ -181,6 +188,15 @@ impl ArchiveCheckpoints for MemoryArchiveCheckpoints {
                 "injected checkpoint save failure".into(),
             ));
         }
+        // As DynamoDB refuses an item past 400 KB (a ValidationException).
+        let bytes = pending_list_bytes(&next.pending);
+        if bytes > MAX_PENDING_BYTES {
+            return Err(StoreError::Permanent(format!(
+                "checkpoint of {shard_id}: {} pending keys ({bytes} bytes) pass the item size limit",
+                next.pending.len()
+            )));
+        }
+        s.largest_pending_bytes = s.largest_pending_bytes.max(bytes);
         let stored = s.by_shard.get(shard_id).map_or(0, |c| c.version);
         if stored + 1 != next.version {
             return Ok(false);

@@ -5,37 +5,59 @@
 //!    after a commit), promote them and clear the list first;
 //! 2. drop every user record at or below the checkpoint (archived already: this is
 //!    what makes a redelivery or a retry from a checkpoint add no row);
-//! 3. dead-letter the poison among the rest, then write one batch file per
-//!    partition the rest touches, each under its staged key;
-//! 4. commit: save the checkpoint at the batch's last position with the files as
-//!    pending, conditionally on the version loaded in 1 (a consumer that loses this
+//! 3. cut the rest into parts ([`cut_parts`]): consecutive records whose files'
+//!    keys fit one checkpoint item (DynamoDB's 400 KB) and
+//!    [`MAX_FILES_PER_PART`](flyhigh_core::archive::MAX_FILES_PER_PART); then, for
+//!    each part in order:
+//! 4. dead-letter the poison among its records, then write one batch file per
+//!    partition it touches, each under its staged key;
+//! 5. commit: save the checkpoint at the part's last position with the files as
+//!    pending, conditionally on the version loaded (a consumer that loses this
 //!    race starts again from 1, and finds its records archived);
-//! 5. promote each file to its key (now visible to queries), then clear the pending
+//! 6. promote each file to its key (now visible to queries), then clear the pending
 //!    list.
 //!
-//! A failure before 4 reports the first record above the checkpoint and changes
-//! nothing a query sees (staged copies are outside every table); a failure after 4
-//! reports it too, and the retry's step 1 finishes the promotion. Files are written
-//! one at a time, so a batch holds its decoded events and one file's bytes.
+//! A failure before 5 reports the first record above the checkpoint and changes
+//! nothing a query sees (staged copies are outside every table); a failure after 5
+//! reports it too, and the retry's step 1 finishes the promotion. Before each part
+//! after the first, the handler checks its [`Deadline`]: when less than
+//! [`PART_TIME_RESERVE`] (or twice the slowest part) is left, it stops and reports
+//! the first record of the next part, so a heavy batch makes progress instead of
+//! timing out whole. Puts and promotions of a part run
+//! [`S3_CONCURRENCY`] at a time; files are encoded as the puts drain, so a part
+//! holds its decoded events and at most that many files' bytes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
+use std::time::{Duration, Instant};
+
 use flyhigh_core::archive::{
-    ArchiveCheckpoint, ArchivedEvent, ParquetOptions, plan_batch, staged_key, write_file,
+    ArchiveCheckpoint, ArchivedEvent, KeyValue, ParquetOptions, PartLimits, Partition, PlannedFile,
+    S3_CONCURRENCY, cut_parts, plan_batch, staged_key, write_file,
 };
 use flyhigh_core::ports::{ArchiveCheckpoints, ObjectStore};
 use flyhigh_core::records::Position;
 use flyhigh_core::{DeadLetter, DeadLetterSink, KinesisRecord, StoreError};
+use futures::StreamExt;
 use parquet_metadata::batch_metadata;
 
 use super::PROCESSOR;
 use crate::batch::{self, BatchOutcome};
+use crate::deadline::Deadline;
 use crate::kinesis;
 
-/// Checkpoint loads per shard and batch: each lost commit race costs one more.
+/// Commits lost in a row per part before the batch is reported failed (each costs
+/// one more checkpoint load).
 const MAX_ATTEMPTS: usize = 4;
+
+/// The least time left before the deadline to start another part (or twice the
+/// slowest part so far, if more): a part of [`MAX_FILES_PER_PART`] files takes a
+/// few seconds, the Lambda's timeout is 300 s.
+///
+/// [`MAX_FILES_PER_PART`]: flyhigh_core::archive::MAX_FILES_PER_PART
+pub const PART_TIME_RESERVE: Duration = Duration::from_secs(10);
 
 /// Counters over the handler's life (retries count again).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -50,6 +72,11 @@ pub struct ArchiveStats {
     pub rows: u64,
     /// Batch files committed.
     pub files: u64,
+    /// Parts committed (a batch touching many partitions commits several).
+    pub parts: u64,
+    /// Batches stopped at a part boundary because the deadline was near (their
+    /// first unfinished record was reported).
+    pub deadline_stops: u64,
     /// Bytes of those files.
     pub bytes: u64,
     /// User records skipped because the checkpoint covered them (redeliveries).
@@ -73,6 +100,8 @@ struct Counters {
     events: AtomicU64,
     rows: AtomicU64,
     files: AtomicU64,
+    parts: AtomicU64,
+    deadline_stops: AtomicU64,
     bytes: AtomicU64,
     already_archived: AtomicU64,
     dead_lettered: AtomicU64,
@@ -92,6 +121,8 @@ pub struct ArchiveHandler<O, C, D> {
     checkpoints: C,
     dead_letters: D,
     options: ParquetOptions,
+    limits: PartLimits,
+    concurrency: usize,
     counters: Counters,
 }
 
@@ -115,6 +146,8 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             checkpoints,
             dead_letters,
             options: ParquetOptions::default(),
+            limits: PartLimits::default(),
+            concurrency: S3_CONCURRENCY,
             counters: Counters::default(),
         }
     }
@@ -122,6 +155,20 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
     /// Writes files with `options` instead.
     pub fn with_options(mut self, options: ParquetOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Cuts batches into parts with `limits` instead of the default (tests: small
+    /// parts without thousands of partitions).
+    pub fn with_part_limits(mut self, limits: PartLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Puts and promotes `n` files of a part at once instead of
+    /// [`S3_CONCURRENCY`] (at least one; benches compare with one at a time).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
 
@@ -140,6 +187,8 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             events: get(&c.events),
             rows: get(&c.rows),
             files: get(&c.files),
+            parts: get(&c.parts),
+            deadline_stops: get(&c.deadline_stops),
             bytes: get(&c.bytes),
             already_archived: get(&c.already_archived),
             dead_lettered: get(&c.dead_lettered),
@@ -150,15 +199,22 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
         }
     }
 
-    /// Handles a Lambda Kinesis event (what the Lambda and the local runner call).
+    /// Handles a Lambda Kinesis event without a deadline (tests, the CLI).
     pub async fn handle(&self, event: KinesisEvent) -> KinesisEventResponse {
+        self.handle_by(event, Deadline::none()).await
+    }
+
+    /// Handles a Lambda Kinesis event (what the Lambda and the local runner call),
+    /// stopping at a part boundary when `deadline` is near: the response then names
+    /// the first record not archived, and the retry goes on from it.
+    pub async fn handle_by(&self, event: KinesisEvent, deadline: Deadline) -> KinesisEventResponse {
         let records = kinesis::kinesis_records(&event);
         let stream = event
             .records
             .first()
             .and_then(|r| r.event_source_arn.clone())
             .unwrap_or_default();
-        let outcome = self.process_stream(&stream, &records).await;
+        let outcome = self.process_stream_by(&stream, &records, deadline).await;
         kinesis::respond(PROCESSOR, &records, &outcome)
     }
 
@@ -179,6 +235,18 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
     /// created again under the same name* has the same ARN: clear its checkpoints
     /// (`docs/runbooks.md`).
     pub async fn process_stream(&self, stream: &str, records: &[KinesisRecord]) -> BatchOutcome {
+        self.process_stream_by(stream, records, Deadline::none())
+            .await
+    }
+
+    /// [`process_stream`](Self::process_stream), stopping at a part boundary when
+    /// `deadline` is near.
+    pub async fn process_stream_by(
+        &self,
+        stream: &str,
+        records: &[KinesisRecord],
+        deadline: Deadline,
+    ) -> BatchOutcome {
         add(&self.counters.batches, 1);
         add(&self.counters.records, records.len() as u64);
         let expanded = batch::expand(PROCESSOR, records, |_, _| None);
@@ -222,7 +290,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
         let mut outcome = BatchOutcome::default();
         for mut shard in shards {
             shard.items.sort_by(|a, b| a.1.cmp(&b.1));
-            if let Err((index, error)) = self.archive_shard(stream, shard).await
+            if let Err((index, error)) = self.archive_shard(stream, shard, deadline).await
                 && outcome.first_failed.is_none_or(|f| index < f)
             {
                 outcome.first_failed = Some(index);
@@ -235,9 +303,15 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
         outcome
     }
 
-    /// Archives one shard's part of the batch; on failure, the index of the first
-    /// Kinesis record not archived and why.
-    async fn archive_shard(&self, stream: &str, shard: ShardBatch) -> Result<(), (usize, String)> {
+    /// Archives one shard's part of the batch, part by part ([`cut_parts`]); on
+    /// failure, or when `deadline` leaves no time for the next part, the index of
+    /// the first Kinesis record not archived and why.
+    async fn archive_shard(
+        &self,
+        stream: &str,
+        shard: ShardBatch,
+        deadline: Deadline,
+    ) -> Result<(), (usize, String)> {
         let ShardBatch { shard_id, items } = shard;
         let key = if stream.is_empty() {
             shard_id.clone()
@@ -250,28 +324,44 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
         let Some(first_index) = items.iter().map(|(i, _, _)| *i).min() else {
             return Ok(());
         };
-        let last = items.last().map(|(_, p, _)| p.clone()).expect("not empty");
         let mut items = items;
         let mut letters_sent: Option<Position> = None;
-        for _ in 0..MAX_ATTEMPTS {
+        let mut known: Option<ArchiveCheckpoint> = None;
+        let (mut conflicts, mut parts_done) = (0usize, 0u64);
+        let mut slowest = Duration::ZERO;
+        loop {
+            if conflicts >= MAX_ATTEMPTS {
+                let index = items.first().map_or(first_index, |(i, _, _)| *i);
+                return Err((
+                    index,
+                    format!(
+                        "shard {shard_id}: the archive checkpoint kept changing ({MAX_ATTEMPTS} attempts)"
+                    ),
+                ));
+            }
+            let head = items.first().map_or(first_index, |(i, _, _)| *i);
             let fail = |index: usize| move |e: StoreError| (index, e.to_string());
-            let mut checkpoint = self
-                .checkpoints
-                .load(&key)
-                .await
-                .map_err(fail(first_index))?
-                .unwrap_or_default();
+            let mut checkpoint = match known.take() {
+                Some(checkpoint) => checkpoint,
+                None => self
+                    .checkpoints
+                    .load(&key)
+                    .await
+                    .map_err(fail(head))?
+                    .unwrap_or_default(),
+            };
             if !checkpoint.pending.is_empty() {
-                let promoted = self.promote(&checkpoint).await.map_err(fail(first_index))?;
+                let promoted = self.promote(&checkpoint).await.map_err(fail(head))?;
                 add(&self.counters.recovered_files, promoted);
                 let cleared = checkpoint.promoted();
                 if !self
                     .checkpoints
                     .save(&key, &cleared)
                     .await
-                    .map_err(fail(first_index))?
+                    .map_err(fail(head))?
                 {
                     add(&self.counters.commit_conflicts, 1);
+                    conflicts += 1;
                     continue;
                 }
                 checkpoint = cleared;
@@ -283,15 +373,48 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                 &self.counters.already_archived,
                 (before - items.len()) as u64,
             );
-            let Some((index, first, _)) = items.first() else {
+            let Some((index, _, _)) = items.first() else {
                 return Ok(());
             };
-            let (index, first) = (*index, first.clone());
+            let index = *index;
+            // At a part boundary: go on only if a part still fits before the deadline
+            // (this invocation archived at least one, so the shard makes progress).
+            let needed = PART_TIME_RESERVE.max(slowest * 2);
+            if parts_done > 0 && !deadline.allows(needed) {
+                add(&self.counters.deadline_stops, 1);
+                return Err((
+                    index,
+                    format!(
+                        "shard {shard_id}: stopped at a part boundary before the deadline \
+                         ({parts_done} parts archived; the retry goes on from here)"
+                    ),
+                ));
+            }
+            let started = Instant::now();
             let fail = |e: StoreError| (index, e.to_string());
+
+            let cut: Vec<(Position, Option<Partition>)> = items
+                .iter()
+                .map(|(_, position, item)| {
+                    let partition = match item {
+                        Item::Event(e) => Some(Partition::of(&e.event)),
+                        Item::Poison(_) => None,
+                    };
+                    (position.clone(), partition)
+                })
+                .collect();
+            let part = cut_parts(&source, &cut, self.limits)
+                .into_iter()
+                .next()
+                .unwrap_or(0..items.len());
+            drop(cut);
+            let part_items = &items[part.clone()];
+            let first = part_items[0].1.clone();
+            let last = part_items[part_items.len() - 1].1.clone();
 
             // Dead letters before the commit: once the checkpoint passes a poison
             // record, no retry would send its letter.
-            let letters: Vec<DeadLetter> = items
+            let letters: Vec<DeadLetter> = part_items
                 .iter()
                 .filter(|(_, p, _)| letters_sent.as_ref().is_none_or(|sent| p > sent))
                 .filter_map(|(_, _, item)| match item {
@@ -315,7 +438,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                 letters_sent = Some(last.clone());
             }
 
-            let events: Vec<ArchivedEvent> = items
+            let events: Vec<ArchivedEvent> = part_items
                 .iter()
                 .filter_map(|(_, _, item)| match item {
                     Item::Event(e) => Some(e.clone()),
@@ -323,21 +446,24 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                 })
                 .collect();
             let plan = plan_batch(&source, first.clone(), last.clone(), events);
-            let mut keys = Vec::with_capacity(plan.files.len());
-            let (mut rows, mut bytes) = (0u64, 0u64);
-            for file in &plan.files {
-                let refs: Vec<&ArchivedEvent> = file.rows.iter().collect();
-                let metadata = batch_metadata(&shard_id, &plan.first, &plan.last);
-                let encoded = write_file(file.partition.table, &refs, &self.options, metadata)
-                    .map_err(|e| (index, format!("encoding {}: {e}", file.key)))?;
-                rows += file.rows.len() as u64;
-                bytes += encoded.len() as u64;
-                self.objects
-                    .put(&staged_key(&file.key), encoded)
-                    .await
-                    .map_err(fail)?;
-                keys.push(file.key.clone());
+            let keys: Vec<String> = plan.files.iter().map(|f| f.key.clone()).collect();
+            let rows: u64 = plan.files.iter().map(|f| f.rows.len() as u64).sum();
+            let metadata = batch_metadata(&shard_id, &plan.first, &plan.last);
+            // Encoded one file at a time as the puts drain, at most `concurrency` in
+            // flight: a part holds its decoded events and that many files' bytes. (A
+            // vector of futures, not a mapped stream: a closure in the stream's type
+            // makes the handler's future fail `Send` for callers that spawn it.)
+            let puts: Vec<_> = plan
+                .files
+                .iter()
+                .map(|file| self.put_staged(file, metadata.clone()))
+                .collect();
+            let mut puts = futures::stream::iter(puts).buffer_unordered(self.concurrency);
+            let mut bytes = 0u64;
+            while let Some(put) = puts.next().await {
+                bytes += put.map_err(|e| (index, e))?;
             }
+            drop(puts);
             drop(plan);
 
             let committed = checkpoint.commit(last.clone(), keys);
@@ -348,30 +474,33 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
                 .map_err(fail)?
             {
                 add(&self.counters.commit_conflicts, 1);
+                conflicts += 1;
                 continue;
             }
             add(&self.counters.rows, rows);
             add(&self.counters.files, committed.pending.len() as u64);
             add(&self.counters.bytes, bytes);
-            if !committed.pending.is_empty() {
+            add(&self.counters.parts, 1);
+            let files = committed.pending.len();
+            if committed.pending.is_empty() {
+                known = Some(committed);
+            } else {
                 self.promote(&committed).await.map_err(fail)?;
-                // Lost to a consumer that promoted and cleared them first: the same end.
-                let _ = self
-                    .checkpoints
-                    .save(&key, &committed.promoted())
-                    .await
-                    .map_err(fail)?;
+                let promoted = committed.promoted();
+                // Lost to a consumer that promoted and cleared them first: the same
+                // end, but the checkpoint is reloaded.
+                if self.checkpoints.save(&key, &promoted).await.map_err(fail)? {
+                    known = Some(promoted);
+                }
             }
+            // The part's records are archived: not "already archived" on the next turn.
+            items.drain(part);
+            conflicts = 0;
+            parts_done += 1;
+            slowest = slowest.max(started.elapsed());
             tracing::debug!(processor = PROCESSOR, shard_id = %shard_id, first = %first.to_key(),
-                last = %last.to_key(), rows, bytes, files = committed.pending.len(), "batch archived");
-            return Ok(());
+                last = %last.to_key(), rows, bytes, files, "batch part archived");
         }
-        Err((
-            first_index,
-            format!(
-                "shard {shard_id}: the archive checkpoint kept changing ({MAX_ATTEMPTS} attempts)"
-            ),
-        ))
     }
 
     /// Promotes every pending file of `checkpoint`; how many moved now (the rest had
@@ -379,18 +508,45 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
     /// ([`ArchiveStats::files_missing`]) and passed over: blocking the shard would
     /// not bring it back (see `docs/runbooks.md`).
     async fn promote(&self, checkpoint: &ArchiveCheckpoint) -> Result<u64, StoreError> {
+        let moves: Vec<_> = checkpoint
+            .pending
+            .iter()
+            .map(|key| self.promote_one(key))
+            .collect();
+        let mut moves = futures::stream::iter(moves).buffer_unordered(self.concurrency);
         let mut moved = 0;
-        for key in &checkpoint.pending {
-            if self.objects.promote(&staged_key(key), key).await? {
-                moved += 1;
-            } else if !self.objects.list(key).await?.iter().any(|o| &o.key == key) {
-                add(&self.counters.files_missing, 1);
-                tracing::error!(processor = PROCESSOR, key = %key,
-                    "committed batch file missing: neither its staged copy nor the file exists \
-                     (compacted since, or the staged copy expired); replay the shard's range if its rows are not in the hour");
-            }
+        while let Some(one) = moves.next().await {
+            moved += one?;
         }
         Ok(moved)
+    }
+
+    /// Promotes the pending file `key`: 1 if it moved now, 0 if it had moved before
+    /// (or is missing, reported).
+    async fn promote_one(&self, key: &str) -> Result<u64, StoreError> {
+        if self.objects.promote(&staged_key(key), key).await? {
+            return Ok(1);
+        }
+        if !self.objects.list(key).await?.iter().any(|o| o.key == key) {
+            add(&self.counters.files_missing, 1);
+            tracing::error!(processor = PROCESSOR, key = %key,
+                "committed batch file missing: neither its staged copy nor the file exists \
+                 (compacted since, or the staged copy expired); replay the shard's range if its rows are not in the hour");
+        }
+        Ok(0)
+    }
+
+    /// Encodes `file` and puts it under its staged key; its size in bytes.
+    async fn put_staged(&self, file: &PlannedFile, metadata: Vec<KeyValue>) -> Result<u64, String> {
+        let refs: Vec<&ArchivedEvent> = file.rows.iter().collect();
+        let encoded = write_file(file.partition.table, &refs, &self.options, metadata)
+            .map_err(|e| format!("encoding {}: {e}", file.key))?;
+        let size = encoded.len() as u64;
+        self.objects
+            .put(&staged_key(&file.key), encoded)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(size)
     }
 }
 

@@ -10,6 +10,10 @@
 //! - `CHECKPOINT_TABLE`: the DynamoDB table of each shard's archive checkpoint;
 //! - `DEAD_LETTER_QUEUE_URL`: the SQS queue for poison records.
 //!
+//! Each invocation gets Lambda's deadline: a batch touching thousands of partitions
+//! is committed in parts, and one cut short by the deadline reports the first
+//! record it did not archive, so the retry goes on from there.
+//!
 //! The event source mapping must enable `ReportBatchItemFailures` and keep
 //! `ParallelizationFactor` at 1: a shard's checkpoint moves one batch at a time (a
 //! second consumer is safe, only wasteful). See `infra/archive.yaml`.
@@ -34,5 +38,5 @@ async fn main() -> Result<(), Error> {
         DynamoArchiveCheckpoints::new(aws_sdk_dynamodb::Client::new(&config), table),
         SqsQueue::new(aws_sdk_sqs::Client::new(&config), queue_url),
     );
-    lambda_support::serve_kinesis(|event| handler.handle(event)).await
+    lambda_support::serve_kinesis_by(|event, deadline| handler.handle_by(event, deadline)).await
 }

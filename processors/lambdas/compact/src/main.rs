@@ -10,10 +10,20 @@
 //! - `GRACE_MINUTES` (optional, default 15): an hour is closed this long after its
 //!   end.
 //!
+//! - `MAX_PARTITIONS_PER_RUN` (optional, unset: no limit): at most this many
+//!   partitions per run.
+//!
+//! A run's budget is the invocation's deadline (the `Context`): it starts another
+//! partition only while `PARTITION_TIME_RESERVE` is left, takes new hours first
+//! and re-compactions round robin from its cursor, and reports the rest as
+//! `deferred` for the next run (`docs/archive.md`, "Budget and order").
+//!
 //! The payload is ignored. Each run answers with the `CompactionReport` as JSON; a
 //! failure fails the invocation, and the next run (or a retry) finishes the job: a
 //! crash at any step leaves every row readable (see
 //! `flyhigh_handlers::archive::compaction`). Reserved concurrency must be 1.
+
+use std::time::SystemTime;
 
 use chrono::{Duration, Utc};
 use flyhigh_aws::s3::S3ObjectStore;
@@ -33,21 +43,30 @@ async fn main() -> Result<(), Error> {
         None => DEFAULT_GRACE,
     };
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let max_partitions: usize = lambda_support::number("MAX_PARTITIONS_PER_RUN", 0)?;
     let compactor = Compactor::new(
         S3ObjectStore::new(aws_sdk_s3::Client::new(&config), bucket, &prefix).with_kms_key(kms_key),
     )
     .with_target_bytes(target)
     .with_grace(grace);
+    let compactor = if max_partitions > 0 {
+        compactor.with_max_partitions_per_run(max_partitions)
+    } else {
+        compactor
+    };
     let compactor = &compactor;
     lambda_runtime::run(service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
-            let report: CompactionReport = compactor.compact_closed(Utc::now()).await?;
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = lambda_support::deadline(&event.context, SystemTime::now());
+            let report: CompactionReport =
+                compactor.compact_closed_by(Utc::now(), deadline).await?;
             tracing::info!(
                 partitions = report.partitions,
                 closed = report.closed,
                 compacted = report.compacted.len(),
                 duplicates_dropped = report.duplicates_dropped(),
                 failed = report.failed.len(),
+                deferred = report.deferred.len(),
                 "closed hours compacted"
             );
             if let Some((partition, error)) = report.failed.first() {

@@ -1,14 +1,18 @@
 //! What every FlyHigh Lambda binary's `main` does the same way, so that each one
 //! holds only its wiring: JSON logs ([`init_tracing`]), settings from the
 //! environment ([`required`], [`optional`], [`number`]) and the runtime loop of a
-//! Kinesis handler ([`serve_kinesis`]).
+//! Kinesis handler ([`serve_kinesis`], or [`serve_kinesis_by`] for a handler that
+//! takes the invocation's [`Deadline`] from Lambda's `Context`).
 
 use std::future::Future;
 use std::str::FromStr;
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use std::time::SystemTime;
+
+use flyhigh_handlers::Deadline;
+use lambda_runtime::{Context, Error, LambdaEvent, service_fn};
 
 /// JSON log lines, filtered by `RUST_LOG`, without a timestamp (CloudWatch Logs
 /// stamps each line).
@@ -44,27 +48,57 @@ where
 }
 
 /// Serves a Kinesis event source mapping with `handle` until the runtime stops.
-///
-/// The runtime loop is boxed: with a deep handler future (the inventory's with
-/// flight alerts), nesting it inline in `main`'s future goes past the compiler's
-/// query depth limit when it computes the layout.
+/// `handle` does not learn the invocation's deadline; see [`serve_kinesis_by`].
 pub async fn serve_kinesis<H, F>(handle: H) -> Result<(), Error>
 where
     H: Fn(KinesisEvent) -> F,
     F: Future<Output = KinesisEventResponse>,
 {
+    serve_kinesis_by(move |event, _deadline| handle(event)).await
+}
+
+/// Serves a Kinesis event source mapping with `handle`, given each invocation's
+/// [`Deadline`] (from the `Context`), until the runtime stops.
+///
+/// The runtime loop is boxed: with a deep handler future (the inventory's with
+/// flight alerts), nesting it inline in `main`'s future goes past the compiler's
+/// query depth limit when it computes the layout.
+pub async fn serve_kinesis_by<H, F>(handle: H) -> Result<(), Error>
+where
+    H: Fn(KinesisEvent, Deadline) -> F,
+    F: Future<Output = KinesisEventResponse>,
+{
     let handle = &handle;
     Box::pin(lambda_runtime::run(service_fn(
         move |event: LambdaEvent<KinesisEvent>| async move {
-            Ok::<_, Error>(handle(event.payload).await)
+            let deadline = deadline(&event.context, SystemTime::now());
+            Ok::<_, Error>(handle(event.payload, deadline).await)
         },
     )))
     .await
 }
 
+/// The invocation's deadline: Lambda's `deadline` is milliseconds since the epoch.
+pub fn deadline(context: &Context, now: SystemTime) -> Deadline {
+    Deadline::from_epoch_millis(context.deadline, now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deadline_comes_from_the_invocation_context() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut context = Context::default();
+        context.deadline = 1_000_000 + 300_000;
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let deadline = deadline(&context, now);
+        assert!(deadline.allows(Duration::from_secs(290)));
+        assert!(!deadline.allows(Duration::from_secs(301)));
+        // Dropping the context (what serve_kinesis did) left no deadline at all.
+        assert_ne!(deadline, Deadline::none());
+    }
 
     #[test]
     fn settings_name_the_variable_that_is_missing_or_wrong() {

@@ -286,3 +286,39 @@ async fn the_batching_window_gathers_records_that_trickle_in() {
     );
     assert_eq!(flat(&seen), (0..6).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn every_invocation_is_given_its_deadline_as_lambda_gives_its_context() {
+    // The runner used to call `handle(event)` alone: a handler could not know when
+    // its invocation would be cut.
+    let stream = stream(5, 1);
+    let timeout = Duration::from_secs(42);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = handler_fn_by({
+        let seen = seen.clone();
+        move |event: KinesisEvent, deadline: std::time::Instant| {
+            let seen = seen.clone();
+            async move {
+                let started = std::time::Instant::now();
+                seen.lock().unwrap().push((
+                    event.records.len(),
+                    deadline > started,
+                    deadline <= started + timeout,
+                ));
+                Ok(KinesisEventResponse::default())
+            }
+        }
+    });
+    let runner = Runner::new(MappingConfig {
+        function_timeout: timeout,
+        ..config(2)
+    });
+    runner
+        .run(&LocalSource::new(stream), &handler, &Failures::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(2, true, true), (2, true, true), (1, true, true)]
+    );
+}
