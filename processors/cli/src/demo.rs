@@ -15,7 +15,7 @@ use flyhigh_handlers::{
     ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator,
 };
 use flyhigh_producer::{LocalStream, Producer};
-use flyhigh_runner::{LocalSource, MappingConfig, Runner, handler_fn};
+use flyhigh_runner::{LocalSource, MappingConfig, Runner, handler_fn, handler_fn_by};
 use flyhigh_simulator::{SimConfig, Simulator, SurgeConfig};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -358,12 +358,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         stream,
         JsonLinesFile::create(&files.demand_failed_batches)?
     );
-    let archive_consumer = spawn_mapping!(
-        archive_runner,
-        archive_handler,
-        stream,
-        JsonLinesFile::create(&files.archive_failed_batches)?
-    );
+    // The archive handler is given each invocation's deadline (the runner's function
+    // timeout), as the archive Lambda is given its context's: a heavy batch commits the
+    // parts it has time for and reports the rest.
+    let archive_consumer = {
+        let (runner, handler, source, failed) = (
+            archive_runner.clone(),
+            archive_handler.clone(),
+            LocalSource::new(stream.clone()),
+            JsonLinesFile::create(&files.archive_failed_batches)?,
+        );
+        tokio::spawn(async move {
+            let invoke = handler_fn_by(|event, deadline| {
+                let handler = handler.clone();
+                async move {
+                    Ok(handler
+                        .handle_by(event, flyhigh_handlers::Deadline::at(deadline))
+                        .await)
+                }
+            });
+            runner.run(&source, &invoke, &failed).await
+        })
+    };
     // The scheduled evaluator, in simulated time: it judges what every shard's
     // counters have passed, as the alerts Lambda judges what the wall clock has.
     let (stop_evaluating, mut stopped) = tokio::sync::watch::channel(false);
