@@ -226,7 +226,13 @@ impl DynamoAlertStore {
         alerts: &[Alert],
     ) -> Result<(), StoreError> {
         for chunk in alerts.chunks(ALERTS_PER_TRANSACTION) {
-            self.transact(None, chunk).await?;
+            if !self.transact(None, chunk).await? {
+                // A conflicting transaction: the mark stays, the next read finishes.
+                return Err(StoreError::Transient(format!(
+                    "table {}: staged alerts of save {save_id} met a conflicting transaction",
+                    self.table
+                )));
+            }
         }
         // A failed condition: another reader finished it first.
         conditional_update(

@@ -238,7 +238,8 @@ pub(crate) fn parse_route(item: &Item) -> Result<NotedRoute, String> {
 /// condition of the `DeleteItem`.
 pub(crate) fn forget_route_condition(route: &NotedRoute) -> Result<Expression, TimeOutOfRange> {
     Ok(Expression {
-        text: "#last_seen = :seen".into(),
+        // An item written before `last_seen` existed has none: it goes too.
+        text: "#last_seen = :seen OR attribute_not_exists(#last_seen)".into(),
         names: HashMap::from([("#last_seen".into(), LAST_SEEN.into())]),
         values: HashMap::from([(":seen".into(), s(time_key(route.last_seen)?))]),
     })
