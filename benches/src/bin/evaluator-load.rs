@@ -12,8 +12,8 @@
 //! sends searches for them), so judging one costs a `GetItem` of its state, a
 //! `Query` of its counters and a `PutItem` of its new state. `--budget S` is the
 //! judging time per run (the Lambda's 55 s timeout minus its 10 s reserve: 45 s).
-//! `--full` also times one run without a deadline: what every run cost before runs
-//! had one.
+//! `--runs N` stops after N runs. `--full` also times one run without a deadline:
+//! what every run cost before runs had one.
 
 use std::sync::Mutex;
 use std::time::{Duration as StdDuration, Instant};
@@ -87,6 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = flyhigh_benches::arg(&args, "--routes", 10_000);
     let budget = StdDuration::from_secs(flyhigh_benches::arg(&args, "--budget", 45));
     let full = args.iter().any(|a| a == "--full");
+    let max_runs: usize = flyhigh_benches::arg(&args, "--runs", usize::MAX);
     let endpoint = std::env::var("FLYHIGH_MOTO_URL")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .map_err(|_| "set FLYHIGH_MOTO_URL (scripts/moto.sh start && source target/moto.env)")?;
@@ -144,7 +145,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut judged = 0;
     let mut run = 0;
     println!("run  time (s)  judged  left  published  first publish (ms)");
-    while judged < n {
+    while judged < n && run < max_runs {
         run += 1;
         alerts.record(&oversold(run, Utc::now())).await?;
         *publisher.start.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
@@ -169,7 +170,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             break;
         }
     }
-    println!("every route judged in {run} runs of at most {} s of judging", budget.as_secs());
+    println!(
+        "{judged} of {n} routes judged in {run} runs of at most {} s of judging",
+        budget.as_secs()
+    );
     if full {
         // Every route again (nothing new to judge: a read of state and counters each),
         // as every run did before runs had a deadline.
