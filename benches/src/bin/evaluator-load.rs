@@ -152,7 +152,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         *publisher.first.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let t = Instant::now();
         let deadline = tokio::time::Instant::now() + budget;
-        let report = evaluator.run_until(horizon, Utc::now, Some(deadline)).await?;
+        let report = evaluator
+            .run_until(horizon, Utc::now, Some(deadline))
+            .await?;
         let first = publisher
             .first
             .lock()

@@ -287,7 +287,12 @@ async fn batch_write(
         if pending.is_empty() {
             return Ok(());
         }
-        tracing::debug!(table, unprocessed = pending.len(), round, "batch write left items unprocessed");
+        tracing::debug!(
+            table,
+            unprocessed = pending.len(),
+            round,
+            "batch write left items unprocessed"
+        );
     }
     Err(StoreError::Transient(format!(
         "DynamoDB BatchWriteItem: {} items still unprocessed after {BATCH_MAX_ROUNDS} rounds",
@@ -332,7 +337,11 @@ impl DemandStore for DynamoDemandStore {
             .collect()
     }
 
-    async fn note_routes(&self, routes: &[String], seen_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn note_routes(
+        &self,
+        routes: &[String],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         for batch in items::route_batches(routes) {
             let batch = batch
                 .into_iter()

@@ -113,7 +113,11 @@ async fn regression_invented_routes_starve_the_outbox_with_10000_routes_register
     assert_eq!(report.published.published, 1);
     assert_eq!(report.routes, 10_000);
     assert_eq!((report.routes_judged, report.routes_left), (100, 9_900));
-    assert!(report.failed_routes.is_empty(), "{:?}", report.failed_routes);
+    assert!(
+        report.failed_routes.is_empty(),
+        "{:?}",
+        report.failed_routes
+    );
     assert_eq!(
         alerts.evaluator_cursor().await.unwrap().as_deref(),
         Some(routes[99].as_str())
@@ -204,19 +208,40 @@ async fn regression_a_save_of_more_than_49_alerts_is_refused_for_good() {
     let raised: Vec<Alert> = (0..120).map(oversold).collect();
     let mut state = RouteState::new(&SurgeConfig::default(), 1_796_115_600);
     state.version = 1;
-    assert!(alerts.save_route_state("LHR-JFK", &state, &raised).await.unwrap());
-    assert_eq!(alerts.route_state("LHR-JFK").await.unwrap(), Some(state.clone()));
+    assert!(
+        alerts
+            .save_route_state("LHR-JFK", &state, &raised)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        alerts.route_state("LHR-JFK").await.unwrap(),
+        Some(state.clone())
+    );
     let mut pending = alerts.pending(500).await.unwrap();
     pending.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
     let mut expected = raised.clone();
     expected.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
     assert_eq!(pending, expected);
-    assert_eq!(staged_items(&client, alerts.table()).await, 0, "staged copies deleted");
+    assert_eq!(
+        staged_items(&client, alerts.table()).await,
+        0,
+        "staged copies deleted"
+    );
     // The same version again loses the race and records nothing more.
     let other: Vec<Alert> = (200..320).map(oversold).collect();
-    assert!(!alerts.save_route_state("LHR-JFK", &state, &other).await.unwrap());
+    assert!(
+        !alerts
+            .save_route_state("LHR-JFK", &state, &other)
+            .await
+            .unwrap()
+    );
     assert_eq!(alerts.pending(500).await.unwrap().len(), 120);
-    assert_eq!(staged_items(&client, alerts.table()).await, 0, "the loser's copies deleted");
+    assert_eq!(
+        staged_items(&client, alerts.table()).await,
+        0,
+        "the loser's copies deleted"
+    );
     // A cabin's save too, with some alerts recorded already (left as they are).
     let key = CabinKey::new("FH0001-20261201", Cabin::Business);
     let cabin = CabinAlertState {
@@ -272,7 +297,10 @@ async fn a_save_cut_short_after_its_state_is_finished_by_the_next_read() {
         .await
         .unwrap();
     assert!(alerts.pending(500).await.unwrap().is_empty());
-    assert_eq!(alerts.route_state("LHR-JFK").await.unwrap(), Some(state.clone()));
+    assert_eq!(
+        alerts.route_state("LHR-JFK").await.unwrap(),
+        Some(state.clone())
+    );
     assert_eq!(alerts.pending(500).await.unwrap().len(), 60);
     assert_eq!(staged_items(&client, &table).await, 0);
     // Read again: nothing more to finish, nothing recorded twice.

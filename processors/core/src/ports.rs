@@ -374,8 +374,7 @@ pub trait AlertStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Where the surge evaluator's last run stopped: the last route it judged.
-    fn evaluator_cursor(&self)
-    -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    fn evaluator_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Stores where the surge evaluator stopped (last writer wins: two evaluators
     /// racing at worst judge some routes twice, which changes nothing).

@@ -819,7 +819,11 @@ impl DemandStore for SqliteDemandStore {
         self.counters_now(route, from, to)
     }
 
-    async fn note_routes(&self, routes: &[String], seen_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn note_routes(
+        &self,
+        routes: &[String],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.note_routes_now(routes, seen_at)
     }
 

@@ -16,8 +16,7 @@ use flyhigh_core::demand::{
 };
 use flyhigh_core::memory::{MemoryAlertStore, MemoryDemandStore};
 use flyhigh_core::{
-    Added, AlertFilter, AlertPublisher, AlertStore, CabinKey, DemandStore, NotedRoute,
-    StoreError,
+    Added, AlertFilter, AlertPublisher, AlertStore, CabinKey, DemandStore, NotedRoute, StoreError,
 };
 use flyhigh_embedded::{ALERTS_FILE, AlertLog, DEMAND_FILE, SqliteDemandStore};
 use flyhigh_schemas::{ALERT_VERSION, Alert, AlertRule, Cabin, Severity};
@@ -253,11 +252,20 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
 
     // --- Routes: idempotent, sorted.
     demand
-        .note_routes(&[OTHER_ROUTE.into(), ROUTE.into()], at("2026-12-01T09:00:00Z"))
+        .note_routes(
+            &[OTHER_ROUTE.into(), ROUTE.into()],
+            at("2026-12-01T09:00:00Z"),
+        )
         .await
         .unwrap();
-    demand.note_routes(&[ROUTE.into()], at("2026-12-01T09:00:00Z")).await.unwrap();
-    demand.note_routes(&[], at("2026-12-01T09:00:00Z")).await.unwrap();
+    demand
+        .note_routes(&[ROUTE.into()], at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
+    demand
+        .note_routes(&[], at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
     assert_eq!(
         t.note("routes", demand.routes().await.unwrap()),
         vec![ROUTE.to_string(), OTHER_ROUTE.to_string()]
@@ -890,7 +898,10 @@ async fn check_read_only(path: &Path, expected: &Snapshot) {
     let now = at("2026-12-02T00:00:00Z");
     let pending_id = expected.pending[0].alert_id.clone();
     assert!(is_permanent(r.add(&u).await));
-    assert!(is_permanent(r.note_routes(&["AMS-CDG".into()], at("2026-12-01T09:00:00Z")).await));
+    assert!(is_permanent(
+        r.note_routes(&["AMS-CDG".into()], at("2026-12-01T09:00:00Z"))
+            .await
+    ));
     assert!(is_permanent(
         r.advance_watermark("shardId-000000000009", now, now).await
     ));
@@ -946,7 +957,10 @@ async fn purging_deletes_only_the_counters_before_the_bucket() {
         );
         store.add(&u).await.unwrap();
     }
-    store.note_routes(&[ROUTE.into()], at("2026-12-01T09:00:00Z")).await.unwrap();
+    store
+        .note_routes(&[ROUTE.into()], at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
 
     assert_eq!(store.purge_before(b0).unwrap(), 2);
     let left: Vec<i64> = store
@@ -1188,9 +1202,19 @@ async fn a_save_of_120_alerts_records_them_all_and_the_registry_forgets_conditio
         .collect();
     let mut state = RouteState::new(&SurgeConfig::default(), bucket0());
     state.version = 1;
-    assert!(store.save_route_state(ROUTE, &state, &raised).await.unwrap());
+    assert!(
+        store
+            .save_route_state(ROUTE, &state, &raised)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.pending(500).await.unwrap().len(), 120);
-    assert!(!store.save_route_state(ROUTE, &state, &raised).await.unwrap());
+    assert!(
+        !store
+            .save_route_state(ROUTE, &state, &raised)
+            .await
+            .unwrap()
+    );
     let cabin = CabinAlertState {
         version: 1,
         ..CabinAlertState::default()
@@ -1200,7 +1224,10 @@ async fn a_save_of_120_alerts_records_them_all_and_the_registry_forgets_conditio
         .collect();
     let key = CabinKey::new(FLIGHT, Cabin::Economy);
     assert!(store.save_cabin_state(&key, &cabin, &more).await.unwrap());
-    assert_eq!(store.alerts(&AlertFilter::default()).await.unwrap().len(), 240);
+    assert_eq!(
+        store.alerts(&AlertFilter::default()).await.unwrap().len(),
+        240
+    );
 
     // The registry: last_seen moves forward only; forgetting needs what was listed.
     let (t1, t2) = (at("2026-12-01T09:00:00Z"), at("2026-12-01T10:00:00Z"));
@@ -1218,5 +1245,8 @@ async fn a_save_of_120_alerts_records_them_all_and_the_registry_forgets_conditio
     // The cursor.
     assert_eq!(store.evaluator_cursor().await.unwrap(), None);
     store.save_evaluator_cursor(ROUTE).await.unwrap();
-    assert_eq!(store.evaluator_cursor().await.unwrap().as_deref(), Some(ROUTE));
+    assert_eq!(
+        store.evaluator_cursor().await.unwrap().as_deref(),
+        Some(ROUTE)
+    );
 }

@@ -118,7 +118,11 @@ impl DemandStore for HeldUntilPublished<'_> {
         self.published.wait().await;
         self.inner.counters(route, from, to).await
     }
-    async fn note_routes(&self, routes: &[String], seen_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn note_routes(
+        &self,
+        routes: &[String],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.inner.note_routes(routes, seen_at).await
     }
     async fn routes(&self) -> Result<Vec<String>, StoreError> {
@@ -300,13 +304,23 @@ async fn a_save_of_120_alerts_records_them_all() {
     let raised: Vec<Alert> = (0..120).map(oversold).collect();
     let mut state = RouteState::new(&SurgeConfig::default(), 1_796_115_600);
     state.version = 1;
-    assert!(alerts.save_route_state("LHR-JFK", &state, &raised).await.unwrap());
+    assert!(
+        alerts
+            .save_route_state("LHR-JFK", &state, &raised)
+            .await
+            .unwrap()
+    );
     assert_eq!(alerts.pending(500).await.unwrap().len(), 120);
     assert_eq!(
         alerts.alerts(&AlertFilter::default()).await.unwrap().len(),
         120
     );
     // The same save again loses: nothing more.
-    assert!(!alerts.save_route_state("LHR-JFK", &state, &raised).await.unwrap());
+    assert!(
+        !alerts
+            .save_route_state("LHR-JFK", &state, &raised)
+            .await
+            .unwrap()
+    );
     assert_eq!(alerts.pending(500).await.unwrap().len(), 120);
 }

@@ -383,11 +383,7 @@ pub(crate) fn save_id(state: &Item, alerts: &[Alert]) -> Result<String, String> 
     for alert in alerts {
         hash.update(alert_json(alert)?.as_bytes());
     }
-    Ok(hash
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The staging partition of a save.
@@ -418,7 +414,9 @@ pub(crate) fn parse_staged(item: &Item) -> Result<Alert, String> {
 
 /// The save id of a state item whose staged alerts are not all recorded, if any.
 pub(crate) fn staged_of(item: &Item) -> Option<&str> {
-    item.get(STAGED).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(STAGED)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 /// Takes the staged mark off a state item, if it is still this save's.

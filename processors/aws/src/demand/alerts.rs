@@ -16,12 +16,12 @@ use flyhigh_core::inventory::MAX_TRANSACTION_ITEMS;
 use flyhigh_core::ports::{AlertFilter, AlertStore, StoreError, StoredAlert};
 use flyhigh_schemas::Alert;
 
+use super::Outcome;
 use super::alert_items::{
     self, ALERT, BY_TIME_INDEX, ORDER, OUTBOX_INDEX, StatePut, TIME_PK, TIME_SK,
 };
 use super::errors::{condition_failures, put_refused, transaction_refused};
 use super::{BATCH_WRITE_MAX_ITEMS, batch_write, conditional_update, page_limit, query_items};
-use super::Outcome;
 use crate::dynamodb::errors::store_error;
 use crate::dynamodb::items::{Item, PK, SK};
 use crate::dynamodb::{

@@ -95,7 +95,9 @@ impl RouteCheck {
             return Ok(RouteCheck::any());
         }
         if let Some(bad) = codes.iter().find(|c| !is_iata(c)) {
-            return Err(format!("airport {bad:?} is not an IATA code (three capitals)"));
+            return Err(format!(
+                "airport {bad:?} is not an IATA code (three capitals)"
+            ));
         }
         Ok(RouteCheck::airports(codes))
     }
@@ -165,7 +167,11 @@ mod tests {
         assert!(RouteCheck::any().accepts("XQZ-QQQ"));
         assert!(!RouteCheck::any().accepts("XQ-QQQ"));
         assert_eq!(RouteCheck::parse_list(" "), Ok(RouteCheck::any()));
-        assert!(RouteCheck::parse_list("LHR,jfk").unwrap_err().contains("jfk"));
+        assert!(
+            RouteCheck::parse_list("LHR,jfk")
+                .unwrap_err()
+                .contains("jfk")
+        );
     }
 
     #[test]

@@ -122,7 +122,11 @@ impl DemandStore for MemoryDemandStore {
             .collect())
     }
 
-    async fn note_routes(&self, routes: &[String], seen_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn note_routes(
+        &self,
+        routes: &[String],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut s = lock(&self.state);
         for route in routes {
             let last = s.routes.entry(route.clone()).or_insert(seen_at);

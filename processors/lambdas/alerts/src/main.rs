@@ -31,8 +31,8 @@ use std::time::{Duration as StdDuration, SystemTime};
 
 use chrono::{Duration, Utc};
 use flyhigh_aws::demand::{DynamoAlertStore, DynamoDemandStore};
-use flyhigh_core::demand::registry::RouteCheck;
 use flyhigh_aws::sns::SnsTopic;
+use flyhigh_core::demand::registry::RouteCheck;
 use flyhigh_handlers::SurgeEvaluator;
 use flyhigh_handlers::demand::EvaluationReport;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
