@@ -103,7 +103,7 @@ impl RouteCheck {
     }
 
     /// How many airports the list holds (`None`: any).
-    pub fn len(&self) -> Option<usize> {
+    pub fn airport_count(&self) -> Option<usize> {
         self.airports.as_ref().map(BTreeSet::len)
     }
 
@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn only_routes_between_known_airports_pass() {
         let check = RouteCheck::parse_list("LHR, JFK,CDG").unwrap();
-        assert_eq!(check.len(), Some(3));
+        assert_eq!(check.airport_count(), Some(3));
         assert!(check.accepts("LHR-JFK"));
         assert!(check.accepts("CDG-LHR"));
         assert!(!check.accepts("LHR-XQZ"));
