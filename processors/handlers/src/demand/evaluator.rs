@@ -9,7 +9,8 @@
 //!    ([`flyhigh_core::demand::registry`]: airports not known, or not noted for the
 //!    quiet expiry);
 //! 3. judges the routes in name order **starting after the cursor** (the last route
-//!    the previous run judged) until the run's deadline, saving the cursor as it goes,
+//!    the previous run judged), 16 at a time, until the run's deadline, saving the
+//!    cursor as it goes,
 //!    so a run cut short resumes where it stopped and every route is judged within
 //!    `ceil(routes / routes per run)` runs;
 //! 4. publishes what it raised.
@@ -35,6 +36,8 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
+
 use chrono::{DateTime, Duration, Utc};
 use flyhigh_core::demand::counting::sum_by_bucket;
 use flyhigh_core::demand::registry::{QUIET_EXPIRY, RouteCheck, Verdict, after_cursor};
@@ -47,6 +50,10 @@ use super::outbox::{Outbox, PublishReport};
 /// The cursor is saved every this many routes judged (and at the end of a run): a
 /// run that dies without saving it judges at most this many routes again.
 const CURSOR_EVERY: usize = 100;
+
+/// Routes judged at once: each costs two or three store round trips, so a run judges
+/// about this many times more routes before its deadline than one at a time.
+const CONCURRENCY: usize = 16;
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -217,23 +224,41 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
             }
         };
         let order = after_cursor(routes, cursor.as_deref());
+        // Routes are judged CONCURRENCY at a time (each one's state is its own
+        // conditional save), and finish in order, so the cursor is always a route
+        // before which every route was judged. No route starts after the deadline.
+        let now = &now;
+        let mut judged = futures::stream::iter(
+            order
+                .iter()
+                .take(self.routes_per_run.unwrap_or(usize::MAX)),
+        )
+        .take_while(|_| {
+            std::future::ready(deadline.is_none_or(|d| tokio::time::Instant::now() < d))
+        })
+        .map(|route| async move { (route, self.judge_route(route, horizon, now).await) })
+        .buffered(CONCURRENCY);
         let mut last: Option<&str> = None;
-        for (i, route) in order.iter().enumerate() {
-            let out_of_time = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-            if out_of_time || self.routes_per_run.is_some_and(|n| i >= n) {
-                report.routes_left = order.len() - i;
-                break;
-            }
-            if let Err(e) = self.judge_route(route, horizon, &now, &mut report).await {
-                tracing::warn!(route = %route, error = %e, "route not judged; the next run retries it");
-                report.failed_routes.push((route.clone(), e.to_string()));
+        while let Some((route, judged)) = judged.next().await {
+            match judged {
+                Ok(one) => {
+                    report.buckets_judged += one.buckets_judged;
+                    report.raised.extend(one.raised);
+                    report.lost_races += one.lost_races;
+                }
+                Err(e) => {
+                    tracing::warn!(route = %route, error = %e, "route not judged; the next run retries it");
+                    report.failed_routes.push((route.clone(), e.to_string()));
+                }
             }
             report.routes_judged += 1;
             last = Some(route);
-            if (i + 1) % CURSOR_EVERY == 0 {
+            if report.routes_judged % CURSOR_EVERY == 0 {
                 self.save_cursor(route).await;
             }
         }
+        drop(judged);
+        report.routes_left = order.len() - report.routes_judged;
         if let Some(route) = last {
             self.save_cursor(route).await;
         }
@@ -296,8 +321,9 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         route: &str,
         horizon: DateTime<Utc>,
         now: &impl Fn() -> DateTime<Utc>,
-        report: &mut EvaluationReport,
-    ) -> Result<(), StoreError> {
+    ) -> Result<EvaluationReport, StoreError> {
+        // What judging this route did: buckets, alerts raised, a lost race.
+        let mut report = EvaluationReport::default();
         let config = &self.config;
         let step = config.bucket_seconds;
         let last = config.last_closed_bucket(horizon);
@@ -309,13 +335,13 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
                 let from = config.bucket_of(horizon - self.catch_up);
                 let series = self.series(route, from, last + step).await?;
                 let Some(&first) = series.keys().next() else {
-                    return Ok(());
+                    return Ok(report);
                 };
                 (RouteState::new(config, first), Some(series))
             }
         };
         if state.next_bucket > last {
-            return Ok(());
+            return Ok(report);
         }
         // After an outage longer than the catch-up, the buckets before it are not
         // judged: a surge hours old is no alert. The baseline restarts its warm-up.
@@ -362,7 +388,7 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         } else {
             report.lost_races += 1;
         }
-        Ok(())
+        Ok(report)
     }
 
     /// The route's demand per bucket in `[from, to)`, summed over shards.
