@@ -40,10 +40,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 /// `LATE_ALLOWANCE_SECONDS` when unset.
 const DEFAULT_LATE_ALLOWANCE_SECONDS: u32 = 120;
 
-/// Time kept at the end of an invocation for what follows judging: the cursor's
-/// save, publishing the alerts the run raised (a route started just before the
-/// deadline, ~10 ms against DynamoDB, also fits). With the 55 s timeout, routes are
-/// judged for 45 s at most.
+/// Time kept at the end of an invocation for what follows judging: the routes
+/// started just before the deadline (at most 16 at once, tens of milliseconds against
+/// DynamoDB), the cursor's save and publishing the alerts the run raised. With the
+/// 55 s timeout, routes are started for 45 s at most.
 const RESERVE: StdDuration = StdDuration::from_secs(10);
 
 /// When judging must stop: the invocation's deadline minus [`RESERVE`].
