@@ -228,16 +228,13 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         // conditional save), and finish in order, so the cursor is always a route
         // before which every route was judged. No route starts after the deadline.
         let now = &now;
-        let mut judged = futures::stream::iter(
-            order
-                .iter()
-                .take(self.routes_per_run.unwrap_or(usize::MAX)),
-        )
-        .take_while(|_| {
-            std::future::ready(deadline.is_none_or(|d| tokio::time::Instant::now() < d))
-        })
-        .map(|route| async move { (route, self.judge_route(route, horizon, now).await) })
-        .buffered(CONCURRENCY);
+        let mut judged =
+            futures::stream::iter(order.iter().take(self.routes_per_run.unwrap_or(usize::MAX)))
+                .take_while(|_| {
+                    std::future::ready(deadline.is_none_or(|d| tokio::time::Instant::now() < d))
+                })
+                .map(|route| async move { (route, self.judge_route(route, horizon, now).await) })
+                .buffered(CONCURRENCY);
         let mut last: Option<&str> = None;
         while let Some((route, judged)) = judged.next().await {
             match judged {
@@ -253,7 +250,7 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
             }
             report.routes_judged += 1;
             last = Some(route);
-            if report.routes_judged % CURSOR_EVERY == 0 {
+            if report.routes_judged.is_multiple_of(CURSOR_EVERY) {
                 self.save_cursor(route).await;
             }
         }
