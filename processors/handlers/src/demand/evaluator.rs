@@ -227,16 +227,21 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         // Routes are judged CONCURRENCY at a time (each one's state is its own
         // conditional save), and finish in order, so the cursor is always a route
         // before which every route was judged. No route starts after the deadline.
-        let now = &now;
-        let mut judged =
-            futures::stream::iter(order.iter().take(self.routes_per_run.unwrap_or(usize::MAX)))
-                .take_while(|_| {
-                    std::future::ready(deadline.is_none_or(|d| tokio::time::Instant::now() < d))
-                })
-                .map(|route| async move { (route, self.judge_route(route, horizon, now).await) })
-                .buffered(CONCURRENCY);
+        // Started by hand, not through stream combinators with closures: the run
+        // must stay `Send` for callers that spawn it (the demo).
+        let mut running = futures::stream::FuturesOrdered::new();
+        let mut queue = order.iter().take(self.routes_per_run.unwrap_or(usize::MAX));
         let mut last: Option<&str> = None;
-        while let Some((route, judged)) = judged.next().await {
+        loop {
+            while running.len() < CONCURRENCY
+                && deadline.is_none_or(|d| tokio::time::Instant::now() < d)
+            {
+                let Some(route) = queue.next() else { break };
+                running.push_back(self.judge_one(route, horizon, &now));
+            }
+            let Some((route, judged)) = running.next().await else {
+                break;
+            };
             match judged {
                 Ok(one) => {
                     report.buckets_judged += one.buckets_judged;
@@ -245,7 +250,9 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
                 }
                 Err(e) => {
                     tracing::warn!(route = %route, error = %e, "route not judged; the next run retries it");
-                    report.failed_routes.push((route.clone(), e.to_string()));
+                    report
+                        .failed_routes
+                        .push((route.to_string(), e.to_string()));
                 }
             }
             report.routes_judged += 1;
@@ -254,7 +261,6 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
                 self.save_cursor(route).await;
             }
         }
-        drop(judged);
         report.routes_left = order.len() - report.routes_judged;
         if let Some(route) = last {
             self.save_cursor(route).await;
@@ -311,6 +317,16 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
             // which finds nothing new.
             tracing::warn!(route, error = %e, "evaluator cursor not saved");
         }
+    }
+
+    /// [`judge_route`](Self::judge_route) with the route it judged.
+    async fn judge_one<'a>(
+        &self,
+        route: &'a str,
+        horizon: DateTime<Utc>,
+        now: &impl Fn() -> DateTime<Utc>,
+    ) -> (&'a str, Result<EvaluationReport, StoreError>) {
+        (route, self.judge_route(route, horizon, now).await)
     }
 
     async fn judge_route(
