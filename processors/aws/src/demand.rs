@@ -21,7 +21,7 @@
 //!                                                        cancellations late (N, changed only by ADD),
 //!                                                        mark (S, Position::to_key), route,
 //!                                                        bucket (N), shard_id, expires_at (N)
-//! route      #routes         <route>                     route
+//! route      #routes         <route>                     route, last_seen (S, fixed-width RFC 3339)
 //! watermark  #watermarks     <shard_id>                  shard_id, event_time (the progress: an
 //!                                                        arrival time), updated_at (S, fixed-
 //!                                                        width RFC 3339 with nanoseconds)
@@ -41,8 +41,9 @@
 //! |---|---|---|
 //! | `add` | one `UpdateItem`: `ADD` the six counts, `SET mark = :last` (and the key attributes), condition `attribute_not_exists(pk) OR mark < :first`, `ReturnValuesOnConditionCheckFailure = ALL_OLD` so a stale change learns the stored mark without a read | 1 WCU (an item is ~250 bytes), applied or stale |
 //! | `counters` | one `Query` of `pk = ROUTE#<route> AND sk BETWEEN <from># AND <to - 1>$`, paginated, strongly consistent (the evaluator judges each bucket once, for good: it must see every change written before it read) | 1 RCU per 4 KB read: ~16 counters (~250 bytes each) per RCU |
-//! | `note_routes` | `BatchWriteItem` of idempotent puts, 25 per request, unprocessed items sent again with backoff | 1 WCU per route (a put costs the same when the item is there: callers note a route once per container, not per batch) |
-//! | `routes` | one `Query` of `pk = #routes`, paginated, eventually consistent | 0.5 RCU per 4 KB |
+//! | `note_routes` | `BatchWriteItem` of idempotent puts (`last_seen` = the consumer's clock), 25 per request, unprocessed items sent again with backoff | 1 WCU per route (callers note a route once per container and [refresh period](flyhigh_core::demand::registry::NOTE_REFRESH), not per batch) |
+//! | `routes`, `noted_routes` | one `Query` of `pk = #routes`, paginated, eventually consistent | 0.5 RCU per 4 KB: 10,000 routes (~70 bytes each) are one 1 MB page, ~85 RCU |
+//! | `forget_route` | one `DeleteItem`, condition `last_seen = :listed` (a route noted again since stays); failed → `Ok(false)` | 1 WCU |
 //! | `watermark` | one strongly consistent `GetItem` | 1 RCU |
 //! | `advance_watermark` | one `UpdateItem`, condition `attribute_not_exists(pk) OR event_time < :t OR event_time > :u` (a stored value later than the writer's clock is no arrival: replaced); a failed condition is success (it is at or past `:t` already) | 1 WCU |
 //! | `watermarks` | one `Query` of `pk = #watermarks`, strongly consistent (they hold the evaluator's horizon back while a consumer lags) | 1 RCU per 4 KB |
@@ -62,9 +63,13 @@
 //!                                                    time_pk = ALERTS, time_sk = <raised_at>#<alert_id>
 //! outbox       #outbox             <alert_id>        order = <raised_at>#<alert_id>, alert (S, JSON),
 //!                                                    claim_until (absent until claimed)
-//! route state  ROUTE#<route>       STATE             state (S, RouteState as JSON), version (N), route
+//! route state  ROUTE#<route>       STATE             state (S, RouteState as JSON), version (N), route,
+//!                                                    staged (S, a save id; only while a save of more
+//!                                                    than 49 alerts is being recorded)
 //! cabin state  FLIGHT#<flight_id>  CABIN#<cabin>     state (S, CabinAlertState as JSON), version (N),
-//!                                                    flight_id, cabin
+//!                                                    flight_id, cabin, staged (as a route state's)
+//! staged       STAGE#<save id>     <index, 10 digits> alert (S, JSON): one alert of a large save
+//! cursor       #evaluator          CURSOR            cursor (S): the last route the evaluator judged
 //! ```
 //!
 //! Times are fixed-width RFC 3339 with nanoseconds, so they compare as strings.
@@ -89,9 +94,10 @@
 //! | `claim` | one `UpdateItem` of the outbox item, `SET claim_until`, condition `attribute_exists(pk) AND (attribute_not_exists(claim_until) OR claim_until < :now)`; failed → `Ok(false)` | 1 WCU (the index does not project `claim_until`) |
 //! | `mark_published` | `TransactWriteItems`: Update the alert item `SET published_at = if_not_exists(published_at, :at)` with `attribute_exists(pk)`, Delete the outbox item; idempotent | 2 WCU per KB of each item, + 1 WCU per KB in each index |
 //! | `alerts` | one `Query` of `by_time`, `time_pk = ALERTS` (and `time_sk >= <since>`), filter `rule = :rule`, newest first, paginated until `limit`; then [`AlertFilter::select`](flyhigh_core::AlertFilter::select) | 0.5 RCU per 4 KB read |
-//! | `route_state` | one strongly consistent `GetItem` | 1 RCU |
-//! | `save_route_state`, `save_cabin_state` | one `PutItem`, condition `attribute_not_exists(pk)` for version 1, else `version = :expected` (the new version - 1); failed → `Ok(false)`; version 0 is refused without a call | 1 WCU |
-//! | `cabin_states` | `BatchGetItem`, 100 keys per request, strongly consistent, unprocessed keys asked again | 1 RCU per cabin |
+//! | `route_state` | one strongly consistent `GetItem`; a state marked `staged` is finished first (below) | 1 RCU |
+//! | `save_route_state`, `save_cabin_state` | no alert: one `PutItem`, condition `attribute_not_exists(pk)` for version 1, else `version = :expected` (the new version - 1); failed → `Ok(false)`; version 0 is refused without a call. 1 to 49 alerts: one `TransactWriteItems` of that `Put` and each alert's two items (as `record`). More: staged (`BatchWriteItem` of the copies, the `PutItem` marked `staged`, transactions of 49 alerts, an `UpdateItem` removing the mark, `BatchWriteItem` deleting the copies; see `DynamoAlertStore::save_staged`) | 1 WCU; + as `record` per alert; + 2 WCU per staged alert |
+//! | `cabin_states` | `BatchGetItem`, 100 keys per request, strongly consistent, unprocessed keys asked again; marked states finished first | 1 RCU per cabin |
+//! | `evaluator_cursor`, `save_evaluator_cursor` | one strongly consistent `GetItem`; one `PutItem` (last writer wins) | 1 RCU; 1 WCU |
 
 mod alert_items;
 mod alerts;
@@ -106,7 +112,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
 use chrono::{DateTime, Utc};
 use flyhigh_core::demand::{CounterKey, CounterUpdate, Counts};
-use flyhigh_core::ports::{Added, DemandStore, ShardWatermark, StoreError};
+use flyhigh_core::ports::{Added, DemandStore, NotedRoute, ShardWatermark, StoreError};
 
 pub use self::alert_items::{BY_TIME_INDEX, OUTBOX_INDEX};
 pub use self::alerts::{DynamoAlertStore, create_alerts_table};
@@ -248,7 +254,7 @@ impl DynamoDemandStore {
 
     /// Puts one batch of items, sending again what DynamoDB leaves unprocessed.
     async fn batch_put(&self, batch: Vec<Item>) -> Result<(), StoreError> {
-        let mut pending: Vec<WriteRequest> = batch
+        let requests = batch
             .into_iter()
             .map(|item| {
                 PutRequest::builder()
@@ -258,30 +264,44 @@ impl DynamoDemandStore {
                     .map_err(|e| StoreError::Permanent(e.to_string()))
             })
             .collect::<Result<_, _>>()?;
-        for round in 0..BATCH_MAX_ROUNDS {
-            batch_pause(round).await;
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, pending)
-                .send()
-                .await
-                .map_err(|e| store_error("BatchWriteItem", &e))?;
-            pending = out
-                .unprocessed_items()
-                .and_then(|u| u.get(&self.table))
-                .cloned()
-                .unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(());
-            }
-            tracing::debug!(table = %self.table, unprocessed = pending.len(), round, "batch write left items unprocessed");
-        }
-        Err(StoreError::Transient(format!(
-            "DynamoDB BatchWriteItem: {} items still unprocessed after {BATCH_MAX_ROUNDS} rounds",
-            pending.len()
-        )))
+        batch_write(&self.client, &self.table, requests).await
     }
+}
+
+/// Sends one `BatchWriteItem` (at most [`BATCH_WRITE_MAX_ITEMS`] requests), sending
+/// again what DynamoDB leaves unprocessed.
+async fn batch_write(
+    client: &Client,
+    table: &str,
+    mut pending: Vec<WriteRequest>,
+) -> Result<(), StoreError> {
+    for round in 0..BATCH_MAX_ROUNDS {
+        batch_pause(round).await;
+        let out = client
+            .batch_write_item()
+            .request_items(table, pending)
+            .send()
+            .await
+            .map_err(|e| store_error("BatchWriteItem", &e))?;
+        pending = out
+            .unprocessed_items()
+            .and_then(|u| u.get(table))
+            .cloned()
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(
+            table,
+            unprocessed = pending.len(),
+            round,
+            "batch write left items unprocessed"
+        );
+    }
+    Err(StoreError::Transient(format!(
+        "DynamoDB BatchWriteItem: {} items still unprocessed after {BATCH_MAX_ROUNDS} rounds",
+        pending.len()
+    )))
 }
 
 impl DemandStore for DynamoDemandStore {
@@ -321,20 +341,56 @@ impl DemandStore for DynamoDemandStore {
             .collect()
     }
 
-    async fn note_routes(&self, routes: &[String]) -> Result<(), StoreError> {
+    async fn note_routes(
+        &self,
+        routes: &[String],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         for batch in items::route_batches(routes) {
-            self.batch_put(batch.into_iter().map(items::route_item).collect())
-                .await?;
+            let batch = batch
+                .into_iter()
+                .map(|route| items::route_item(route, seen_at))
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Permanent(e.to_string()))?;
+            self.batch_put(batch).await?;
         }
         Ok(())
     }
 
     async fn routes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .noted_routes()
+            .await?
+            .into_iter()
+            .map(|r| r.route)
+            .collect())
+    }
+
+    async fn noted_routes(&self) -> Result<Vec<NotedRoute>, StoreError> {
         query_items(self.partition(items::ROUTES_PK), None)
             .await?
             .iter()
             .map(|item| items::parse_route(item).map_err(|e| self.broken("route", e)))
             .collect()
+    }
+
+    async fn forget_route(&self, route: &NotedRoute) -> Result<bool, StoreError> {
+        let condition = items::forget_route_condition(route)
+            .map_err(|e| StoreError::Permanent(e.to_string()))?;
+        let sent = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(items::route_key(&route.route)))
+            .condition_expression(condition.text)
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(Some(condition.values))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) => errors::delete_refused(&e).map(|()| false),
+        }
     }
 
     async fn watermark(&self, shard_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

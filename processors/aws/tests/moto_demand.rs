@@ -282,12 +282,24 @@ async fn demand_scenario<S: DemandStore>(store: &S) -> Transcript {
     // The registry: idempotent, sorted, repeats and more than one batch of 25.
     let many: Vec<String> = (0..30).map(|i| format!("R{i:02}-XYZ")).collect();
     store
-        .note_routes(&["ORD-SFO".into(), "LHR-JFK".into(), "ORD-SFO".into()])
+        .note_routes(
+            &["ORD-SFO".into(), "LHR-JFK".into(), "ORD-SFO".into()],
+            at("2026-12-01T09:00:00Z"),
+        )
         .await
         .unwrap();
-    store.note_routes(&many).await.unwrap();
-    store.note_routes(&many).await.unwrap();
-    store.note_routes(&[]).await.unwrap();
+    store
+        .note_routes(&many, at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .note_routes(&many, at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .note_routes(&[], at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
     let routes = t.note("routes", store.routes().await.unwrap());
     assert_eq!(routes.len(), 32);
     assert_eq!(routes[0], "LHR-JFK");

@@ -10,6 +10,8 @@
 //! - [`surge`], in one evaluator on a schedule: each route judged as a whole (its
 //!   counters summed over shards) against its own baseline, with floors, severities,
 //!   hysteresis and a cooldown.
+//! - [`registry`]: which noted routes the evaluator judges (known airports, quiet
+//!   expiry) and in which order a run takes them.
 //! - [`flights`]: `near_sold_out`, `sold_out`, `oversold`, judged from the
 //!   inventory's committed state after each inventory batch, once per crossing.
 //!
@@ -20,6 +22,7 @@
 
 pub mod counting;
 pub mod flights;
+pub mod registry;
 pub mod surge;
 
 pub use counting::{CounterKey, CounterUpdate, Counts, DemandEvent, DemandKind, Position};

@@ -42,7 +42,7 @@ pub use inventory::{BookingRecord, BookingStatus, CabinInventory, CabinKey, Flig
 pub use listing::{InventoryFilter, Route};
 pub use ports::{
     Added, AlertFilter, AlertPublisher, AlertStore, CommitError, DeadLetter, DeadLetterSink,
-    DemandStore, InventoryStore, ShardWatermark, StoreError, StoredAlert,
+    DemandStore, InventoryStore, NotedRoute, ShardWatermark, StoreError, StoredAlert,
 };
 pub use records::{EventRecord, KinesisRecord, Position};
 pub use schedule::{Schedule, ScheduledFlight};

@@ -201,6 +201,15 @@ pub struct ShardWatermark {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A route of the registry and when a demand consumer last noted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotedRoute {
+    /// `ORIGIN-DESTINATION`.
+    pub route: String,
+    /// When (a consumer's wall clock) it was last noted.
+    pub last_seen: DateTime<Utc>,
+}
+
 /// Where demand counters live (the hot-route processor's counting side).
 pub trait DemandStore: Send + Sync {
     /// Adds `update.counts` to its counter and sets the counter's mark to
@@ -219,13 +228,28 @@ pub trait DemandStore: Send + Sync {
         to: i64,
     ) -> impl Future<Output = Result<Vec<(CounterKey, Counts)>, StoreError>> + Send;
 
-    /// Notes that these routes have counters (idempotent), so that [`routes`](Self::routes)
-    /// lists them without scanning counters.
-    fn note_routes(&self, routes: &[String])
-    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Notes that these routes have counters, seen at `seen_at` (the consumer's wall
+    /// clock), so that [`routes`](Self::routes) lists them without scanning counters.
+    /// Idempotent; a route noted again keeps the later `last_seen`.
+    fn note_routes(
+        &self,
+        routes: &[String],
+        seen_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Every route ever noted, sorted.
+    /// Every route in the registry, sorted.
     fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Every route in the registry with when it was last noted, sorted by route.
+    fn noted_routes(&self) -> impl Future<Output = Result<Vec<NotedRoute>, StoreError>> + Send;
+
+    /// Takes `route` out of the registry if it is still as listed (not noted again
+    /// since): `Ok(false)` when it was noted again or is gone. Its counters stay; a
+    /// consumer that sees it again notes it again.
+    fn forget_route(
+        &self,
+        route: &NotedRoute,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The shard's progress, if it has one.
     fn watermark(
@@ -347,13 +371,25 @@ pub trait AlertStore: Send + Sync {
     /// One step, so that the alerts a judgement raises exist exactly when the state
     /// that judged them does: a crash, or a second evaluator, can never leave an
     /// alert whose buckets will be judged again (and may fire at another window, with
-    /// another id).
+    /// another id). Any number of alerts: a store whose transactions are smaller
+    /// (DynamoDB: 100 items) stages them first and records them after the state,
+    /// finishing a save a crash cut short when the state is next read.
     fn save_route_state(
         &self,
         route: &str,
         state: &RouteState,
         alerts: &[Alert],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Where the surge evaluator's last run stopped: the last route it judged.
+    fn evaluator_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Stores where the surge evaluator stopped (last writer wins: two evaluators
+    /// racing at worst judge some routes twice, which changes nothing).
+    fn save_evaluator_cursor(
+        &self,
+        route: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The flight rules' latches of these cabins; cabins without any are absent.
     fn cabin_states(
@@ -397,11 +433,21 @@ impl<T: DemandStore> DemandStore for &T {
     fn note_routes(
         &self,
         routes: &[String],
+        seen_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).note_routes(routes)
+        (**self).note_routes(routes, seen_at)
     }
     fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
         (**self).routes()
+    }
+    fn noted_routes(&self) -> impl Future<Output = Result<Vec<NotedRoute>, StoreError>> + Send {
+        (**self).noted_routes()
+    }
+    fn forget_route(
+        &self,
+        route: &NotedRoute,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).forget_route(route)
     }
     fn watermark(
         &self,
@@ -470,6 +516,15 @@ impl<T: AlertStore> AlertStore for &T {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).save_route_state(route, state, alerts)
     }
+    fn evaluator_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        (**self).evaluator_cursor()
+    }
+    fn save_evaluator_cursor(
+        &self,
+        route: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).save_evaluator_cursor(route)
+    }
     fn cabin_states(
         &self,
         keys: &[CabinKey],
@@ -507,11 +562,21 @@ impl<T: DemandStore> DemandStore for std::sync::Arc<T> {
     fn note_routes(
         &self,
         routes: &[String],
+        seen_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).note_routes(routes)
+        (**self).note_routes(routes, seen_at)
     }
     fn routes(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
         (**self).routes()
+    }
+    fn noted_routes(&self) -> impl Future<Output = Result<Vec<NotedRoute>, StoreError>> + Send {
+        (**self).noted_routes()
+    }
+    fn forget_route(
+        &self,
+        route: &NotedRoute,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).forget_route(route)
     }
     fn watermark(
         &self,
@@ -579,6 +644,15 @@ impl<T: AlertStore> AlertStore for std::sync::Arc<T> {
         alerts: &[Alert],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).save_route_state(route, state, alerts)
+    }
+    fn evaluator_cursor(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send {
+        (**self).evaluator_cursor()
+    }
+    fn save_evaluator_cursor(
+        &self,
+        route: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).save_evaluator_cursor(route)
     }
     fn cabin_states(
         &self,

@@ -21,12 +21,13 @@
 //! | table | key | columns |
 //! |---|---|---|
 //! | `counters` | `(route, bucket, shard_id)` | `searches`, `passengers`, `bookings`, `seats`, `cancellations`, `late` (the [`Counts`]), `mark` ([`Position::to_key`] of the highest position counted: its text order is the position order), `arrived_at` (the latest arrival counted, seconds since the epoch; 0 for counters written before schema version 2) |
-//! | `routes` | `route` | (the registry of [`DemandStore::note_routes`]) |
+//! | `routes` | `route` | `last_seen` (the registry of [`DemandStore::note_routes`]) |
 //! | `watermarks` | `shard_id` | `event_time` (the shard's progress: an arrival time; the column kept its name), `updated_at` |
 //! | `alerts` | `alert_id` | `alert` (exactly [`Alert::to_json`]), `raised_at`, `rule`, `published_at` (`NULL` while pending) |
 //! | `outbox` | `alert_id` | `claim_until` (`NULL` while unclaimed) |
 //! | `route_states` | `route` | `version`, `state` (the [`RouteState`] as JSON) |
 //! | `cabin_states` | `(flight_id, cabin)` | `version`, `state` (the [`CabinAlertState`] as JSON) |
+//! | `evaluator` | `id` (always 0) | `cursor` (the last route the surge evaluator judged) |
 //!
 //! `bucket` is seconds since the epoch, as in [`CounterKey`]. The `raised_at`
 //! column, which orders the outbox and orders and filters listings, holds the
@@ -57,8 +58,11 @@
 //! arrival, so the counter of an event dated long ago lives as long as a fresh one),
 //! and [`COUNTER_RETENTION_DAYS`] is the suggested horizon. Alerts are few and kept.
 //!
-//! Schema version 2 added `counters.arrived_at`; a writer opening a version 1 file
-//! adds the column (its counters read as arrived at 0: purged by bucket, as before).
+//! Schema version 2 added `counters.arrived_at`, `routes.last_seen` and the
+//! `evaluator` table; a writer opening a version 1 file adds them (its counters read
+//! as arrived at 0: purged by bucket, as before; its routes as last noted in 1970:
+//! the evaluator forgets them unless a consumer notes them again, as it does within
+//! an hour of seeing one).
 //!
 //! # Example
 //!
@@ -101,7 +105,8 @@ use flyhigh_core::demand::{
     CabinAlertState, CounterKey, CounterUpdate, Counts, Position, RouteState,
 };
 use flyhigh_core::{
-    Added, AlertFilter, AlertStore, CabinKey, DemandStore, ShardWatermark, StoreError, StoredAlert,
+    Added, AlertFilter, AlertStore, CabinKey, DemandStore, NotedRoute, ShardWatermark, StoreError,
+    StoredAlert,
 };
 use flyhigh_schemas::Alert;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -111,6 +116,9 @@ use serde::de::DeserializeOwned;
 use crate::sqlite::{Context, Stamp, create_or_check, lock, open_read_only, open_wal, stamp};
 
 /// The layout this build reads and writes, stored in SQLite's `user_version`.
+///
+/// 2: `counters.arrived_at`, the route registry's `last_seen` and the `evaluator`
+/// cursor (a writer opening a version 1 file migrates it, see the module docs).
 pub const SCHEMA_VERSION: i32 = 2;
 
 /// Tags the file as a demand database (`PRAGMA application_id`, the bytes `FHDM`).
@@ -144,8 +152,13 @@ CREATE TABLE IF NOT EXISTS counters (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS counters_bucket ON counters (bucket);
 CREATE TABLE IF NOT EXISTS routes (
-    route TEXT NOT NULL PRIMARY KEY
+    route     TEXT NOT NULL PRIMARY KEY,
+    last_seen TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evaluator (
+    id     INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
+    cursor TEXT    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS watermarks (
     shard_id   TEXT NOT NULL PRIMARY KEY,
     event_time TEXT NOT NULL,
@@ -206,14 +219,32 @@ ORDER BY bucket, shard_id";
 const PURGE_COUNTERS: &str = "DELETE FROM counters WHERE bucket < ?1 AND arrived_at < ?1";
 
 /// Schema version 1 to 2.
-const MIGRATE_1_TO_2: &str = "ALTER TABLE counters ADD COLUMN arrived_at INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 2;";
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE counters ADD COLUMN arrived_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE routes ADD COLUMN last_seen TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000000000Z';
+CREATE TABLE IF NOT EXISTS evaluator (
+    id     INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
+    cursor TEXT    NOT NULL
+);
+PRAGMA user_version = 2;";
 
 const SELECT_ARRIVED: &str =
     "SELECT arrived_at FROM counters WHERE route = ?1 AND bucket = ?2 AND shard_id = ?3";
 
-const INSERT_ROUTE: &str = "INSERT INTO routes (route) VALUES (?1) ON CONFLICT (route) DO NOTHING";
+const INSERT_ROUTE: &str = "\
+INSERT INTO routes (route, last_seen) VALUES (?1, ?2)
+ON CONFLICT (route) DO UPDATE SET last_seen = excluded.last_seen
+WHERE excluded.last_seen > routes.last_seen";
 
-const SELECT_ROUTES: &str = "SELECT route FROM routes ORDER BY route";
+const SELECT_ROUTES: &str = "SELECT route, last_seen FROM routes ORDER BY route";
+
+const FORGET_ROUTE: &str = "DELETE FROM routes WHERE route = ?1 AND last_seen = ?2";
+
+const SELECT_CURSOR: &str = "SELECT cursor FROM evaluator WHERE id = 0";
+
+const UPSERT_CURSOR: &str = "\
+INSERT INTO evaluator (id, cursor) VALUES (0, ?1)
+ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor";
 
 const SELECT_WATERMARK: &str = "SELECT event_time FROM watermarks WHERE shard_id = ?1";
 
@@ -511,10 +542,11 @@ impl SqliteDemandStore {
         Ok(out)
     }
 
-    fn note_routes_now(&self, routes: &[String]) -> Result<(), StoreError> {
+    fn note_routes_now(&self, routes: &[String], seen_at: DateTime<Utc>) -> Result<(), StoreError> {
         if routes.is_empty() {
             return Ok(());
         }
+        let seen_at = time_text(seen_at)?;
         let mut conn = self.writer()?;
         let db = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -522,19 +554,60 @@ impl SqliteDemandStore {
         {
             let mut insert = db.prepare_cached(INSERT_ROUTE).context("prepare")?;
             for route in routes {
-                insert.execute([route]).context("note route")?;
+                insert
+                    .execute(params![route, seen_at])
+                    .context("note route")?;
             }
         }
         db.commit().context("commit")
     }
 
-    fn routes_now(&self) -> Result<Vec<String>, StoreError> {
+    fn noted_routes_now(&self) -> Result<Vec<NotedRoute>, StoreError> {
+        let rows: Vec<(String, String)> = {
+            let conn = self.reader();
+            let mut stmt = conn.prepare_cached(SELECT_ROUTES).context("prepare")?;
+            stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .context("select routes")?
+                .collect::<Result<_, _>>()
+                .context("read route")?
+        };
+        rows.into_iter()
+            .map(|(route, seen)| {
+                Ok(NotedRoute {
+                    last_seen: parse_time(&seen, "route last_seen")?,
+                    route,
+                })
+            })
+            .collect()
+    }
+
+    fn forget_route_now(&self, route: &NotedRoute) -> Result<bool, StoreError> {
+        let seen = time_text(route.last_seen)?;
+        let conn = self.writer()?;
+        let deleted = conn
+            .prepare_cached(FORGET_ROUTE)
+            .context("prepare")?
+            .execute(params![route.route, seen])
+            .context("forget route")?;
+        Ok(deleted == 1)
+    }
+
+    fn evaluator_cursor_now(&self) -> Result<Option<String>, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached(SELECT_ROUTES).context("prepare")?;
-        stmt.query_map([], |row| row.get(0))
-            .context("select routes")?
-            .collect::<Result<_, _>>()
-            .context("read route")
+        conn.prepare_cached(SELECT_CURSOR)
+            .context("prepare")?
+            .query_row([], |row| row.get(0))
+            .optional()
+            .context("select evaluator cursor")
+    }
+
+    fn save_evaluator_cursor_now(&self, route: &str) -> Result<(), StoreError> {
+        let conn = self.writer()?;
+        conn.prepare_cached(UPSERT_CURSOR)
+            .context("prepare")?
+            .execute([route])
+            .context("save evaluator cursor")?;
+        Ok(())
     }
 
     fn watermark_now(&self, shard_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -804,12 +877,28 @@ impl DemandStore for SqliteDemandStore {
         self.counters_now(route, from, to)
     }
 
-    async fn note_routes(&self, routes: &[String]) -> Result<(), StoreError> {
-        self.note_routes_now(routes)
+    async fn note_routes(
+        &self,
+        routes: &[String],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.note_routes_now(routes, seen_at)
     }
 
     async fn routes(&self) -> Result<Vec<String>, StoreError> {
-        self.routes_now()
+        Ok(self
+            .noted_routes_now()?
+            .into_iter()
+            .map(|r| r.route)
+            .collect())
+    }
+
+    async fn noted_routes(&self) -> Result<Vec<NotedRoute>, StoreError> {
+        self.noted_routes_now()
+    }
+
+    async fn forget_route(&self, route: &NotedRoute) -> Result<bool, StoreError> {
+        self.forget_route_now(route)
     }
 
     async fn watermark(&self, shard_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -867,6 +956,14 @@ impl AlertStore for SqliteDemandStore {
         alerts: &[Alert],
     ) -> Result<bool, StoreError> {
         self.save_route_state_now(route, state, alerts)
+    }
+
+    async fn evaluator_cursor(&self) -> Result<Option<String>, StoreError> {
+        self.evaluator_cursor_now()
+    }
+
+    async fn save_evaluator_cursor(&self, route: &str) -> Result<(), StoreError> {
+        self.save_evaluator_cursor_now(route)
     }
 
     async fn cabin_states(

@@ -16,7 +16,7 @@ use flyhigh_core::demand::{
 };
 use flyhigh_core::memory::{MemoryAlertStore, MemoryDemandStore};
 use flyhigh_core::{
-    Added, AlertFilter, AlertPublisher, AlertStore, CabinKey, DemandStore, StoreError,
+    Added, AlertFilter, AlertPublisher, AlertStore, CabinKey, DemandStore, NotedRoute, StoreError,
 };
 use flyhigh_embedded::{ALERTS_FILE, AlertLog, DEMAND_FILE, SqliteDemandStore};
 use flyhigh_schemas::{ALERT_VERSION, Alert, AlertRule, Cabin, Severity};
@@ -257,11 +257,20 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
 
     // --- Routes: idempotent, sorted.
     demand
-        .note_routes(&[OTHER_ROUTE.into(), ROUTE.into()])
+        .note_routes(
+            &[OTHER_ROUTE.into(), ROUTE.into()],
+            at("2026-12-01T09:00:00Z"),
+        )
         .await
         .unwrap();
-    demand.note_routes(&[ROUTE.into()]).await.unwrap();
-    demand.note_routes(&[]).await.unwrap();
+    demand
+        .note_routes(&[ROUTE.into()], at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
+    demand
+        .note_routes(&[], at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
     assert_eq!(
         t.note("routes", demand.routes().await.unwrap()),
         vec![ROUTE.to_string(), OTHER_ROUTE.to_string()]
@@ -895,7 +904,10 @@ async fn check_read_only(path: &Path, expected: &Snapshot) {
     let now = at("2026-12-02T00:00:00Z");
     let pending_id = expected.pending[0].alert_id.clone();
     assert!(is_permanent(r.add(&u).await));
-    assert!(is_permanent(r.note_routes(&["AMS-CDG".into()]).await));
+    assert!(is_permanent(
+        r.note_routes(&["AMS-CDG".into()], at("2026-12-01T09:00:00Z"))
+            .await
+    ));
     assert!(is_permanent(
         r.advance_watermark("shardId-000000000009", now, now).await
     ));
@@ -951,7 +963,10 @@ async fn purging_deletes_only_the_counters_before_the_bucket() {
         );
         store.add(&u).await.unwrap();
     }
-    store.note_routes(&[ROUTE.into()]).await.unwrap();
+    store
+        .note_routes(&[ROUTE.into()], at("2026-12-01T09:00:00Z"))
+        .await
+        .unwrap();
 
     assert_eq!(store.purge_before(b0).unwrap(), 2);
     let left: Vec<i64> = store
@@ -1181,4 +1196,63 @@ async fn an_alert_reads_back_as_published_and_orders_by_its_full_time() {
     let listed = store.alerts(&since).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].alert, published(&later));
+}
+
+#[tokio::test]
+async fn a_save_of_120_alerts_records_them_all_and_the_registry_forgets_conditionally() {
+    // DynamoDB refused more than 49 alerts a save (issue 15); SQLite must take any
+    // number, in one transaction, as the memory store does.
+    let store = SqliteDemandStore::open_in_memory().unwrap();
+    let raised: Vec<Alert> = (1..=120)
+        .map(|n| flight_alert(AlertRule::Oversold, n, "2026-12-01T09:37:00Z"))
+        .collect();
+    let mut state = RouteState::new(&SurgeConfig::default(), bucket0());
+    state.version = 1;
+    assert!(
+        store
+            .save_route_state(ROUTE, &state, &raised)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.pending(500).await.unwrap().len(), 120);
+    assert!(
+        !store
+            .save_route_state(ROUTE, &state, &raised)
+            .await
+            .unwrap()
+    );
+    let cabin = CabinAlertState {
+        version: 1,
+        ..CabinAlertState::default()
+    };
+    let more: Vec<Alert> = (121..=240)
+        .map(|n| flight_alert(AlertRule::Oversold, n, "2026-12-01T09:38:00Z"))
+        .collect();
+    let key = CabinKey::new(FLIGHT, Cabin::Economy);
+    assert!(store.save_cabin_state(&key, &cabin, &more).await.unwrap());
+    assert_eq!(
+        store.alerts(&AlertFilter::default()).await.unwrap().len(),
+        240
+    );
+
+    // The registry: last_seen moves forward only; forgetting needs what was listed.
+    let (t1, t2) = (at("2026-12-01T09:00:00Z"), at("2026-12-01T10:00:00Z"));
+    store.note_routes(&[ROUTE.into()], t2).await.unwrap();
+    store.note_routes(&[ROUTE.into()], t1).await.unwrap();
+    let listed = store.noted_routes().await.unwrap();
+    assert_eq!((listed[0].route.as_str(), listed[0].last_seen), (ROUTE, t2));
+    let stale = NotedRoute {
+        route: ROUTE.into(),
+        last_seen: t1,
+    };
+    assert!(!store.forget_route(&stale).await.unwrap());
+    assert!(store.forget_route(&listed[0]).await.unwrap());
+    assert!(store.routes().await.unwrap().is_empty());
+    // The cursor.
+    assert_eq!(store.evaluator_cursor().await.unwrap(), None);
+    store.save_evaluator_cursor(ROUTE).await.unwrap();
+    assert_eq!(
+        store.evaluator_cursor().await.unwrap().as_deref(),
+        Some(ROUTE)
+    );
 }

@@ -29,6 +29,14 @@ const ROUTE_PREFIX: &str = "ROUTE#";
 const FLIGHT_PREFIX: &str = "FLIGHT#";
 const CABIN_PREFIX: &str = "CABIN#";
 const STATE_SK: &str = "STATE";
+/// Partition of one save's staged alerts: `STAGE#<save id>`.
+const STAGE_PREFIX: &str = "STAGE#";
+/// The evaluator's cursor item: `pk = #evaluator`, `sk = CURSOR`.
+const EVALUATOR_PK: &str = "#evaluator";
+const CURSOR_SK: &str = "CURSOR";
+const CURSOR: &str = "cursor";
+/// On a state item: the save id whose staged alerts are not all recorded yet.
+pub(crate) const STAGED: &str = "staged";
 
 /// The alert as [`Alert::to_json`] wrote it.
 pub(crate) const ALERT: &str = "alert";
@@ -341,6 +349,85 @@ pub(crate) fn cabin_state_put(
 fn parse_state<T: serde::de::DeserializeOwned>(item: &Item) -> Result<T, String> {
     serde_json::from_str(get_s(item, STATE)?)
         .map_err(|e| format!("attribute `{STATE}` is not a state: {e}"))
+}
+
+/// The key of the surge evaluator's cursor.
+pub(crate) fn cursor_key() -> Item {
+    HashMap::from([(PK.into(), s(EVALUATOR_PK)), (SK.into(), s(CURSOR_SK))])
+}
+
+/// The cursor item: the last route judged.
+pub(crate) fn cursor_item(route: &str) -> Item {
+    let mut item = cursor_key();
+    item.insert(CURSOR.into(), s(route));
+    item
+}
+
+/// Decodes the cursor item.
+pub(crate) fn parse_cursor(item: &Item) -> Result<String, String> {
+    Ok(get_s(item, CURSOR)?.to_string())
+}
+
+/// The id of a save of a state with more alerts than a transaction holds: the MD5 of
+/// what it writes (state item and alerts), so that two different saves of one version
+/// never share their staged alerts, and the same save sent twice stages the same.
+pub(crate) fn save_id(state: &Item, alerts: &[Alert]) -> Result<String, String> {
+    use md5::{Digest, Md5};
+    let mut hash = Md5::new();
+    let mut keys: Vec<&String> = state.keys().collect();
+    keys.sort();
+    for k in keys {
+        hash.update(k.as_bytes());
+        hash.update(format!("{:?}", state[k]).as_bytes());
+    }
+    for alert in alerts {
+        hash.update(alert_json(alert)?.as_bytes());
+    }
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The staging partition of a save.
+pub(crate) fn stage_pk(save_id: &str) -> String {
+    format!("{STAGE_PREFIX}{save_id}")
+}
+
+/// Alert `index` of a save, staged: in its own partition, out of the outbox and the
+/// listing (it has neither `order` nor `time_pk`).
+pub(crate) fn staged_item(save_id: &str, index: usize, alert: &Alert) -> Result<Item, String> {
+    let mut item = staged_key(save_id, index);
+    item.insert(ALERT.into(), s(alert_json(alert)?));
+    Ok(item)
+}
+
+/// The key of alert `index` of a save, staged (sorted by index).
+pub(crate) fn staged_key(save_id: &str, index: usize) -> Item {
+    HashMap::from([
+        (PK.into(), s(stage_pk(save_id))),
+        (SK.into(), s(format!("{index:010}"))),
+    ])
+}
+
+/// Decodes a staged alert.
+pub(crate) fn parse_staged(item: &Item) -> Result<Alert, String> {
+    parse_alert(item)
+}
+
+/// The save id of a state item whose staged alerts are not all recorded, if any.
+pub(crate) fn staged_of(item: &Item) -> Option<&str> {
+    item.get(STAGED)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// Takes the staged mark off a state item, if it is still this save's.
+pub(crate) fn unstage_write(key: Item, save_id: &str) -> Write {
+    Write {
+        key,
+        update: "REMOVE #staged".into(),
+        condition: "#staged = :id".into(),
+        names: names(&[STAGED]),
+        values: HashMap::from([(":id".into(), s(save_id))]),
+    }
 }
 
 /// Decodes a route's state.

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    BillingMode, GlobalSecondaryIndex, KeyType, LocalSecondaryIndex, Projection, ProjectionType,
-    Put, TransactWriteItem,
+    BillingMode, DeleteRequest, GlobalSecondaryIndex, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, Put, PutRequest, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, Utc};
 use flyhigh_core::demand::{CabinAlertState, RouteState};
@@ -16,11 +16,12 @@ use flyhigh_core::inventory::MAX_TRANSACTION_ITEMS;
 use flyhigh_core::ports::{AlertFilter, AlertStore, StoreError, StoredAlert};
 use flyhigh_schemas::Alert;
 
+use super::Outcome;
 use super::alert_items::{
     self, ALERT, BY_TIME_INDEX, ORDER, OUTBOX_INDEX, StatePut, TIME_PK, TIME_SK,
 };
 use super::errors::{condition_failures, put_refused, transaction_refused};
-use super::{Outcome, conditional_update, page_limit, query_items};
+use super::{BATCH_WRITE_MAX_ITEMS, batch_write, conditional_update, page_limit, query_items};
 use crate::dynamodb::errors::store_error;
 use crate::dynamodb::items::{Item, PK, SK};
 use crate::dynamodb::{
@@ -67,37 +68,20 @@ impl DynamoAlertStore {
         Ok(out.item)
     }
 
-    /// Saves a state conditional on its version and records `alerts` in one
-    /// transaction. An alert already recorded (its own condition fails) is dropped
-    /// from the transaction, which is sent again; the state's condition failing is
-    /// `Ok(false)`.
+    /// Saves a state conditional on its version and records `alerts` with it: in one
+    /// transaction when they fit ([`ALERTS_PER_TRANSACTION`] with the state), else
+    /// staged first ([`save_staged`](Self::save_staged)). The state's condition
+    /// failing is `Ok(false)`.
     async fn save(&self, put: Option<StatePut>, alerts: &[Alert]) -> Result<bool, StoreError> {
         // Version 0: no stored state can be version -1.
         let Some(put) = put else {
             return Ok(false);
         };
         if alerts.is_empty() {
-            let sent = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(put.item))
-                .condition_expression(put.condition)
-                .set_expression_attribute_names(Some(put.names))
-                .set_expression_attribute_values((!put.values.is_empty()).then_some(put.values))
-                .send()
-                .await;
-            return match sent {
-                Ok(_) => Ok(true),
-                Err(e) => put_refused(&e).map(|()| false),
-            };
+            return self.put_state(put).await;
         }
-        if 1 + 2 * alerts.len() > MAX_TRANSACTION_ITEMS {
-            return Err(StoreError::Permanent(format!(
-                "{} alerts in one state save: at most {} fit in a DynamoDB transaction",
-                alerts.len(),
-                (MAX_TRANSACTION_ITEMS - 1) / 2
-            )));
+        if alerts.len() > ALERTS_PER_TRANSACTION {
+            return self.save_staged(put, alerts).await;
         }
         let state_put = Put::builder()
             .table_name(&self.table)
@@ -107,9 +91,42 @@ impl DynamoAlertStore {
             .set_expression_attribute_values((!put.values.is_empty()).then_some(put.values))
             .build()
             .map_err(|e| StoreError::Permanent(e.to_string()))?;
+        self.transact(Some(state_put), alerts).await
+    }
+
+    /// A state's conditional `PutItem`; `Ok(false)` when its condition fails.
+    async fn put_state(&self, put: StatePut) -> Result<bool, StoreError> {
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item))
+            .condition_expression(put.condition)
+            .set_expression_attribute_names(Some(put.names))
+            .set_expression_attribute_values((!put.values.is_empty()).then_some(put.values))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) => put_refused(&e).map(|()| false),
+        }
+    }
+
+    /// Records `alerts` (at most [`ALERTS_PER_TRANSACTION`]), with `state` first
+    /// when given, in one transaction. An alert already recorded (its own condition
+    /// fails) is dropped from the transaction, which is sent again; the state's
+    /// condition failing is `Ok(false)`.
+    async fn transact(&self, state: Option<Put>, alerts: &[Alert]) -> Result<bool, StoreError> {
+        let base = usize::from(state.is_some());
         let mut remaining: Vec<&Alert> = alerts.iter().collect();
         for _ in 0..=alerts.len() {
-            let mut actions = vec![TransactWriteItem::builder().put(state_put.clone()).build()];
+            if remaining.is_empty() && state.is_none() {
+                return Ok(true);
+            }
+            let mut actions: Vec<TransactWriteItem> = state
+                .iter()
+                .map(|put| TransactWriteItem::builder().put(put.clone()).build())
+                .collect();
             for alert in &remaining {
                 actions.extend(
                     alert_items::record_items(&self.table, alert).map_err(StoreError::Permanent)?,
@@ -126,10 +143,11 @@ impl DynamoAlertStore {
                 Err(e) => e,
             };
             match condition_failures(&err) {
-                // Action 0 is the state; then two per alert (the alert, its outbox entry).
-                Some(failed) if failed.contains(&0) => return Ok(false),
+                // Action 0 is the state, if any; then two per alert (the alert, its
+                // outbox entry).
+                Some(failed) if base == 1 && failed.contains(&0) => return Ok(false),
                 Some(failed) if !failed.is_empty() => {
-                    let recorded: Vec<usize> = failed.iter().map(|i| (i - 1) / 2).collect();
+                    let recorded: Vec<usize> = failed.iter().map(|i| (i - base) / 2).collect();
                     remaining = remaining
                         .into_iter()
                         .enumerate()
@@ -145,6 +163,146 @@ impl DynamoAlertStore {
             self.table
         )))
     }
+
+    /// Saves a state with more alerts than one transaction holds, in three steps:
+    ///
+    /// 1. **stage** the alerts in their own partition (`STAGE#<save id>`, out of the
+    ///    outbox and the listing), with `BatchWriteItem`;
+    /// 2. **save the state** conditionally, marked `staged = <save id>`: this is the
+    ///    decision, as the one transaction is for fewer alerts;
+    /// 3. **record** the staged alerts (transactions of [`ALERTS_PER_TRANSACTION`],
+    ///    each alert conditional on its id as [`AlertStore::record`] does), then take
+    ///    the mark off and delete the staged copies.
+    ///
+    /// A crash in step 1, or a lost race in step 2, leaves staged copies nobody
+    /// records (deleted when the race is seen; a crash leaves a few inert items) and
+    /// no state: the judgement is made again. A crash in step 3 leaves the state
+    /// marked: the next read of that state ([`route_state`](AlertStore::route_state),
+    /// [`cabin_states`](AlertStore::cabin_states)) records the staged alerts before
+    /// answering, so no judgement is made on a state whose alerts are not all
+    /// recorded. Recording is idempotent by alert id, so finishing twice records each
+    /// once: no alert is lost or doubled.
+    async fn save_staged(&self, mut put: StatePut, alerts: &[Alert]) -> Result<bool, StoreError> {
+        let save_id = alert_items::save_id(&put.item, alerts).map_err(StoreError::Permanent)?;
+        let staged = alerts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| alert_items::staged_item(&save_id, i, a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::Permanent)?;
+        for chunk in staged.chunks(BATCH_WRITE_MAX_ITEMS) {
+            let requests = chunk
+                .iter()
+                .map(|item| {
+                    PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                        .map_err(|e| StoreError::Permanent(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            batch_write(&self.client, &self.table, requests).await?;
+        }
+        let key = HashMap::from([
+            (PK.into(), put.item[PK].clone()),
+            (SK.into(), put.item[SK].clone()),
+        ]);
+        put.item
+            .insert(alert_items::STAGED.into(), string_value(&save_id));
+        if !self.put_state(put).await? {
+            self.drop_staged(&save_id, alerts.len()).await;
+            return Ok(false);
+        }
+        self.record_staged(key, &save_id, alerts).await?;
+        Ok(true)
+    }
+
+    /// Step 3 of [`save_staged`](Self::save_staged): records the alerts, unmarks the
+    /// state, deletes the staged copies.
+    async fn record_staged(
+        &self,
+        key: Item,
+        save_id: &str,
+        alerts: &[Alert],
+    ) -> Result<(), StoreError> {
+        for chunk in alerts.chunks(ALERTS_PER_TRANSACTION) {
+            if !self.transact(None, chunk).await? {
+                // A conflicting transaction: the mark stays, the next read finishes.
+                return Err(StoreError::Transient(format!(
+                    "table {}: staged alerts of save {save_id} met a conflicting transaction",
+                    self.table
+                )));
+            }
+        }
+        // A failed condition: another reader finished it first.
+        conditional_update(
+            &self.client,
+            &self.table,
+            alert_items::unstage_write(key, save_id),
+        )
+        .await?;
+        tracing::info!(table = %self.table, save_id, alerts = alerts.len(), "staged alerts recorded");
+        self.drop_staged(save_id, alerts.len()).await;
+        Ok(())
+    }
+
+    /// Deletes a save's staged copies; a failure leaves inert items, logged.
+    async fn drop_staged(&self, save_id: &str, count: usize) {
+        let keys: Vec<Item> = (0..count)
+            .map(|i| alert_items::staged_key(save_id, i))
+            .collect();
+        for chunk in keys.chunks(BATCH_WRITE_MAX_ITEMS) {
+            let requests: Result<Vec<WriteRequest>, _> = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect();
+            let sent = match requests {
+                Ok(requests) => batch_write(&self.client, &self.table, requests).await,
+                Err(e) => Err(StoreError::Permanent(e.to_string())),
+            };
+            if let Err(e) = sent {
+                tracing::warn!(table = %self.table, save_id, error = %e, "staged alerts not deleted");
+                return;
+            }
+        }
+    }
+
+    /// Finishes a save a crash cut short in step 3, if `item` (a state) is marked.
+    async fn finish_staged(&self, item: &Item) -> Result<(), StoreError> {
+        let Some(save_id) = alert_items::staged_of(item) else {
+            return Ok(());
+        };
+        let save_id = save_id.to_string();
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", string_value(&alert_items::stage_pk(&save_id)))
+            .consistent_read(true);
+        let alerts = query_items(query, None)
+            .await?
+            .iter()
+            .map(|i| alert_items::parse_staged(i).map_err(|e| self.broken("staged alert", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = HashMap::from([(PK.into(), item[PK].clone()), (SK.into(), item[SK].clone())]);
+        tracing::warn!(table = %self.table, save_id, alerts = alerts.len(), "finishing a state save cut short");
+        self.record_staged(key, &save_id, &alerts).await
+    }
+}
+
+/// Alerts one transaction records with a state (two items each, plus the state, in
+/// DynamoDB's 100): a save of more stages them.
+pub(crate) const ALERTS_PER_TRANSACTION: usize = (MAX_TRANSACTION_ITEMS - 1) / 2;
+
+fn string_value(v: &str) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::S(v.to_string())
 }
 
 impl AlertStore for DynamoAlertStore {
@@ -245,12 +403,13 @@ impl AlertStore for DynamoAlertStore {
     }
 
     async fn route_state(&self, route: &str) -> Result<Option<RouteState>, StoreError> {
-        self.get(alert_items::route_state_key(route))
-            .await?
-            .map(|item| {
-                alert_items::parse_route_state(&item).map_err(|e| self.broken("route state", e))
-            })
-            .transpose()
+        let Some(item) = self.get(alert_items::route_state_key(route)).await? else {
+            return Ok(None);
+        };
+        self.finish_staged(&item).await?;
+        alert_items::parse_route_state(&item)
+            .map(Some)
+            .map_err(|e| self.broken("route state", e))
     }
 
     async fn save_route_state(
@@ -261,6 +420,24 @@ impl AlertStore for DynamoAlertStore {
     ) -> Result<bool, StoreError> {
         let put = alert_items::route_state_put(route, state).map_err(StoreError::Permanent)?;
         self.save(put, alerts).await
+    }
+
+    async fn evaluator_cursor(&self) -> Result<Option<String>, StoreError> {
+        self.get(alert_items::cursor_key())
+            .await?
+            .map(|item| alert_items::parse_cursor(&item).map_err(|e| self.broken("cursor", e)))
+            .transpose()
+    }
+
+    async fn save_evaluator_cursor(&self, route: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(alert_items::cursor_item(route)))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", &e))?;
+        Ok(())
     }
 
     async fn cabin_states(
@@ -278,6 +455,9 @@ impl AlertStore for DynamoAlertStore {
                 .collect();
             // Latches are read to decide whether to raise: the latest, always.
             items.extend(batch_get_consistent(&self.client, &self.table, keys).await?);
+        }
+        for item in &items {
+            self.finish_staged(item).await?;
         }
         items
             .iter()

@@ -4,6 +4,7 @@
 //! their builders.
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -18,6 +19,14 @@ pub(crate) fn update_refused(err: &SdkError<UpdateItemError>) -> Result<Option<I
     match err.as_service_error() {
         Some(UpdateItemError::ConditionalCheckFailedException(e)) => Ok(e.item().cloned()),
         _ => Err(store_error("UpdateItem", err)),
+    }
+}
+
+/// A failed `DeleteItem`: `Ok` if its condition failed.
+pub(crate) fn delete_refused(err: &SdkError<DeleteItemError>) -> Result<(), StoreError> {
+    match err.as_service_error() {
+        Some(DeleteItemError::ConditionalCheckFailedException(_)) => Ok(()),
+        _ => Err(store_error("DeleteItem", err)),
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use flyhigh_core::demand::{CounterKey, CounterUpdate, Counts, Position};
-use flyhigh_core::ports::ShardWatermark;
+use flyhigh_core::ports::{NotedRoute, ShardWatermark};
 
 use super::keys::{TimeOutOfRange, bucket_key, parse_time, time_key};
 use crate::dynamodb::items::{Item, PK, SK, get_n, get_s, n, s};
@@ -46,6 +46,8 @@ pub(crate) const EXPIRES_AT: &str = "expires_at";
 /// held event time, so items of older builds read back).
 pub(crate) const EVENT_TIME: &str = "event_time";
 pub(crate) const UPDATED_AT: &str = "updated_at";
+/// When a consumer last noted a registry's route (fixed-width RFC 3339).
+pub(crate) const LAST_SEEN: &str = "last_seen";
 
 /// The counted attributes, each changed only by `ADD`.
 const COUNTS: [&str; 6] = [
@@ -203,18 +205,41 @@ pub(crate) fn partition_query(pk: &str) -> Expression {
     }
 }
 
-/// A route's registry item.
-pub(crate) fn route_item(route: &str) -> Item {
-    HashMap::from([
-        (PK.into(), s(ROUTES_PK)),
-        (SK.into(), s(route)),
-        (ROUTE.into(), s(route)),
-    ])
+/// The key of a route's registry item.
+pub(crate) fn route_key(route: &str) -> Item {
+    HashMap::from([(PK.into(), s(ROUTES_PK)), (SK.into(), s(route))])
 }
 
-/// Decodes a registry item.
-pub(crate) fn parse_route(item: &Item) -> Result<String, String> {
-    Ok(get_s(item, ROUTE)?.to_string())
+/// A route's registry item, noted at `seen_at`.
+pub(crate) fn route_item(route: &str, seen_at: DateTime<Utc>) -> Result<Item, TimeOutOfRange> {
+    let mut item = route_key(route);
+    item.insert(ROUTE.into(), s(route));
+    item.insert(LAST_SEEN.into(), s(time_key(seen_at)?));
+    Ok(item)
+}
+
+/// Decodes a registry item. An item written before `last_seen` existed reads as
+/// seen at the epoch: quiet, so the evaluator forgets it unless it is noted again.
+pub(crate) fn parse_route(item: &Item) -> Result<NotedRoute, String> {
+    let last_seen = match item.get(LAST_SEEN) {
+        Some(_) => parse_time(get_s(item, LAST_SEEN)?)?,
+        None => DateTime::<Utc>::UNIX_EPOCH,
+    };
+    Ok(NotedRoute {
+        route: get_s(item, ROUTE)?.to_string(),
+        last_seen,
+    })
+}
+
+/// Forgets a registry route if it was not noted again since it was listed: the
+/// condition of the `DeleteItem`.
+pub(crate) fn forget_route_condition(route: &NotedRoute) -> Result<Expression, TimeOutOfRange> {
+    Ok(Expression {
+        // An item written before `last_seen` existed has none: it goes too.
+        text: "#last_seen = :seen OR attribute_not_exists(#last_seen)".into(),
+        names: HashMap::from([("#last_seen".into(), LAST_SEEN.into())]),
+        values: HashMap::from([(":seen".into(), s(time_key(route.last_seen)?))]),
+    })
 }
 
 /// The routes to put, without repeats (`BatchWriteItem` refuses a request that names
@@ -413,9 +438,11 @@ mod tests {
         );
         assert_eq!(batches[0][0], "AAA-BBB");
         assert!(route_batches(&[]).is_empty());
-        let item = route_item("ORD-SFO");
+        let seen: DateTime<Utc> = "2026-12-01T09:36:00Z".parse().unwrap();
+        let item = route_item("ORD-SFO", seen).unwrap();
         assert_eq!((&item[PK], &item[SK]), (&s(ROUTES_PK), &s("ORD-SFO")));
-        assert_eq!(parse_route(&item).as_deref(), Ok("ORD-SFO"));
+        let noted = parse_route(&item).unwrap();
+        assert_eq!((noted.route.as_str(), noted.last_seen), ("ORD-SFO", seen));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use flyhigh_schemas::Alert;
 use crate::demand::{CabinAlertState, CounterKey, CounterUpdate, Counts, Position, RouteState};
 use crate::inventory::CabinKey;
 use crate::ports::{
-    Added, AlertFilter, AlertPublisher, AlertStore, DemandStore, ShardWatermark, StoreError,
-    StoredAlert,
+    Added, AlertFilter, AlertPublisher, AlertStore, DemandStore, NotedRoute, ShardWatermark,
+    StoreError, StoredAlert,
 };
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -33,7 +33,8 @@ struct DemandState {
     counters: BTreeMap<CounterKey, (Counts, Position)>,
     /// Counter → when it may be deleted (epoch seconds), as DynamoDB's TTL holds it.
     expiries: BTreeMap<CounterKey, i64>,
-    routes: std::collections::BTreeSet<String>,
+    /// Route → when it was last noted.
+    routes: BTreeMap<String, DateTime<Utc>>,
     watermarks: BTreeMap<String, ShardWatermark>,
     writes: u64,
     fail_adds: u32,
@@ -148,13 +149,42 @@ impl DemandStore for MemoryDemandStore {
             .collect())
     }
 
-    async fn note_routes(&self, routes: &[String]) -> Result<(), StoreError> {
-        lock(&self.state).routes.extend(routes.iter().cloned());
+    async fn note_routes(
+        &self,
+        routes: &[String],
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut s = lock(&self.state);
+        for route in routes {
+            let last = s.routes.entry(route.clone()).or_insert(seen_at);
+            *last = (*last).max(seen_at);
+        }
         Ok(())
     }
 
     async fn routes(&self) -> Result<Vec<String>, StoreError> {
-        Ok(lock(&self.state).routes.iter().cloned().collect())
+        Ok(lock(&self.state).routes.keys().cloned().collect())
+    }
+
+    async fn noted_routes(&self) -> Result<Vec<NotedRoute>, StoreError> {
+        Ok(lock(&self.state)
+            .routes
+            .iter()
+            .map(|(route, &last_seen)| NotedRoute {
+                route: route.clone(),
+                last_seen,
+            })
+            .collect())
+    }
+
+    async fn forget_route(&self, route: &NotedRoute) -> Result<bool, StoreError> {
+        let mut s = lock(&self.state);
+        if s.routes.get(&route.route) == Some(&route.last_seen) {
+            s.routes.remove(&route.route);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
     }
 
     async fn watermark(&self, shard_id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -199,6 +229,7 @@ struct AlertState {
     outbox: BTreeMap<String, Option<DateTime<Utc>>>,
     routes: HashMap<String, RouteState>,
     cabins: HashMap<CabinKey, CabinAlertState>,
+    cursor: Option<String>,
     fail_records: u32,
     fail_marks: u32,
     fail_saves: u32,
@@ -336,6 +367,15 @@ impl AlertStore for MemoryAlertStore {
         s.routes.insert(route.to_string(), state.clone());
         s.insert_alerts(alerts);
         Ok(true)
+    }
+
+    async fn evaluator_cursor(&self) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.state).cursor.clone())
+    }
+
+    async fn save_evaluator_cursor(&self, route: &str) -> Result<(), StoreError> {
+        lock(&self.state).cursor = Some(route.to_string());
+        Ok(())
     }
 
     async fn cabin_states(

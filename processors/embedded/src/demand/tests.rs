@@ -121,7 +121,8 @@ fn a_file_from_a_newer_schema_is_refused() {
         SqliteDemandStore::open_read_only(&path).unwrap_err(),
     ] {
         assert!(
-            matches!(err, StoreError::Permanent(ref m) if m.contains(&format!("schema version {}", SCHEMA_VERSION + 1))),
+            matches!(err, StoreError::Permanent(ref m)
+                if m.contains(&format!("schema version {}", SCHEMA_VERSION + 1))),
             "{err}"
         );
     }

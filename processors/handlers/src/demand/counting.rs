@@ -25,7 +25,7 @@
 //! [`flyhigh_core::demand::counting`] for why events are bucketed by event time but
 //! progress and expiry come from arrival.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,6 +34,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use chrono::{DateTime, Duration, Utc};
 use flyhigh_core::demand::counting::Timing;
 use flyhigh_core::demand::counting::{DEFAULT_ALLOWANCE, DEFAULT_SKEW, Tally, flag_timing, tally};
+use flyhigh_core::demand::registry::NOTE_REFRESH;
 use flyhigh_core::demand::{DemandEvent, DemandKind, Position};
 use flyhigh_core::{Added, DeadLetterSink, DemandStore, InventoryStore, KinesisRecord, StoreError};
 use flyhigh_schemas::Payload;
@@ -119,8 +120,9 @@ pub struct DemandHandler<S, R, D> {
     counters: Counters,
     /// Flight id → route, from the schedule.
     flight_routes: Mutex<HashMap<String, String>>,
-    /// Routes already noted in the store by this instance.
-    noted: Mutex<HashSet<String>>,
+    /// Routes noted in the store by this instance, and when: noted again after
+    /// [`NOTE_REFRESH`], so that a route still in use never looks quiet.
+    noted: Mutex<HashMap<String, DateTime<Utc>>>,
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
 }
 
@@ -137,7 +139,7 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             skew: DEFAULT_SKEW,
             counters: Counters::default(),
             flight_routes: Mutex::new(HashMap::new()),
-            noted: Mutex::new(HashSet::new()),
+            noted: Mutex::new(HashMap::new()),
             clock: Box::new(Utc::now),
         }
     }
@@ -378,21 +380,22 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             // missed move is made good by the next batch.
             tracing::warn!(processor = PROCESSOR, shard_id, error = %e, "watermark not moved");
         }
+        let seen_at = (self.clock)();
         let new_routes: Vec<String> = {
             let noted = lock(&self.noted);
             let mut r: Vec<String> = tallies
                 .iter()
                 .filter(|t| t.events.iter().any(|&i| done(i)))
                 .map(|t| t.key.route.clone())
-                .filter(|r| !noted.contains(r))
+                .filter(|r| noted.get(r).is_none_or(|&at| at + NOTE_REFRESH <= seen_at))
                 .collect();
             r.sort_unstable();
             r.dedup();
             r
         };
         if !new_routes.is_empty() {
-            match self.store.note_routes(&new_routes).await {
-                Ok(()) => lock(&self.noted).extend(new_routes),
+            match self.store.note_routes(&new_routes, seen_at).await {
+                Ok(()) => lock(&self.noted).extend(new_routes.into_iter().map(|r| (r, seen_at))),
                 Err(e) => {
                     // A route missing from the registry would never be judged: the
                     // batch is retried from its first record, and its counters are

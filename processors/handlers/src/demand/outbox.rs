@@ -36,6 +36,16 @@ pub struct PublishReport {
     pub claimed_elsewhere: u64,
 }
 
+impl PublishReport {
+    /// Adds another pass's counts.
+    pub fn add(&mut self, other: &PublishReport) {
+        self.published += other.published;
+        self.failed_attempts += other.failed_attempts;
+        self.left_pending += other.left_pending;
+        self.claimed_elsewhere += other.claimed_elsewhere;
+    }
+}
+
 /// The outbox over an alert store and a publisher.
 pub struct Outbox<A, P> {
     store: A,

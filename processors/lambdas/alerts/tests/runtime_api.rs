@@ -145,7 +145,7 @@ async fn the_lambda_binary_raises_records_and_publishes_a_surge_through_the_runt
         assert_eq!(added, Added::Applied);
     }
     demand
-        .note_routes(std::slice::from_ref(&route))
+        .note_routes(std::slice::from_ref(&route), chrono::Utc::now())
         .await
         .unwrap();
 
