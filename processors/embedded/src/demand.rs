@@ -457,6 +457,34 @@ impl SqliteDemandStore {
             .context("select counter")
     }
 
+    /// Everything every counter holds, summed over routes, buckets and shards, whether
+    /// the route is in the registry or not (an unknown route's counters stay when the
+    /// evaluator forgets it): what a check against the events produced compares.
+    ///
+    /// # Errors
+    ///
+    /// As for any read.
+    pub fn total_counts(&self) -> Result<Counts, StoreError> {
+        self.reader()
+            .query_row(
+                "SELECT COALESCE(SUM(searches), 0), COALESCE(SUM(passengers), 0), \
+                 COALESCE(SUM(bookings), 0), COALESCE(SUM(seats), 0), \
+                 COALESCE(SUM(cancellations), 0), COALESCE(SUM(late), 0) FROM counters",
+                [],
+                |row| {
+                    Ok(Counts {
+                        searches: row.get::<_, i64>(0)? as u64,
+                        passengers: row.get::<_, i64>(1)? as u64,
+                        bookings: row.get::<_, i64>(2)? as u64,
+                        seats: row.get::<_, i64>(3)? as u64,
+                        cancellations: row.get::<_, i64>(4)? as u64,
+                        late: row.get::<_, i64>(5)? as u64,
+                    })
+                },
+            )
+            .context("sum counters")
+    }
+
     /// The schema version stored in the file (for `flyhigh` diagnostics).
     ///
     /// # Errors
