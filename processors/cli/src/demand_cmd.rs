@@ -452,7 +452,10 @@ mod tests {
                 .await
                 .unwrap();
         }
-        store.note_routes(&["LHR-JFK".into()], Utc::now()).await.unwrap();
+        store
+            .note_routes(&["LHR-JFK".into()], Utc::now())
+            .await
+            .unwrap();
         store
             .advance_watermark("shard-0", scan.progress.unwrap(), now)
             .await

@@ -304,10 +304,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     // Routes between airports the schedule does not serve (a client inventing pairs)
     // leave the registry unjudged, as the alerts Lambda's KNOWN_AIRPORTS does.
     let evaluator = Arc::new(
-        SurgeEvaluator::new(demand_store.clone(), demand_store.clone(), alert_log.clone())
-            .with_route_check(flyhigh_core::demand::registry::RouteCheck::of_schedule(
-                &schedule,
-            )),
+        SurgeEvaluator::new(
+            demand_store.clone(),
+            demand_store.clone(),
+            alert_log.clone(),
+        )
+        .with_route_check(flyhigh_core::demand::registry::RouteCheck::of_schedule(
+            &schedule,
+        )),
     );
 
     let stream = LocalStream::new("flyhigh-events", args.shards).with_clock({

@@ -230,7 +230,7 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
         }
         self.add(&self.counters.inventory_events, inventory.len() as u64);
 
-        let mut finals = HashMap::new();
+        let mut finals = Finals::default();
         let unsettled = match self.apply(records, inventory, &mut finals).await {
             Ok(()) => HashSet::new(),
             Err(failure) => {
@@ -269,7 +269,7 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
         &self,
         records: &[KinesisRecord],
         mut pending: Vec<(usize, Position, InventoryEvent<'e>)>,
-        finals: &mut HashMap<String, BookingRecord>,
+        finals: &mut Finals,
     ) -> Result<(), ApplyFailure> {
         let failure =
             |pending: &[(usize, Position, InventoryEvent<'e>)], error: String| ApplyFailure {
@@ -318,7 +318,7 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
                 if !changing.contains(id)
                     && let Some(record) = current.get(id)
                 {
-                    finals.insert(id.to_string(), record.clone());
+                    finals.records.insert(id.to_string(), record.clone());
                 }
             }
             for dup in &plan.changed_duplicates {
@@ -345,7 +345,10 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
                 match self.store.commit(&tx).await {
                     Ok(()) => {
                         for c in &tx.changes {
-                            finals.insert(c.record.booking_id.clone(), c.record.clone());
+                            finals
+                                .records
+                                .insert(c.record.booking_id.clone(), c.record.clone());
+                            finals.committed.insert(c.record.booking_id.clone());
                         }
                         self.add(&self.counters.changes_committed, tx.changes.len() as u64);
                         self.add(&self.counters.transactions, 1);
@@ -380,10 +383,11 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
         &self,
         records: &[KinesisRecord],
         events: &[Decoded],
-        finals: &HashMap<String, BookingRecord>,
+        finals: &Finals,
         unsettled: &HashSet<String>,
         outcome: &mut BatchOutcome,
     ) {
+        let (finals, committed_now) = (&finals.records, &finals.committed);
         let mut first_index: HashMap<String, usize> = HashMap::new();
         let mut by_flight: HashMap<String, TouchedFlight> = HashMap::new();
         fn touch<'m>(
@@ -431,6 +435,7 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
                         position,
                         delta,
                         occurred_at: d.event.occurred_at,
+                        fresh: committed_now.contains(booking_id.as_str()),
                     },
                 ));
         }
@@ -477,6 +482,14 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
     fn add(&self, counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// The stored record of every booking whose events are settled, and which of them
+/// this delivery committed (the others it found stored already).
+#[derive(Default)]
+struct Finals {
+    records: HashMap<String, BookingRecord>,
+    committed: HashSet<String>,
 }
 
 /// Why [`InventoryHandler::apply`] stopped.

@@ -704,6 +704,9 @@ async fn flight_alert_ids_with(
     });
     for records in &day.shards {
         let mut from = 0;
+        // A batch that reported a failure is retried from the reported record to its
+        // own end, as Lambda retries the rest of a batch.
+        let mut retry_to = None;
         while from < records.len() {
             let size = match delivery {
                 Delivery::Fixed(n) => n,
@@ -713,7 +716,7 @@ async fn flight_alert_ids_with(
                 }
             }
             .max(1);
-            let to = (from + size).min(records.len());
+            let to = retry_to.take().unwrap_or((from + size).min(records.len()));
             let batch = &records[from..to];
             if let Delivery::Random(_) = delivery {
                 match rng.gen_range(0..10) {
@@ -726,8 +729,14 @@ async fn flight_alert_ids_with(
                         stores.inventory.fail_next_commits(1);
                         handler.process(batch).await;
                         let mid = batch.len() / 2;
-                        handler.process(&batch[..mid]).await;
-                        handler.process(&batch[mid..]).await;
+                        for half in [&batch[..mid], &batch[mid..]] {
+                            // Each half until it succeeds, retried from what it reports.
+                            let mut at = 0;
+                            while at < half.len() {
+                                let outcome = handler.process(&half[at..]).await;
+                                at += outcome.first_failed.unwrap_or(half.len() - at);
+                            }
+                        }
                     }
                     // A redelivery of a batch that succeeded.
                     3 => {
@@ -737,7 +746,12 @@ async fn flight_alert_ids_with(
                 }
             }
             let outcome = handler.process(batch).await;
-            from += outcome.first_failed.unwrap_or(batch.len());
+            if let Some(failed) = outcome.first_failed {
+                retry_to = Some(to);
+                from += failed;
+            } else {
+                from = to;
+            }
         }
     }
     assert_eq!(handler.stats().flight_watch_errors, 0);

@@ -114,6 +114,9 @@ pub struct CabinAlertState {
     /// again. `None` before the first (and in latches saved before marks were kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mark: Option<Position>,
+    /// Seats sold right after the event at `mark`: where the next batch's walk starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sold: Option<i64>,
 }
 
 impl CabinAlertState {
@@ -205,6 +208,11 @@ pub struct SeatStep {
     pub delta: i64,
     /// Its event time: the `detected_at` of the alerts it raises.
     pub occurred_at: DateTime<Utc>,
+    /// Stored by this delivery (not found stored already, as a redelivery finds it).
+    /// A fresh step at or below the mark was applied out of stream order (a dead
+    /// letter replayed under its original position): it is not judged, but counted
+    /// into the seats sold.
+    pub fresh: bool,
 }
 
 /// What [`judge_cabin`] found at one step.
@@ -220,14 +228,15 @@ pub struct Judged {
 
 /// Judges the steps of one cabin, event by event, from its latches `state`.
 ///
-/// `committed` is the cabin as stored now; `steps` are every step of the batch on the
-/// cabin whose effect is stored, in stream order; only those above `state.mark` and
-/// below `judge_before` (the first event of the batch whose effect may not be stored)
-/// are judged. The seats sold before the first of them are the committed count minus
-/// every stored step above the mark, so the walk ends exactly at the committed count
-/// when all are judged; a step already judged, or applied out of stream order (a
-/// replay), is part of that base. Returns the new latches (the mark moved to the last
-/// step judged) and what crossed, in order.
+/// `steps` are every step of the batch on the cabin whose effect is stored, in stream
+/// order; only those above `state.mark` and below `judge_before` (the first event of
+/// the batch whose effect may not be stored) are judged. The walk starts from the
+/// seats sold at the mark ([`CabinAlertState::sold`]), so it depends on the events
+/// alone: not on the committed count, which a retry with a shorter batch finds
+/// holding the effects of events past the batch's end. A cabin judged for the first
+/// time starts from `committed` (the cabin as stored now) minus its steps above the
+/// mark. Returns the new latches (the mark and the seats sold moved to the last step
+/// judged) and what crossed, in order.
 pub fn judge_cabin(
     config: &FlightAlertConfig,
     state: &CabinAlertState,
@@ -239,8 +248,21 @@ pub fn judge_cabin(
         .iter()
         .filter(|s| state.mark.as_ref().is_none_or(|m| s.position > *m))
         .collect();
-    let mut sold = committed.sold - above_mark.iter().map(|s| s.delta).sum::<i64>();
+    let mut sold = match (&state.mark, state.sold) {
+        (Some(mark), Some(sold)) => {
+            let replayed: i64 = steps
+                .iter()
+                .filter(|s| s.fresh && s.position <= *mark)
+                .map(|s| s.delta)
+                .sum();
+            sold + replayed
+        }
+        _ => committed.sold - above_mark.iter().map(|s| s.delta).sum::<i64>(),
+    };
     let mut next = state.clone();
+    if state.mark.is_some() {
+        next.sold = Some(sold);
+    }
     let mut found = Vec::new();
     for step in above_mark {
         if judge_before.is_some_and(|b| step.position >= *b) {
@@ -254,6 +276,7 @@ pub fn judge_cabin(
         let (moved, crossings) = observe(config, &next, &cabin);
         next = moved;
         next.mark = Some(step.position.clone());
+        next.sold = Some(sold);
         found.extend(crossings.into_iter().map(|crossing| Judged {
             crossing,
             cabin: cabin.clone(),
@@ -460,6 +483,7 @@ mod tests {
             position: Position::new(&seq.to_string(), None),
             delta,
             occurred_at: Utc::now(),
+            fresh: true,
         }
     }
 
@@ -478,9 +502,7 @@ mod tests {
             let end = (done + size.max(1)).min(steps.len());
             let committed = cabin(start + steps[..end].iter().map(|s| s.delta).sum::<i64>());
             let (next, found) = judge_cabin(&config, &state, &committed, &steps[done..end], None);
-            if !found.is_empty() {
-                state = next;
-            }
+            state = next;
             ids.extend(found.into_iter().map(|j| {
                 flight_alert(j.crossing, &j.cabin, j.detected_at, Utc::now())
                     .unwrap()
@@ -524,8 +546,15 @@ mod tests {
         );
         assert_eq!(found.len(), 3);
         assert_eq!(state.mark, Some(Position::new("2", None)));
-        // The same batch again (a redelivery): nothing.
-        let (again, found) = judge_cabin(&config, &state, &committed, &steps, None);
+        // The same batch again (a redelivery, which finds the steps stored): nothing.
+        let stored: Vec<SeatStep> = steps
+            .iter()
+            .map(|s| SeatStep {
+                fresh: false,
+                ..s.clone()
+            })
+            .collect();
+        let (again, found) = judge_cabin(&config, &state, &committed, &stored, None);
         assert!(found.is_empty());
         assert_eq!(again, state);
         // A retry cut before the second step judges only the first.
@@ -538,6 +567,71 @@ mod tests {
         );
         assert_eq!(cut.mark, Some(Position::new("1", None)));
         assert_eq!(found.len(), 1, "95 of 100: near sold out only");
+    }
+
+    #[test]
+    fn a_step_replayed_below_the_mark_is_counted_not_judged_and_a_redelivery_is_neither() {
+        let config = FlightAlertConfig::default();
+        let judged = CabinAlertState {
+            mark: Some(step(50, 0).position),
+            sold: Some(80),
+            ..CabinAlertState::default()
+        };
+        // A dead letter applied now under its original position 7: 85 sold from now on.
+        let replayed = step(7, 5);
+        let (next, found) = judge_cabin(&config, &judged, &cabin(85), &[replayed.clone()], None);
+        assert!(found.is_empty());
+        assert_eq!(
+            (next.mark.clone(), next.sold),
+            (judged.mark.clone(), Some(85))
+        );
+        // The same step found stored already (a redelivery) changes nothing.
+        let again = SeatStep {
+            fresh: false,
+            ..replayed
+        };
+        let (same, _) = judge_cabin(&config, &next, &cabin(85), &[again], None);
+        assert_eq!(same, next);
+        // The next step walks from 85: 91 of 100 is nearly sold out.
+        let (_, found) = judge_cabin(&config, &next, &cabin(91), &[step(51, 6)], None);
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn regression_a_retry_shorter_than_the_batch_that_committed_starts_from_the_mark() {
+        // A cabin judged up to step 9 at 80 sold. A batch of four steps commits
+        // 81 → 101 → 81 → 80 and its latch save fails after the first step; the retry
+        // holds only the second step, while the committed count (80) already holds
+        // all four. Started from the committed count minus the batch's steps, the walk
+        // began at 60 and never saw the cabin oversold.
+        let config = FlightAlertConfig::default();
+        let judged = CabinAlertState {
+            mark: Some(step(9, 0).position),
+            sold: Some(80),
+            ..CabinAlertState::default()
+        };
+        let steps = [step(10, 1), step(11, 20), step(12, -20), step(13, -1)];
+        let committed = cabin(80);
+        let (after_first, found) = judge_cabin(&config, &judged, &committed, &steps[..1], None);
+        assert!(found.is_empty());
+        assert_eq!(
+            (after_first.mark.clone(), after_first.sold),
+            (Some(step(10, 0).position), Some(81))
+        );
+        let (_, found) = judge_cabin(&config, &after_first, &committed, &steps[1..2], None);
+        let ids: Vec<_> = found
+            .iter()
+            .map(|j| (j.crossing.rule, j.crossing.status))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (AlertRule::NearSoldOut, AlertStatus::Raised),
+                (AlertRule::SoldOut, AlertStatus::Raised),
+                (AlertRule::Oversold, AlertStatus::Raised)
+            ],
+            "101 of 100 after the second step"
+        );
     }
 
     #[test]

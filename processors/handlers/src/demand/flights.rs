@@ -143,9 +143,8 @@ impl<A: AlertStore, P: AlertPublisher> FlightAlerts<A, P> {
                     &steps,
                     flight.judge_before.as_ref(),
                 );
-                // Latches move only with a crossing; judging the same steps again from
-                // unchanged latches finds the same nothing, so no write is needed.
-                if found.is_empty() {
+                // Nothing above the mark: judged already (a redelivery).
+                if next == state {
                     continue;
                 }
                 let fired: Vec<Alert> = found
