@@ -7,10 +7,11 @@
 //!   conditional booking writes plus one aggregated counter change per flight and
 //!   cabin, packed into store transactions of bounded size.
 //! - [`demand`]: the hot-route processor. Demand counted per route, bucket of event
-//!   time and shard, exactly once by a high-water mark per counter
-//!   ([`demand::counting`]); surges judged once per route against its own baseline
-//!   ([`demand::surge`]); near-sold-out, sold-out and oversold latches per cabin
-//!   ([`demand::flights`]).
+//!   time and shard, exactly once by a high-water mark per counter, a shard's progress
+//!   taken from arrival times ([`demand::counting`]); surges judged once per route
+//!   against its own baseline ([`demand::surge`]), over a bounded route registry
+//!   ([`demand::registry`]); near-sold-out, sold-out and oversold latches per cabin,
+//!   judged event by event in stream order, with clearances ([`demand::flights`]).
 //! - `archive` (feature `archive`): the archive processor. Events as rows of
 //!   sorted, zstd Parquet in Hive partitions by event type, day and hour; batch
 //!   files committed exactly once per shard by a conditional archive checkpoint;
