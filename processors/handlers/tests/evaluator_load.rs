@@ -291,14 +291,19 @@ async fn regression_a_run_cut_short_starts_again_from_the_first_route() {
         alerts.evaluator_cursor().await.unwrap().as_deref(),
         Some(routes[1].as_str())
     );
-    // A deadline already past judges nothing and still publishes.
+    // A deadline already past (the alerts Lambda under `cargo lambda watch` gave one
+    // and judged nothing, run after run) still judges one route, and publishes.
     assert!(alerts.record(&oversold(7)).await.unwrap());
     let late = evaluator
         .run_until(horizon, now, Some(tokio::time::Instant::now()))
         .await
         .unwrap();
-    assert_eq!((late.routes_judged, late.routes_left), (0, 10));
+    assert_eq!((late.routes_judged, late.routes_left), (1, 9));
     assert_eq!(late.published.published, 1);
+    assert_eq!(
+        alerts.evaluator_cursor().await.unwrap().as_deref(),
+        Some(routes[2].as_str())
+    );
 }
 
 #[tokio::test]

@@ -197,7 +197,7 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
 
     /// Publishes what is pending, then judges every bucket that closed before
     /// `horizon` and was not judged yet, route by route from where the last run
-    /// stopped, until `deadline` (no route is started after it), records the surges
+    /// stopped, until `deadline` (no route but the first is started after it), records the surges
     /// and publishes them. `now` stamps `raised_at` and the outbox's claims, and is
     /// the wall time the quiet expiry counts from.
     ///
@@ -229,17 +229,21 @@ impl<S: DemandStore, A: AlertStore, P: AlertPublisher> SurgeEvaluator<S, A, P> {
         let order = after_cursor(routes, cursor.as_deref());
         // Routes are judged CONCURRENCY at a time (each one's state is its own
         // conditional save), and finish in order, so the cursor is always a route
-        // before which every route was judged. No route starts after the deadline.
+        // before which every route was judged. No route starts after the deadline but
+        // the first: a run whose deadline is already past (a short timeout, a slow
+        // start) still moves the cursor on.
         // Started by hand, not through stream combinators with closures: the run
         // must stay `Send` for callers that spawn it (the demo).
         let mut running = futures::stream::FuturesOrdered::new();
         let mut queue = order.iter().take(self.routes_per_run.unwrap_or(usize::MAX));
         let mut last: Option<&str> = None;
+        let mut started = 0usize;
         loop {
             while running.len() < CONCURRENCY
-                && deadline.is_none_or(|d| tokio::time::Instant::now() < d)
+                && (started == 0 || deadline.is_none_or(|d| tokio::time::Instant::now() < d))
             {
                 let Some(route) = queue.next() else { break };
+                started += 1;
                 running.push_back(self.judge_one(route, horizon, &now));
             }
             let Some((route, judged)) = running.next().await else {
