@@ -144,14 +144,24 @@ async fn the_lambda_binaries_archive_a_batch_once_and_compact_it_through_the_run
         .sum();
     assert_eq!(rows, 4);
 
-    let (status, body) = invoke("compact-lambda", "{}").await;
-    assert_eq!(status, 200, "{body}");
-    let report: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        report["compacted"].as_array().map(Vec::len),
-        Some(2),
-        "{body}"
-    );
+    // The compaction Lambda works within its invocation's deadline (under `cargo lambda
+    // watch`, Lambda's default 3 s timeout: one partition a run, the least a run does)
+    // and leaves the rest for the next run: both hours are compacted within two runs.
+    let mut compacted = 0;
+    for run in 1..=2 {
+        let (status, body) = invoke("compact-lambda", "{}").await;
+        assert_eq!(status, 200, "{body}");
+        let report: Value = serde_json::from_str(&body).unwrap();
+        let done = report["compacted"].as_array().map_or(0, Vec::len);
+        let deferred = report["deferred"].as_array().map_or(0, Vec::len);
+        assert!(done >= 1, "run {run} compacted nothing: {body}");
+        assert_eq!(compacted + done + deferred, 2, "run {run}: {body}");
+        compacted += done;
+        if deferred == 0 {
+            break;
+        }
+    }
+    assert_eq!(compacted, 2);
     let files = data_files(&s3, &bucket).await;
     assert!(
         files
