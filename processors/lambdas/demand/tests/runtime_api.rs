@@ -52,7 +52,8 @@ fn record(n: u32, event: &Value) -> Value {
             "partitionKey": FLIGHT,
             "sequenceNumber": sequence,
             "data": base64::engine::general_purpose::STANDARD.encode(event.to_string()),
-            "approximateArrivalTimestamp": 1763805600.0 + f64::from(n),
+            // 2026-11-22T10:00:00Z (the events' day), one second apart: on time.
+            "approximateArrivalTimestamp": 1795341600.0 + f64::from(n),
         },
         "eventSource": "aws:kinesis",
         "eventVersion": "1.0",
