@@ -228,10 +228,16 @@ fn a_version_1_file_gains_the_arrival_column_and_keeps_its_counters() {
         store.add_now(&update).unwrap();
     }
     {
-        // Back to the version 1 layout.
+        // Back to the version 1 layout: no arrivals, no route `last_seen`, no cursor.
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE counters DROP COLUMN arrived_at; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE counters DROP COLUMN arrived_at;
+             ALTER TABLE routes DROP COLUMN last_seen;
+             DROP TABLE evaluator;
+             INSERT INTO routes (route) VALUES ('LHR-JFK');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let err = SqliteDemandStore::open_read_only(&path).unwrap_err();
     assert!(
@@ -241,6 +247,13 @@ fn a_version_1_file_gains_the_arrival_column_and_keeps_its_counters() {
     let store = SqliteDemandStore::open(&path).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(store.arrived_at(&update.key).unwrap(), Some(0));
+    // Its routes are kept, as last noted in 1970 (the evaluator forgets them unless a
+    // consumer notes them again), and the evaluator starts without a cursor.
+    let noted = store.noted_routes_now().unwrap();
+    assert_eq!(noted.len(), 1);
+    assert_eq!(noted[0].route, "LHR-JFK");
+    assert_eq!(noted[0].last_seen, DateTime::<Utc>::UNIX_EPOCH);
+    assert_eq!(store.evaluator_cursor_now().unwrap(), None);
     assert!(matches!(
         store.add_now(&update).unwrap(),
         Added::Stale { .. }
