@@ -205,9 +205,9 @@ fn redate(e: &mut Envelope, at: DateTime<Utc>) {
     let days = at.date_naive().num_days_from_ce() - e.occurred_at.date_naive().num_days_from_ce();
     e.occurred_at = at;
     if let Payload::Search(s) = &mut e.payload {
-        let shift = |d: chrono::NaiveDate| d + Duration::days(i64::from(days));
-        s.departure_date = shift(s.departure_date);
-        s.return_date = s.return_date.map(shift);
+        let shift = Duration::days(i64::from(days));
+        s.departure_date += shift;
+        s.return_date = s.return_date.map(|d| d + shift);
     }
 }
 

@@ -579,7 +579,13 @@ mod tests {
         };
         // A dead letter applied now under its original position 7: 85 sold from now on.
         let replayed = step(7, 5);
-        let (next, found) = judge_cabin(&config, &judged, &cabin(85), &[replayed.clone()], None);
+        let (next, found) = judge_cabin(
+            &config,
+            &judged,
+            &cabin(85),
+            std::slice::from_ref(&replayed),
+            None,
+        );
         assert!(found.is_empty());
         assert_eq!(
             (next.mark.clone(), next.sold),
