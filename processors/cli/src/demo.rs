@@ -468,7 +468,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let demand_stats = demand_handler.stats();
     let surge_route = outcome.simulation.surge_route.clone();
     let surge_start = outcome.simulation.surge_window.map(|(from, _)| from);
-    let counted = counted(&demand_store).await?;
+    // Every counter, routes the evaluator forgot included.
+    let counted = demand_store.total_counts()?;
     let unrouted = demand_stats.unrouted_cancellations;
     let counts_check = counted.searches == outcome.produced.search
         && counted.bookings == outcome.produced.booking
@@ -580,12 +581,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
 /// everything once the stream ends. In AWS, where event and arrival times are wall
 /// time, the allowance is two minutes.
 const DEMO_ALLOWANCE: Duration = Duration::from_secs(24 * 3600);
-
-/// Everything the counters hold, summed.
-/// Everything the counters hold, summed (routes the evaluator forgot included).
-async fn counted(store: &SqliteDemandStore) -> anyhow::Result<flyhigh_core::demand::Counts> {
-    Ok(store.total_counts()?)
-}
 
 fn remove_if_exists(path: &std::path::Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {

@@ -388,23 +388,8 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
         outcome: &mut BatchOutcome,
     ) {
         let (finals, committed_now) = (&finals.records, &finals.committed);
-        let mut first_index: HashMap<String, usize> = HashMap::new();
-        let mut by_flight: HashMap<String, TouchedFlight> = HashMap::new();
-        fn touch<'m>(
-            by_flight: &'m mut HashMap<String, TouchedFlight>,
-            first_index: &mut HashMap<String, usize>,
-            flight_id: &str,
-            index: usize,
-        ) -> &'m mut TouchedFlight {
-            first_index.entry(flight_id.to_string()).or_insert(index);
-            by_flight
-                .entry(flight_id.to_string())
-                .or_insert_with(|| TouchedFlight {
-                    flight_id: flight_id.to_string(),
-                    steps: Vec::new(),
-                    judge_before: None,
-                })
-        }
+        // Per flight: the index of its first event that matters here, and its steps.
+        let mut by_flight: HashMap<String, (usize, TouchedFlight)> = HashMap::new();
         for d in events {
             let (booking_id, flight_id) = match &d.event.payload {
                 Payload::Booking(b) => (&b.booking_id, &b.flight_id),
@@ -413,10 +398,10 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
             };
             let position = position_of(records, d);
             if unsettled.contains(booking_id) {
-                let f = touch(&mut by_flight, &mut first_index, flight_id, d.index);
-                if f.judge_before.is_none() {
-                    f.judge_before = Some(position);
-                }
+                let (_, f) = by_flight
+                    .entry(flight_id.clone())
+                    .or_insert_with(|| (d.index, TouchedFlight::new(flight_id)));
+                f.judge_before.get_or_insert(position);
                 continue;
             }
             let Some((key, delta)) = finals
@@ -427,24 +412,28 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
             };
             // The booking's own flight and cabin: a cancellation releases what its
             // booking holds, whatever flight it names.
-            touch(&mut by_flight, &mut first_index, &key.flight_id, d.index)
-                .steps
-                .push((
-                    key.cabin,
-                    SeatStep {
-                        position,
-                        delta,
-                        occurred_at: d.event.occurred_at,
-                        fresh: committed_now.contains(booking_id.as_str()),
-                    },
-                ));
+            let (_, f) = by_flight
+                .entry(key.flight_id.clone())
+                .or_insert_with(|| (d.index, TouchedFlight::new(&key.flight_id)));
+            f.steps.push((
+                key.cabin,
+                SeatStep {
+                    position,
+                    delta,
+                    occurred_at: d.event.occurred_at,
+                    fresh: committed_now.contains(booking_id.as_str()),
+                },
+            ));
         }
-        let mut flights: Vec<TouchedFlight> = by_flight.into_values().collect();
-        flights.retain(|f| !f.steps.is_empty());
-        if flights.is_empty() {
+        let mut touched: Vec<(usize, TouchedFlight)> = by_flight
+            .into_values()
+            .filter(|(_, f)| !f.steps.is_empty())
+            .collect();
+        if touched.is_empty() {
             return;
         }
-        flights.sort_by_key(|f| first_index.get(&f.flight_id).copied().unwrap_or(0));
+        touched.sort_by_key(|(first, _)| *first);
+        let (first_index, flights): (Vec<usize>, Vec<TouchedFlight>) = touched.into_iter().unzip();
         match self.watch.check(&self.store, &flights).await {
             Ok(()) => {}
             Err((flight, StoreError::Permanent(error))) => {
@@ -452,7 +441,10 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
                 tracing::error!(flight_id = %flight, %error, "flight alerts not checked; inventory goes on");
             }
             Err((flight, error)) => {
-                let index = first_index.get(&flight).copied().unwrap_or(0);
+                let index = flights
+                    .iter()
+                    .position(|f| f.flight_id == flight)
+                    .map_or(0, |i| first_index[i]);
                 outcome.fail(index, format!("flight alerts of {flight}: {error}"));
             }
         }

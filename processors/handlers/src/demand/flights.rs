@@ -38,6 +38,17 @@ pub struct TouchedFlight {
     pub judge_before: Option<Position>,
 }
 
+impl TouchedFlight {
+    /// A flight with no step yet.
+    pub fn new(flight_id: impl Into<String>) -> TouchedFlight {
+        TouchedFlight {
+            flight_id: flight_id.into(),
+            steps: Vec::new(),
+            judge_before: None,
+        }
+    }
+}
+
 /// What the inventory handler calls after each batch.
 pub trait FlightWatch: Send + Sync {
     /// Checks `flights` against `store`'s committed state. On a store error, the
