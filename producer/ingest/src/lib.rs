@@ -1,0 +1,1 @@
+//! The ingest API: the producer's HTTP face (in progress).
