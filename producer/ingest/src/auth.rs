@@ -96,7 +96,9 @@ pub struct ApiKeys {
 impl std::fmt::Debug for ApiKeys {
     /// Never prints a key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeys").field("keys", &self.keys.len()).finish()
+        f.debug_struct("ApiKeys")
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -218,7 +220,10 @@ mod tests {
         assert_eq!(keys.len(), 3);
         let web = keys.caller(Some("Bearer web-77c1e2d3f4a5b6c7")).unwrap();
         assert!(web.may_send("web-beta") && !web.may_send("ios-app"));
-        assert!(web.refusal("ios-app").contains("\"web-app\" or \"web-beta\""));
+        assert!(
+            web.refusal("ios-app")
+                .contains("\"web-app\" or \"web-beta\"")
+        );
         let ops = keys.caller(Some("Bearer ops-0b1c2d3e4f5a6b7c")).unwrap();
         assert!(ops.may_send("anything"));
         assert!(keys.caller(Some("Bearer ios-4f9a0c1d2e3b4a5")).is_none());
@@ -233,7 +238,11 @@ mod tests {
             ApiKeys::parse("short web-app").unwrap_err(),
             "line 1: a key must have at least 16 characters"
         );
-        assert!(ApiKeys::parse("\nios-4f9a0c1d2e3b4a5f").unwrap_err().starts_with("line 2"));
+        assert!(
+            ApiKeys::parse("\nios-4f9a0c1d2e3b4a5f")
+                .unwrap_err()
+                .starts_with("line 2")
+        );
         assert!(ApiKeys::parse("# nothing").is_err());
     }
 }

@@ -29,11 +29,18 @@ impl Framing {
         let Some(value) = content_type else {
             return Some(Framing::Json);
         };
-        let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match mime.as_str() {
             "application/json" | "" => Some(Framing::Json),
             m if m.starts_with("application/") && m.ends_with("+json") => Some(Framing::Json),
-            "application/x-ndjson" | "application/ndjson" | "application/jsonl"
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
             | "application/x-jsonlines" => Some(Framing::Ndjson),
             _ => None,
         }
@@ -112,7 +119,11 @@ pub fn parse(framing: Framing, body: &[u8]) -> Result<Vec<Item>, BodyError> {
             found: raw.len(),
         });
     }
-    if let Some((index, bytes)) = raw.iter().enumerate().find(|(_, b)| b.len() > MAX_EVENT_BYTES) {
+    if let Some((index, bytes)) = raw
+        .iter()
+        .enumerate()
+        .find(|(_, b)| b.len() > MAX_EVENT_BYTES)
+    {
         return Err(BodyError::TooLarge {
             limit: "event_bytes",
             max: MAX_EVENT_BYTES,
@@ -126,7 +137,10 @@ pub fn parse(framing: Framing, body: &[u8]) -> Result<Vec<Item>, BodyError> {
 /// The events of a JSON body: the elements of an array, or the one object.
 fn json_events(body: &[u8]) -> Result<Vec<&[u8]>, BodyError> {
     let text = std::str::from_utf8(body).map_err(|e| BodyError::Unreadable {
-        error: format!("the body is not UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+        error: format!(
+            "the body is not UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        ),
         hint: "send UTF-8 JSON".into(),
     })?;
     let unreadable = |e: serde_json::Error| BodyError::Unreadable {
@@ -180,7 +194,9 @@ fn item(bytes: &[u8]) -> Item {
                 // It has an event_id, and the id is wrong: say so.
                 None => invalid(
                     bytes,
-                    &flyhigh_schemas::decode(bytes).err().unwrap_or(DecodeError::MissingEventType),
+                    &flyhigh_schemas::decode(bytes)
+                        .err()
+                        .unwrap_or(DecodeError::MissingEventType),
                 ),
             }
         }
@@ -190,7 +206,8 @@ fn item(bytes: &[u8]) -> Item {
 
 /// The event with a fresh UUIDv7 as its `event_id`, if it is an object without one.
 fn with_assigned_id(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(bytes).ok()?;
+    let mut value: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes).ok()?;
     if value.contains_key("event_id") {
         return None;
     }
@@ -204,7 +221,11 @@ fn with_assigned_id(bytes: &[u8]) -> Option<Vec<u8>> {
 fn invalid(bytes: &[u8], error: &DecodeError) -> Item {
     let event_id = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
-        .and_then(|v| v.get("event_id").and_then(|id| id.as_str()).map(String::from));
+        .and_then(|v| {
+            v.get("event_id")
+                .and_then(|id| id.as_str())
+                .map(String::from)
+        });
     let errors = match error {
         DecodeError::Invalid(errors) => errors
             .0
@@ -224,11 +245,17 @@ fn invalid(bytes: &[u8], error: &DecodeError) -> Item {
         }],
         DecodeError::UnknownEventType { .. } => vec![FieldProblem {
             field: "event_type".into(),
-            reason: error.to_string().trim_start_matches("event_type: ").to_string(),
+            reason: error
+                .to_string()
+                .trim_start_matches("event_type: ")
+                .to_string(),
         }],
         DecodeError::FutureSchemaVersion { .. } => vec![FieldProblem {
             field: "schema_version".into(),
-            reason: error.to_string().trim_start_matches("schema_version: ").to_string(),
+            reason: error
+                .to_string()
+                .trim_start_matches("schema_version: ")
+                .to_string(),
         }],
         other => vec![FieldProblem {
             field: "(event)".into(),
@@ -255,7 +282,13 @@ mod tests {
         let lines = parse(Framing::Ndjson, format!("\n{BOOKING}\r\n\n").as_bytes()).unwrap();
         assert_eq!(array, object);
         assert_eq!(array, lines);
-        assert!(matches!(&array[0], Item::Valid { assigned: false, .. }));
+        assert!(matches!(
+            &array[0],
+            Item::Valid {
+                assigned: false,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -286,7 +319,9 @@ mod tests {
             .replace(r#""source":"web-app""#, r#""source":"Web App""#);
         let items = parse(Framing::Ndjson, format!("{bad}\nnot json\n[1]").as_bytes()).unwrap();
         let fields = |i: usize| match &items[i] {
-            Item::Invalid { errors, .. } => errors.iter().map(|e| e.field.clone()).collect::<Vec<_>>(),
+            Item::Invalid { errors, .. } => {
+                errors.iter().map(|e| e.field.clone()).collect::<Vec<_>>()
+            }
             Item::Valid { .. } => Vec::new(),
         };
         assert_eq!(fields(0), ["source", "payload.seats"]);
@@ -296,8 +331,14 @@ mod tests {
 
     #[test]
     fn unreadable_bodies_and_limits() {
-        assert!(matches!(parse(Framing::Json, b"nope"), Err(BodyError::Unreadable { .. })));
-        assert!(matches!(parse(Framing::Json, b"[{]"), Err(BodyError::Unreadable { .. })));
+        assert!(matches!(
+            parse(Framing::Json, b"nope"),
+            Err(BodyError::Unreadable { .. })
+        ));
+        assert!(matches!(
+            parse(Framing::Json, b"[{]"),
+            Err(BodyError::Unreadable { .. })
+        ));
         assert!(matches!(
             parse(Framing::Json, format!("{BOOKING}{BOOKING}").as_bytes()),
             Err(BodyError::Unreadable { hint, .. }) if hint.contains("array")
@@ -305,17 +346,30 @@ mod tests {
         let many = format!("[{}]", vec!["{}"; MAX_EVENTS_PER_REQUEST + 1].join(","));
         assert!(matches!(
             parse(Framing::Json, many.as_bytes()),
-            Err(BodyError::TooLarge { limit: "events_per_request", .. })
+            Err(BodyError::TooLarge {
+                limit: "events_per_request",
+                ..
+            })
         ));
-        let big = format!(r#"[{BOOKING}, {{"pad": "{}"}}]"#, "x".repeat(MAX_EVENT_BYTES));
+        let big = format!(
+            r#"[{BOOKING}, {{"pad": "{}"}}]"#,
+            "x".repeat(MAX_EVENT_BYTES)
+        );
         assert!(matches!(
             parse(Framing::Json, big.as_bytes()),
-            Err(BodyError::TooLarge { limit: "event_bytes", index: Some(1), .. })
+            Err(BodyError::TooLarge {
+                limit: "event_bytes",
+                index: Some(1),
+                ..
+            })
         ));
         let huge = vec![b' '; MAX_REQUEST_BYTES + 1];
         assert!(matches!(
             parse(Framing::Json, &huge),
-            Err(BodyError::TooLarge { limit: "request_bytes", .. })
+            Err(BodyError::TooLarge {
+                limit: "request_bytes",
+                ..
+            })
         ));
         assert_eq!(parse(Framing::Json, b"[]").unwrap(), Vec::new());
     }

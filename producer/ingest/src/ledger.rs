@@ -123,9 +123,7 @@ impl Ledger for MemoryLedger {
             .iter()
             .map(|id| match inner.ids.get(id) {
                 Some(State::Written) => Claim::Written,
-                Some(State::Claimed(at)) if now.duration_since(*at) < self.lease => {
-                    Claim::InFlight
-                }
+                Some(State::Claimed(at)) if now.duration_since(*at) < self.lease => Claim::InFlight,
                 _ => {
                     inner.ids.insert(*id, State::Claimed(now));
                     Claim::New
@@ -163,10 +161,16 @@ mod tests {
     async fn a_claim_is_new_then_in_flight_then_written() {
         let ledger = MemoryLedger::default();
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        assert_eq!(ledger.claim(&[a, b]).await.unwrap(), [Claim::New, Claim::New]);
+        assert_eq!(
+            ledger.claim(&[a, b]).await.unwrap(),
+            [Claim::New, Claim::New]
+        );
         assert_eq!(ledger.claim(&[a]).await.unwrap(), [Claim::InFlight]);
         ledger.settle(&[a], &[b]).await.unwrap();
-        assert_eq!(ledger.claim(&[a, b]).await.unwrap(), [Claim::Written, Claim::New]);
+        assert_eq!(
+            ledger.claim(&[a, b]).await.unwrap(),
+            [Claim::Written, Claim::New]
+        );
     }
 
     #[tokio::test]

@@ -181,11 +181,18 @@ mod tests {
             assert!(doc.pointer(pointer).is_some(), "unresolved {r}");
         }
         let event = &doc["components"]["schemas"]["IngestEvent"];
-        assert!(!event["required"].as_array().unwrap().contains(&"event_id".into()));
-        assert!(doc["components"]["schemas"]["Envelope"]["required"]
-            .as_array()
-            .unwrap()
-            .contains(&"event_id".into()));
+        assert!(
+            !event["required"]
+                .as_array()
+                .unwrap()
+                .contains(&"event_id".into())
+        );
+        assert!(
+            doc["components"]["schemas"]["Envelope"]["required"]
+                .as_array()
+                .unwrap()
+                .contains(&"event_id".into())
+        );
         assert_eq!(doc["openapi"], "3.1.0");
     }
 

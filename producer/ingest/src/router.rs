@@ -84,7 +84,12 @@ pub struct StatsHandle(Arc<Counters>);
 impl StatsHandle {
     /// A snapshot.
     pub fn snapshot(&self) -> IngestStats {
-        let by_status = self.0.by_status.lock().map(|m| m.clone()).unwrap_or_default();
+        let by_status = self
+            .0
+            .by_status
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         IngestStats {
             requests: by_status.values().sum(),
             by_status,
@@ -263,9 +268,11 @@ impl<L: Ledger> Ingest<L> {
             self.producer.metrics().throttles
         };
         let deadline = tokio::time::Instant::now() + self.request_budget;
-        let outcomes = futures::future::join_all(pending.iter_mut().map(|(_, _, receipt)| {
-            tokio::time::timeout_at(deadline, receipt)
-        }))
+        let outcomes = futures::future::join_all(
+            pending
+                .iter_mut()
+                .map(|(_, _, receipt)| tokio::time::timeout_at(deadline, receipt)),
+        )
         .await;
         let mut written = Vec::new();
         let mut late: Vec<(Uuid, Receipt)> = Vec::new();
@@ -409,7 +416,10 @@ fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     )
 }
 
-async fn post_events<L: Ledger>(State(ingest): State<Arc<Ingest<L>>>, request: Request) -> Response {
+async fn post_events<L: Ledger>(
+    State(ingest): State<Arc<Ingest<L>>>,
+    request: Request,
+) -> Response {
     let response = events(&ingest, request).await;
     if let Ok(mut by_status) = ingest.stats.by_status.lock() {
         *by_status.entry(response.status().as_u16()).or_insert(0) += 1;
@@ -436,7 +446,8 @@ async fn events<L: Ledger>(ingest: &Ingest<L>, request: Request) -> Response {
             None => return unauthorized(false),
         },
     };
-    let Some(framing) = Framing::from_content_type(header_str(&parts.headers, header::CONTENT_TYPE))
+    let Some(framing) =
+        Framing::from_content_type(header_str(&parts.headers, header::CONTENT_TYPE))
     else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -480,14 +491,28 @@ async fn events<L: Ledger>(ingest: &Ingest<L>, request: Request) -> Response {
 
 async fn read_body(body: Body) -> Result<Bytes, Response> {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+    match http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(
-            too_large("request_bytes", MAX_REQUEST_BYTES, None, MAX_REQUEST_BYTES + 1),
-        ),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large(
+                "request_bytes",
+                MAX_REQUEST_BYTES,
+                None,
+                MAX_REQUEST_BYTES + 1,
+            ))
+        }
         Err(e) => Err(error(
             StatusCode::BAD_REQUEST,
-            ErrorResponse::new(format!("the body could not be read: {e}"), "send the request again"),
+            ErrorResponse::new(
+                format!("the body could not be read: {e}"),
+                "send the request again",
+            ),
         )),
     }
 }
@@ -565,7 +590,11 @@ async fn readyz<L: Ledger>(State(ingest): State<Arc<Ingest<L>>>) -> Response {
         None => Ok(()),
     };
     match ready {
-        Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"}), None),
+        Ok(()) => json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready"}),
+            None,
+        ),
         Err(reason) => json(
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({"status": "unavailable", "reason": reason}),
