@@ -760,7 +760,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let shared = Arc::new(Sender {
         client,
         uri: target.events.clone(),
-        authorization: args.api_key.as_ref().map(|k| format!("Bearer {k}")),
+        // An empty FLYHIGH_API_KEY means no key, not `Bearer ` with nothing after it.
+        authorization: args
+            .api_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .map(|k| format!("Bearer {k}")),
         timeout: plan.timeout,
     });
     let in_flight = Arc::new(AtomicUsize::new(0));
