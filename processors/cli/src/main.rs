@@ -28,6 +28,7 @@ mod demand_cmd;
 mod demo;
 mod errors;
 mod inventory_cmd;
+mod load_cmd;
 mod pipeline;
 mod report;
 mod schedule_cmd;
@@ -80,6 +81,8 @@ enum Command {
     /// Write sample events as NDJSON, for `demo --events-file`.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Offer HTTP traffic to the ingest API on a fixed schedule; report ack latency.
+    Load(load_cmd::LoadArgs),
 }
 
 #[derive(Subcommand)]
@@ -233,6 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Routes(command) => demand_cmd::routes(command).await,
             Command::Alerts(command) => demand_cmd::alerts(command).await,
             Command::Archive(command) => archive_cmd::run(command).await,
+            Command::Load(args) => load_cmd::run(args).await,
         }
     })
 }
