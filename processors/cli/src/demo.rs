@@ -20,6 +20,10 @@ use flyhigh_simulator::{SimConfig, Simulator, SurgeConfig};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use flyhigh_local::{
+    Deployment, DeploymentConfig, EvaluatorSchedule, Files, Horizon, StreamKind,
+};
+
 use crate::pipeline::{self, Produced};
 use crate::report::{self, InventoryCheck, InventorySummary};
 
@@ -157,43 +161,6 @@ struct ProducerSummary {
     retries: u64,
 }
 
-#[derive(Serialize)]
-struct Files {
-    inventory_sqlite: PathBuf,
-    dead_letters: PathBuf,
-    failed_batches: PathBuf,
-    producer_dead_letters: PathBuf,
-    demand_sqlite: PathBuf,
-    demand_dead_letters: PathBuf,
-    demand_failed_batches: PathBuf,
-    alerts: PathBuf,
-    archive: PathBuf,
-    archive_checkpoints: PathBuf,
-    archive_dead_letters: PathBuf,
-    archive_failed_batches: PathBuf,
-}
-
-/// Spawns `runner` reading every shard of `stream` and invoking `handler` (an
-/// `Arc` of any of the handlers, which all have `handle(KinesisEvent)`), with its
-/// failed batches to `failed`; the task returns the mapping's stats.
-macro_rules! spawn_mapping {
-    ($runner:expr, $handler:expr, $stream:expr, $failed:expr) => {{
-        let (runner, handler, source, failed) = (
-            $runner.clone(),
-            $handler.clone(),
-            LocalSource::new($stream.clone()),
-            $failed,
-        );
-        tokio::spawn(async move {
-            let invoke = handler_fn(|event| {
-                let handler = handler.clone();
-                async move { Ok(handler.handle(event).await) }
-            });
-            runner.run(&source, &invoke, &failed).await
-        })
-    }};
-}
-
 pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     let events_file = match &args.events_file {
         Some(path) => Some(pipeline::EventsFile::read(path)?),
@@ -231,113 +198,44 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     // anything (see flyhigh_core::demand::counting).
     let sim_clock = sim.clock();
     let schedule = sim.schedule();
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let files = Files {
-        inventory_sqlite: args.out.join("inventory.sqlite"),
-        dead_letters: args.out.join("dead-letters.jsonl"),
-        failed_batches: args.out.join("failed-batches.jsonl"),
-        producer_dead_letters: args.out.join("producer-dead-letters.jsonl"),
-        demand_sqlite: args.out.join(flyhigh_embedded::DEMAND_FILE),
-        demand_dead_letters: args.out.join("demand-dead-letters.jsonl"),
-        demand_failed_batches: args.out.join("demand-failed-batches.jsonl"),
-        alerts: args.out.join(flyhigh_embedded::ALERTS_FILE),
-        archive: args.out.join(flyhigh_embedded::ARCHIVE_DIR),
-        archive_checkpoints: args.out.join(flyhigh_embedded::ARCHIVE_CHECKPOINTS_FILE),
-        archive_dead_letters: args.out.join("archive-dead-letters.jsonl"),
-        archive_failed_batches: args.out.join("archive-failed-batches.jsonl"),
-    };
+    let files = Files::under(&args.out);
     // A demo run starts from nothing, so that its check compares like with like.
-    for path in [
-        &files.inventory_sqlite,
-        &files.dead_letters,
-        &files.failed_batches,
-        &files.producer_dead_letters,
-        &files.demand_sqlite,
-        &files.demand_dead_letters,
-        &files.demand_failed_batches,
-        &files.alerts,
-        &files.archive_checkpoints,
-        &files.archive_dead_letters,
-        &files.archive_failed_batches,
-    ] {
-        remove_if_exists(path)?;
-        // SQLite's side files, and what `flyhigh dead-letters replay` keeps beside a
-        // letter file: the ledger of an earlier run's letters means nothing now.
-        for suffix in ["-wal", "-shm", ".replayed.jsonl", ".failed-again.jsonl"] {
-            remove_if_exists(&PathBuf::from(format!("{}{suffix}", path.display())))?;
-        }
-    }
-    if files.archive.exists() {
-        std::fs::remove_dir_all(&files.archive)
-            .with_context(|| format!("removing {}", files.archive.display()))?;
-    }
-    let store = SqliteInventoryStore::open(&files.inventory_sqlite)?;
-    store.load_schedule(&schedule).await?;
-    let dead_letters = JsonLinesFile::create(&files.dead_letters)?;
-    let failed_batches = JsonLinesFile::create(&files.failed_batches)?;
-
+    files.reset()?;
     let bars = MultiProgress::new();
-
-    // The hot-route processor: one SQLite file for counters and alerts, alerts to
-    // alerts.jsonl and the console.
-    let demand_store = Arc::new(SqliteDemandStore::open(&files.demand_sqlite)?);
-    let alert_log = {
-        let bars = bars.clone();
-        Arc::new(AlertLog::new(&files.alerts)?.with_console(move |line| {
-            let _ = bars.println(line);
-        }))
-    };
-    let routes_from = SqliteInventoryStore::open_read_only(&files.inventory_sqlite)?;
-    let demand_handler = Arc::new(
-        DemandHandler::new(
-            demand_store.clone(),
-            routes_from,
-            JsonLinesFile::create(&files.demand_dead_letters)?,
-        )
-        .with_late_allowance(chrono::Duration::from_std(DEMO_ALLOWANCE).unwrap_or_default())
-        .with_clock({
-            let clock = sim_clock.clone();
-            move || clock.now()
-        }),
-    );
-    // Routes between airports the schedule does not serve (a client inventing pairs)
-    // leave the registry unjudged, as the alerts Lambda's KNOWN_AIRPORTS does.
-    let evaluator = Arc::new(
-        SurgeEvaluator::new(
-            demand_store.clone(),
-            demand_store.clone(),
-            alert_log.clone(),
-        )
-        .with_route_check(flyhigh_core::demand::registry::RouteCheck::of_schedule(
-            &schedule,
-        )),
-    );
-
-    let stream = LocalStream::new("flyhigh-events", args.shards).with_clock({
+    let clock: flyhigh_local::Clock = {
         let clock = sim_clock.clone();
-        move || clock.now()
-    });
-    let handler = Arc::new(
-        InventoryHandler::new(store, dead_letters)
-            .with_clock(move || simulated_now)
-            .with_flight_watch(FlightAlerts::new(demand_store.clone(), alert_log.clone())),
-    );
-    let mapping = MappingConfig {
+        Arc::new(move || clock.now())
+    };
+    let allowance = chrono::Duration::from_std(DEMO_ALLOWANCE).unwrap_or_default();
+    // The pipeline infra/ deploys, on an in-memory stream, in simulated time: arrival
+    // times and the demand consumers' clock are the simulated day's (event and arrival
+    // times must be on one clock for lateness and progress to mean anything, see
+    // flyhigh_core::demand::counting), and the scheduled evaluator judges what every
+    // shard's counters have passed, as the alerts Lambda judges what the wall clock has.
+    let deployment = Deployment::start(DeploymentConfig {
+        data: args.out.clone(),
+        stream: StreamKind::Memory,
+        shards: args.shards,
         batch_size: args.batch_size,
         poll_interval: Duration::from_millis(5),
-        bisect_batch_on_function_error: true,
-        ..MappingConfig::default()
-    };
-    let runner = Runner::new(mapping.clone());
-    let demand_runner = Runner::new(mapping.clone());
-    // The archive processor: Parquet under OUT/archive, checkpoints in SQLite.
-    let archive_handler = Arc::new(ArchiveHandler::new(
-        LocalObjectStore::open(&files.archive)?,
-        SqliteArchiveCheckpoints::open(&files.archive_checkpoints)?,
-        JsonLinesFile::create(&files.archive_dead_letters)?,
-    ));
-    let archive_runner = Runner::new(mapping);
+        schedule,
+        late_allowance: allowance,
+        clock: Some(clock),
+        inventory_clock: Some(Arc::new(move || simulated_now)),
+        evaluator: EvaluatorSchedule {
+            every: Duration::from_millis(250),
+            horizon: Horizon::BehindSlowestShard,
+        },
+        compact_every: None,
+        checkpoints_on_disk: false,
+        console: Some({
+            let bars = bars.clone();
+            Arc::new(move |line: &str| {
+                let _ = bars.println(line);
+            })
+        }),
+    })
+    .await?;
 
     let style =
         ProgressStyle::with_template("{prefix:>9} [{bar:40}] {pos:>8}/{len} {per_sec:>12} {msg}")
@@ -356,72 +254,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     );
 
     let started = Instant::now();
-    // Each processor's event source mapping over the same stream, as three Lambda
-    // mappings would read it.
-    let consumer = spawn_mapping!(runner, handler, stream, failed_batches);
-    let demand_consumer = spawn_mapping!(
-        demand_runner,
-        demand_handler,
-        stream,
-        JsonLinesFile::create(&files.demand_failed_batches)?
-    );
-    // The archive handler is given each invocation's deadline (the runner's function
-    // timeout), as the archive Lambda is given its context's: a heavy batch commits the
-    // parts it has time for and reports the rest.
-    let archive_consumer = {
-        let (runner, handler, source, failed) = (
-            archive_runner.clone(),
-            archive_handler.clone(),
-            LocalSource::new(stream.clone()),
-            JsonLinesFile::create(&files.archive_failed_batches)?,
-        );
-        tokio::spawn(async move {
-            let invoke = handler_fn_by(|event, deadline| {
-                let handler = handler.clone();
-                async move {
-                    Ok(handler
-                        .handle_by(event, flyhigh_handlers::Deadline::at(deadline))
-                        .await)
-                }
-            });
-            runner.run(&source, &invoke, &failed).await
-        })
-    };
-    // The scheduled evaluator, in simulated time: it judges what every shard's
-    // counters have passed, as the alerts Lambda judges what the wall clock has.
-    let (stop_evaluating, mut stopped) = tokio::sync::watch::channel(false);
-    let evaluating = {
-        let (evaluator, demand_store, shards) =
-            (evaluator.clone(), demand_store.clone(), args.shards);
-        tokio::spawn(async move {
-            let mut runs = 0u64;
-            let mut judged = 0u64;
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-                let Ok(marks) = demand_store.watermarks().await else {
-                    continue;
-                };
-                if marks.len() < shards {
-                    continue;
-                }
-                let Some(slowest) = marks.iter().map(|w| w.progress).min() else {
-                    continue;
-                };
-                let horizon =
-                    slowest - chrono::Duration::from_std(DEMO_ALLOWANCE).unwrap_or_default();
-                if let Ok(report) = evaluator.run(horizon, chrono::Utc::now).await {
-                    runs += 1;
-                    judged += report.buckets_judged;
-                }
-            }
-            (runs, judged)
-        })
-    };
     let ticker = {
-        let (runner, bar) = (runner.clone(), consumed_bar.clone());
+        let (runner, bar) = (deployment.inventory_runner(), consumed_bar.clone());
         tokio::spawn(async move {
             loop {
                 bar.set_position(runner.stats().records_done);
@@ -432,7 +266,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
 
     let producer = Producer::builder()
         .dead_letters_file(&files.producer_dead_letters)
-        .build_with(stream.clone())
+        .build_with(deployment.stream().clone())
         .await
         .context("starting the producer")?;
     let outcome = pipeline::produce(sim, extra, &producer, args.poison_every, |n| {
@@ -441,35 +275,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     .await?;
     let report = producer.close().await;
     let producer_metrics = producer.metrics();
-    stream.close();
     produced_bar.finish();
-    let runner_stats = consumer.await.context("consumer task")??;
-    let demand_runner_stats = demand_consumer.await.context("demand consumer task")??;
-    let archive_runner_stats = archive_consumer.await.context("archive consumer task")??;
-    let _ = stop_evaluating.send(true);
-    let (mut evaluator_runs, mut buckets_judged) = evaluating.await.context("evaluator task")?;
-    // The stream has ended: judge everything up to the end of the simulated span.
-    let last = evaluator
-        .run(
-            simulated_now + chrono::Duration::minutes(1),
-            chrono::Utc::now,
-        )
+    // The stream ends; each mapping reads it to its end. Then judge everything up to
+    // the end of the simulated span.
+    let mut deployment = deployment;
+    let stats = deployment
+        .finish(Some(simulated_now + chrono::Duration::minutes(1)))
         .await?;
-    evaluator_runs += 1;
-    buckets_judged += last.buckets_judged;
     ticker.abort();
-    consumed_bar.set_position(runner_stats.records_done);
+    consumed_bar.set_position(stats.inventory.runner.records_done);
     consumed_bar.finish();
     let elapsed = started.elapsed();
 
-    let handler_stats = handler.stats();
-    let inventory = handler.store().inventory().await?;
+    let handler_stats = stats.inventory.handler.clone();
+    let runner_stats = stats.inventory.runner.clone();
+    let inventory = deployment.inventory().store().inventory().await?;
     let check = InventoryCheck::new(&outcome.expected, &inventory);
-    let demand_stats = demand_handler.stats();
+    let demand_stats = stats.demand.handler.clone();
     let surge_route = outcome.simulation.surge_route.clone();
     let surge_start = outcome.simulation.surge_window.map(|(from, _)| from);
     // Every counter, routes the evaluator forgot included.
-    let counted = demand_store.total_counts()?;
+    let counted = deployment.demand_store().total_counts()?;
     let unrouted = demand_stats.unrouted_cancellations;
     let counts_check = counted.searches == outcome.produced.search
         && counted.bookings == outcome.produced.booking
@@ -481,7 +307,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         None
     } else {
         let after = simulated_now + flyhigh_handlers::archive::DEFAULT_GRACE;
-        Some(crate::archive_cmd::compact_local(&files.archive, after).await?)
+        Some(flyhigh_local::compact_closed(&files.archive, after).await?)
     };
     let archive_contents = crate::archive_cmd::summarize(
         &LocalObjectStore::open(&files.archive)?,
@@ -489,7 +315,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         true,
     )
     .await?;
-    let archive_stats = archive_handler.stats();
+    let archive_stats = stats.archive.handler.clone();
     // Compaction keeps one row per event_id (an events file may repeat an event).
     let rows_check = archive_contents.rows == outcome.produced.distinct
         || (args.no_compact && archive_contents.rows >= outcome.produced.total);
@@ -529,11 +355,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         runner: runner_stats,
         demand: DemandSummary {
             handler: demand_stats,
-            runner: demand_runner_stats,
+            runner: stats.demand.runner.clone(),
             counted,
             counts_check,
-            evaluator_runs,
-            buckets_judged,
+            evaluator_runs: stats.evaluator_runs,
+            buckets_judged: stats.buckets_judged,
             surge_route: surge_route.clone(),
             surge_start,
         },
@@ -547,7 +373,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             contents: archive_contents,
             rows_check,
             handler: archive_stats,
-            runner: archive_runner_stats,
+            runner: stats.archive.runner.clone(),
             compaction,
         },
         events_file: events_file.map(|f| EventsFileSummary {
@@ -581,15 +407,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
 /// everything once the stream ends. In AWS, where event and arrival times are wall
 /// time, the allowance is two minutes.
 const DEMO_ALLOWANCE: Duration = Duration::from_secs(24 * 3600);
-
-fn remove_if_exists(path: &std::path::Path) -> anyhow::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", path.display()))
-        }
-        _ => Ok(()),
-    }
-}
 
 fn print_summary(s: &DemoSummary, path: &std::path::Path) {
     let p = &s.events_produced;
