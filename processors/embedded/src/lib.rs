@@ -96,11 +96,15 @@ pub mod archive;
 pub mod demand;
 pub mod jsonl;
 pub mod sqlite;
+pub mod stream;
 
 pub use archive::{LocalObjectStore, SqliteArchiveCheckpoints};
 pub use demand::{AlertLog, SqliteDemandStore};
 pub use jsonl::{JsonLinesError, JsonLinesFile, read_all};
 pub use sqlite::SqliteInventoryStore;
+pub use stream::{
+    DurableShardReader, DurableStream, ShardStats, StreamConfig, StreamError, StreamStats,
+};
 
 /// Conventional name of the inventory database in the demo's data directory.
 pub const INVENTORY_FILE: &str = "inventory.sqlite";
