@@ -257,10 +257,10 @@ impl Writer {
     }
 
     fn trim_if_due(&mut self) {
-        if self.commits_since_trim >= TRIM_EVERY_COMMITS || self.last_trim.elapsed() >= TRIM_EVERY {
-            if let Err(error) = self.trim() {
-                tracing::warn!(%error, "stream retention failed; it is tried again later");
-            }
+        let due =
+            self.commits_since_trim >= TRIM_EVERY_COMMITS || self.last_trim.elapsed() >= TRIM_EVERY;
+        if due && let Err(error) = self.trim() {
+            tracing::warn!(%error, "stream retention failed; it is tried again later");
         }
     }
 
