@@ -161,20 +161,20 @@ impl StreamSource for DurableStream {
         reader.last = match start {
             StartPosition::TrimHorizon => 0,
             StartPosition::Latest => {
-                let conn = open_reader(self.path())
-                    .map_err(|e| transient("cannot open the stream file for reading", e))?;
-                let last = tokio::task::spawn_blocking(move || {
+                let path = self.path().to_path_buf();
+                let (conn, last) = tokio::task::spawn_blocking(move || {
+                    let conn = open_reader(&path)?;
                     let last =
                         conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM records", [], |r| {
                             r.get::<_, i64>(0)
-                        });
-                    (conn, last)
+                        })?;
+                    Ok::<_, rusqlite::Error>((conn, last))
                 })
                 .await
-                .map_err(|e| transient("the stream read task failed", e))?;
-                reader.conn = Some(last.0);
-                last.1
-                    .map_err(|e| transient("cannot read the stream file", e))?
+                .map_err(|e| transient("the stream read task failed", e))?
+                .map_err(|e| transient("cannot read the stream file", e))?;
+                reader.conn = Some(conn);
+                last
             }
             StartPosition::AfterSequenceNumber(seq) => match parse_sequence_number(&seq) {
                 Some(n) => n,
