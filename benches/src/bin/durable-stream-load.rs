@@ -52,11 +52,9 @@ async fn run<T: Transport + Clone>(
             let (producer, events) = (producer.clone(), events.clone());
             tokio::spawn(async move {
                 for event in events.iter().skip(t).step_by(senders) {
-                    // The receipt is not awaited: `close` waits for every record.
-                    let _ = producer
-                        .send(event)
-                        .await
-                        .expect("simulated events are valid");
+                    let receipt = producer.send(event).await;
+                    // Not awaited: `close` waits for every record.
+                    drop(receipt.expect("simulated events are valid"));
                 }
             })
         })

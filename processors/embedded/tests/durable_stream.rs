@@ -674,3 +674,30 @@ fn a_shard_count_mismatch_is_an_error_that_names_both() {
         }
     ));
 }
+
+#[tokio::test]
+async fn the_writer_applies_retention_on_its_own_every_thousand_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0: DateTime<Utc> = "2026-12-01T09:00:00Z".parse().unwrap();
+    let now = Arc::new(Mutex::new(t0));
+    let clock = now.clone();
+    let config = StreamConfig::new("s", 1).retention(Duration::from_secs(60));
+    let stream = DurableStream::open(&dir.path().join("s.sqlite"), config)
+        .unwrap()
+        .with_clock(move || *clock.lock().unwrap());
+    stream
+        .put(&[Entry::new("a", b"old".to_vec())])
+        .await
+        .unwrap();
+    *now.lock().unwrap() = t0 + chrono::Duration::hours(1);
+    for i in 0..1_000u32 {
+        stream
+            .put(&[Entry::new("a", i.to_be_bytes().to_vec())])
+            .await
+            .unwrap();
+    }
+    let stats = stream.stats();
+    assert_eq!(stats.records_trimmed, 1, "{stats:?}");
+    assert_eq!(stats.shards[0].records, 1_000);
+    assert_eq!(read_all(&stream).await.len(), 1_000);
+}
