@@ -70,13 +70,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use flyhigh_producer::limits::entry_size;
 use flyhigh_producer::{Entry, EntryResult, ShardInfo, ShardLimits, Transport, TransportError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use uuid::Uuid;
 
 pub use reader::DurableShardReader;
 use writer::{Command, Shared, Writer};
+
+/// Bytes of put requests (data and partition keys) that may wait for the writer at
+/// once; further puts wait. Bounds memory when callers outpace the disk's syncs.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a reader or a stream operation waits for a SQLite lock held by another
 /// connection (a trim, another process) before failing.
@@ -262,6 +267,8 @@ struct Inner {
     shared: Arc<Shared>,
     /// `None` only while dropping.
     commands: Option<Sender<Command>>,
+    /// KiB of put requests waiting for or in a commit (back-pressure).
+    pending: Semaphore,
     writer: Option<JoinHandle<()>>,
     /// A read-only connection for [`DurableStream::contains_events`].
     lookups: Arc<Mutex<Option<Connection>>>,
@@ -376,6 +383,7 @@ impl DurableStream {
                 commands: Some(commands),
                 writer: Some(handle),
                 lookups: Arc::default(),
+                pending: Semaphore::new(MAX_PENDING_BYTES / 1024),
             }),
         })
     }
@@ -428,6 +436,12 @@ impl DurableStream {
     ///
     /// # Errors
     ///
+    /// Waits while [`MAX_PENDING_BYTES`] of requests are already waiting for the
+    /// disk: callers are slowed to what the disk syncs, rather than queueing without
+    /// bound.
+    ///
+    /// # Errors
+    ///
     /// [`TransportError::Permanent`] when the stream is closed or the request breaks
     /// a limit; [`TransportError::Transient`] when the commit failed (nothing of the
     /// request was written: retry).
@@ -439,6 +453,16 @@ impl DurableStream {
             )));
         }
         prepare::check_request(entries)?;
+        // Held until answered. A request is at most 5 MiB, within the bound.
+        let kib = entries.iter().map(entry_size).sum::<usize>() / 1024 + 1;
+        let _pending = self
+            .inner
+            .pending
+            .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| {
+                TransportError::Permanent(format!("stream {} is closed", self.inner.name))
+            })?;
         let prepared = entries
             .iter()
             .map(|e| prepare::prepare(&self.inner.shards, e, self.inner.dedupe))

@@ -701,3 +701,24 @@ async fn the_writer_applies_retention_on_its_own_every_thousand_commits() {
     assert_eq!(stats.shards[0].records, 1_000);
     assert_eq!(read_all(&stream).await.len(), 1_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_beyond_the_pending_bound_wait_and_all_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = open(dir.path(), 2);
+    // 16 requests of 5 x 900 KiB: 70 MiB, more than MAX_PENDING_BYTES at once.
+    let puts = (0..16).map(|i| {
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            let entries: Vec<Entry> = (0..5)
+                .map(|j| Entry::new(format!("k{i}-{j}"), vec![i as u8; 900 * 1024]))
+                .collect();
+            stream.put(&entries).await
+        })
+    });
+    for put in futures::future::join_all(puts).await {
+        assert_eq!(put.unwrap().unwrap().len(), 5);
+    }
+    const { assert!(16 * 5 * 900 * 1024 > flyhigh_embedded::stream::MAX_PENDING_BYTES) };
+    assert_eq!(stream.stats().records_written, 80);
+}
