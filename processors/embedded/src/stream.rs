@@ -13,7 +13,9 @@
 //!   [`DurableStream::put`] hands it the request and waits. The thread takes every
 //!   request waiting, writes them in one transaction and commits with
 //!   `synchronous=FULL`, then answers them all: one sync for many concurrent
-//!   requests, and nothing answered `Ok` before its commit returned.
+//!   requests, and nothing answered `Ok` before its commit returned. Puts wait
+//!   while [`MAX_PENDING_BYTES`] of requests are already queued: callers slow to
+//!   the disk's pace instead of filling memory.
 //! - **Event-id dedupe** (on by default, [`StreamConfig::dedupe_event_ids`]). Each
 //!   user record's `event_id` (in an aggregate or alone) is recorded in the same
 //!   transaction as the record; one already in the stream, or earlier in the same
