@@ -35,6 +35,17 @@
 //!   [`ArchiveCheckpoints`](flyhigh_core::ports::ArchiveCheckpoints): one row per
 //!   shard, saved conditionally on its version, exact across threads and processes
 //!   sharing the file.
+//! - [`stream`]: [`DurableStream`], the durable local stream `flyhigh serve` writes
+//!   to: Kinesis records (KPL aggregates, sequence numbers, arrival times, shards
+//!   placed as [`LocalStream`](flyhigh_producer::LocalStream) places them) in one
+//!   SQLite file in WAL mode. A put is acknowledged only once synced, with group
+//!   commit (one writer thread, one sync for every request waiting); user records
+//!   whose `event_id` is already in the stream are dropped in the same transaction,
+//!   so a client's retry is harmless; records older than the retention are trimmed;
+//!   a reopened file holds exactly what was committed. It is the producer's
+//!   [`Transport`](flyhigh_producer::Transport) and the runner's
+//!   [`StreamSource`](flyhigh_runner::StreamSource) ([`DurableShardReader`]), read
+//!   while it is written.
 //!
 //! # Files
 //!
@@ -50,6 +61,7 @@
 //! | [`ALERTS_FILE`] | [`AlertLog`] | every alert published, one [`Alert`](flyhigh_schemas::Alert) per line |
 //! | [`ARCHIVE_DIR`]`/` | [`LocalObjectStore`] | the archive: Parquet files under `event_type=/dt=/hour=/`, staged copies under `_staging/` |
 //! | [`ARCHIVE_CHECKPOINTS_FILE`] (+ `-wal`, `-shm`) | [`SqliteArchiveCheckpoints`] | table `archive_checkpoints` |
+//! | [`STREAM_FILE`] (+ `-wal`, `-shm`) | [`DurableStream`] | tables `records`, `event_ids` and `meta` |
 //!
 //! # Example
 //!
@@ -96,11 +108,15 @@ pub mod archive;
 pub mod demand;
 pub mod jsonl;
 pub mod sqlite;
+pub mod stream;
 
 pub use archive::{LocalObjectStore, SqliteArchiveCheckpoints};
 pub use demand::{AlertLog, SqliteDemandStore};
 pub use jsonl::{JsonLinesError, JsonLinesFile, read_all};
 pub use sqlite::SqliteInventoryStore;
+pub use stream::{
+    DurableShardReader, DurableStream, ShardStats, StreamConfig, StreamError, StreamStats,
+};
 
 /// Conventional name of the inventory database in the demo's data directory.
 pub const INVENTORY_FILE: &str = "inventory.sqlite";
@@ -124,3 +140,6 @@ pub const ARCHIVE_DIR: &str = "archive";
 
 /// Conventional name of the archive checkpoint database in the demo's data directory.
 pub const ARCHIVE_CHECKPOINTS_FILE: &str = "archive-checkpoints.sqlite";
+
+/// Conventional name of the durable stream's database in the data directory.
+pub const STREAM_FILE: &str = "stream.sqlite";
