@@ -12,7 +12,7 @@ use flyhigh_core::archive::{DataFile, FileKind, Partition, files::row_count};
 use flyhigh_core::ports::ObjectStore;
 use flyhigh_embedded::LocalObjectStore;
 use flyhigh_handlers::Compactor;
-use flyhigh_handlers::archive::{CompactionReport, DEFAULT_GRACE, DEFAULT_TARGET_BYTES};
+use flyhigh_handlers::archive::{CompactionReport, DEFAULT_TARGET_BYTES};
 use flyhigh_schemas::archive::{ArchiveTable, athena_ddl};
 use serde::Serialize;
 
@@ -263,23 +263,6 @@ async fn compact(
         .compact_closed(now)
         .await
         .context("compaction stopped (every row is still readable; run it again to finish)")
-}
-
-/// Compacts every hour of a local archive whose traffic has ended at `now` (the
-/// demo's simulated clock), with the default target and grace.
-pub async fn compact_local(
-    dir: &std::path::Path,
-    now: DateTime<Utc>,
-) -> anyhow::Result<CompactionReport> {
-    let report = Compactor::new(LocalObjectStore::open(dir)?)
-        .with_grace(DEFAULT_GRACE)
-        .compact_closed(now)
-        .await
-        .context("compacting the demo's archive")?;
-    if let Some((partition, error)) = report.failed.first() {
-        anyhow::bail!("compacting the demo's archive: {partition}: {error}");
-    }
-    Ok(report)
 }
 
 pub fn print_report(report: &CompactionReport) {

@@ -6,23 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use flyhigh_core::{DemandStore, InventoryStore};
-use flyhigh_embedded::{
-    AlertLog, JsonLinesFile, LocalObjectStore, SqliteArchiveCheckpoints, SqliteDemandStore,
-    SqliteInventoryStore,
-};
-use flyhigh_handlers::{
-    ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator,
-};
-use flyhigh_producer::{LocalStream, Producer};
-use flyhigh_runner::{LocalSource, MappingConfig, Runner, handler_fn, handler_fn_by};
+use flyhigh_core::InventoryStore;
+use flyhigh_embedded::LocalObjectStore;
+use flyhigh_producer::Producer;
 use flyhigh_simulator::{SimConfig, Simulator, SurgeConfig};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use flyhigh_local::{
-    Deployment, DeploymentConfig, EvaluatorSchedule, Files, Horizon, StreamKind,
-};
+use flyhigh_local::{Deployment, DeploymentConfig, EvaluatorSchedule, Files, Horizon, StreamKind};
 
 use crate::pipeline::{self, Produced};
 use crate::report::{self, InventoryCheck, InventorySummary};

@@ -726,11 +726,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
     check_health(&client, &target.healthz, plan.timeout).await?;
 
-    let simulator = flyhigh_simulator::Simulator::new(flyhigh_simulator::SimConfig::new(
-        args.seed,
-        plan.events,
-    ))
-    .context("setting up the simulator")?;
+    // Today's day (UTC): searches are for flights from today on and bookings name
+    // flights `flyhigh serve` schedules from today, whatever day the load runs.
+    let mut sim_config = flyhigh_simulator::SimConfig::new(args.seed, plan.events);
+    sim_config.start = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let simulator =
+        flyhigh_simulator::Simulator::new(sim_config).context("setting up the simulator")?;
     let (body_tx, mut bodies) = mpsc::channel::<BodyTemplate>(BODIES_AHEAD);
     let generator_plan = plan.clone();
     let generator = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

@@ -4,6 +4,11 @@
 //!   stream → local event-source-mapping runners → the inventory handler (with flight
 //!   alerts) and the demand handler → SQLite, the surge evaluator in simulated time,
 //!   alerts to `alerts.jsonl` and the console; all in one process, no AWS, no Docker.
+//! - `serve`: the same pipeline as a long-running local service
+//!   (`flyhigh_local::Service`): the ingest API for apps (`POST /v1/events`) in front of
+//!   a durable stream in `--data`; SIGINT/SIGTERM drain and stop; a restart goes on.
+//! - `load`: offer HTTP traffic to the ingest API at a fixed rate (an open model) and
+//!   report the ack latency.
 //! - `setup`, `produce`, `consume`: the same pipeline against AWS, or any endpoint set
 //!   with `AWS_ENDPOINT_URL` (moto in the tests).
 //! - `schedule`: write the simulator's flight schedule to a file, or load a schedule
@@ -18,8 +23,9 @@
 //! - `check`: recompute the expected inventory from the simulator's events and compare
 //!   it with a store.
 //!
-//! This crate is wiring: it builds adapters and hands them to the same handler and
-//! runner the Lambda binaries and tests use.
+//! This crate parses and prints: `demo` and `serve` get the pipeline from
+//! `flyhigh_local` (the local deployment), the AWS commands build adapters and hand
+//! them to the same handlers and runner the Lambda binaries use.
 
 mod archive_cmd;
 mod aws;
@@ -32,6 +38,7 @@ mod load_cmd;
 mod pipeline;
 mod report;
 mod schedule_cmd;
+mod serve_cmd;
 mod table;
 
 use flyhigh_core::InventoryStore;
@@ -52,6 +59,8 @@ struct Cli {
 enum Command {
     /// Run the whole pipeline in one process on the embedded default (no AWS).
     Demo(demo::DemoArgs),
+    /// Run the pipeline as a local service with the ingest API, until stopped.
+    Serve(serve_cmd::ServeArgs),
     /// Create the stream, the inventory table and the queues (AWS or AWS_ENDPOINT_URL).
     Setup(aws::SetupArgs),
     /// Load the schedule into the table and send simulated traffic to Kinesis.
@@ -193,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Serve(args) => serve_cmd::run(args).await,
             Command::Setup(args) => aws::setup(args).await.map(|()| true),
             Command::Produce(args) => aws::produce(args).await.map(|()| true),
             Command::Consume(args) => aws::consume(args).await.map(|()| true),

@@ -201,7 +201,7 @@ pub enum StreamError {
 }
 
 /// One shard's content, as [`DurableStream::stats`] reports it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ShardStats {
     /// The shard's id.
     pub shard_id: String,
@@ -216,7 +216,7 @@ pub struct ShardStats {
 }
 
 /// What the stream holds, and what its writer did since it was opened.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StreamStats {
     /// Per shard, in shard order: what is stored (read from the file when opened,
     /// kept current by the writer).

@@ -24,7 +24,9 @@ use flyhigh_embedded::{
     AlertLog, JsonLinesFile, LocalObjectStore, SqliteArchiveCheckpoints, SqliteDemandStore,
     SqliteInventoryStore,
 };
-use flyhigh_handlers::{ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator};
+use flyhigh_handlers::{
+    ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator,
+};
 use flyhigh_runner::{
     CheckpointError, CheckpointStore, FileCheckpoints, MappingConfig, MappingStats,
     MemoryCheckpoints, Runner, RunnerError, handler_fn, handler_fn_by,
@@ -109,6 +111,11 @@ pub struct DeploymentConfig {
 pub enum StreamKind {
     /// In memory: a bounded run.
     Memory,
+    /// SQLite in the data directory (`stream.sqlite`), keeping records this long.
+    Durable {
+        /// Records older than this (by arrival) are trimmed, as Kinesis's retention.
+        retention: Duration,
+    },
 }
 
 /// The running pipeline.
@@ -154,6 +161,40 @@ pub struct ProcessorStats<H> {
     pub runner: MappingStats,
 }
 
+/// Reads a deployment's stats; cheap to clone.
+#[derive(Clone)]
+pub struct StatusHandle {
+    inventory: Arc<Inventory>,
+    demand: Arc<Demand>,
+    archive: Arc<Archive>,
+    runners: [Runner; 3],
+    evaluations: Arc<EvaluationCounters>,
+}
+
+impl StatusHandle {
+    /// What each processor has done so far.
+    pub fn stats(&self) -> DeploymentStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        DeploymentStats {
+            inventory: ProcessorStats {
+                handler: self.inventory.stats(),
+                runner: self.runners[0].stats(),
+            },
+            demand: ProcessorStats {
+                handler: self.demand.stats(),
+                runner: self.runners[1].stats(),
+            },
+            archive: ProcessorStats {
+                handler: self.archive.stats(),
+                runner: self.runners[2].stats(),
+            },
+            evaluator_runs: self.evaluations.runs.load(Relaxed),
+            buckets_judged: self.evaluations.buckets_judged.load(Relaxed),
+            compactions: self.evaluations.compactions.load(Relaxed),
+        }
+    }
+}
+
 /// Checkpoints in memory or in a file.
 enum Checkpoints {
     Memory(MemoryCheckpoints),
@@ -172,7 +213,12 @@ impl CheckpointStore for Checkpoints {
         }
     }
 
-    async fn save(&self, stream: &str, shard_id: &str, sequence: &str) -> Result<(), CheckpointError> {
+    async fn save(
+        &self,
+        stream: &str,
+        shard_id: &str,
+        sequence: &str,
+    ) -> Result<(), CheckpointError> {
         match self {
             Checkpoints::Memory(c) => c.save(stream, shard_id, sequence).await,
             Checkpoints::File(c) => c.save(stream, shard_id, sequence).await,
@@ -202,6 +248,18 @@ impl Deployment {
         let stream = match config.stream {
             StreamKind::Memory => Stream::Memory(
                 flyhigh_producer::LocalStream::new("flyhigh-events", config.shards).with_clock({
+                    let clock = clock.clone();
+                    move || clock()
+                }),
+            ),
+            StreamKind::Durable { retention } => Stream::Durable(
+                flyhigh_embedded::DurableStream::open(
+                    &files.stream_sqlite,
+                    flyhigh_embedded::StreamConfig::new("flyhigh-events", config.shards)
+                        .retention(retention),
+                )
+                .with_context(|| format!("opening the stream {}", files.stream_sqlite.display()))?
+                .with_clock({
                     let clock = clock.clone();
                     move || clock()
                 }),
@@ -240,10 +298,15 @@ impl Deployment {
         // Routes between airports the schedule does not serve (a client inventing
         // pairs) leave the registry unjudged, as the alerts Lambda's KNOWN_AIRPORTS does.
         let evaluator = Arc::new(
-            SurgeEvaluator::new(demand_store.clone(), demand_store.clone(), alert_log.clone())
-                .with_route_check(RouteCheck::of_schedule(&config.schedule)),
+            SurgeEvaluator::new(
+                demand_store.clone(),
+                demand_store.clone(),
+                alert_log.clone(),
+            )
+            .with_route_check(RouteCheck::of_schedule(&config.schedule)),
         );
-        let mut inventory = InventoryHandler::new(store, JsonLinesFile::create(&files.dead_letters)?);
+        let mut inventory =
+            InventoryHandler::new(store, JsonLinesFile::create(&files.dead_letters)?);
         if let Some(now) = config.inventory_clock.clone() {
             inventory = inventory.with_clock(move || now());
         }
@@ -283,13 +346,18 @@ impl Deployment {
         // mappings read it.
         mappings.push({
             let (runner, source, handler) = (runners[0].clone(), stream.clone(), inventory.clone());
-            let (failed, checkpoints) = (JsonLinesFile::create(&files.failed_batches)?, checkpoints("inventory")?);
+            let (failed, checkpoints) = (
+                JsonLinesFile::create(&files.failed_batches)?,
+                checkpoints("inventory")?,
+            );
             tokio::spawn(async move {
                 let invoke = handler_fn(|event| {
                     let handler = handler.clone();
                     async move { Ok(handler.handle(event).await) }
                 });
-                runner.run_with_checkpoints(&source, &invoke, &failed, &checkpoints).await
+                runner
+                    .run_with_checkpoints(&source, &invoke, &failed, &checkpoints)
+                    .await
             })
         });
         mappings.push({
@@ -303,7 +371,9 @@ impl Deployment {
                     let handler = handler.clone();
                     async move { Ok(handler.handle(event).await) }
                 });
-                runner.run_with_checkpoints(&source, &invoke, &failed, &checkpoints).await
+                runner
+                    .run_with_checkpoints(&source, &invoke, &failed, &checkpoints)
+                    .await
             })
         });
         // The archive handler is given each invocation's deadline (the runner's
@@ -324,7 +394,9 @@ impl Deployment {
                             .await)
                     }
                 });
-                runner.run_with_checkpoints(&source, &invoke, &failed, &checkpoints).await
+                runner
+                    .run_with_checkpoints(&source, &invoke, &failed, &checkpoints)
+                    .await
             })
         });
 
@@ -406,23 +478,17 @@ impl Deployment {
 
     /// What each processor has done so far.
     pub fn stats(&self) -> DeploymentStats {
-        use std::sync::atomic::Ordering::Relaxed;
-        DeploymentStats {
-            inventory: ProcessorStats {
-                handler: self.inventory.stats(),
-                runner: self.runners[0].stats(),
-            },
-            demand: ProcessorStats {
-                handler: self.demand.stats(),
-                runner: self.runners[1].stats(),
-            },
-            archive: ProcessorStats {
-                handler: self.archive.stats(),
-                runner: self.runners[2].stats(),
-            },
-            evaluator_runs: self.evaluations.runs.load(Relaxed),
-            buckets_judged: self.evaluations.buckets_judged.load(Relaxed),
-            compactions: self.evaluations.compactions.load(Relaxed),
+        self.status_handle().stats()
+    }
+
+    /// A handle that reads [`Deployment::stats`] from anywhere (a status page).
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle {
+            inventory: self.inventory.clone(),
+            demand: self.demand.clone(),
+            archive: self.archive.clone(),
+            runners: self.runners.clone(),
+            evaluations: self.evaluations.clone(),
         }
     }
 
@@ -435,9 +501,16 @@ impl Deployment {
     ///
     /// A mapping failed (its stream or checkpoints could not be read or written), or
     /// the last evaluator run failed.
-    pub async fn finish(&mut self, judge_until: Option<DateTime<Utc>>) -> anyhow::Result<DeploymentStats> {
+    pub async fn finish(
+        &mut self,
+        judge_until: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<DeploymentStats> {
         self.stream.close();
-        for (mapping, name) in self.mappings.drain(..).zip(["inventory", "demand", "archive"]) {
+        for (mapping, name) in self
+            .mappings
+            .drain(..)
+            .zip(["inventory", "demand", "archive"])
+        {
             mapping
                 .await
                 .with_context(|| format!("the {name} mapping's task"))?
@@ -451,7 +524,9 @@ impl Deployment {
             let report = self.evaluator.run(horizon, Utc::now).await?;
             use std::sync::atomic::Ordering::Relaxed;
             self.evaluations.runs.fetch_add(1, Relaxed);
-            self.evaluations.buckets_judged.fetch_add(report.buckets_judged, Relaxed);
+            self.evaluations
+                .buckets_judged
+                .fetch_add(report.buckets_judged, Relaxed);
         }
         Ok(self.stats())
     }
@@ -502,7 +577,9 @@ fn spawn_evaluator(
                 Ok(report) => {
                     use std::sync::atomic::Ordering::Relaxed;
                     counters.runs.fetch_add(1, Relaxed);
-                    counters.buckets_judged.fetch_add(report.buckets_judged, Relaxed);
+                    counters
+                        .buckets_judged
+                        .fetch_add(report.buckets_judged, Relaxed);
                 }
                 Err(e) => tracing::warn!(error = %e, "evaluator run failed; the next one retries"),
             }
@@ -524,7 +601,9 @@ fn spawn_compaction(
             }
             match crate::compact_closed(&archive, Utc::now()).await {
                 Ok(report) => {
-                    counters.compactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters
+                        .compactions
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if !report.compacted.is_empty() {
                         tracing::info!(hours = report.compacted.len(), "archive hours compacted");
                     }

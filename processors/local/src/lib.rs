@@ -14,12 +14,14 @@
 
 pub mod deployment;
 pub mod files;
+pub mod serve;
 pub mod stream;
 
 pub use deployment::{
     Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, StreamKind,
 };
 pub use files::Files;
+pub use serve::{ServeConfig, ServeStats, Service};
 pub use stream::Stream;
 
 use anyhow::Context;
@@ -32,14 +34,20 @@ use flyhigh_handlers::archive::{CompactionReport, Compactor, DEFAULT_GRACE};
 /// # Errors
 ///
 /// The directory cannot be read, or an hour failed to compact (the first is named).
-pub async fn compact_closed(dir: &std::path::Path, now: DateTime<Utc>) -> anyhow::Result<CompactionReport> {
+pub async fn compact_closed(
+    dir: &std::path::Path,
+    now: DateTime<Utc>,
+) -> anyhow::Result<CompactionReport> {
     let report = Compactor::new(flyhigh_embedded::LocalObjectStore::open(dir)?)
         .with_grace(DEFAULT_GRACE)
         .compact_closed(now)
         .await
         .with_context(|| format!("compacting the archive in {}", dir.display()))?;
     if let Some((partition, error)) = report.failed.first() {
-        anyhow::bail!("compacting the archive in {}: {partition}: {error}", dir.display());
+        anyhow::bail!(
+            "compacting the archive in {}: {partition}: {error}",
+            dir.display()
+        );
     }
     Ok(report)
 }

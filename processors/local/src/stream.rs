@@ -2,6 +2,7 @@
 //! service. One type, so that the producer writes and the three mappings read it the
 //! same way whichever it is.
 
+use flyhigh_embedded::{DurableShardReader, DurableStream};
 use flyhigh_producer::{Entry, EntryResult, LocalStream, ShardInfo, Transport, TransportError};
 use flyhigh_runner::local::LocalShardReader;
 use flyhigh_runner::{
@@ -13,6 +14,9 @@ use flyhigh_runner::{
 pub enum Stream {
     /// In memory (`flyhigh demo`): fast, gone when the process ends.
     Memory(LocalStream),
+    /// SQLite on disk (`flyhigh serve`): acknowledged once synced, kept across
+    /// restarts and crashes, an `event_id` stored once.
+    Durable(DurableStream),
 }
 
 impl Stream {
@@ -20,6 +24,7 @@ impl Stream {
     pub fn close(&self) {
         match self {
             Stream::Memory(s) => s.close(),
+            Stream::Durable(s) => s.close(),
         }
     }
 
@@ -27,6 +32,7 @@ impl Stream {
     pub fn shards(&self) -> Vec<ShardInfo> {
         match self {
             Stream::Memory(s) => s.shards(),
+            Stream::Durable(s) => s.shards(),
         }
     }
 }
@@ -35,6 +41,7 @@ impl Transport for Stream {
     async fn put_records(&self, entries: &[Entry]) -> Result<Vec<EntryResult>, TransportError> {
         match self {
             Stream::Memory(s) => s.put(entries),
+            Stream::Durable(s) => s.put(entries).await,
         }
     }
 
@@ -49,6 +56,7 @@ impl Transport for Stream {
     fn stream_name(&self) -> String {
         match self {
             Stream::Memory(s) => s.name().to_string(),
+            Stream::Durable(s) => s.name().to_string(),
         }
     }
 }
@@ -57,12 +65,15 @@ impl Transport for Stream {
 pub enum Reader {
     /// Of the in-memory stream.
     Memory(LocalShardReader),
+    /// Of the durable stream.
+    Durable(DurableShardReader),
 }
 
 impl ShardReader for Reader {
     async fn read(&mut self, limit: usize) -> Result<ReadOutcome, SourceError> {
         match self {
             Reader::Memory(r) => r.read(limit).await,
+            Reader::Durable(r) => r.read(limit).await,
         }
     }
 }
@@ -73,12 +84,14 @@ impl StreamSource for Stream {
     fn stream_arn(&self) -> String {
         match self {
             Stream::Memory(s) => s.arn(),
+            Stream::Durable(s) => s.arn(),
         }
     }
 
     async fn shards(&self) -> Result<Vec<SourceShard>, SourceError> {
         match self {
             Stream::Memory(s) => LocalSource::new(s.clone()).shards().await,
+            Stream::Durable(s) => StreamSource::shards(s).await,
         }
     }
 
@@ -86,6 +99,9 @@ impl StreamSource for Stream {
         match self {
             Stream::Memory(s) => Ok(Reader::Memory(
                 LocalSource::new(s.clone()).open(shard_id, start).await?,
+            )),
+            Stream::Durable(s) => Ok(Reader::Durable(
+                StreamSource::open(s, shard_id, start).await?,
             )),
         }
     }
