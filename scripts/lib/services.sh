@@ -183,6 +183,29 @@ free_port() {
   "$(_svc_python)" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Prints a TCP port free on 127.0.0.1 right now, below the kernel's ephemeral
+# range: for a port chosen now and bound later (FLYHIGH_INGEST_PROXY_PORT), which
+# a test's bind to port 0, or an outgoing connection, must not take meanwhile.
+free_port_outside_ephemeral() {
+  "$(_svc_python)" -c '
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(1000):
+    port = random.randrange(10000, max(10001, low))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port below the ephemeral range")
+'
+}
+
 # Exports the standard AWS environment for tests, pointing at moto.
 export_aws_test_env() {
   : "${FLYHIGH_MOTO_URL:?start moto first}"
@@ -362,7 +385,7 @@ start_lambda_watch() {
   } >"$env_file"
   # ingest-lambda: Kinesis through the ingest test's FaultProxy on a port chosen
   # now (nothing listens there until the test binds it), DynamoDB in moto.
-  FLYHIGH_INGEST_PROXY_PORT=$(free_port) || return 1
+  FLYHIGH_INGEST_PROXY_PORT=$(free_port_outside_ephemeral) || return 1
   export FLYHIGH_INGEST_PROXY_PORT
   export FLYHIGH_INGEST_STREAM="$FLYHIGH_LAMBDA_INGEST_STREAM"
   export FLYHIGH_INGEST_LEDGER_TABLE="$FLYHIGH_LAMBDA_INGEST_LEDGER_TABLE"

@@ -304,6 +304,24 @@ async fn valid_events_are_answered_200_and_are_in_the_stream_once() {
     let counts = in_stream(&ids(&events)).await;
     assert_eq!(counts.len(), 5, "{counts:?}");
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+
+    // Warm invocations of 10 and of 100 events, through the runtime API.
+    for size in [10, 100] {
+        let mut took = Vec::new();
+        for _ in 0..10 {
+            let events: Vec<Value> = (0..size).map(|_| booking("ios-app")).collect();
+            let start = std::time::Instant::now();
+            let answer = post(&events, ios()).await;
+            took.push(start.elapsed());
+            assert_eq!(answer.status, 200, "{answer:?}");
+        }
+        took.sort();
+        println!(
+            "{size} events a request, 10 requests: median {:?}, max {:?}",
+            took[took.len() / 2],
+            took[took.len() - 1]
+        );
+    }
 }
 
 #[tokio::test]
