@@ -25,6 +25,17 @@
 #                        POST $URL/2015-03-31/functions/<bin>/invocations
 #   FLYHIGH_LAMBDA_URL   the first package's (inventory-lambda)
 #   FLYHIGH_PYTHON       the venv's python (has pyarrow and duckdb)
+#   FLYHIGH_INGEST_PROXY_PORT
+#                        the 127.0.0.1 port ingest-lambda sends Kinesis calls to
+#                        (its AWS_ENDPOINT_URL_KINESIS): free when the watch starts;
+#                        the ingest test binds a FaultProxy there in front of
+#                        FLYHIGH_KINESALITE_URL (a function's environment is fixed
+#                        when its watch starts, the proxy's faults are not)
+#   FLYHIGH_INGEST_STREAM FLYHIGH_INGEST_LEDGER_TABLE FLYHIGH_INGEST_CALLER_SOURCES
+#   FLYHIGH_INGEST_REQUEST_BUDGET_MS
+#                        ingest-lambda's STREAM_NAME (in kinesalite), LEDGER_TABLE
+#                        (in moto), CALLER_SOURCES and REQUEST_BUDGET_MS (the test
+#                        creates the stream and the table before invoking it)
 #   INVENTORY_TABLE DEAD_LETTER_QUEUE_URL DEMAND_TABLE ALERTS_TABLE ALERTS_TOPIC_ARN
 #   ARCHIVE_BUCKET CHECKPOINT_TABLE
 #                        the DynamoDB tables, SQS queue URL, SNS topic and S3 bucket the Lambda functions
@@ -81,7 +92,7 @@ FLYHIGH_VENV=${FLYHIGH_VENV:-$FLYHIGH_ROOT/.venv}
 FLYHIGH_KINESALITE_DIR=${FLYHIGH_KINESALITE_DIR:-$FLYHIGH_ROOT/scripts/kinesalite}
 FLYHIGH_LOG_DIR=${FLYHIGH_LOG_DIR:-$FLYHIGH_ROOT/target/test-logs}
 # The packages whose binaries `cargo lambda watch` serves.
-FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda demand-lambda alerts-lambda archive-lambda compact-lambda)
+FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda demand-lambda alerts-lambda archive-lambda compact-lambda ingest-lambda)
 # Resources the Lambda functions are configured with. A function reads them
 # once at cold start, so they are fixed for the whole run; a test that invokes
 # it creates them in moto first (it finds them in its own environment).
@@ -92,6 +103,12 @@ FLYHIGH_LAMBDA_ALERTS_TABLE=${FLYHIGH_LAMBDA_ALERTS_TABLE:-flyhigh-lambda-alerts
 FLYHIGH_LAMBDA_ALERTS_TOPIC=${FLYHIGH_LAMBDA_ALERTS_TOPIC:-flyhigh-lambda-alerts}
 FLYHIGH_LAMBDA_ARCHIVE_BUCKET=${FLYHIGH_LAMBDA_ARCHIVE_BUCKET:-flyhigh-lambda-archive}
 FLYHIGH_LAMBDA_CHECKPOINT_TABLE=${FLYHIGH_LAMBDA_CHECKPOINT_TABLE:-flyhigh-lambda-archive-checkpoints}
+FLYHIGH_LAMBDA_INGEST_STREAM=${FLYHIGH_LAMBDA_INGEST_STREAM:-flyhigh-lambda-ingest}
+FLYHIGH_LAMBDA_INGEST_LEDGER_TABLE=${FLYHIGH_LAMBDA_INGEST_LEDGER_TABLE:-flyhigh-lambda-ingest-ledger}
+# Two apps, each sending only its own source (JWT claim client_id).
+FLYHIGH_LAMBDA_INGEST_CALLER_SOURCES=${FLYHIGH_LAMBDA_INGEST_CALLER_SOURCES:-'{"ios-client": ["ios-app"], "web-client": ["web-app"]}'}
+# Short, so that a request whose events the proxy throttles is answered quickly.
+FLYHIGH_LAMBDA_INGEST_REQUEST_BUDGET_MS=${FLYHIGH_LAMBDA_INGEST_REQUEST_BUDGET_MS:-2000}
 # Seconds to wait for a service to come up, and for one to stop after SIGTERM.
 FLYHIGH_START_TIMEOUT=${FLYHIGH_START_TIMEOUT:-30}
 FLYHIGH_STOP_TIMEOUT=${FLYHIGH_STOP_TIMEOUT:-10}
@@ -164,6 +181,29 @@ ensure_kinesalite() {
 # Prints a TCP port that is free on 127.0.0.1 right now.
 free_port() {
   "$(_svc_python)" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Prints a TCP port free on 127.0.0.1 right now, below the kernel's ephemeral
+# range: for a port chosen now and bound later (FLYHIGH_INGEST_PROXY_PORT), which
+# a test's bind to port 0, or an outgoing connection, must not take meanwhile.
+free_port_outside_ephemeral() {
+  "$(_svc_python)" -c '
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(1000):
+    port = random.randrange(10000, max(10001, low))
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port below the ephemeral range")
+'
 }
 
 # Exports the standard AWS environment for tests, pointing at moto.
@@ -343,17 +383,36 @@ start_lambda_watch() {
     echo "CHECKPOINT_TABLE=$CHECKPOINT_TABLE"
     echo "RUST_LOG=${FLYHIGH_LAMBDA_RUST_LOG:-info}"
   } >"$env_file"
+  # ingest-lambda: Kinesis through the ingest test's FaultProxy on a port chosen
+  # now (nothing listens there until the test binds it), DynamoDB in moto.
+  FLYHIGH_INGEST_PROXY_PORT=$(free_port_outside_ephemeral) || return 1
+  export FLYHIGH_INGEST_PROXY_PORT
+  export FLYHIGH_INGEST_STREAM="$FLYHIGH_LAMBDA_INGEST_STREAM"
+  export FLYHIGH_INGEST_LEDGER_TABLE="$FLYHIGH_LAMBDA_INGEST_LEDGER_TABLE"
+  export FLYHIGH_INGEST_CALLER_SOURCES="$FLYHIGH_LAMBDA_INGEST_CALLER_SOURCES"
+  export FLYHIGH_INGEST_REQUEST_BUDGET_MS="$FLYHIGH_LAMBDA_INGEST_REQUEST_BUDGET_MS"
   unset FLYHIGH_LAMBDA_URL
   for p in "${FLYHIGH_LAMBDA_PACKAGES[@]}"; do
     port=$(free_port) || return 1
     log=$FLYHIGH_LOG_DIR/lambda-watch-$p.log
+    # Variables of this package's function only (`env` in front of cargo-lambda,
+    # whose environment the function inherits).
+    local only=()
+    if [[ $p == ingest-lambda ]]; then
+      only=(env
+        "AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$FLYHIGH_INGEST_PROXY_PORT"
+        "STREAM_NAME=$FLYHIGH_INGEST_STREAM"
+        "LEDGER_TABLE=$FLYHIGH_INGEST_LEDGER_TABLE"
+        "CALLER_SOURCES=$FLYHIGH_INGEST_CALLER_SOURCES"
+        "REQUEST_BUDGET_MS=$FLYHIGH_INGEST_REQUEST_BUDGET_MS")
+    fi
     local args=(lambda watch
       --invoke-address 127.0.0.1 --invoke-port "$port"
       --wait --ignore-changes --color never
       --manifest-path "$FLYHIGH_ROOT/Cargo.toml"
       --package "$p" --env-file "$env_file")
     [[ -f $FLYHIGH_ROOT/Cargo.lock ]] && args+=(--locked)
-    _svc_spawn "lambda-watch-$p" "$log" "$FLYHIGH_ROOT" "$FLYHIGH_VENV/bin/cargo-lambda" "${args[@]}"
+    _svc_spawn "lambda-watch-$p" "$log" "$FLYHIGH_ROOT" "${only[@]}" "$FLYHIGH_VENV/bin/cargo-lambda" "${args[@]}"
     pid=$REPLY
     # A TCP connect, not an HTTP request: every path it does not route (even
     # GET /) is a function-URL call that starts and invokes the default function.

@@ -26,12 +26,16 @@
 //!
 //! Layout (pure first): [`limits`] (the named limits), [`response`] (results and the
 //! status they add up to), [`body`] (the body into events, decoded as consumers
-//! decode them), [`auth`] (callers, API keys), [`ledger`] (the port and its memory
-//! adapter; DynamoDB with feature `dynamodb`), [`openapi`] (the generated
+//! decode them), [`auth`] (callers, API keys), [`claims`] (callers from a verified
+//! token's claims), [`ledger`] (the port and its memory adapter; `dynamodb`, the
+//! DynamoDB adapter, with feature `dynamodb`), [`openapi`] (the generated
 //! document), [`router`] (the HTTP layer and the request's steps).
 
 pub mod auth;
 pub mod body;
+pub mod claims;
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod ledger;
 pub mod limits;
 pub mod openapi;
@@ -39,6 +43,9 @@ pub mod response;
 pub mod router;
 
 pub use auth::{ApiKeys, Auth, Caller, KeysError};
+pub use claims::{CallerSources, ClaimsError};
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::DynamoLedger;
 pub use ledger::{CLAIM_LEASE, Claim, Ledger, LedgerError, MemoryLedger};
 pub use response::{
     ErrorResponse, EventResult, EventStatus, FieldProblem, IngestResponse, RetryReason,

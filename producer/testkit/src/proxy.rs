@@ -105,12 +105,25 @@ impl FaultProxy {
     /// [`io::ErrorKind::InvalidInput`] on a bad URL or config, or when called
     /// outside a runtime.
     pub fn start(upstream: &str, faults: FaultConfig) -> io::Result<FaultProxy> {
+        FaultProxy::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream, faults)
+    }
+
+    /// The same on `addr`: for a client whose endpoint was fixed before the proxy
+    /// started (a function started by `cargo lambda watch` with
+    /// `AWS_ENDPOINT_URL_KINESIS` naming a port chosen for the proxy).
+    ///
+    /// Fails as [`start`](FaultProxy::start) does, and when `addr` cannot be bound.
+    pub fn start_on(
+        addr: SocketAddr,
+        upstream: &str,
+        faults: FaultConfig,
+    ) -> io::Result<FaultProxy> {
         let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
         faults.validate().map_err(|e| invalid(e.to_string()))?;
         let upstream = upstream_base(upstream).map_err(invalid)?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| invalid(format!("FaultProxy::start needs a Tokio runtime: {e}")))?;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let listener = {
