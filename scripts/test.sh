@@ -14,8 +14,9 @@
 #   4. runs the producer soaks (memory under 100% throttling, 20 s; the same with
 #      a 5-second record TTL, 30 s; partial throttling after a throttle-free
 #      baseline: 30% of records at random, then a per-shard allowance of 0.7 of
-#      the offered load, about 70 s with their drains) and scripts/smoke.sh when
-#      there is one,
+#      the offered load, about 70 s with their drains), the `flyhigh serve` checks
+#      (scripts/serve_checks.py: HTTP, kill -9, idempotency) and scripts/smoke.sh
+#      when there is one,
 # and stops the services on every exit path. Exits non-zero when any step
 # fails. Service logs: target/test-logs/.
 set -euo pipefail
@@ -109,6 +110,14 @@ if step "build" cargo build --workspace --all-targets "${locked[@]}" &&
   # dead-lettered, in the file), requests/s within the retry-storm bound, and at
   # least half the allowance written.
   step "producer partial throttling, 30% random and a 0.7 shard allowance, 15 s each" target/debug/producer-load partial --seconds 15 --drain-seconds 15 || true
+  # `flyhigh serve` from a client that is not ours (Python's standard library): every
+  # status over real HTTP; SIGKILL three times while six clients post, restart, the
+  # clients resend what got no 2xx, and every event is in the inventory, the demand
+  # counters and the archive exactly once; every request sent twice (in sequence and
+  # concurrently) leaves the same stores as sent once.
+  step "serve: the ingest API over HTTP" "$FLYHIGH_PYTHON" scripts/serve_checks.py http || true
+  step "serve: kill -9 while clients post" "$FLYHIGH_PYTHON" scripts/serve_checks.py kill9 || true
+  step "serve: every request twice" "$FLYHIGH_PYTHON" scripts/serve_checks.py idempotency || true
   if [[ -x scripts/smoke.sh ]]; then
     step "smoke" scripts/smoke.sh || true
   elif [[ -e scripts/smoke.sh ]]; then
