@@ -288,6 +288,17 @@ def check_http(args):
         assert "access-control-allow-origin" not in headers, headers
         status, _, doc = request(port, "GET", "/v1/stats")
         assert status == 200 and doc["ingest"]["accepted"] == 4, doc["ingest"]
+        # The operator commands read the data directory while the service runs.
+        deadline = time.time() + 30
+        while request(port, "GET", "/v1/stats")[2]["lag_events"]["inventory"] > 0 and time.time() < deadline:
+            time.sleep(0.1)
+        for command in (["inventory", "list", "--sqlite", f"{data}/inventory.sqlite", "--limit", "3", "--json"],
+                        ["routes", "top", "--sqlite", f"{data}/demand.sqlite", "--json"],
+                        ["alerts", "list", "--sqlite", f"{data}/demand.sqlite", "--json"],
+                        ["dead-letters", "list", "--file", f"{data}/dead-letters.jsonl", "--json"]):
+            done = subprocess.run([args.flyhigh, *command], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, (command, done.stderr)
+            json.loads(done.stdout)
     finally:
         serve.stop()
     print("http checks ok: 401, 422, 400, 413, duplicates, NDJSON, assigned ids, CORS, openapi")
