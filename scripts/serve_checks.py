@@ -290,7 +290,7 @@ def check_http(args):
         assert status == 200 and doc["ingest"]["accepted"] == 4, doc["ingest"]
         # The operator commands read the data directory while the service runs.
         deadline = time.time() + 30
-        while request(port, "GET", "/v1/stats")[2]["lag_events"]["inventory"] > 0 and time.time() < deadline:
+        while request(port, "GET", "/v1/stats")[2]["lag"]["inventory"]["records"] > 0 and time.time() < deadline:
             time.sleep(0.1)
         for command in (["inventory", "list", "--sqlite", f"{data}/inventory.sqlite", "--limit", "3", "--json"],
                         ["routes", "top", "--sqlite", f"{data}/demand.sqlite", "--json"],

@@ -326,6 +326,9 @@ pub enum Ack {
     /// No per-event answer (400, 401, 413, an unexpected status or body): the
     /// request's events count as failed.
     Unanswered(String),
+    /// A 429 or 503 before the body was read (the service is saturated): every event
+    /// of the request is to be sent again.
+    Busy(String),
 }
 
 /// Reads a response per the ingest contract. Pure.
@@ -338,6 +341,12 @@ pub fn classify(status: u16, body: &[u8]) -> Ack {
         Ok(answer) => answer,
         Err(e) => return Ack::Unanswered(format!("HTTP {status}: unreadable answer ({e})")),
     };
+    if matches!(status, 429 | 503)
+        && answer.results.is_empty()
+        && answer.counts.is_none_or(|c| c == EventCounts::default())
+    {
+        return Ack::Busy(format!("HTTP {status}: {}", text().trim()));
+    }
     let counted = answer.counts.filter(|c| *c != EventCounts::default());
     let counts = counted.unwrap_or_else(|| {
         let mut c = EventCounts::default();
@@ -431,6 +440,10 @@ impl Tally {
                     }
                     Ack::Unanswered(message) => {
                         self.failed_events += outcome.events;
+                        self.note(message);
+                    }
+                    Ack::Busy(message) => {
+                        self.events.retry += outcome.events;
                         self.note(message);
                     }
                 }
@@ -1089,6 +1102,10 @@ mod tests {
             Ack::Unanswered(m) if m.contains("401") && m.contains("missing API key")
         ));
         assert!(matches!(classify(200, b"not json"), Ack::Unanswered(_)));
+        assert!(matches!(
+            classify(429, br#"{"error":"busy: 256 requests in flight","hint":"send it again after Retry-After"}"#),
+            Ack::Busy(m) if m.contains("busy")
+        ));
     }
 
     #[test]

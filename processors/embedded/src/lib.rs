@@ -115,7 +115,7 @@ pub use demand::{AlertLog, SqliteDemandStore};
 pub use jsonl::{JsonLinesError, JsonLinesFile, read_all};
 pub use sqlite::SqliteInventoryStore;
 pub use stream::{
-    DurableShardReader, DurableStream, ShardStats, StreamConfig, StreamError, StreamStats,
+    Backlog, DurableShardReader, DurableStream, ShardStats, StreamConfig, StreamError, StreamStats,
 };
 
 /// Conventional name of the inventory database in the demo's data directory.

@@ -215,6 +215,15 @@ pub struct ShardStats {
     pub latest_arrival: Option<DateTime<Utc>>,
 }
 
+/// Records a reader has not read yet in one shard ([`DurableStream::backlog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Backlog {
+    /// Records after the reader's position.
+    pub records: u64,
+    /// When the oldest of them arrived; `None` when there are none.
+    pub oldest_arrival: Option<DateTime<Utc>>,
+}
+
 /// What the stream holds, and what its writer did since it was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StreamStats {
@@ -516,6 +525,54 @@ impl DurableStream {
             };
             *slot = Some(conn);
             Ok(found)
+        })
+        .await
+        .map_err(|e| StreamError::WriterStopped(format!("the lookup task failed: {e}")))?
+    }
+
+    /// How far readers are behind: for each `(shard index, last sequence number
+    /// read)` (`None`: nothing read yet), the records after it and the arrival time of
+    /// the oldest of them, as Kinesis's `MillisBehindLatest` would be computed.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Sqlite`] when the file cannot be read.
+    pub async fn backlog(
+        &self,
+        positions: Vec<(usize, Option<String>)>,
+    ) -> Result<Vec<Backlog>, StreamError> {
+        let path = self.inner.path.clone();
+        let lookups = self.inner.lookups.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = lookups.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = match slot.take() {
+                Some(conn) => conn,
+                None => open_reader(&path)?,
+            };
+            let result = (|| -> rusqlite::Result<Vec<Backlog>> {
+                let mut query = conn.prepare_cached(
+                    "SELECT count(*), min(arrival_us) FROM records WHERE shard = ?1 AND seq > ?2",
+                )?;
+                positions
+                    .iter()
+                    .map(|(shard, after)| {
+                        let after = after
+                            .as_deref()
+                            .and_then(parse_sequence_number)
+                            .unwrap_or(0);
+                        query.query_row(rusqlite::params![*shard as i64, after], |r| {
+                            let records: i64 = r.get(0)?;
+                            let oldest: Option<i64> = r.get(1)?;
+                            Ok(Backlog {
+                                records: records.max(0) as u64,
+                                oldest_arrival: oldest.and_then(DateTime::from_timestamp_micros),
+                            })
+                        })
+                    })
+                    .collect()
+            })();
+            *slot = Some(conn);
+            Ok(result?)
         })
         .await
         .map_err(|e| StreamError::WriterStopped(format!("the lookup task failed: {e}")))?

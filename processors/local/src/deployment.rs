@@ -128,6 +128,7 @@ pub struct Deployment {
     demand_store: Arc<SqliteDemandStore>,
     evaluator: Arc<Evaluator>,
     runners: [Runner; 3],
+    positions: [Arc<Checkpoints>; 3],
     mappings: Vec<JoinHandle<Result<MappingStats, RunnerError>>>,
     schedules: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
@@ -169,9 +170,66 @@ pub struct StatusHandle {
     archive: Arc<Archive>,
     runners: [Runner; 3],
     evaluations: Arc<EvaluationCounters>,
+    stream: Stream,
+    positions: [Arc<Checkpoints>; 3],
+}
+
+/// How far each processor is behind the end of the stream, from its checkpoints.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Lag {
+    pub inventory: ProcessorLag,
+    pub demand: ProcessorLag,
+    pub archive: ProcessorLag,
+}
+
+/// How far one processor is behind, summed over shards.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcessorLag {
+    /// Kinesis records after its checkpoints.
+    pub records: u64,
+    /// Age of the oldest of them (Kinesis's iterator age), in seconds; 0 when none.
+    pub seconds_behind: f64,
 }
 
 impl StatusHandle {
+    /// Each processor's lag, from its checkpoints against the durable stream; `None`
+    /// for the in-memory stream.
+    pub async fn lag(&self) -> Option<Lag> {
+        let Stream::Durable(stream) = &self.stream else {
+            return None;
+        };
+        let arn = flyhigh_runner::StreamSource::stream_arn(stream);
+        let shards = stream.shards();
+        let now = Utc::now();
+        let mut lags = [ProcessorLag::default(); 3];
+        for (lag, checkpoints) in lags.iter_mut().zip(&self.positions) {
+            let mut positions = Vec::with_capacity(shards.len());
+            for (i, shard) in shards.iter().enumerate() {
+                let at = checkpoints
+                    .load(&arn, &shard.shard_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.sequence_number);
+                positions.push((i, at));
+            }
+            let Ok(backlog) = stream.backlog(positions).await else {
+                return None;
+            };
+            lag.records = backlog.iter().map(|b| b.records).sum();
+            lag.seconds_behind = backlog
+                .iter()
+                .filter_map(|b| b.oldest_arrival)
+                .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+                .fold(0.0, f64::max);
+        }
+        Some(Lag {
+            inventory: lags[0],
+            demand: lags[1],
+            archive: lags[2],
+        })
+    }
+
     /// What each processor has done so far.
     pub fn stats(&self) -> DeploymentStats {
         use std::sync::atomic::Ordering::Relaxed;
@@ -330,8 +388,8 @@ impl Deployment {
             Runner::new(mapping.clone()),
             Runner::new(mapping),
         ];
-        let checkpoints = |processor: &str| -> anyhow::Result<Checkpoints> {
-            Ok(if config.checkpoints_on_disk {
+        let checkpoints = |processor: &str| -> anyhow::Result<Arc<Checkpoints>> {
+            Ok(Arc::new(if config.checkpoints_on_disk {
                 let path = files.checkpoint(processor);
                 Checkpoints::File(
                     FileCheckpoints::open(&path)
@@ -339,8 +397,13 @@ impl Deployment {
                 )
             } else {
                 Checkpoints::Memory(MemoryCheckpoints::default())
-            })
+            }))
         };
+        let positions = [
+            checkpoints("inventory")?,
+            checkpoints("demand")?,
+            checkpoints("archive")?,
+        ];
         let mut mappings = Vec::new();
         // Each processor's event source mapping over the same stream, as three Lambda
         // mappings read it.
@@ -348,7 +411,7 @@ impl Deployment {
             let (runner, source, handler) = (runners[0].clone(), stream.clone(), inventory.clone());
             let (failed, checkpoints) = (
                 JsonLinesFile::create(&files.failed_batches)?,
-                checkpoints("inventory")?,
+                positions[0].clone(),
             );
             tokio::spawn(async move {
                 let invoke = handler_fn(|event| {
@@ -356,7 +419,7 @@ impl Deployment {
                     async move { Ok(handler.handle(event).await) }
                 });
                 runner
-                    .run_with_checkpoints(&source, &invoke, &failed, &checkpoints)
+                    .run_with_checkpoints(&source, &invoke, &failed, &*checkpoints)
                     .await
             })
         });
@@ -364,7 +427,7 @@ impl Deployment {
             let (runner, source, handler) = (runners[1].clone(), stream.clone(), demand.clone());
             let (failed, checkpoints) = (
                 JsonLinesFile::create(&files.demand_failed_batches)?,
-                checkpoints("demand")?,
+                positions[1].clone(),
             );
             tokio::spawn(async move {
                 let invoke = handler_fn(|event| {
@@ -372,7 +435,7 @@ impl Deployment {
                     async move { Ok(handler.handle(event).await) }
                 });
                 runner
-                    .run_with_checkpoints(&source, &invoke, &failed, &checkpoints)
+                    .run_with_checkpoints(&source, &invoke, &failed, &*checkpoints)
                     .await
             })
         });
@@ -383,7 +446,7 @@ impl Deployment {
             let (runner, source, handler) = (runners[2].clone(), stream.clone(), archive.clone());
             let (failed, checkpoints) = (
                 JsonLinesFile::create(&files.archive_failed_batches)?,
-                checkpoints("archive")?,
+                positions[2].clone(),
             );
             tokio::spawn(async move {
                 let invoke = handler_fn_by(|event, deadline| {
@@ -395,7 +458,7 @@ impl Deployment {
                     }
                 });
                 runner
-                    .run_with_checkpoints(&source, &invoke, &failed, &checkpoints)
+                    .run_with_checkpoints(&source, &invoke, &failed, &*checkpoints)
                     .await
             })
         });
@@ -429,6 +492,7 @@ impl Deployment {
             demand_store,
             evaluator,
             runners,
+            positions,
             mappings,
             schedules,
             stop,
@@ -489,6 +553,8 @@ impl Deployment {
             archive: self.archive.clone(),
             runners: self.runners.clone(),
             evaluations: self.evaluations.clone(),
+            stream: self.stream.clone(),
+            positions: self.positions.clone(),
         }
     }
 

@@ -18,7 +18,8 @@ pub mod serve;
 pub mod stream;
 
 pub use deployment::{
-    Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, StreamKind,
+    Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag,
+    ProcessorLag, StreamKind,
 };
 pub use files::Files;
 pub use serve::{ServeConfig, ServeStats, Service};

@@ -78,7 +78,7 @@ impl ServeConfig {
             cors_origins: Vec::new(),
             evaluate_every: Duration::from_secs(60),
             compact_every: Duration::from_secs(300),
-            buffer_budget_bytes: 64 << 20,
+            buffer_budget_bytes: 8 << 20,
             linger: Duration::from_millis(5),
         }
     }
@@ -139,16 +139,9 @@ pub struct ServeStats {
     pub stream: flyhigh_embedded::StreamStats,
     /// Each processor.
     pub processors: DeploymentStats,
-    /// Events accepted by the ingest not yet handled, per processor (since start).
-    pub lag_events: LagEvents,
-}
-
-/// Accepted events not yet handled, per processor.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct LagEvents {
-    pub inventory: i64,
-    pub demand: i64,
-    pub archive: i64,
+    /// How far each processor is behind the end of the stream (records after its
+    /// checkpoints, and the oldest one's age).
+    pub lag: Option<crate::deployment::Lag>,
 }
 
 /// The producer's counters that matter to an operator of the service.
@@ -250,7 +243,7 @@ impl Service {
             "/v1/stats",
             get(move || {
                 let status = status.clone();
-                async move { axum::Json(status.snapshot()) }
+                async move { axum::Json(status.snapshot().await) }
             }),
         );
         let server = tokio::spawn(async move {
@@ -282,7 +275,7 @@ impl Service {
     }
 
     /// What it has done so far.
-    pub fn stats(&self) -> ServeStats {
+    pub async fn stats(&self) -> ServeStats {
         StatusSource {
             ingest: self.ingest.clone(),
             producer: self.producer.clone(),
@@ -291,6 +284,7 @@ impl Service {
             listen: self.local_addr,
         }
         .snapshot()
+        .await
     }
 
     /// Drains and stops: no new requests (those in flight are answered), everything
@@ -332,7 +326,8 @@ impl Service {
             runners: deployment.status_handle(),
             listen: local_addr,
         }
-        .snapshot())
+        .snapshot()
+        .await)
     }
 }
 
@@ -347,24 +342,14 @@ struct StatusSource {
 }
 
 impl StatusSource {
-    fn snapshot(&self) -> ServeStats {
-        let ingest = self.ingest.snapshot();
-        let processors = self.runners.stats();
-        let accepted = ingest.accepted as i64;
-        let lag_events = LagEvents {
-            inventory: accepted
-                - (processors.inventory.handler.searches
-                    + processors.inventory.handler.inventory_events) as i64,
-            demand: accepted - processors.demand.handler.events_counted as i64,
-            archive: accepted - processors.archive.handler.events as i64,
-        };
+    async fn snapshot(&self) -> ServeStats {
         ServeStats {
             listen: self.listen,
-            ingest,
+            ingest: self.ingest.snapshot(),
             producer: ProducerSummary::of(&self.producer.metrics()),
             stream: self.stream.stats(),
-            processors,
-            lag_events,
+            processors: self.runners.stats(),
+            lag: self.runners.lag().await,
         }
     }
 }

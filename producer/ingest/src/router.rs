@@ -49,6 +49,8 @@ pub struct Ingest<L> {
     cors_origins: Vec<String>,
     readiness: Option<Readiness>,
     stats: Arc<Counters>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
 }
 
 /// What the ingest has answered since it started.
@@ -113,7 +115,19 @@ impl<L: Ledger> Ingest<L> {
             cors_origins: Vec::new(),
             readiness: None,
             stats: Arc::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                crate::limits::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            )),
+            max_in_flight: crate::limits::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
         }
+    }
+
+    /// At most `n` requests read and handled at once (at least 1); the others are
+    /// answered 429 before their body is read.
+    pub fn with_max_requests_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self.in_flight = Arc::new(tokio::sync::Semaphore::new(self.max_in_flight));
+        self
     }
 
     /// How callers are authenticated.
@@ -458,6 +472,21 @@ async fn events<L: Ledger>(ingest: &Ingest<L>, request: Request) -> Response {
                 ),
                 "send application/json (an array of events, or one) or application/x-ndjson",
             ),
+        );
+    };
+    // Saturated: answer before reading the body, so that memory and parsing stay
+    // bounded however many clients post.
+    let Ok(_permit) = ingest.in_flight.clone().try_acquire_owned() else {
+        return json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &ErrorResponse::new(
+                format!(
+                    "busy: {} requests are being handled; nothing of this one was read",
+                    ingest.max_in_flight
+                ),
+                "send the whole request again after Retry-After",
+            ),
+            Some(crate::limits::RETRY_AFTER_BUSY_SECONDS),
         );
     };
     let declared = header_str(&parts.headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());

@@ -377,6 +377,56 @@ async fn a_full_budget_is_a_429_and_events_not_written_are_never_a_2xx() {
 }
 
 #[tokio::test]
+async fn beyond_the_requests_in_flight_a_request_is_a_429_before_its_body_is_read() {
+    // One request at a time, and a stream that never answers: the first request holds
+    // the only permit for its budget; a second, meanwhile, is turned away at once.
+    let producer = producer_over(Hanging, 8 << 20).await;
+    let router = Ingest::new(producer, MemoryLedger::default())
+        .with_request_budget(Duration::from_millis(500))
+        .with_max_requests_in_flight(1)
+        .router();
+    let first = tokio::spawn({
+        let router = router.clone();
+        async move {
+            post(
+                &router,
+                Some("application/json"),
+                booking(1, "web-app").to_string(),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = post(
+        &router,
+        Some("application/json"),
+        booking(2, "web-app").to_string(),
+    )
+    .await;
+    assert_eq!(busy.status, StatusCode::TOO_MANY_REQUESTS, "{}", busy.body);
+    assert_eq!(busy.headers[header::RETRY_AFTER], "1");
+    assert!(
+        busy.body.get("results").is_none()
+            && busy.body["error"].as_str().unwrap().starts_with("busy")
+    );
+    let first = first.await.unwrap();
+    assert_eq!(
+        first.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        first.body
+    );
+    // The permit is back: the next request is read again.
+    let again = post(
+        &router,
+        Some("application/json"),
+        booking(3, "web-app").to_string(),
+    )
+    .await;
+    assert_eq!(again.body["results"][0]["status"], "retry");
+}
+
+#[tokio::test]
 async fn a_throttled_stream_past_the_budget_is_a_429_throttled() {
     let producer = producer_over(Throttling, 8 << 20).await;
     let router = Ingest::new(producer, MemoryLedger::default())
