@@ -278,11 +278,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     consumed_bar.finish();
     let elapsed = started.elapsed();
 
-    let handler_stats = stats.inventory.handler.clone();
-    let runner_stats = stats.inventory.runner.clone();
+    let handler_stats = stats.inventory.handler;
+    let runner_stats = stats.inventory.runner;
     let inventory = deployment.inventory().store().inventory().await?;
     let check = InventoryCheck::new(&outcome.expected, &inventory);
-    let demand_stats = stats.demand.handler.clone();
+    let demand_stats = stats.demand.handler;
     let surge_route = outcome.simulation.surge_route.clone();
     let surge_start = outcome.simulation.surge_window.map(|(from, _)| from);
     // Every counter, routes the evaluator forgot included.
@@ -306,7 +306,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         true,
     )
     .await?;
-    let archive_stats = stats.archive.handler.clone();
+    let archive_stats = stats.archive.handler;
     // Compaction keeps one row per event_id (an events file may repeat an event).
     let rows_check = archive_contents.rows == outcome.produced.distinct
         || (args.no_compact && archive_contents.rows >= outcome.produced.total);
@@ -346,7 +346,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         runner: runner_stats,
         demand: DemandSummary {
             handler: demand_stats,
-            runner: stats.demand.runner.clone(),
+            runner: stats.demand.runner,
             counted,
             counts_check,
             evaluator_runs: stats.evaluator_runs,
@@ -364,7 +364,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
             contents: archive_contents,
             rows_check,
             handler: archive_stats,
-            runner: stats.archive.runner.clone(),
+            runner: stats.archive.runner,
             compaction,
         },
         events_file: events_file.map(|f| EventsFileSummary {

@@ -41,6 +41,9 @@ use crate::stream::Stream;
 /// A clock: the wall clock, or a simulated day's.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// Where alert lines are printed besides `alerts.jsonl`.
+pub type Console = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The inventory handler as deployed here.
 pub type Inventory = InventoryHandler<
     SqliteInventoryStore,
@@ -103,7 +106,7 @@ pub struct DeploymentConfig {
     /// stopped) rather than in memory.
     pub checkpoints_on_disk: bool,
     /// Where alert lines go besides `alerts.jsonl` (the console).
-    pub console: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub console: Option<Console>,
 }
 
 /// Which stream.
