@@ -392,6 +392,7 @@ start_lambda_watch() {
   export FLYHIGH_INGEST_CALLER_SOURCES="$FLYHIGH_LAMBDA_INGEST_CALLER_SOURCES"
   export FLYHIGH_INGEST_REQUEST_BUDGET_MS="$FLYHIGH_LAMBDA_INGEST_REQUEST_BUDGET_MS"
   unset FLYHIGH_LAMBDA_URL
+  local -a started=()
   for p in "${FLYHIGH_LAMBDA_PACKAGES[@]}"; do
     port=$(free_port) || return 1
     log=$FLYHIGH_LOG_DIR/lambda-watch-$p.log
@@ -413,7 +414,14 @@ start_lambda_watch() {
       --package "$p" --env-file "$env_file")
     [[ -f $FLYHIGH_ROOT/Cargo.lock ]] && args+=(--locked)
     _svc_spawn "lambda-watch-$p" "$log" "$FLYHIGH_ROOT" "${only[@]}" "$FLYHIGH_VENV/bin/cargo-lambda" "${args[@]}"
-    pid=$REPLY
+    started+=("$p $REPLY $port $log")
+  done
+  # Each watch reads the workspace's metadata before it listens (about 15 s here,
+  # more with several at once): all start together, then each is waited for.
+  local FLYHIGH_START_TIMEOUT=${FLYHIGH_LAMBDA_START_TIMEOUT:-180}
+  local entry
+  for entry in "${started[@]}"; do
+    read -r p pid port log <<<"$entry"
     # A TCP connect, not an HTTP request: every path it does not route (even
     # GET /) is a function-URL call that starts and invokes the default function.
     _svc_wait_until "cargo lambda watch $p (pid $pid, port $port)" "$pid" "$log" \
