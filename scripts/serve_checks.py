@@ -295,7 +295,8 @@ def check_http(args):
         for command in (["inventory", "list", "--sqlite", f"{data}/inventory.sqlite", "--limit", "3", "--json"],
                         ["routes", "top", "--sqlite", f"{data}/demand.sqlite", "--json"],
                         ["alerts", "list", "--sqlite", f"{data}/demand.sqlite", "--json"],
-                        ["dead-letters", "list", "--file", f"{data}/dead-letters.jsonl", "--json"]):
+                        ["dead-letters", "list", "--file", f"{data}/dead-letters.jsonl", "--json"],
+                        ["archive", "summary", "--dir", f"{data}/archive", "--json"]):
             done = subprocess.run([args.flyhigh, *command], capture_output=True, text=True, timeout=60)
             assert done.returncode == 0, (command, done.stderr)
             json.loads(done.stdout)
