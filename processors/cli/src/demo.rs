@@ -1,4 +1,6 @@
-//! `flyhigh demo`: the main job, the whole pipeline in one process.
+//! `flyhigh demo`: the main job, the whole pipeline in one process: the simulator
+//! driving the local deployment (`flyhigh_local`) over an in-memory stream for one
+//! simulated day, then the checks and the summary.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -203,7 +205,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     // times must be on one clock for lateness and progress to mean anything, see
     // flyhigh_core::demand::counting), and the scheduled evaluator judges what every
     // shard's counters have passed, as the alerts Lambda judges what the wall clock has.
-    let deployment = Deployment::start(DeploymentConfig {
+    let mut deployment = Deployment::start(DeploymentConfig {
         data: args.out.clone(),
         stream: StreamKind::Memory,
         shards: args.shards,
@@ -269,7 +271,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
     produced_bar.finish();
     // The stream ends; each mapping reads it to its end. Then judge everything up to
     // the end of the simulated span.
-    let mut deployment = deployment;
     let stats = deployment
         .finish(Some(simulated_now + chrono::Duration::minutes(1)))
         .await?;
