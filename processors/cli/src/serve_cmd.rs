@@ -20,7 +20,8 @@ pub struct ServeArgs {
     /// restarts).
     #[arg(long, default_value = "out/serve")]
     data: PathBuf,
-    /// Shards of a new stream (an existing stream keeps its own).
+    /// Shards of the stream (an existing data directory must be opened with the
+    /// number it was made with).
     #[arg(long, default_value_t = 4)]
     shards: usize,
     /// Records per handler invocation (Lambda's batch size).

@@ -37,8 +37,8 @@ pub struct ServeConfig {
     pub data: std::path::PathBuf,
     /// Where the ingest API listens.
     pub listen: SocketAddr,
-    /// Shards of a new stream (an existing one keeps its own; a different number is an
-    /// error naming both).
+    /// Shards of the stream (a stream already in the data directory must have been
+    /// made with as many: a different number is an error naming both).
     pub shards: usize,
     /// Records per handler invocation.
     pub batch_size: usize,
