@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use crate::transport::Entry;
+use crate::transport::{Entry, TransportError};
 
 /// Records per PutRecords request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 500;
@@ -20,6 +20,40 @@ pub const PUT_PAYLOAD_UNIT_BYTES: usize = 25 * 1024;
 /// Size of an entry as Kinesis counts it against the request and record limits.
 pub fn entry_size(entry: &Entry) -> usize {
     entry.data.len() + entry.partition_key.len()
+}
+
+/// Checks a request against the PutRecords limits (1 to 500 records, 5 MiB in all,
+/// each record at most 1 MiB with a partition key of 1 to 256 characters), as Kinesis
+/// does: the whole request is refused with what is wrong. The in-process streams
+/// (`LocalStream`, and the embedded durable stream) hold every put to it.
+pub fn check_put_request(entries: &[Entry]) -> Result<(), TransportError> {
+    if entries.is_empty() || entries.len() > MAX_RECORDS_PER_REQUEST {
+        return Err(TransportError::Permanent(format!(
+            "a request must hold 1 to {MAX_RECORDS_PER_REQUEST} records, got {}",
+            entries.len()
+        )));
+    }
+    let total: usize = entries.iter().map(entry_size).sum();
+    if total > MAX_BYTES_PER_REQUEST {
+        return Err(TransportError::Permanent(format!(
+            "request of {total} bytes exceeds {MAX_BYTES_PER_REQUEST}"
+        )));
+    }
+    for e in entries {
+        let chars = e.partition_key.chars().count();
+        if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+            return Err(TransportError::Permanent(format!(
+                "partition key must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {chars}"
+            )));
+        }
+        if entry_size(e) > MAX_RECORD_BYTES {
+            return Err(TransportError::Permanent(format!(
+                "record of {} bytes exceeds {MAX_RECORD_BYTES}",
+                entry_size(e)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Takes the longest prefix of `pending` that fits in one request.

@@ -23,10 +23,7 @@ use chrono::{DateTime, Utc};
 use flyhigh_schemas::{HashKey, hash_key};
 use tokio::sync::Notify;
 
-use crate::limits::{
-    MAX_BYTES_PER_REQUEST, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST,
-    entry_size,
-};
+use crate::limits::check_put_request;
 use crate::rate::ShardLimits;
 use crate::transport::{Entry, EntryResult, ShardInfo, Transport, TransportError};
 
@@ -87,24 +84,11 @@ pub enum LocalRead {
 impl LocalStream {
     /// A stream of `shard_count` shards (at least one) over equal hash-key ranges.
     pub fn new(name: impl Into<String>, shard_count: usize) -> LocalStream {
-        let n = shard_count.max(1) as u128;
-        let width = u128::MAX / n;
-        let shards = (0..n)
-            .map(|i| {
-                let start = i * width;
-                let end = if i == n - 1 {
-                    u128::MAX
-                } else {
-                    (i + 1) * width - 1
-                };
-                Shard {
-                    info: ShardInfo {
-                        shard_id: format!("shardId-{i:012}"),
-                        starting_hash_key: start,
-                        ending_hash_key: end,
-                    },
-                    records: RwLock::new(Vec::new()),
-                }
+        let shards = crate::shard_map::equal_shards(shard_count)
+            .into_iter()
+            .map(|info| Shard {
+                info,
+                records: RwLock::new(Vec::new()),
             })
             .collect();
         LocalStream {
@@ -168,32 +152,7 @@ impl LocalStream {
                 self.inner.name
             )));
         }
-        if entries.is_empty() || entries.len() > MAX_RECORDS_PER_REQUEST {
-            return Err(TransportError::Permanent(format!(
-                "a request must hold 1 to {MAX_RECORDS_PER_REQUEST} records, got {}",
-                entries.len()
-            )));
-        }
-        let total: usize = entries.iter().map(entry_size).sum();
-        if total > MAX_BYTES_PER_REQUEST {
-            return Err(TransportError::Permanent(format!(
-                "request of {total} bytes exceeds {MAX_BYTES_PER_REQUEST}"
-            )));
-        }
-        for e in entries {
-            let chars = e.partition_key.chars().count();
-            if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
-                return Err(TransportError::Permanent(format!(
-                    "partition key must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {chars}"
-                )));
-            }
-            if entry_size(e) > MAX_RECORD_BYTES {
-                return Err(TransportError::Permanent(format!(
-                    "record of {} bytes exceeds {MAX_RECORD_BYTES}",
-                    entry_size(e)
-                )));
-            }
-        }
+        check_put_request(entries)?;
         let now = {
             let clock = self.inner.clock.read().unwrap_or_else(|p| p.into_inner());
             clock()
@@ -296,6 +255,7 @@ impl Transport for LocalStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_RECORD_BYTES;
 
     fn entry(key: &str) -> Entry {
         Entry::new(key, b"{}".to_vec())

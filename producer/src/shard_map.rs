@@ -4,6 +4,25 @@ use flyhigh_schemas::HashKey;
 
 use crate::transport::ShardInfo;
 
+/// The shards of a new stream of `count` shards (at least one): equal contiguous
+/// ranges of the 128-bit hash-key space, named as Kinesis names them. What the
+/// in-process streams are made of.
+pub fn equal_shards(count: usize) -> Vec<ShardInfo> {
+    let n = count.max(1) as u128;
+    let width = u128::MAX / n;
+    (0..n)
+        .map(|i| ShardInfo {
+            shard_id: format!("shardId-{i:012}"),
+            starting_hash_key: i * width,
+            ending_hash_key: if i == n - 1 {
+                u128::MAX
+            } else {
+                (i + 1) * width - 1
+            },
+        })
+        .collect()
+}
+
 /// The open shards of a stream, sorted by starting hash key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardMap {

@@ -6,11 +6,7 @@
 
 use std::borrow::Cow;
 
-use flyhigh_producer::limits::{
-    MAX_BYTES_PER_REQUEST, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MAX_RECORDS_PER_REQUEST,
-    entry_size,
-};
-use flyhigh_producer::{Entry, ShardInfo, TransportError};
+use flyhigh_producer::{Entry, ShardInfo};
 use flyhigh_schemas::aggregation::{AggregateBuilder, Deaggregated, deaggregate};
 use uuid::Uuid;
 
@@ -30,24 +26,9 @@ pub(crate) struct PreparedEntry {
     pub event_ids: Vec<Option<Uuid>>,
 }
 
-/// The shards of a new stream: `count` (at least one) equal contiguous ranges of
-/// the 128-bit hash-key space, named as Kinesis names them, exactly as
-/// [`flyhigh_producer::LocalStream`] makes them.
-pub(crate) fn equal_shards(count: usize) -> Vec<ShardInfo> {
-    let n = count.max(1) as u128;
-    let width = u128::MAX / n;
-    (0..n)
-        .map(|i| ShardInfo {
-            shard_id: format!("shardId-{i:012}"),
-            starting_hash_key: i * width,
-            ending_hash_key: if i == n - 1 {
-                u128::MAX
-            } else {
-                (i + 1) * width - 1
-            },
-        })
-        .collect()
-}
+/// The shards of a new stream, exactly as [`flyhigh_producer::LocalStream`] makes
+/// them.
+pub(crate) use flyhigh_producer::shard_map::equal_shards;
 
 /// The index of the shard whose range holds `hash_key` (`shards` tile the space in
 /// order, as [`equal_shards`] makes them).
@@ -57,38 +38,8 @@ pub(crate) fn shard_index(shards: &[ShardInfo], hash_key: u128) -> usize {
         .saturating_sub(1)
 }
 
-/// Checks a request against the PutRecords limits, as
-/// [`flyhigh_producer::LocalStream::put`] does: the whole request is refused with
-/// what is wrong.
-pub(crate) fn check_request(entries: &[Entry]) -> Result<(), TransportError> {
-    if entries.is_empty() || entries.len() > MAX_RECORDS_PER_REQUEST {
-        return Err(TransportError::Permanent(format!(
-            "a request must hold 1 to {MAX_RECORDS_PER_REQUEST} records, got {}",
-            entries.len()
-        )));
-    }
-    let total: usize = entries.iter().map(entry_size).sum();
-    if total > MAX_BYTES_PER_REQUEST {
-        return Err(TransportError::Permanent(format!(
-            "request of {total} bytes exceeds {MAX_BYTES_PER_REQUEST}"
-        )));
-    }
-    for e in entries {
-        let chars = e.partition_key.chars().count();
-        if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
-            return Err(TransportError::Permanent(format!(
-                "partition key must be 1 to {MAX_PARTITION_KEY_CHARS} characters, got {chars}"
-            )));
-        }
-        if entry_size(e) > MAX_RECORD_BYTES {
-            return Err(TransportError::Permanent(format!(
-                "record of {} bytes exceeds {MAX_RECORD_BYTES}",
-                entry_size(e)
-            )));
-        }
-    }
-    Ok(())
-}
+/// The PutRecords limits, as [`flyhigh_producer::LocalStream::put`] holds them.
+pub(crate) use flyhigh_producer::limits::check_put_request as check_request;
 
 /// The one field dedupe needs from an event.
 #[derive(serde::Deserialize)]
@@ -159,6 +110,7 @@ pub(crate) fn without<'a>(entry: &'a PreparedEntry, dropped: &[usize]) -> Option
 mod tests {
     use super::*;
     use flyhigh_producer::LocalStream;
+    use flyhigh_producer::limits::MAX_RECORD_BYTES;
 
     fn event(id: Uuid) -> Vec<u8> {
         format!(r#"{{"event_id":"{id}","schema_version":1}}"#).into_bytes()
