@@ -500,34 +500,21 @@ impl DurableStream {
     /// [`StreamError::Sqlite`] when the file cannot be read.
     pub async fn contains_events(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, StreamError> {
         let ids = ids.to_vec();
-        let path = self.inner.path.clone();
-        let lookups = self.inner.lookups.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut slot = lookups.lock().unwrap_or_else(|p| p.into_inner());
-            let conn = match slot.take() {
-                Some(conn) => conn,
-                None => open_reader(&path)?,
-            };
-            let found = {
-                let mut query =
-                    conn.prepare_cached("SELECT 1 FROM event_ids WHERE event_id = ?1")?;
-                let mut found = HashSet::new();
-                for id in ids {
-                    if query
-                        .query_row([id.as_bytes().as_slice()], |_| Ok(()))
-                        .optional()?
-                        .is_some()
-                    {
-                        found.insert(id);
-                    }
+        self.lookup(move |conn| {
+            let mut query = conn.prepare_cached("SELECT 1 FROM event_ids WHERE event_id = ?1")?;
+            let mut found = HashSet::new();
+            for id in ids {
+                if query
+                    .query_row([id.as_bytes().as_slice()], |_| Ok(()))
+                    .optional()?
+                    .is_some()
+                {
+                    found.insert(id);
                 }
-                found
-            };
-            *slot = Some(conn);
+            }
             Ok(found)
         })
         .await
-        .map_err(|e| StreamError::WriterStopped(format!("the lookup task failed: {e}")))?
     }
 
     /// How far readers are behind: for each `(shard index, last sequence number
@@ -541,6 +528,37 @@ impl DurableStream {
         &self,
         positions: Vec<(usize, Option<String>)>,
     ) -> Result<Vec<Backlog>, StreamError> {
+        self.lookup(move |conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT count(*), min(arrival_us) FROM records WHERE shard = ?1 AND seq > ?2",
+            )?;
+            positions
+                .iter()
+                .map(|(shard, after)| {
+                    let after = after
+                        .as_deref()
+                        .and_then(parse_sequence_number)
+                        .unwrap_or(0);
+                    query.query_row(rusqlite::params![*shard as i64, after], |r| {
+                        let records: i64 = r.get(0)?;
+                        let oldest: Option<i64> = r.get(1)?;
+                        Ok(Backlog {
+                            records: records.max(0) as u64,
+                            oldest_arrival: oldest.and_then(DateTime::from_timestamp_micros),
+                        })
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Runs `read` on the stream's read-only lookup connection (opened on first use,
+    /// kept for the next), off the async threads.
+    async fn lookup<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StreamError> {
         let path = self.inner.path.clone();
         let lookups = self.inner.lookups.clone();
         tokio::task::spawn_blocking(move || {
@@ -549,28 +567,7 @@ impl DurableStream {
                 Some(conn) => conn,
                 None => open_reader(&path)?,
             };
-            let result = (|| -> rusqlite::Result<Vec<Backlog>> {
-                let mut query = conn.prepare_cached(
-                    "SELECT count(*), min(arrival_us) FROM records WHERE shard = ?1 AND seq > ?2",
-                )?;
-                positions
-                    .iter()
-                    .map(|(shard, after)| {
-                        let after = after
-                            .as_deref()
-                            .and_then(parse_sequence_number)
-                            .unwrap_or(0);
-                        query.query_row(rusqlite::params![*shard as i64, after], |r| {
-                            let records: i64 = r.get(0)?;
-                            let oldest: Option<i64> = r.get(1)?;
-                            Ok(Backlog {
-                                records: records.max(0) as u64,
-                                oldest_arrival: oldest.and_then(DateTime::from_timestamp_micros),
-                            })
-                        })
-                    })
-                    .collect()
-            })();
+            let result = read(&conn);
             *slot = Some(conn);
             Ok(result?)
         })
