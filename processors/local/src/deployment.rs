@@ -28,7 +28,7 @@ use flyhigh_handlers::{
     ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator,
 };
 use flyhigh_runner::{
-    CheckpointError, CheckpointStore, FileCheckpoints, MappingConfig, MappingStats,
+    CheckpointError, CheckpointStore, FileCheckpoints, Handler, MappingConfig, MappingStats,
     MemoryCheckpoints, Runner, RunnerError, handler_fn, handler_fn_by,
 };
 use serde::Serialize;
@@ -407,64 +407,56 @@ impl Deployment {
             checkpoints("demand")?,
             checkpoints("archive")?,
         ];
-        let mut mappings = Vec::new();
         // Each processor's event source mapping over the same stream, as three Lambda
-        // mappings read it.
-        mappings.push({
-            let (runner, source, handler) = (runners[0].clone(), stream.clone(), inventory.clone());
-            let (failed, checkpoints) = (
-                JsonLinesFile::create(&files.failed_batches)?,
-                positions[0].clone(),
-            );
-            tokio::spawn(async move {
-                let invoke = handler_fn(|event| {
-                    let handler = handler.clone();
-                    async move { Ok(handler.handle(event).await) }
-                });
-                runner
-                    .run_with_checkpoints(&source, &invoke, &failed, &*checkpoints)
-                    .await
-            })
-        });
-        mappings.push({
-            let (runner, source, handler) = (runners[1].clone(), stream.clone(), demand.clone());
-            let (failed, checkpoints) = (
-                JsonLinesFile::create(&files.demand_failed_batches)?,
-                positions[1].clone(),
-            );
-            tokio::spawn(async move {
-                let invoke = handler_fn(|event| {
-                    let handler = handler.clone();
-                    async move { Ok(handler.handle(event).await) }
-                });
-                runner
-                    .run_with_checkpoints(&source, &invoke, &failed, &*checkpoints)
-                    .await
-            })
-        });
-        // The archive handler is given each invocation's deadline (the runner's
-        // function timeout), as the archive Lambda is given its context's: a heavy
-        // batch commits the parts it has time for and reports the rest.
-        mappings.push({
-            let (runner, source, handler) = (runners[2].clone(), stream.clone(), archive.clone());
-            let (failed, checkpoints) = (
-                JsonLinesFile::create(&files.archive_failed_batches)?,
-                positions[2].clone(),
-            );
-            tokio::spawn(async move {
-                let invoke = handler_fn_by(|event, deadline| {
-                    let handler = handler.clone();
-                    async move {
-                        Ok(handler
-                            .handle_by(event, flyhigh_handlers::Deadline::at(deadline))
-                            .await)
+        // mappings read it. The archive handler is given each invocation's deadline
+        // (the runner's function timeout), as the archive Lambda is given its
+        // context's: a heavy batch commits the parts it has time for and reports the
+        // rest.
+        let mappings = vec![
+            spawn_mapping(
+                &runners[0],
+                &stream,
+                handler_fn({
+                    let handler = inventory.clone();
+                    move |event| {
+                        let handler = handler.clone();
+                        async move { Ok(handler.handle(event).await) }
                     }
-                });
-                runner
-                    .run_with_checkpoints(&source, &invoke, &failed, &*checkpoints)
-                    .await
-            })
-        });
+                }),
+                JsonLinesFile::create(&files.failed_batches)?,
+                &positions[0],
+            ),
+            spawn_mapping(
+                &runners[1],
+                &stream,
+                handler_fn({
+                    let handler = demand.clone();
+                    move |event| {
+                        let handler = handler.clone();
+                        async move { Ok(handler.handle(event).await) }
+                    }
+                }),
+                JsonLinesFile::create(&files.demand_failed_batches)?,
+                &positions[1],
+            ),
+            spawn_mapping(
+                &runners[2],
+                &stream,
+                handler_fn_by({
+                    let handler = archive.clone();
+                    move |event, deadline| {
+                        let handler = handler.clone();
+                        async move {
+                            Ok(handler
+                                .handle_by(event, flyhigh_handlers::Deadline::at(deadline))
+                                .await)
+                        }
+                    }
+                }),
+                JsonLinesFile::create(&files.archive_failed_batches)?,
+                &positions[2],
+            ),
+        ];
 
         let (stop, stopped) = watch::channel(false);
         let evaluations = Arc::new(EvaluationCounters::default());
@@ -599,6 +591,23 @@ impl Deployment {
         }
         Ok(self.stats())
     }
+}
+
+/// Runs `runner` over every shard of `stream`, invoking `handler`, failed batches to
+/// `failed`, going on from `checkpoints`; the task ends with the stream.
+fn spawn_mapping<H: Handler + 'static>(
+    runner: &Runner,
+    stream: &Stream,
+    handler: H,
+    failed: JsonLinesFile,
+    checkpoints: &Arc<Checkpoints>,
+) -> JoinHandle<Result<MappingStats, RunnerError>> {
+    let (runner, stream, checkpoints) = (runner.clone(), stream.clone(), checkpoints.clone());
+    tokio::spawn(async move {
+        runner
+            .run_with_checkpoints(&stream, &handler, &failed, &*checkpoints)
+            .await
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
