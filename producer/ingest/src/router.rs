@@ -205,10 +205,8 @@ impl<L: Ledger> Ingest<L> {
             }
         }
         // Later copies of an id: a duplicate of a durable first, else the first's answer.
-        let by_index: HashMap<usize, EventResult> =
-            results.iter().map(|r| (r.index, r.clone())).collect();
         for (index, first) in copies {
-            if let Some(first) = by_index.get(&first) {
+            if let Some(first) = results.iter().find(|r| r.index == first) {
                 let mut copy = first.clone();
                 copy.index = index;
                 if matches!(first.status, EventStatus::Accepted | EventStatus::Duplicate) {
@@ -276,11 +274,7 @@ impl<L: Ledger> Ingest<L> {
                 },
             }
         }
-        let throttles_before = if pending.is_empty() {
-            0
-        } else {
-            self.producer.metrics().throttles
-        };
+        let throttles_before = self.producer.throttles();
         let deadline = tokio::time::Instant::now() + self.request_budget;
         let outcomes = futures::future::join_all(
             pending
@@ -303,9 +297,8 @@ impl<L: Ledger> Ingest<L> {
                     results.push(retry(index, event, RetryReason::Unavailable));
                 }
                 Err(_elapsed) => {
-                    let throttled = *throttled.get_or_insert_with(|| {
-                        self.producer.metrics().throttles > throttles_before
-                    });
+                    let throttled = *throttled
+                        .get_or_insert_with(|| self.producer.throttles() > throttles_before);
                     let reason = if throttled {
                         RetryReason::Throttled
                     } else {
