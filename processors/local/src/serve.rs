@@ -118,10 +118,8 @@ impl Ledger for StreamLedger {
 /// The running service.
 pub struct Service {
     deployment: Deployment,
-    producer: Producer,
-    ingest: StatsHandle,
-    stream: DurableStream,
-    local_addr: SocketAddr,
+    /// What `/v1/stats` reads: the producer and the listen address are in it too.
+    status: StatusSource,
     server: JoinHandle<std::io::Result<()>>,
     stop_serving: oneshot::Sender<()>,
 }
@@ -230,20 +228,22 @@ impl Service {
         if let Some(keys) = config.api_keys {
             ingest = ingest.with_auth(Auth::ApiKeys(keys));
         }
-        let stats = ingest.stats();
         let (stop_serving, stopped) = oneshot::channel::<()>();
         let status = StatusSource {
-            ingest: stats.clone(),
-            producer: producer.clone(),
-            stream: stream.clone(),
+            ingest: ingest.stats(),
+            producer,
+            stream,
             runners: deployment.status_handle(),
             listen: local_addr,
         };
         let router = ingest.router().route(
             "/v1/stats",
-            get(move || {
+            get({
                 let status = status.clone();
-                async move { axum::Json(status.snapshot().await) }
+                move || {
+                    let status = status.clone();
+                    async move { axum::Json(status.snapshot().await) }
+                }
             }),
         );
         let server = tokio::spawn(async move {
@@ -255,10 +255,7 @@ impl Service {
         });
         Ok(Service {
             deployment,
-            producer,
-            ingest: stats,
-            stream,
-            local_addr,
+            status,
             server,
             stop_serving,
         })
@@ -266,7 +263,7 @@ impl Service {
 
     /// Where the ingest API listens.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.status.listen
     }
 
     /// The data directory's paths.
@@ -276,15 +273,7 @@ impl Service {
 
     /// What it has done so far.
     pub async fn stats(&self) -> ServeStats {
-        StatusSource {
-            ingest: self.ingest.clone(),
-            producer: self.producer.clone(),
-            stream: self.stream.clone(),
-            runners: self.deployment.status_handle(),
-            listen: self.local_addr,
-        }
-        .snapshot()
-        .await
+        self.status.snapshot().await
     }
 
     /// Drains and stops: no new requests (those in flight are answered), everything
@@ -297,10 +286,7 @@ impl Service {
     pub async fn stop(self) -> anyhow::Result<ServeStats> {
         let Service {
             mut deployment,
-            producer,
-            ingest,
-            stream,
-            local_addr,
+            status,
             server,
             stop_serving,
         } = self;
@@ -310,7 +296,7 @@ impl Service {
             Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP server stopped with an error"),
             Err(e) => tracing::warn!(error = %e, "the HTTP server's task failed"),
         }
-        let report = producer.close().await;
+        let report = status.producer.close().await;
         if report.dead_lettered > 0 {
             tracing::warn!(
                 dead_lettered = report.dead_lettered,
@@ -319,15 +305,7 @@ impl Service {
             );
         }
         deployment.finish(None).await?;
-        Ok(StatusSource {
-            ingest,
-            producer,
-            stream,
-            runners: deployment.status_handle(),
-            listen: local_addr,
-        }
-        .snapshot()
-        .await)
+        Ok(status.snapshot().await)
     }
 }
 
