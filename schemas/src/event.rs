@@ -36,7 +36,8 @@ pub(crate) const POSITIVE_AMOUNT_PATTERN: &str =
 /// One event as it travels through the pipeline: metadata plus a typed payload.
 ///
 /// On the wire it is one JSON object: the metadata fields, `event_type` and `payload`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Fields it does not know are ignored (a newer producer may add some).
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[schemars(title = "FlyHigh booking-pipeline event", extend("$id" = "https://flyhigh.example/schemas/envelope.schema.json"))]
 pub struct Envelope {
     /// UUIDv7, set by the producer; unique per emitted event.
@@ -56,6 +57,131 @@ pub struct Envelope {
     /// The event kind and its data.
     #[serde(flatten)]
     pub payload: Payload,
+}
+
+/// Read by hand rather than derived: a derived `#[serde(flatten)]` buffers every
+/// event's whole object into serde's generic content tree before reading it again,
+/// which was a large part of what each consumer spends per event. Here the payload is
+/// read straight into its type once `event_type` is known (the producers write it
+/// first); a payload before its `event_type` is buffered as JSON.
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Envelope, D::Error> {
+        d.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum EnvelopeField {
+    EventId,
+    SchemaVersion,
+    OccurredAt,
+    Source,
+    EventType,
+    Payload,
+    #[serde(other)]
+    Unknown,
+}
+
+struct EventId(Uuid);
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EventId, D::Error> {
+        hyphenated::deserialize(d).map(EventId)
+    }
+}
+
+struct OccurredAt(DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for OccurredAt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OccurredAt, D::Error> {
+        millis::deserialize(d).map(OccurredAt)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+        use serde::de::Error;
+        fn once<T, E: Error>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), E> {
+            if slot.replace(value).is_some() {
+                return Err(E::duplicate_field(name));
+            }
+            Ok(())
+        }
+        let mut event_id = None;
+        let mut schema_version = None;
+        let mut occurred_at = None;
+        let mut source = None;
+        let mut event_type: Option<EventType> = None;
+        let mut payload: Option<Payload> = None;
+        let mut early_payload: Option<serde_json::Value> = None;
+        while let Some(field) = map.next_key::<EnvelopeField>()? {
+            match field {
+                EnvelopeField::EventId => {
+                    once(&mut event_id, map.next_value::<EventId>()?.0, "event_id")?;
+                }
+                EnvelopeField::SchemaVersion => {
+                    once(&mut schema_version, map.next_value::<u32>()?, "schema_version")?;
+                }
+                EnvelopeField::OccurredAt => {
+                    once(&mut occurred_at, map.next_value::<OccurredAt>()?.0, "occurred_at")?;
+                }
+                EnvelopeField::Source => once(&mut source, map.next_value::<String>()?, "source")?,
+                EnvelopeField::EventType => {
+                    once(&mut event_type, map.next_value::<EventType>()?, "event_type")?;
+                }
+                EnvelopeField::Payload => {
+                    if payload.is_some() || early_payload.is_some() {
+                        return Err(A::Error::duplicate_field("payload"));
+                    }
+                    match event_type {
+                        Some(EventType::Search) => payload = Some(Payload::Search(map.next_value()?)),
+                        Some(EventType::Booking) => {
+                            payload = Some(Payload::Booking(map.next_value()?));
+                        }
+                        Some(EventType::Cancellation) => {
+                            payload = Some(Payload::Cancellation(map.next_value()?));
+                        }
+                        None => early_payload = Some(map.next_value()?),
+                    }
+                }
+                EnvelopeField::Unknown => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let event_type = event_type.ok_or_else(|| A::Error::missing_field("event_type"))?;
+        let payload = match (payload, early_payload) {
+            (Some(payload), _) => payload,
+            (None, Some(value)) => {
+                let typed = match event_type {
+                    EventType::Search => Search::deserialize(value).map(Payload::Search),
+                    EventType::Booking => Booking::deserialize(value).map(Payload::Booking),
+                    EventType::Cancellation => {
+                        Cancellation::deserialize(value).map(Payload::Cancellation)
+                    }
+                };
+                typed.map_err(A::Error::custom)?
+            }
+            (None, None) => return Err(A::Error::missing_field("payload")),
+        };
+        Ok(Envelope {
+            event_id: event_id.ok_or_else(|| A::Error::missing_field("event_id"))?,
+            schema_version: schema_version
+                .ok_or_else(|| A::Error::missing_field("schema_version"))?,
+            occurred_at: occurred_at.ok_or_else(|| A::Error::missing_field("occurred_at"))?,
+            source: source.ok_or_else(|| A::Error::missing_field("source"))?,
+            payload,
+        })
+    }
 }
 
 /// The event kind, tagged as `event_type` with its data under `payload`.
@@ -393,7 +519,15 @@ pub(crate) mod date {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&d.format("%Y-%m-%d"))
+        use chrono::Datelike;
+        // Written by hand: chrono's `format` interprets its pattern on every call,
+        // and every event carries a date. Years beyond 9999 are refused on read.
+        s.collect_str(&format_args!(
+            "{:04}-{:02}-{:02}",
+            d.year(),
+            d.month(),
+            d.day()
+        ))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
@@ -414,7 +548,16 @@ pub(crate) mod date {
         if !shape {
             return Err(format!("must be a date like 2026-12-01, got {s:?}"));
         }
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| format!("not a calendar date: {e}"))
+        // The shape is checked: the digits are read directly (chrono's
+        // `parse_from_str` interprets its pattern on every call).
+        let number = |range: std::ops::Range<usize>| {
+            b[range]
+                .iter()
+                .fold(0u32, |n, c| n * 10 + u32::from(c - b'0'))
+        };
+        let year = i32::try_from(number(0..4)).map_err(|e| e.to_string())?;
+        NaiveDate::from_ymd_opt(year, number(5..7), number(8..10))
+            .ok_or_else(|| format!("not a calendar date: {s:?} does not exist"))
     }
 
     pub mod option {

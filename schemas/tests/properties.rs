@@ -206,6 +206,26 @@ proptest! {
     }
 
     #[test]
+    fn a_payload_before_its_event_type_and_unknown_fields_decode_the_same(event in valid_event()) {
+        // Producers write `event_type` first; other JSON writers may not, and a newer
+        // producer may add fields.
+        let bytes = event.to_json();
+        let mut object: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).unwrap();
+        let payload = object.remove("payload").unwrap();
+        let rest = serde_json::to_string(&object).unwrap();
+        let reordered = format!(
+            "{{\"payload\":{payload},\"added_by_a_newer_producer\":{{\"a\":[1,{{}}]}},{}",
+            &rest[1..]
+        );
+        let decoded = decode(reordered.as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e}: {reordered}")))?;
+        prop_assert_eq!(&decoded, &event);
+        // A field given twice is refused, never silently overwritten.
+        let twice = format!("{{\"source\":\"x\",{}", &String::from_utf8_lossy(&bytes)[1..]);
+        prop_assert!(decode(twice.as_bytes()).is_err());
+    }
+
+    #[test]
     fn partition_keys_follow_the_design(event in valid_event()) {
         let key = event.partition_key();
         match &event.payload {

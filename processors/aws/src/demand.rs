@@ -111,6 +111,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use flyhigh_core::demand::{CounterKey, CounterUpdate, Counts};
 use flyhigh_core::ports::{Added, DemandStore, NotedRoute, ShardWatermark, StoreError};
 
@@ -126,6 +127,8 @@ use crate::retry::backoff;
 
 /// Rounds of a batch request for what DynamoDB left unprocessed, the first included.
 const BATCH_MAX_ROUNDS: u32 = 8;
+/// Counter writes of one `add_all` in flight at once.
+const ADD_CONCURRENCY: usize = 16;
 const BATCH_BACKOFF_BASE: Duration = Duration::from_millis(50);
 const BATCH_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -313,6 +316,22 @@ impl DemandStore for DynamoDemandStore {
             }),
             Outcome::Refused(None) => self.read_mark(&update.key).await,
         }
+    }
+
+    async fn add_all(&self, updates: &[CounterUpdate]) -> Vec<Result<Added, StoreError>> {
+        // DynamoDB has no conditional batch write short of a transaction, which would
+        // fail every counter for one stale mark: one conditional update each, at most
+        // ADD_CONCURRENCY in flight, results in order.
+        // Futures built in a loop, not by a closure over `&CounterUpdate`: a closure's
+        // lifetime-generic signature makes this future fail to be `Send`.
+        let mut writes = Vec::with_capacity(updates.len());
+        for update in updates {
+            writes.push(self.add(update));
+        }
+        futures::stream::iter(writes)
+            .buffered(ADD_CONCURRENCY)
+            .collect()
+            .await
     }
 
     async fn counters(

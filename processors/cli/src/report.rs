@@ -168,3 +168,21 @@ impl InventorySummary {
         }
     }
 }
+
+/// CPU time this process has used so far (user and system, every thread), for cost
+/// per event: `getrusage(RUSAGE_SELF)`.
+pub fn cpu_time() -> std::time::Duration {
+    // SAFETY: getrusage writes one rusage struct into the zeroed one it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return std::time::Duration::ZERO;
+        }
+        usage
+    };
+    let of = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    of(usage.ru_utime) + of(usage.ru_stime)
+}

@@ -220,6 +220,16 @@ pub trait DemandStore: Send + Sync {
     fn add(&self, update: &CounterUpdate)
     -> impl Future<Output = Result<Added, StoreError>> + Send;
 
+    /// [`add`](Self::add) for the counters of one batch (distinct keys), one result
+    /// per update in order, each applied or found stale against its own mark exactly
+    /// as `add` decides. A store that can write them together does (SQLite: one
+    /// transaction, so a batch costs one commit, not one per route-bucket); one that
+    /// cannot writes them concurrently (DynamoDB: one conditional write each).
+    fn add_all(
+        &self,
+        updates: &[CounterUpdate],
+    ) -> impl Future<Output = Vec<Result<Added, StoreError>>> + Send;
+
     /// Every counter of `route` in buckets `from <= bucket < to`, one per shard.
     fn counters(
         &self,
@@ -422,6 +432,12 @@ impl<T: DemandStore> DemandStore for &T {
     ) -> impl Future<Output = Result<Added, StoreError>> + Send {
         (**self).add(update)
     }
+    fn add_all(
+        &self,
+        updates: &[CounterUpdate],
+    ) -> impl Future<Output = Vec<Result<Added, StoreError>>> + Send {
+        (**self).add_all(updates)
+    }
     fn counters(
         &self,
         route: &str,
@@ -550,6 +566,12 @@ impl<T: DemandStore> DemandStore for std::sync::Arc<T> {
         update: &CounterUpdate,
     ) -> impl Future<Output = Result<Added, StoreError>> + Send {
         (**self).add(update)
+    }
+    fn add_all(
+        &self,
+        updates: &[CounterUpdate],
+    ) -> impl Future<Output = Vec<Result<Added, StoreError>>> + Send {
+        (**self).add_all(updates)
     }
     fn counters(
         &self,

@@ -190,26 +190,29 @@ CREATE TABLE IF NOT EXISTS cabin_states (
 ) WITHOUT ROWID;
 ";
 
-const SELECT_COUNTER: &str = "
-SELECT searches, passengers, bookings, seats, cancellations, late, mark FROM counters
-WHERE route = ?1 AND bucket = ?2 AND shard_id = ?3";
-
-const UPSERT_COUNTER: &str = "
+/// A counter's change in one statement: inserted, or added to the stored counter when
+/// its mark is below the change's first position (`?12`; marks are
+/// [`Position::to_key`] strings, whose byte order is the position order). No row
+/// changed means stale.
+const ADD_COUNTER: &str = "
 INSERT INTO counters
     (route, bucket, shard_id, searches, passengers, bookings, seats, cancellations, late, mark,
      arrived_at)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
 ON CONFLICT (route, bucket, shard_id) DO UPDATE SET
-    searches = excluded.searches,
-    passengers = excluded.passengers,
-    bookings = excluded.bookings,
-    seats = excluded.seats,
-    cancellations = excluded.cancellations,
-    late = excluded.late,
+    searches = counters.searches + excluded.searches,
+    passengers = counters.passengers + excluded.passengers,
+    bookings = counters.bookings + excluded.bookings,
+    seats = counters.seats + excluded.seats,
+    cancellations = counters.cancellations + excluded.cancellations,
+    late = counters.late + excluded.late,
     mark = excluded.mark,
-    arrived_at = MAX(counters.arrived_at, excluded.arrived_at)";
+    arrived_at = MAX(counters.arrived_at, excluded.arrived_at)
+WHERE counters.mark < ?12";
 
-/// A range of the primary key, so already in the port's order.
+const SELECT_MARK: &str = "
+SELECT mark FROM counters WHERE route = ?1 AND bucket = ?2 AND shard_id = ?3";
+
 const SELECT_COUNTERS: &str = "
 SELECT bucket, shard_id, searches, passengers, bookings, seats, cancellations, late
 FROM counters WHERE route = ?1 AND bucket >= ?2 AND bucket < ?3
@@ -495,56 +498,40 @@ impl SqliteDemandStore {
     }
 
     fn add_now(&self, update: &CounterUpdate) -> Result<Added, StoreError> {
-        let key = &update.key;
         let mut conn = self.writer()?;
         // IMMEDIATE: the write lock is taken before the mark is read, so no other
         // connection can move the mark between the check and the write.
         let db = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("begin")?;
-        let stored = db
-            .prepare_cached(SELECT_COUNTER)
-            .context("prepare")?
-            .query_row(params![key.route, key.bucket, key.shard_id], |row| {
-                Ok(counter_from_row(row, 0))
-            })
-            .optional()
-            .context("select counter")?
-            .transpose()?;
-        let counts = match stored {
-            None => update.counts,
-            Some((counts, mark)) => {
-                let mark = Position::from_key(&mark).ok_or_else(|| {
-                    StoreError::Permanent(format!("counter {key:?} holds an invalid mark {mark:?}"))
-                })?;
-                if mark >= update.first {
-                    // Dropping `db` rolls back; nothing was written.
-                    return Ok(Added::Stale { mark });
-                }
-                let mut counts = counts;
-                counts.add(&update.counts);
-                counts
-            }
+        let added = add_in(&db, update)?;
+        if added == Added::Applied {
+            db.commit().context("commit")?;
+        }
+        // Else dropping `db` rolls back; nothing was written.
+        Ok(added)
+    }
+
+    /// The counters of one batch in one transaction: one commit (one WAL append)
+    /// for the batch instead of one per counter. All or nothing: on an error nothing
+    /// is written and every update reports it.
+    fn add_all_now(&self, updates: &[CounterUpdate]) -> Vec<Result<Added, StoreError>> {
+        let all = || -> Result<Vec<Added>, StoreError> {
+            let mut conn = self.writer()?;
+            let db = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("begin")?;
+            let added = updates
+                .iter()
+                .map(|u| add_in(&db, u))
+                .collect::<Result<Vec<_>, _>>()?;
+            db.commit().context("commit")?;
+            Ok(added)
         };
-        let [searches, passengers, bookings, seats, cancellations, late] = counts_to_sql(&counts)?;
-        db.prepare_cached(UPSERT_COUNTER)
-            .context("prepare")?
-            .execute(params![
-                key.route,
-                key.bucket,
-                key.shard_id,
-                searches,
-                passengers,
-                bookings,
-                seats,
-                cancellations,
-                late,
-                update.last.to_key(),
-                update.arrived.timestamp()
-            ])
-            .context("write counter")?;
-        db.commit().context("commit")?;
-        Ok(Added::Applied)
+        match all() {
+            Ok(added) => added.into_iter().map(Ok).collect(),
+            Err(e) => updates.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 
     fn counters_now(
@@ -891,9 +878,51 @@ fn insert_alert(db: &rusqlite::Transaction<'_>, alert: &Alert) -> Result<bool, S
     Ok(true)
 }
 
+/// `add`'s decision and write inside an open transaction: applies the update if the
+/// stored mark is below its first position, else writes nothing and returns the mark.
+fn add_in(db: &rusqlite::Transaction<'_>, update: &CounterUpdate) -> Result<Added, StoreError> {
+    let key = &update.key;
+    let [searches, passengers, bookings, seats, cancellations, late] =
+        counts_to_sql(&update.counts)?;
+    let changed = db
+        .prepare_cached(ADD_COUNTER)
+        .context("prepare")?
+        .execute(params![
+            key.route,
+            key.bucket,
+            key.shard_id,
+            searches,
+            passengers,
+            bookings,
+            seats,
+            cancellations,
+            late,
+            update.last.to_key(),
+            update.arrived.timestamp(),
+            update.first.to_key(),
+        ])
+        .context("write counter")?;
+    if changed > 0 {
+        return Ok(Added::Applied);
+    }
+    let mark: String = db
+        .prepare_cached(SELECT_MARK)
+        .context("prepare")?
+        .query_row(params![key.route, key.bucket, key.shard_id], |row| row.get(0))
+        .context("select counter mark")?;
+    let mark = Position::from_key(&mark).ok_or_else(|| {
+        StoreError::Permanent(format!("counter {key:?} holds an invalid mark {mark:?}"))
+    })?;
+    Ok(Added::Stale { mark })
+}
+
 impl DemandStore for SqliteDemandStore {
     async fn add(&self, update: &CounterUpdate) -> Result<Added, StoreError> {
         self.add_now(update)
+    }
+
+    async fn add_all(&self, updates: &[CounterUpdate]) -> Vec<Result<Added, StoreError>> {
+        self.add_all_now(updates)
     }
 
     async fn counters(
@@ -1090,14 +1119,6 @@ fn counts_from_row(row: &Row<'_>, first: usize) -> Result<Counts, StoreError> {
         cancellations,
         late,
     })
-}
-
-/// The counts and the mark key from columns `first..first + 7`.
-fn counter_from_row(row: &Row<'_>, first: usize) -> Result<(Counts, String), StoreError> {
-    Ok((
-        counts_from_row(row, first)?,
-        row.get(first + 6).context("read counter")?,
-    ))
 }
 
 mod alert_log;

@@ -112,6 +112,9 @@ impl DemandStore for HeldUntilPublished<'_> {
     async fn add(&self, update: &CounterUpdate) -> Result<Added, StoreError> {
         self.inner.add(update).await
     }
+    async fn add_all(&self, updates: &[CounterUpdate]) -> Vec<Result<Added, StoreError>> {
+        self.inner.add_all(updates).await
+    }
     async fn counters(
         &self,
         route: &str,

@@ -89,6 +89,9 @@ pub struct DeploymentConfig {
     pub batch_size: usize,
     /// How often an idle shard is read again.
     pub poll_interval: Duration,
+    /// How long a mapping gathers records before it invokes with fewer than a full
+    /// batch (Lambda's `MaximumBatchingWindowInSeconds`; zero: at once).
+    pub batching_window: Duration,
     /// Flights to load into the inventory (kept as they are when already there: a
     /// schedule load never resets seats sold).
     pub schedule: Schedule,
@@ -107,6 +110,72 @@ pub struct DeploymentConfig {
     pub checkpoints_on_disk: bool,
     /// Where alert lines go besides `alerts.jsonl` (the console).
     pub console: Option<Console>,
+    /// Which mappings run: all three, except to measure one alone.
+    pub processors: Processors,
+}
+
+/// Which event source mappings a deployment runs. All three make the pipeline; one
+/// alone, or none, measures what it costs (`flyhigh demo --processors`), and
+/// `decode` adds a mapping whose handler only takes each batch apart and decodes
+/// it, the baseline every processor pays before its own work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Processors {
+    pub inventory: bool,
+    pub demand: bool,
+    pub archive: bool,
+    /// The decode-only baseline mapping.
+    pub decode: bool,
+}
+
+impl Processors {
+    /// The pipeline: inventory, demand and archive.
+    pub const ALL: Processors = Processors {
+        inventory: true,
+        demand: true,
+        archive: true,
+        decode: false,
+    };
+
+    /// The names as the CLI takes them: `all`, `none`, or a comma-separated list of
+    /// `inventory`, `demand`, `archive`, `decode`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown name, naming it and the known ones.
+    pub fn parse(list: &str) -> Result<Processors, String> {
+        let mut p = Processors {
+            inventory: false,
+            demand: false,
+            archive: false,
+            decode: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "all" => {
+                    p = Processors {
+                        decode: p.decode,
+                        ..Processors::ALL
+                    }
+                }
+                "none" => {}
+                "inventory" => p.inventory = true,
+                "demand" => p.demand = true,
+                "archive" => p.archive = true,
+                "decode" => p.decode = true,
+                other => {
+                    return Err(format!(
+                        "unknown processor {other:?}: name inventory, demand, archive, decode, all or none"
+                    ));
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Whether all three processors run (the checks of a run need all three).
+    pub fn is_all(&self) -> bool {
+        self.inventory && self.demand && self.archive
+    }
 }
 
 /// Which stream.
@@ -132,7 +201,8 @@ pub struct Deployment {
     evaluator: Arc<Evaluator>,
     runners: [Runner; 3],
     positions: [Arc<Checkpoints>; 3],
-    mappings: Vec<JoinHandle<Result<MappingStats, RunnerError>>>,
+    /// The running mappings, by processor name.
+    mappings: Vec<(&'static str, JoinHandle<Result<MappingStats, RunnerError>>)>,
     schedules: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     evaluations: Arc<EvaluationCounters>,
@@ -380,16 +450,17 @@ impl Deployment {
             JsonLinesFile::create(&files.archive_dead_letters)?,
         ));
 
-        let mapping = MappingConfig {
+        let mapping_config = MappingConfig {
             batch_size: config.batch_size,
             poll_interval: config.poll_interval,
+            batching_window: config.batching_window,
             bisect_batch_on_function_error: true,
             ..MappingConfig::default()
         };
         let runners = [
-            Runner::new(mapping.clone()),
-            Runner::new(mapping.clone()),
-            Runner::new(mapping),
+            Runner::new(mapping_config.clone()),
+            Runner::new(mapping_config.clone()),
+            Runner::new(mapping_config.clone()),
         ];
         let checkpoints = |processor: &str| -> anyhow::Result<Arc<Checkpoints>> {
             Ok(Arc::new(if config.checkpoints_on_disk {
@@ -412,51 +483,85 @@ impl Deployment {
         // (the runner's function timeout), as the archive Lambda is given its
         // context's: a heavy batch commits the parts it has time for and reports the
         // rest.
-        let mappings = vec![
-            spawn_mapping(
-                &runners[0],
-                &stream,
-                handler_fn({
-                    let handler = inventory.clone();
-                    move |event| {
-                        let handler = handler.clone();
-                        async move { Ok(handler.handle(event).await) }
-                    }
-                }),
-                JsonLinesFile::create(&files.failed_batches)?,
-                &positions[0],
-            ),
-            spawn_mapping(
-                &runners[1],
-                &stream,
-                handler_fn({
-                    let handler = demand.clone();
-                    move |event| {
-                        let handler = handler.clone();
-                        async move { Ok(handler.handle(event).await) }
-                    }
-                }),
-                JsonLinesFile::create(&files.demand_failed_batches)?,
-                &positions[1],
-            ),
-            spawn_mapping(
-                &runners[2],
-                &stream,
-                handler_fn_by({
-                    let handler = archive.clone();
-                    move |event, deadline| {
-                        let handler = handler.clone();
-                        async move {
-                            Ok(handler
-                                .handle_by(event, flyhigh_handlers::Deadline::at(deadline))
-                                .await)
+        let mut mappings = Vec::new();
+        if config.processors.inventory {
+            mappings.push((
+                "inventory",
+                spawn_mapping(
+                    &runners[0],
+                    &stream,
+                    handler_fn({
+                        let handler = inventory.clone();
+                        move |event| {
+                            let handler = handler.clone();
+                            async move { Ok(handler.handle(event).await) }
                         }
-                    }
-                }),
-                JsonLinesFile::create(&files.archive_failed_batches)?,
-                &positions[2],
-            ),
-        ];
+                    }),
+                    JsonLinesFile::create(&files.failed_batches)?,
+                    &positions[0],
+                ),
+            ));
+        }
+        if config.processors.demand {
+            mappings.push((
+                "demand",
+                spawn_mapping(
+                    &runners[1],
+                    &stream,
+                    handler_fn({
+                        let handler = demand.clone();
+                        move |event| {
+                            let handler = handler.clone();
+                            async move { Ok(handler.handle(event).await) }
+                        }
+                    }),
+                    JsonLinesFile::create(&files.demand_failed_batches)?,
+                    &positions[1],
+                ),
+            ));
+        }
+        if config.processors.archive {
+            mappings.push((
+                "archive",
+                spawn_mapping(
+                    &runners[2],
+                    &stream,
+                    handler_fn_by({
+                        let handler = archive.clone();
+                        move |event, deadline| {
+                            let handler = handler.clone();
+                            async move {
+                                Ok(handler
+                                    .handle_by(event, flyhigh_handlers::Deadline::at(deadline))
+                                    .await)
+                            }
+                        }
+                    }),
+                    JsonLinesFile::create(&files.archive_failed_batches)?,
+                    &positions[2],
+                ),
+            ));
+        }
+        if config.processors.decode {
+            // Takes every batch apart and decodes each event, then drops them: what
+            // each processor pays before its own work. Nothing to fail, nothing kept.
+            mappings.push((
+                "decode",
+                spawn_mapping(
+                    &Runner::new(mapping_config.clone()),
+                    &stream,
+                    handler_fn(move |event| async move {
+                        let records = flyhigh_handlers::kinesis::kinesis_records(&event);
+                        let expanded =
+                            flyhigh_handlers::batch::expand("decode", &records, |_, _| None);
+                        std::hint::black_box(expanded);
+                        Ok(Default::default())
+                    }),
+                    JsonLinesFile::create(&files.data.join("decode-failed-batches.jsonl"))?,
+                    &Arc::new(Checkpoints::Memory(MemoryCheckpoints::default())),
+                ),
+            ));
+        }
 
         let (stop, stopped) = watch::channel(false);
         let evaluations = Arc::new(EvaluationCounters::default());
@@ -567,11 +672,7 @@ impl Deployment {
         judge_until: Option<DateTime<Utc>>,
     ) -> anyhow::Result<DeploymentStats> {
         self.stream.close();
-        for (mapping, name) in self
-            .mappings
-            .drain(..)
-            .zip(["inventory", "demand", "archive"])
-        {
+        for (name, mapping) in self.mappings.drain(..) {
             mapping
                 .await
                 .with_context(|| format!("the {name} mapping's task"))?

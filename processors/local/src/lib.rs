@@ -19,7 +19,7 @@ pub mod stream;
 
 pub use deployment::{
     Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag,
-    ProcessorLag, StreamKind,
+    ProcessorLag, Processors, StreamKind,
 };
 pub use files::Files;
 pub use serve::{ServeConfig, ServeStats, Service};

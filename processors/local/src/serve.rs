@@ -186,6 +186,7 @@ impl Service {
             shards: config.shards,
             batch_size: config.batch_size,
             poll_interval: Duration::from_millis(20),
+            batching_window: Duration::ZERO,
             schedule: config.schedule,
             late_allowance: flyhigh_handlers::demand::counting::DEFAULT_LATE_ALLOWANCE,
             clock: None,
@@ -197,6 +198,7 @@ impl Service {
             compact_every: Some(config.compact_every),
             checkpoints_on_disk: true,
             console: Some(Arc::new(|line: &str| println!("{line}"))),
+            processors: crate::deployment::Processors::ALL,
         })
         .await?;
         let Stream::Durable(stream) = deployment.stream().clone() else {

@@ -128,6 +128,14 @@ impl DemandStore for MemoryDemandStore {
         Ok(Added::Applied)
     }
 
+    async fn add_all(&self, updates: &[CounterUpdate]) -> Vec<Result<Added, StoreError>> {
+        let mut results = Vec::with_capacity(updates.len());
+        for update in updates {
+            results.push(self.add(update).await);
+        }
+        results
+    }
+
     async fn counters(
         &self,
         route: &str,

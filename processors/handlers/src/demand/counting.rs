@@ -38,7 +38,6 @@ use flyhigh_core::demand::registry::NOTE_REFRESH;
 use flyhigh_core::demand::{DemandEvent, DemandKind, Position};
 use flyhigh_core::{Added, DeadLetterSink, DemandStore, InventoryStore, KinesisRecord, StoreError};
 use flyhigh_schemas::Payload;
-use futures::StreamExt;
 
 use super::PROCESSOR;
 use crate::batch::{self, BatchOutcome};
@@ -50,8 +49,6 @@ pub const DEFAULT_BUCKET_SECONDS: i64 = 60;
 /// setting the evaluator's horizon uses too
 /// ([`flyhigh_core::demand::counting::DEFAULT_ALLOWANCE`], two minutes).
 pub const DEFAULT_LATE_ALLOWANCE: Duration = DEFAULT_ALLOWANCE;
-/// Counter changes in flight at once.
-const CONCURRENCY: usize = 16;
 /// Attempts per counter: a stale mark costs one more (a second consumer racing on
 /// the shard could cost another).
 const MAX_ATTEMPTS: usize = 4;
@@ -335,18 +332,9 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         let events: &[DemandEvent] = events;
         let tallies = tally(shard_id, events, self.bucket_seconds);
 
-        // Futures built in a loop, not by a closure over `&Tally`: a closure's
-        // lifetime-generic signature makes the handler's future fail to be `Send`.
-        let mut writes = Vec::with_capacity(tallies.len());
-        for t in &tallies {
-            writes.push(async move { (t, self.write(t, events).await) });
-        }
-        let results: Vec<(&Tally, Result<u64, StoreError>)> = futures::stream::iter(writes)
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let results = self.write_all(&tallies, events).await;
         let mut failed: Option<(usize, String)> = None;
-        for (t, result) in results {
+        for (t, result) in tallies.iter().zip(results) {
             match result {
                 Ok(counted) => add(&self.counters.events_counted, counted),
                 Err(e) => {
@@ -410,33 +398,65 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         failed.map_or(Ok(()), Err)
     }
 
-    /// Writes one counter's change, rebuilding it above the stored mark when stale.
-    /// Returns how many events it counted.
-    async fn write(&self, t: &Tally, events: &[DemandEvent]) -> Result<u64, StoreError> {
-        let mut mark: Option<Position> = None;
+    /// Writes every counter's change of a batch through one
+    /// [`DemandStore::add_all`] per round, rebuilding a stale one above its stored
+    /// mark for the next round. Returns, per tally in order, how many events it
+    /// counted.
+    async fn write_all(
+        &self,
+        tallies: &[Tally],
+        events: &[DemandEvent],
+    ) -> Vec<Result<u64, StoreError>> {
+        let mut outcome: Vec<Result<u64, StoreError>> = tallies
+            .iter()
+            .map(|t| {
+                Err(StoreError::Transient(format!(
+                    "counter {} {} {} kept moving under {MAX_ATTEMPTS} attempts",
+                    t.key.route, t.key.bucket, t.key.shard_id
+                )))
+            })
+            .collect();
+        let mut marks: Vec<Option<Position>> = vec![None; tallies.len()];
+        let mut pending: Vec<usize> = (0..tallies.len()).collect();
         for _ in 0..MAX_ATTEMPTS {
-            let Some(update) = t.update_above(events, mark.as_ref()) else {
-                return Ok(0);
-            };
-            add(&self.counters.counter_writes, 1);
-            match self.store.add(&update).await? {
-                Added::Applied => {
-                    return Ok(t
-                        .events
-                        .iter()
-                        .filter(|&&i| mark.as_ref().is_none_or(|m| events[i].position > *m))
-                        .count() as u64);
+            let mut updates = Vec::with_capacity(pending.len());
+            let mut which = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                match tallies[i].update_above(events, marks[i].as_ref()) {
+                    Some(update) => {
+                        updates.push(update);
+                        which.push(i);
+                    }
+                    // Everything it holds is already under the stored mark.
+                    None => outcome[i] = Ok(0),
                 }
-                Added::Stale { mark: stored } => {
-                    add(&self.counters.stale_writes, 1);
-                    mark = Some(stored);
+            }
+            if updates.is_empty() {
+                break;
+            }
+            add(&self.counters.counter_writes, updates.len() as u64);
+            let results = self.store.add_all(&updates).await;
+            pending.clear();
+            for (i, result) in which.into_iter().zip(results) {
+                match result {
+                    Ok(Added::Applied) => {
+                        let mark = marks[i].as_ref();
+                        outcome[i] = Ok(tallies[i]
+                            .events
+                            .iter()
+                            .filter(|&&e| mark.is_none_or(|m| events[e].position > *m))
+                            .count() as u64);
+                    }
+                    Ok(Added::Stale { mark }) => {
+                        add(&self.counters.stale_writes, 1);
+                        marks[i] = Some(mark);
+                        pending.push(i);
+                    }
+                    Err(e) => outcome[i] = Err(e),
                 }
             }
         }
-        Err(StoreError::Transient(format!(
-            "counter {} {} {} kept moving under {MAX_ATTEMPTS} attempts",
-            t.key.route, t.key.bucket, t.key.shard_id
-        )))
+        outcome
     }
 
     /// Counters so far.
