@@ -93,6 +93,11 @@ struct DemoSummary {
     cpu_seconds: f64,
     /// `cpu_seconds` per event produced, in microseconds.
     cpu_us_per_event: f64,
+    /// Event → committed by each processor, and a surge's start → its alert, in
+    /// milliseconds of the simulated day's clock (the demo replays a day in seconds:
+    /// this is how far the day had gone on when each event was committed, not wall
+    /// time; `flyhigh serve` reports wall time).
+    latency_ms: std::collections::BTreeMap<String, flyhigh_handlers::LatencySummary>,
     inventory_check: InventoryCheck,
     inventory: InventorySummary,
     simulation: flyhigh_simulator::SimStats,
@@ -373,6 +378,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<bool> {
         failed_batches: runner_stats.batches_to_failure_destination,
         elapsed_seconds: elapsed.as_secs_f64(),
         processors: describe(ran),
+        latency_ms: deployment.status_handle().latency(),
         cpu_seconds: cpu.as_secs_f64(),
         inventory_check: check,
         inventory: InventorySummary::new(&inventory),

@@ -37,9 +37,15 @@ pub struct ServeArgs {
     /// A browser origin allowed to post (e.g. https://app.example); repeat it, or `*`.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     cors_origins: Vec<String>,
-    /// Seconds between surge-evaluator runs (the demand bucket).
-    #[arg(long, default_value_t = 60)]
+    /// Seconds between surge-evaluator runs.
+    #[arg(long, default_value_t = 15)]
     evaluate_every_seconds: u64,
+    /// Seconds after its event time an event may arrive and still count in its
+    /// bucket's judgement (later ones are counted, flagged late, and miss it): the
+    /// evaluator judges a minute this long after it ends, so a surge is alerted within
+    /// allowance + 1 minute + the evaluator's period of its start.
+    #[arg(long, default_value_t = 30)]
+    late_allowance_seconds: u64,
     /// Seconds between compactions of the archive's closed hours.
     #[arg(long, default_value_t = 300)]
     compact_every_seconds: u64,
@@ -77,6 +83,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<bool> {
     config.api_keys = api_keys;
     config.cors_origins = args.cors_origins.clone();
     config.evaluate_every = Duration::from_secs(args.evaluate_every_seconds.max(1));
+    config.late_allowance =
+        chrono::Duration::seconds(i64::try_from(args.late_allowance_seconds).unwrap_or(i64::MAX));
     config.compact_every = Duration::from_secs(args.compact_every_seconds.max(1));
     config.buffer_budget_bytes = args.buffer_mib.max(1) << 20;
     config.linger = Duration::from_millis(args.linger_ms);

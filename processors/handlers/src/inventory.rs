@@ -119,6 +119,7 @@ pub struct InventoryHandler<S, D, W = NoFlightWatch> {
     counters: Counters,
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     max_transaction_items: usize,
+    latency: Option<std::sync::Arc<crate::Latency>>,
 }
 
 impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
@@ -132,6 +133,7 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             counters: Counters::default(),
             clock: Box::new(Utc::now),
             max_transaction_items: MAX_TRANSACTION_ITEMS,
+            latency: None,
         }
     }
 
@@ -146,11 +148,19 @@ impl<S: InventoryStore, D: DeadLetterSink> InventoryHandler<S, D> {
             counters: self.counters,
             clock: self.clock,
             max_transaction_items: self.max_transaction_items,
+            latency: self.latency,
         }
     }
 }
 
 impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D, W> {
+    /// Records each committed event's time from `occurred_at` to its commit in
+    /// `latency` (see [`crate::latency`]).
+    pub fn with_latency(mut self, latency: std::sync::Arc<crate::Latency>) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
     /// Reads "now" from `clock` instead of the system clock; it decides which events
     /// are beyond the retention horizon ([`flyhigh_core::inventory::within_horizon`]).
     pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
@@ -247,6 +257,9 @@ impl<S: InventoryStore, D: DeadLetterSink, W: FlightWatch> InventoryHandler<S, D
         }
         if outcome.first_failed.is_some() {
             self.add(&self.counters.failed_batches, 1);
+        }
+        if let Some(latency) = &self.latency {
+            latency.record_decoded(&expanded.events, outcome.first_failed);
         }
         outcome
     }

@@ -19,6 +19,8 @@
 //! - [`deadline`]: [`Deadline`], when the invocation must have answered (Lambda's
 //!   `Context`, the local runner's batch timeout), for handlers that stop at a part
 //!   boundary.
+//! - [`latency`]: [`Latency`], how long events take from `occurred_at` to each
+//!   handler's commit, in HDR histograms.
 //! - [`batch`]: what every handler shares: expanding a batch into events and poison,
 //!   writing the dead letters of the records before a reported failure.
 //!
@@ -38,9 +40,11 @@ pub mod deadline;
 pub mod demand;
 pub mod inventory;
 pub mod kinesis;
+pub mod latency;
 
 #[cfg(feature = "archive")]
 pub use archive::{ArchiveHandler, Compactor};
 pub use deadline::Deadline;
 pub use demand::{DemandHandler, FlightAlerts, Outbox, SurgeEvaluator};
 pub use inventory::{HandlerStats, InventoryHandler};
+pub use latency::{Latency, LatencySummary};

@@ -13,6 +13,7 @@
 //! | SQS dead-letter queues, on-failure dest | JSON-lines files in the data directory    |
 //! | SNS topic                               | `alerts.jsonl` and the console            |
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ use flyhigh_runner::{
     CheckpointError, CheckpointStore, FileCheckpoints, Handler, MappingConfig, MappingStats,
     MemoryCheckpoints, Runner, RunnerError, handler_fn, handler_fn_by,
 };
+use flyhigh_handlers::{Latency, LatencySummary};
+use flyhigh_schemas::{AlertRule, AlertStatus};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -206,6 +209,7 @@ pub struct Deployment {
     schedules: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
     evaluations: Arc<EvaluationCounters>,
+    latencies: Arc<Latencies>,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +217,45 @@ struct EvaluationCounters {
     runs: std::sync::atomic::AtomicU64,
     buckets_judged: std::sync::atomic::AtomicU64,
     compactions: std::sync::atomic::AtomicU64,
+}
+
+/// How long events take to reach each stage, measured on the deployment's clock
+/// (see [`flyhigh_handlers::latency`]).
+#[derive(Debug)]
+pub struct Latencies {
+    /// Event (`occurred_at`) → committed in the inventory.
+    pub inventory: Arc<Latency>,
+    /// Event → counted in the demand counters.
+    pub demand: Arc<Latency>,
+    /// Event → in a Parquet file the archive checkpoint has committed.
+    pub archive: Arc<Latency>,
+    /// A surge's first bucket (`window_start`) → its alert published.
+    pub surge_alert: Arc<Latency>,
+}
+
+impl Latencies {
+    fn on(clock: &Clock) -> Latencies {
+        let stage = || Arc::new(Latency::with_clock(clock.clone()));
+        Latencies {
+            inventory: stage(),
+            demand: stage(),
+            archive: stage(),
+            surge_alert: stage(),
+        }
+    }
+
+    /// Each stage's percentiles, by stage name.
+    pub fn summaries(&self) -> BTreeMap<String, LatencySummary> {
+        [
+            ("inventory", &self.inventory),
+            ("demand", &self.demand),
+            ("archive", &self.archive),
+            ("surge_alert", &self.surge_alert),
+        ]
+        .into_iter()
+        .map(|(name, l)| (name.to_string(), l.summary()))
+        .collect()
+    }
 }
 
 /// What the pipeline has done so far, per processor.
@@ -245,6 +288,7 @@ pub struct StatusHandle {
     evaluations: Arc<EvaluationCounters>,
     stream: Stream,
     positions: [Arc<Checkpoints>; 3],
+    latencies: Arc<Latencies>,
 }
 
 /// How far each processor is behind the end of the stream, from its checkpoints.
@@ -301,6 +345,11 @@ impl StatusHandle {
             demand: lags[1],
             archive: lags[2],
         })
+    }
+
+    /// Each stage's latency percentiles so far, by stage name.
+    pub fn latency(&self) -> BTreeMap<String, LatencySummary> {
+        self.latencies.summaries()
     }
 
     /// What each processor has done so far.
@@ -409,7 +458,18 @@ impl Deployment {
             SqliteDemandStore::open(&files.demand_sqlite)
                 .with_context(|| format!("opening {}", files.demand_sqlite.display()))?,
         );
-        let mut alert_log = AlertLog::new(&files.alerts)?;
+        let latencies = Arc::new(Latencies::on(&clock));
+        let mut alert_log = AlertLog::new(&files.alerts)?.with_observer({
+            let surge = latencies.surge_alert.clone();
+            move |alert| {
+                if alert.rule == AlertRule::RouteSurge
+                    && alert.status == AlertStatus::Raised
+                    && let Some(start) = alert.window_start
+                {
+                    surge.record_since(start);
+                }
+            }
+        });
         if let Some(console) = config.console.clone() {
             alert_log = alert_log.with_console(move |line| console(line));
         }
@@ -421,6 +481,7 @@ impl Deployment {
                 JsonLinesFile::create(&files.demand_dead_letters)?,
             )
             .with_late_allowance(config.late_allowance)
+            .with_latency(latencies.demand.clone())
             .with_clock({
                 let clock = clock.clone();
                 move || clock()
@@ -436,8 +497,8 @@ impl Deployment {
             )
             .with_route_check(RouteCheck::of_schedule(&config.schedule)),
         );
-        let mut inventory =
-            InventoryHandler::new(store, JsonLinesFile::create(&files.dead_letters)?);
+        let mut inventory = InventoryHandler::new(store, JsonLinesFile::create(&files.dead_letters)?)
+            .with_latency(latencies.inventory.clone());
         if let Some(now) = config.inventory_clock.clone() {
             inventory = inventory.with_clock(move || now());
         }
@@ -448,7 +509,8 @@ impl Deployment {
             LocalObjectStore::open(&files.archive)?,
             SqliteArchiveCheckpoints::open(&files.archive_checkpoints)?,
             JsonLinesFile::create(&files.archive_dead_letters)?,
-        ));
+        )
+        .with_latency(latencies.archive.clone()));
 
         let mapping_config = MappingConfig {
             batch_size: config.batch_size,
@@ -597,6 +659,7 @@ impl Deployment {
             schedules,
             stop,
             evaluations,
+            latencies,
         })
     }
 
@@ -655,6 +718,7 @@ impl Deployment {
             evaluations: self.evaluations.clone(),
             stream: self.stream.clone(),
             positions: self.positions.clone(),
+            latencies: self.latencies.clone(),
         }
     }
 

@@ -18,7 +18,7 @@ pub mod serve;
 pub mod stream;
 
 pub use deployment::{
-    Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag,
+    Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag, Latencies,
     ProcessorLag, Processors, StreamKind,
 };
 pub use files::Files;

@@ -50,8 +50,13 @@ pub struct ServeConfig {
     pub api_keys: Option<ApiKeys>,
     /// Browser origins allowed to post (`*` for any).
     pub cors_origins: Vec<String>,
-    /// Time between evaluator runs (the demand bucket: a minute).
+    /// Time between evaluator runs.
     pub evaluate_every: Duration,
+    /// How long after its event time an event may arrive and still count in its
+    /// bucket's judgement: the evaluator judges a bucket this long after it closes.
+    /// With one-minute buckets, 30 s and a 15 s schedule put a surge's alert at most
+    /// 1 min 45 s after its first bucket began (within two buckets).
+    pub late_allowance: chrono::Duration,
     /// Time between compactions of closed archive hours.
     pub compact_every: Duration,
     /// The producer's byte budget: beyond it, requests are answered 429.
@@ -76,7 +81,8 @@ impl ServeConfig {
             schedule,
             api_keys: None,
             cors_origins: Vec::new(),
-            evaluate_every: Duration::from_secs(60),
+            evaluate_every: Duration::from_secs(15),
+            late_allowance: chrono::Duration::seconds(30),
             compact_every: Duration::from_secs(300),
             buffer_budget_bytes: 8 << 20,
             linger: Duration::from_millis(5),
@@ -140,6 +146,11 @@ pub struct ServeStats {
     /// How far each processor is behind the end of the stream (records after its
     /// checkpoints, and the oldest one's age).
     pub lag: Option<crate::deployment::Lag>,
+    /// How long events take to reach each stage, in milliseconds on the wall clock:
+    /// `ack` (event → durable in the stream and answered), `inventory`, `demand`,
+    /// `archive` (event → committed by that processor), `surge_alert` (a surge's
+    /// first bucket → its alert published).
+    pub latency_ms: std::collections::BTreeMap<String, flyhigh_handlers::LatencySummary>,
 }
 
 /// The producer's counters that matter to an operator of the service.
@@ -188,7 +199,7 @@ impl Service {
             poll_interval: Duration::from_millis(20),
             batching_window: Duration::ZERO,
             schedule: config.schedule,
-            late_allowance: flyhigh_handlers::demand::counting::DEFAULT_LATE_ALLOWANCE,
+            late_allowance: config.late_allowance,
             clock: None,
             inventory_clock: None,
             evaluator: EvaluatorSchedule {
@@ -212,7 +223,14 @@ impl Service {
             .await
             .context("starting the producer")?;
         let readiness_stream = stream.clone();
+        let ack = Arc::new(flyhigh_handlers::Latency::new());
         let mut ingest = Ingest::new(producer.clone(), StreamLedger(stream.clone()))
+            .with_durable_observer({
+                let ack = ack.clone();
+                Arc::new(move |occurred: &[chrono::DateTime<chrono::Utc>]| {
+                    ack.record_committed(occurred.iter().map(|at| (0, *at)), None);
+                })
+            })
             .with_cors_origins(config.cors_origins)
             .with_readiness(Arc::new(move || {
                 let stream = readiness_stream.clone();
@@ -237,6 +255,7 @@ impl Service {
             stream,
             runners: deployment.status_handle(),
             listen: local_addr,
+            ack,
         };
         let router = ingest.router().route(
             "/v1/stats",
@@ -319,6 +338,7 @@ struct StatusSource {
     stream: DurableStream,
     runners: crate::deployment::StatusHandle,
     listen: SocketAddr,
+    ack: Arc<flyhigh_handlers::Latency>,
 }
 
 impl StatusSource {
@@ -330,6 +350,11 @@ impl StatusSource {
             stream: self.stream.stats(),
             processors: self.runners.stats(),
             lag: self.runners.lag().await,
+            latency_ms: {
+                let mut stages = self.runners.latency();
+                stages.insert("ack".into(), self.ack.summary());
+                stages
+            },
         }
     }
 }

@@ -50,4 +50,4 @@ pub use ledger::{CLAIM_LEASE, Claim, Ledger, LedgerError, MemoryLedger};
 pub use response::{
     ErrorResponse, EventResult, EventStatus, FieldProblem, IngestResponse, RetryReason,
 };
-pub use router::{Ingest, IngestStats, Readiness, StatsHandle};
+pub use router::{DurableObserver, Ingest, IngestStats, Readiness, StatsHandle};

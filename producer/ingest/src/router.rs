@@ -51,7 +51,12 @@ pub struct Ingest<L> {
     stats: Arc<Counters>,
     in_flight: Arc<tokio::sync::Semaphore>,
     max_in_flight: usize,
+    on_durable: Option<DurableObserver>,
 }
+
+/// Told the `occurred_at` of the events of each request once they are durable, just
+/// before the answer (for the latency from an event to its acknowledgement).
+pub type DurableObserver = Arc<dyn Fn(&[chrono::DateTime<chrono::Utc>]) + Send + Sync>;
 
 /// What the ingest has answered since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -119,7 +124,15 @@ impl<L: Ledger> Ingest<L> {
                 crate::limits::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
             )),
             max_in_flight: crate::limits::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            on_durable: None,
         }
+    }
+
+    /// Tells `observer` the `occurred_at` of each request's events once they are
+    /// durable (the service's event → acknowledged latency).
+    pub fn with_durable_observer(mut self, observer: DurableObserver) -> Self {
+        self.on_durable = Some(observer);
+        self
     }
 
     /// At most `n` requests read and handled at once (at least 1); the others are
@@ -283,12 +296,14 @@ impl<L: Ledger> Ingest<L> {
         )
         .await;
         let mut written = Vec::new();
+        let mut durable_at = Vec::new();
         let mut late: Vec<(Uuid, Receipt)> = Vec::new();
         let mut throttled = None;
         for ((index, event, receipt), outcome) in pending.into_iter().zip(outcomes) {
             match outcome {
                 Ok(Ok(_delivery)) => {
                     written.push(event.event_id);
+                    durable_at.push(event.occurred_at);
                     results.push(result(index, event, EventStatus::Accepted));
                 }
                 Ok(Err(e)) => {
@@ -308,6 +323,11 @@ impl<L: Ledger> Ingest<L> {
                     late.push((event.event_id, receipt));
                 }
             }
+        }
+        if let Some(observe) = &self.on_durable
+            && !durable_at.is_empty()
+        {
+            observe(&durable_at);
         }
         if let Err(e) = self.ledger.settle(&written, &released).await {
             // The written events are durable and answered so; only a retry's

@@ -9,6 +9,7 @@ use crate::jsonl::{JsonLinesError, JsonLinesFile};
 
 /// The console callback of an [`AlertLog`].
 type Console = Box<dyn Fn(&str) + Send + Sync>;
+type Observer = Box<dyn Fn(&Alert) + Send + Sync>;
 
 /// An [`AlertPublisher`] for the embedded default: each alert becomes one line of a
 /// JSON lines file (conventionally [`ALERTS_FILE`](crate::ALERTS_FILE)), exactly its
@@ -32,6 +33,7 @@ type Console = Box<dyn Fn(&str) + Send + Sync>;
 pub struct AlertLog {
     file: JsonLinesFile,
     console: Option<Console>,
+    observer: Option<Observer>,
 }
 
 impl AlertLog {
@@ -45,6 +47,7 @@ impl AlertLog {
         Ok(AlertLog {
             file: JsonLinesFile::create(path)?,
             console: None,
+            observer: None,
         })
     }
 
@@ -57,6 +60,14 @@ impl AlertLog {
     }
 
     /// The file.
+    /// Also tells `observer` of each alert once it is published (the live view,
+    /// the alert latency).
+    #[must_use]
+    pub fn with_observer(mut self, observer: impl Fn(&Alert) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
     pub fn path(&self) -> &Path {
         self.file.path()
     }
@@ -85,6 +96,9 @@ impl AlertPublisher for AlertLog {
             .map_err(|e| StoreError::Transient(format!("publishing {:?}: {e}", alert.alert_id)))?;
         if let Some(console) = &self.console {
             console(&alert.console_line());
+        }
+        if let Some(observer) = &self.observer {
+            observer(alert);
         }
         Ok(())
     }

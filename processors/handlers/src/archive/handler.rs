@@ -124,6 +124,7 @@ pub struct ArchiveHandler<O, C, D> {
     limits: PartLimits,
     concurrency: usize,
     counters: Counters,
+    latency: Option<std::sync::Arc<crate::Latency>>,
 }
 
 /// One user record of the batch, as the archive sees it.
@@ -149,7 +150,15 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
             limits: PartLimits::default(),
             concurrency: S3_CONCURRENCY,
             counters: Counters::default(),
+            latency: None,
         }
+    }
+
+    /// Records each committed event's time from `occurred_at` to its commit in
+    /// `latency` (see [`crate::latency`]).
+    pub fn with_latency(mut self, latency: std::sync::Arc<crate::Latency>) -> Self {
+        self.latency = Some(latency);
+        self
     }
 
     /// Writes files with `options` instead.
@@ -251,6 +260,15 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
         add(&self.counters.records, records.len() as u64);
         let expanded = batch::expand(PROCESSOR, records, |_, _| None);
         add(&self.counters.events, expanded.events.len() as u64);
+        // Taken before the events move into the shards' parts.
+        let occurred: Vec<(usize, chrono::DateTime<chrono::Utc>)> = match &self.latency {
+            Some(_) => expanded
+                .events
+                .iter()
+                .map(|d| (d.index, d.event.occurred_at))
+                .collect(),
+            None => Vec::new(),
+        };
 
         let mut shards: Vec<ShardBatch> = Vec::new();
         let mut push = |index: usize, item: Item, position: Position| {
@@ -299,6 +317,10 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, D: DeadLetterSink> ArchiveHandler<O,
         }
         if outcome.first_failed.is_some() {
             add(&self.counters.failed_batches, 1);
+        }
+        if let Some(latency) = &self.latency {
+            // Committed: in a file the shard's archive checkpoint has taken.
+            latency.record_committed(occurred, outcome.first_failed);
         }
         outcome
     }

@@ -121,6 +121,7 @@ pub struct DemandHandler<S, R, D> {
     /// [`NOTE_REFRESH`], so that a route still in use never looks quiet.
     noted: Mutex<HashMap<String, DateTime<Utc>>>,
     clock: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    latency: Option<std::sync::Arc<crate::Latency>>,
 }
 
 impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D> {
@@ -138,6 +139,7 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
             flight_routes: Mutex::new(HashMap::new()),
             noted: Mutex::new(HashMap::new()),
             clock: Box::new(Utc::now),
+            latency: None,
         }
     }
 
@@ -159,6 +161,13 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
     /// far ahead of the clock an arrival time may be before it is capped.
     pub fn with_skew(mut self, skew: Duration) -> Self {
         self.skew = skew;
+        self
+    }
+
+    /// Records each committed event's time from `occurred_at` to its commit in
+    /// `latency` (see [`crate::latency`]).
+    pub fn with_latency(mut self, latency: std::sync::Arc<crate::Latency>) -> Self {
+        self.latency = Some(latency);
         self
     }
 
@@ -308,6 +317,9 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         }
         if outcome.first_failed.is_some() {
             add(&self.counters.failed_batches, 1);
+        }
+        if let Some(latency) = &self.latency {
+            latency.record_decoded(&expanded.events, outcome.first_failed);
         }
         outcome
     }
