@@ -187,6 +187,8 @@ impl Plan {
 pub struct Target {
     pub events: Uri,
     pub healthz: Uri,
+    /// `flyhigh serve`'s `/v1/stats` on the same origin.
+    pub stats: Uri,
 }
 
 impl Target {
@@ -198,13 +200,19 @@ impl Target {
             return Err(bad());
         }
         let authority = events.authority().ok_or_else(bad)?.clone();
-        let healthz = Uri::builder()
-            .scheme("http")
-            .authority(authority)
-            .path_and_query("/healthz")
-            .build()
-            .map_err(|_| bad())?;
-        Ok(Target { events, healthz })
+        let path = |p: &str| {
+            Uri::builder()
+                .scheme("http")
+                .authority(authority.clone())
+                .path_and_query(p)
+                .build()
+                .map_err(|_| bad())
+        };
+        Ok(Target {
+            healthz: path("/healthz")?,
+            stats: path("/v1/stats")?,
+            events,
+        })
     }
 }
 
@@ -400,13 +408,73 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
         .context("generating events")?
         .context("generating events")?;
 
-    let summary = tally.summary(&facts);
+    let mut summary = tally.summary(&facts);
+    summary.server_latency_ms = server_latency(&shared.client, &target.stats, plan.timeout).await;
     print!("{}", summary.table());
+    if let Some(stages) = summary.server_latency_ms.as_ref().and_then(|v| v.as_object()) {
+        println!("service latency, ms (event → stage, once every processor caught up):");
+        for (stage, s) in stages {
+            let ms = |k: &str| s.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+            println!(
+                "  {stage:<12} p50 {:>9.1}  p99 {:>9.1}  p999 {:>9.1}  max {:>9.1}  ({} values)",
+                ms("p50"),
+                ms("p99"),
+                ms("p999"),
+                ms("max"),
+                s.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0)
+            );
+        }
+    }
     if let Some(path) = &args.summary_json {
         crate::report::write_json(path, &summary)?;
         println!("summary written to {}", path.display());
     }
     Ok(true)
+}
+
+/// How long a run waits for the service's processors to catch up before it reads
+/// their latencies.
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// The service's latency per stage (`latency_ms` of `/v1/stats`), read once no
+/// processor has records left behind (or after [`CATCH_UP`]); `None` when the target
+/// serves no stats (an API Gateway, say).
+async fn server_latency(
+    client: &HttpClient,
+    stats: &Uri,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
+    let read = || async {
+        let request = Request::get(stats.clone())
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        let response = tokio::time::timeout(timeout, client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&body).ok()
+    };
+    let until = Instant::now() + CATCH_UP;
+    loop {
+        let value = read().await?;
+        let behind: u64 = value
+            .get("lag")
+            .and_then(|l| l.as_object())
+            .map(|lag| {
+                lag.values()
+                    .filter_map(|p| p.get("records").and_then(serde_json::Value::as_u64))
+                    .sum()
+            })
+            .unwrap_or(0);
+        if behind == 0 || Instant::now() >= until {
+            return value.get("latency_ms").cloned();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Decrements the in-flight count when a request ends, however it ends.

@@ -279,6 +279,7 @@ impl Tally {
                 interval_ms: round3(plan.interval().as_secs_f64() * 1000.0),
             },
             ack_latency_ms: latency,
+            server_latency_ms: None,
             errors: self.errors.clone(),
         }
     }
@@ -322,6 +323,13 @@ pub struct Summary {
     pub achieved: Achieved,
     pub schedule: ScheduleSummary,
     pub ack_latency_ms: LatencyMs,
+    /// The service's own latency per stage once its processors caught up
+    /// (`flyhigh serve`'s `/v1/stats`: event → acknowledged, → committed by each
+    /// processor, a surge's start → its alert), in milliseconds; absent when the
+    /// target serves no stats. Cumulative since the service started: measure a
+    /// fresh one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_latency_ms: Option<serde_json::Value>,
     /// The first few distinct error messages.
     pub errors: Vec<String>,
 }
