@@ -5,6 +5,7 @@ standard library; pyarrow reads the archive).
     serve_checks.py http        --flyhigh BIN --work DIR
     serve_checks.py kill9       --flyhigh BIN --work DIR
     serve_checks.py idempotency --flyhigh BIN --work DIR
+    serve_checks.py surge       --flyhigh BIN --work DIR
 
 - http: every status of POST /v1/events over real HTTP (mixed batches, oversize,
   unreadable bodies, a wrong key, a source the key may not send, NDJSON, an event
@@ -16,6 +17,10 @@ standard library; pyarrow reads the archive).
   demand counters and the archive exactly once.
 - idempotency: the same requests sent once to one service and each twice (once in
   sequence, once concurrently) to another leave the same stores.
+- surge: a route with 40 minutes of ordinary demand gets a burst of searches; its
+  surge alert must be published within two buckets (two minutes) of the burst's
+  first bucket, with the service's own settings (late allowance, evaluator period),
+  and `/v1/stats` must report the detection latency.
 
 Exits non-zero with the first failed assertion.
 """
@@ -47,12 +52,12 @@ def free_port():
 class Serve:
     """A `flyhigh serve` process on a free port."""
 
-    def __init__(self, flyhigh, data, log, *extra):
+    def __init__(self, flyhigh, data, log, *extra, evaluate_every="2"):
         self.port = free_port()
         self.log = open(log, "ab")
         self.proc = subprocess.Popen(
             [flyhigh, "serve", "--data", data, "--listen", f"127.0.0.1:{self.port}",
-             "--evaluate-every-seconds", "2", "--compact-every-seconds", "3600", *extra],
+             "--evaluate-every-seconds", evaluate_every, "--compact-every-seconds", "3600", *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -406,9 +411,77 @@ def idempotency(args):
           f"(half in sequence, half concurrently): the same inventory, counters and archive as once")
 
 
+def iso_ms(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def search(origin, destination, departure, occurred_at):
+    return {"event_id": uuid7(), "schema_version": 1, "occurred_at": iso_ms(occurred_at),
+            "source": "web-app", "event_type": "search", "payload": {
+                "session_id": f"s-{random.randrange(1 << 40):010x}", "origin": origin,
+                "destination": destination, "departure_date": departure[:10],
+                "passengers": 1, "cabin": "economy"}}
+
+
+def surge(args):
+    data = os.path.join(args.work, "surge-data")
+    log = os.path.join(args.work, "surge-serve.log")
+    # The service's own surge timing: its default late allowance and evaluator period.
+    serve = Serve(args.flyhigh, data, log, evaluate_every="15")
+    try:
+        cabins = flights(data)
+        routes = sorted({(o, d, dep) for _, _, o, d, dep in cabins})
+        origin, destination, departure = routes[0]
+        route = f"{origin}-{destination}"
+        # 40 minutes of ordinary demand (2 searches a minute), dated in the past: late,
+        # but counted, so the route has the history the rule warms up on.
+        now = datetime.now(timezone.utc)
+        history = [search(origin, destination, departure, now - timedelta(minutes=m, seconds=s))
+                   for m in range(1, 41) for s in (10, 40)]
+        status, _, doc = post(serve.port, history)
+        assert status == 200, f"history: {status} {doc}"
+        # The burst starts just after a minute begins: its first bucket is that minute.
+        wait = 60 - datetime.now(timezone.utc).second + 2
+        time.sleep(wait)
+        burst_start = datetime.now(timezone.utc)
+        bucket = burst_start.replace(second=0, microsecond=0)
+        for _ in range(10):
+            status, _, doc = post(serve.port, [search(origin, destination, departure,
+                                                      datetime.now(timezone.utc)) for _ in range(20)])
+            assert status == 200, f"burst: {status} {doc}"
+            time.sleep(1)
+        deadline = bucket + timedelta(minutes=4)
+        alert = None
+        while datetime.now(timezone.utc) < deadline and alert is None:
+            time.sleep(1)
+            path = os.path.join(data, "alerts.jsonl")
+            if os.path.exists(path):
+                with open(path) as f:
+                    for line in f:
+                        a = json.loads(line)
+                        if a["rule"] == "route_surge" and a["route"] == route and a["status"] == "raised":
+                            alert = a
+                            seen = datetime.now(timezone.utc)
+        assert alert is not None, f"no surge alert on {route} within 4 minutes of its burst; see {log}"
+        raised = datetime.fromisoformat(alert["raised_at"].replace("Z", "+00:00"))
+        after = (raised - bucket).total_seconds()
+        assert after <= 120, (f"the surge alert on {route} was raised {after:.0f} s after the burst's "
+                              f"first bucket began ({bucket:%H:%M}), more than two buckets")
+        status, _, stats = request(serve.port, "GET", "/v1/stats")
+        detection = stats["latency_ms"]["surge_alert"]
+        assert detection["count"] >= 1, f"/v1/stats counted no surge alert: {detection}"
+        print(f"surge ok: burst on {route} from {burst_start:%H:%M:%S}, its alert raised {after:.0f} s after "
+              f"its first bucket began ({(seen - burst_start).total_seconds():.0f} s after the burst's first event), "
+              f"within two buckets; detection (bucket closed → published) p50 {detection['p50'] / 1000:.1f} s, "
+              f"max {detection['max'] / 1000:.1f} s; window {alert['window_start']} .. {alert['window_end']}, "
+              f"{alert['observed']} searches against a baseline of {alert['baseline']}")
+    finally:
+        serve.stop()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=["http", "kill9", "idempotency"])
+    parser.add_argument("check", choices=["http", "kill9", "idempotency", "surge"])
     parser.add_argument("--flyhigh", default="target/debug/flyhigh")
     parser.add_argument("--work", default="target/serve-checks")
     args = parser.parse_args()
@@ -417,7 +490,7 @@ def main():
     for name in os.listdir(args.work):
         if name.endswith("-data"):
             shutil.rmtree(os.path.join(args.work, name))
-    {"http": check_http, "kill9": kill9, "idempotency": idempotency}[args.check](args)
+    {"http": check_http, "kill9": kill9, "idempotency": idempotency, "surge": surge}[args.check](args)
 
 
 if __name__ == "__main__":

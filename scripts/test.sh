@@ -15,7 +15,8 @@
 #      a 5-second record TTL, 30 s; partial throttling after a throttle-free
 #      baseline: 30% of records at random, then a per-shard allowance of 0.7 of
 #      the offered load, about 70 s with their drains), the `flyhigh serve` checks
-#      (scripts/serve_checks.py: HTTP, kill -9, idempotency) and scripts/smoke.sh
+#      (scripts/serve_checks.py: HTTP, kill -9, idempotency, a surge's alert within
+#      two buckets, about 3 minutes) and scripts/smoke.sh
 #      when there is one,
 # and stops the services on every exit path. Exits non-zero when any step
 # fails. Service logs: target/test-logs/.
@@ -118,6 +119,7 @@ if step "build" cargo build --workspace --all-targets "${locked[@]}" &&
   step "serve: the ingest API over HTTP" "$FLYHIGH_PYTHON" scripts/serve_checks.py http || true
   step "serve: kill -9 while clients post" "$FLYHIGH_PYTHON" scripts/serve_checks.py kill9 || true
   step "serve: every request twice" "$FLYHIGH_PYTHON" scripts/serve_checks.py idempotency || true
+  step "serve: a surge alerted within two buckets" "$FLYHIGH_PYTHON" scripts/serve_checks.py surge || true
   if [[ -x scripts/smoke.sh ]]; then
     step "smoke" scripts/smoke.sh || true
   elif [[ -e scripts/smoke.sh ]]; then

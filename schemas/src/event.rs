@@ -129,21 +129,35 @@ impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
                     once(&mut event_id, map.next_value::<EventId>()?.0, "event_id")?;
                 }
                 EnvelopeField::SchemaVersion => {
-                    once(&mut schema_version, map.next_value::<u32>()?, "schema_version")?;
+                    once(
+                        &mut schema_version,
+                        map.next_value::<u32>()?,
+                        "schema_version",
+                    )?;
                 }
                 EnvelopeField::OccurredAt => {
-                    once(&mut occurred_at, map.next_value::<OccurredAt>()?.0, "occurred_at")?;
+                    once(
+                        &mut occurred_at,
+                        map.next_value::<OccurredAt>()?.0,
+                        "occurred_at",
+                    )?;
                 }
                 EnvelopeField::Source => once(&mut source, map.next_value::<String>()?, "source")?,
                 EnvelopeField::EventType => {
-                    once(&mut event_type, map.next_value::<EventType>()?, "event_type")?;
+                    once(
+                        &mut event_type,
+                        map.next_value::<EventType>()?,
+                        "event_type",
+                    )?;
                 }
                 EnvelopeField::Payload => {
                     if payload.is_some() || early_payload.is_some() {
                         return Err(A::Error::duplicate_field("payload"));
                     }
                     match event_type {
-                        Some(EventType::Search) => payload = Some(Payload::Search(map.next_value()?)),
+                        Some(EventType::Search) => {
+                            payload = Some(Payload::Search(map.next_value()?))
+                        }
                         Some(EventType::Booking) => {
                             payload = Some(Payload::Booking(map.next_value()?));
                         }

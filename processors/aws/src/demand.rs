@@ -111,9 +111,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use flyhigh_core::demand::{CounterKey, CounterUpdate, Counts};
 use flyhigh_core::ports::{Added, DemandStore, NotedRoute, ShardWatermark, StoreError};
+use futures::StreamExt;
 
 pub use self::alert_items::{BY_TIME_INDEX, OUTBOX_INDEX};
 pub use self::alerts::{DynamoAlertStore, create_alerts_table};

@@ -93,7 +93,7 @@ struct DemoSummary {
     cpu_seconds: f64,
     /// `cpu_seconds` per event produced, in microseconds.
     cpu_us_per_event: f64,
-    /// Event → committed by each processor, and a surge's start → its alert, in
+    /// Event → committed by each processor, and a surge's bucket closed → its alert, in
     /// milliseconds of the simulated day's clock (the demo replays a day in seconds:
     /// this is how far the day had gone on when each event was committed, not wall
     /// time; `flyhigh serve` reports wall time).

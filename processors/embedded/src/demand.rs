@@ -908,7 +908,9 @@ fn add_in(db: &rusqlite::Transaction<'_>, update: &CounterUpdate) -> Result<Adde
     let mark: String = db
         .prepare_cached(SELECT_MARK)
         .context("prepare")?
-        .query_row(params![key.route, key.bucket, key.shard_id], |row| row.get(0))
+        .query_row(params![key.route, key.bucket, key.shard_id], |row| {
+            row.get(0)
+        })
         .context("select counter mark")?;
     let mark = Position::from_key(&mark).ok_or_else(|| {
         StoreError::Permanent(format!("counter {key:?} holds an invalid mark {mark:?}"))

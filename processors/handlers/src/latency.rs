@@ -122,7 +122,9 @@ impl Latency {
     }
 
     fn lock(&self) -> MutexGuard<'_, Histogram<u64>> {
-        self.histogram.lock().unwrap_or_else(PoisonError::into_inner)
+        self.histogram
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -28,11 +28,11 @@ use flyhigh_embedded::{
 use flyhigh_handlers::{
     ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator,
 };
+use flyhigh_handlers::{Latency, LatencySummary};
 use flyhigh_runner::{
     CheckpointError, CheckpointStore, FileCheckpoints, Handler, MappingConfig, MappingStats,
     MemoryCheckpoints, Runner, RunnerError, handler_fn, handler_fn_by,
 };
-use flyhigh_handlers::{Latency, LatencySummary};
 use flyhigh_schemas::{AlertRule, AlertStatus};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -229,7 +229,9 @@ pub struct Latencies {
     pub demand: Arc<Latency>,
     /// Event → in a Parquet file the archive checkpoint has committed.
     pub archive: Arc<Latency>,
-    /// A surge's first bucket (`window_start`) → its alert published.
+    /// The bucket that raised a surge alert closed (`window_end`) → the alert
+    /// published: how long detection waits (the late allowance, the evaluator's
+    /// schedule) and takes.
     pub surge_alert: Arc<Latency>,
 }
 
@@ -315,35 +317,10 @@ impl StatusHandle {
         let Stream::Durable(stream) = &self.stream else {
             return None;
         };
-        let arn = flyhigh_runner::StreamSource::stream_arn(stream);
-        let shards = stream.shards();
-        let now = Utc::now();
-        let mut lags = [ProcessorLag::default(); 3];
-        for (lag, checkpoints) in lags.iter_mut().zip(&self.positions) {
-            let mut positions = Vec::with_capacity(shards.len());
-            for (i, shard) in shards.iter().enumerate() {
-                let at = checkpoints
-                    .load(&arn, &shard.shard_id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|c| c.sequence_number);
-                positions.push((i, at));
-            }
-            let Ok(backlog) = stream.backlog(positions).await else {
-                return None;
-            };
-            lag.records = backlog.iter().map(|b| b.records).sum();
-            lag.seconds_behind = backlog
-                .iter()
-                .filter_map(|b| b.oldest_arrival)
-                .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-                .fold(0.0, f64::max);
-        }
         Some(Lag {
-            inventory: lags[0],
-            demand: lags[1],
-            archive: lags[2],
+            inventory: lag_of(stream, &self.positions[0]).await?,
+            demand: lag_of(stream, &self.positions[1]).await?,
+            archive: lag_of(stream, &self.positions[2]).await?,
         })
     }
 
@@ -373,6 +350,35 @@ impl StatusHandle {
             compactions: self.evaluations.compactions.load(Relaxed),
         }
     }
+}
+
+/// How far the mapping with `checkpoints` is behind the end of `stream`; `None`
+/// when the stream cannot be read.
+async fn lag_of(
+    stream: &flyhigh_embedded::DurableStream,
+    checkpoints: &Checkpoints,
+) -> Option<ProcessorLag> {
+    let arn = flyhigh_runner::StreamSource::stream_arn(stream);
+    let now = Utc::now();
+    let mut positions = Vec::new();
+    for (i, shard) in stream.shards().iter().enumerate() {
+        let at = checkpoints
+            .load(&arn, &shard.shard_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.sequence_number);
+        positions.push((i, at));
+    }
+    let backlog = stream.backlog(positions).await.ok()?;
+    Some(ProcessorLag {
+        records: backlog.iter().map(|b| b.records).sum(),
+        seconds_behind: backlog
+            .iter()
+            .filter_map(|b| b.oldest_arrival)
+            .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .fold(0.0, f64::max),
+    })
 }
 
 /// Checkpoints in memory or in a file.
@@ -464,9 +470,9 @@ impl Deployment {
             move |alert| {
                 if alert.rule == AlertRule::RouteSurge
                     && alert.status == AlertStatus::Raised
-                    && let Some(start) = alert.window_start
+                    && let Some(closed) = alert.window_end
                 {
-                    surge.record_since(start);
+                    surge.record_since(closed);
                 }
             }
         });
@@ -497,20 +503,23 @@ impl Deployment {
             )
             .with_route_check(RouteCheck::of_schedule(&config.schedule)),
         );
-        let mut inventory = InventoryHandler::new(store, JsonLinesFile::create(&files.dead_letters)?)
-            .with_latency(latencies.inventory.clone());
+        let mut inventory =
+            InventoryHandler::new(store, JsonLinesFile::create(&files.dead_letters)?)
+                .with_latency(latencies.inventory.clone());
         if let Some(now) = config.inventory_clock.clone() {
             inventory = inventory.with_clock(move || now());
         }
         let inventory = Arc::new(
             inventory.with_flight_watch(FlightAlerts::new(demand_store.clone(), alert_log.clone())),
         );
-        let archive = Arc::new(ArchiveHandler::new(
-            LocalObjectStore::open(&files.archive)?,
-            SqliteArchiveCheckpoints::open(&files.archive_checkpoints)?,
-            JsonLinesFile::create(&files.archive_dead_letters)?,
-        )
-        .with_latency(latencies.archive.clone()));
+        let archive = Arc::new(
+            ArchiveHandler::new(
+                LocalObjectStore::open(&files.archive)?,
+                SqliteArchiveCheckpoints::open(&files.archive_checkpoints)?,
+                JsonLinesFile::create(&files.archive_dead_letters)?,
+            )
+            .with_latency(latencies.archive.clone()),
+        );
 
         let mapping_config = MappingConfig {
             batch_size: config.batch_size,
@@ -630,6 +639,7 @@ impl Deployment {
         let mut schedules = vec![spawn_evaluator(
             evaluator.clone(),
             demand_store.clone(),
+            (stream.clone(), positions[1].clone()),
             config.evaluator,
             config.late_allowance,
             config.shards,
@@ -779,6 +789,7 @@ fn spawn_mapping<H: Handler + 'static>(
 fn spawn_evaluator(
     evaluator: Arc<Evaluator>,
     demand_store: Arc<SqliteDemandStore>,
+    (stream, demand_positions): (Stream, Arc<Checkpoints>),
     schedule: EvaluatorSchedule,
     allowance: chrono::Duration,
     shards: usize,
@@ -794,6 +805,13 @@ fn spawn_evaluator(
                 _ = tokio::time::sleep(schedule.every) => {}
             }
             let horizon = match schedule.horizon {
+                // Caught up: every record in the stream is counted, so a bucket that
+                // ended an allowance ago can gain only late events, whatever the
+                // shards' progress says (a shard without new traffic keeps its last
+                // arrival time, which would hold the horizon back until it is idle).
+                Horizon::Settled if caught_up(&stream, &demand_positions).await => {
+                    clock() - allowance
+                }
                 Horizon::Settled => match evaluator.settled_horizon(clock(), allowance).await {
                     Ok(horizon) => horizon,
                     Err(e) => {
@@ -828,6 +846,16 @@ fn spawn_evaluator(
             }
         }
     })
+}
+
+/// Whether the demand mapping has no record of the durable stream left to count.
+async fn caught_up(stream: &Stream, demand_positions: &Checkpoints) -> bool {
+    match stream {
+        Stream::Durable(stream) => lag_of(stream, demand_positions)
+            .await
+            .is_some_and(|lag| lag.records == 0),
+        Stream::Memory(_) => false,
+    }
 }
 
 fn spawn_compaction(

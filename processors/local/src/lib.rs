@@ -18,8 +18,8 @@ pub mod serve;
 pub mod stream;
 
 pub use deployment::{
-    Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag, Latencies,
-    ProcessorLag, Processors, StreamKind,
+    Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag,
+    Latencies, ProcessorLag, Processors, StreamKind,
 };
 pub use files::Files;
 pub use serve::{ServeConfig, ServeStats, Service};

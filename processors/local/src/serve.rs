@@ -148,8 +148,8 @@ pub struct ServeStats {
     pub lag: Option<crate::deployment::Lag>,
     /// How long events take to reach each stage, in milliseconds on the wall clock:
     /// `ack` (event → durable in the stream and answered), `inventory`, `demand`,
-    /// `archive` (event → committed by that processor), `surge_alert` (a surge's
-    /// first bucket → its alert published).
+    /// `archive` (event → committed by that processor), `surge_alert` (the bucket
+    /// that raised a surge alert closed → the alert published).
     pub latency_ms: std::collections::BTreeMap<String, flyhigh_handlers::LatencySummary>,
 }
 

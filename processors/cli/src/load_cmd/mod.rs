@@ -411,7 +411,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
     let mut summary = tally.summary(&facts);
     summary.server_latency_ms = server_latency(&shared.client, &target.stats, plan.timeout).await;
     print!("{}", summary.table());
-    if let Some(stages) = summary.server_latency_ms.as_ref().and_then(|v| v.as_object()) {
+    if let Some(stages) = summary
+        .server_latency_ms
+        .as_ref()
+        .and_then(|v| v.as_object())
+    {
         println!("service latency, ms (event → stage, once every processor caught up):");
         for (stage, s) in stages {
             let ms = |k: &str| s.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
@@ -421,7 +425,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<bool> {
                 ms("p99"),
                 ms("p999"),
                 ms("max"),
-                s.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0)
+                s.get("count")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0)
             );
         }
     }

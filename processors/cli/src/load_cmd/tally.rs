@@ -325,7 +325,7 @@ pub struct Summary {
     pub ack_latency_ms: LatencyMs,
     /// The service's own latency per stage once its processors caught up
     /// (`flyhigh serve`'s `/v1/stats`: event → acknowledged, → committed by each
-    /// processor, a surge's start → its alert), in milliseconds; absent when the
+    /// processor, a surge's bucket closed → its alert), in milliseconds; absent when the
     /// target serves no stats. Cumulative since the service started: measure a
     /// fresh one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
