@@ -82,7 +82,7 @@ async fn read_to_end(reader: &mut KinesisShardReader, limit: usize) -> Vec<Sourc
                 );
                 out.extend(records);
             }
-            ReadOutcome::Ended => return out,
+            ReadOutcome::Ended | ReadOutcome::Stopped => return out,
         }
     }
 }

@@ -601,10 +601,10 @@ impl DurableStream {
             .map_err(|_| StreamError::WriterStopped("the writer stopped before answering".into()))?
     }
 
-    /// Marks the stream as finished: further puts fail, and readers see
-    /// [`ReadOutcome::Ended`](flyhigh_runner::ReadOutcome::Ended) after the last
-    /// record of each shard. What is stored stays; reopening the file takes writes
-    /// again.
+    /// Stops the stream (the service is shutting down): further puts fail, and
+    /// readers see [`ReadOutcome::Stopped`](flyhigh_runner::ReadOutcome::Stopped) after
+    /// the last record of each shard, never `Ended`: the shards go on when the file is
+    /// opened again, and their readers' checkpoints must not mark them finished.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.shared.committed.notify_waiters();

@@ -84,7 +84,7 @@ async fn read_from(
         match reader.read(1_000).await.unwrap() {
             ReadOutcome::Records(records) if records.is_empty() => return all,
             ReadOutcome::Records(records) => all.extend(records),
-            ReadOutcome::Ended => return all,
+            ReadOutcome::Ended | ReadOutcome::Stopped => return all,
         }
     }
 }
@@ -420,9 +420,10 @@ async fn readers_start_at_the_trim_horizon_the_latest_record_or_after_a_sequence
     put.await.unwrap().unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].data, [9]);
-    // After close: the rest, then Ended; puts fail.
+    // After close: the rest, then Stopped (the shard has not ended: a restart reads
+    // on); puts fail.
     stream.close();
-    assert_eq!(latest.read(10).await.unwrap(), ReadOutcome::Ended);
+    assert_eq!(latest.read(10).await.unwrap(), ReadOutcome::Stopped);
     assert!(stream.put(&[Entry::new("k", vec![1])]).await.is_err());
 }
 

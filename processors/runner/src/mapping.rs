@@ -402,6 +402,12 @@ impl Runner {
                         lineage.set(&shard_id, ShardState::Stopped);
                         false
                     }
+                    ShardEnd::Stopped => {
+                        // Not finished: the shard goes on after a restart.
+                        tracing::info!(shard_id, "the stream stopped; shard read so far");
+                        lineage.set(&shard_id, ShardState::Stopped);
+                        false
+                    }
                 },
                 () = tokio::time::sleep_until(relist_at) => true,
             };
@@ -468,6 +474,7 @@ impl Runner {
             while end.is_none() && buffer.len() < self.config.batch_size {
                 match reader.read(self.config.batch_size - buffer.len()).await {
                     Ok(ReadOutcome::Ended) => end = Some(ShardEnd::Closed),
+                    Ok(ReadOutcome::Stopped) => end = Some(ShardEnd::Stopped),
                     Ok(ReadOutcome::Records(records)) if records.is_empty() => {
                         read_failures = 0;
                         let now = Instant::now();
@@ -672,6 +679,9 @@ enum ShardEnd {
     Closed,
     /// Stopped after [`MappingConfig::idle_timeout`] without records.
     Idle,
+    /// The source stopped (a service shutting down), every batch so far checkpointed;
+    /// not finished.
+    Stopped,
 }
 
 /// Records `start..end` of a batch, and the retries counted against them.

@@ -25,6 +25,10 @@ pub enum ReadOutcome {
     /// The shard will never have more records: it was closed by a reshard, or the
     /// (in-process) stream was closed by its producer and fully read.
     Ended,
+    /// The source is stopping (a local service shutting down) and everything in the
+    /// shard so far was read: the shard has not ended, and a restart reads on from
+    /// the checkpoint.
+    Stopped,
 }
 
 /// Where reading starts in a shard.

@@ -112,7 +112,9 @@ impl ShardReader for DurableShardReader {
                 ));
             }
             if closed {
-                return Ok(ReadOutcome::Ended);
+                // The service is stopping; the shard itself never ends (the durable
+                // stream does not reshard), so a restart reads on from here.
+                return Ok(ReadOutcome::Stopped);
             }
             if !waited {
                 let _ = tokio::time::timeout(READ_WAIT, notified).await;
