@@ -198,14 +198,14 @@ function pageMain() {
       html += kpi("Ingest", fmtInt(inRate) + "<small>/s</small>", `${fmtInt(get(s, "ingest.accepted"))} accepted`);
       html += kpi("Throttled (429)", fmtInt(throttled), `${fmtInt(get(s, "ingest.retry"))} events to retry`, throttled > 0 ? "warn" : "");
       html += kpi("Producer buffer", `${((100 * buffered) / budget).toFixed(0)}%`, `${fmtBytes(buffered)} of ${fmtBytes(budget)}`, buffered / budget > 0.5 ? "warn" : "");
-      html += kpi("Max lag", `${lag.toFixed(1)} s`, "oldest unprocessed record", lag > 10 ? "bad" : lag > 2 ? "warn" : "");
+      html += kpi("Max lag", `${lag.toFixed(1)} s`, "oldest unhandled record", lag > 10 ? "bad" : lag > 2 ? "warn" : "");
       html += kpi("Dead letters", fmtInt(dead), "quarantined records", dead > 0 ? "bad" : "");
       html += kpi("Failed batches", fmtInt(failed), "retried by the mappings", failed > 0 ? "warn" : "");
     } else {
       html += `<div class="kpi span-metrics" style="grid-column: span 6"><div class="label">Pipeline metrics</div><div class="value" style="font-size:14px">in CloudWatch</div><div class="sub">This source has no service counters: throughput, lag and latency of an AWS deployment are CloudWatch metrics.</div></div>`;
     }
     html += kpi("Surging routes", fmtInt(surging), `of ${fmtInt((latest.hot_routes || []).length)} shown`, surging > 0 ? "bad" : "");
-    html += kpi("Alerts", fmtInt(raised), "raised, last 24 h (latest 30)", raised > 0 ? "warn" : "");
+    html += kpi("Alerts", fmtInt(raised), "raised in the last 24 h", raised > 0 ? "warn" : "");
     $("kpis").innerHTML = html;
   }
 
@@ -312,8 +312,10 @@ function pageMain() {
     return splits.map((v) => new Date(v * 1000).toISOString().slice(11, span < 600 ? 19 : 16));
   }
 
+  // The canvas height is fixed: the legend goes below it and the card grows.
+  const PLOT_HEIGHT = 190;
   function size(el) {
-    return { width: Math.max(200, el.clientWidth), height: Math.max(120, el.clientHeight) };
+    return { width: Math.max(200, el.clientWidth), height: PLOT_HEIGHT };
   }
 
   // (Re)creates a plot when its series change, else only sets its data.
@@ -329,7 +331,7 @@ function pageMain() {
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
         axes: [
-          { stroke: "#5d6878", grid: { stroke: "#eef1f5" }, ticks: { stroke: "#e2e7ee" }, label: "time (UTC)", labelSize: 16, values: timeTicks },
+          { stroke: "#5d6878", grid: { stroke: "#eef1f5" }, ticks: { stroke: "#e2e7ee" }, label: "time (UTC)", labelSize: 16, values: timeTicks, space: 80 },
           { stroke: "#5d6878", grid: { stroke: "#eef1f5" }, ticks: { stroke: "#e2e7ee" }, label: opts.yLabel, labelSize: 18, size: 50 },
         ],
         series: [{ label: "UTC", value: (u, v) => (v == null ? "—" : new Date(v * 1000).toISOString().slice(11, 19)) }, ...series],
@@ -361,7 +363,7 @@ function pageMain() {
     plot("demand", el, [
       { label: `${s.route} demand / min`, stroke: COLORS[1], width: 2, fill: "rgba(217,72,15,0.08)", paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
       { label: "baseline / min", stroke: "#5d6878", width: 1.5, dash: [6, 4], points: { show: false } },
-    ], [xs, ys, base], { yLabel: "searches + bookings / min" });
+    ], [xs, ys, base], { yLabel: "demand / min" });
   }
 
   function renderThroughputPlot() {
@@ -371,10 +373,12 @@ function pageMain() {
       ["ingest accepted", (x) => get(x, "ingest.accepted")],
       ...PROCESSORS.map((p) => [p.name, (x) => procEvents(x, p)]),
     ];
+    // Each point is the rate over the five seconds before it: a client posting
+    // every few seconds reads as its rate, not as spikes.
     const xs = [], ys = picks.map(() => []);
     for (let i = 1; i < frames.length; i++) {
       xs.push(Date.parse(frames[i].generated_at) / 1000);
-      picks.forEach(([, f], k) => ys[k].push(rate(frames[i - 1], frames[i], f)));
+      picks.forEach(([, f], k) => ys[k].push(rate(frames[Math.max(0, i - 5)], frames[i], f)));
     }
     plot("tput", el, picks.map(([label], k) => ({ label, stroke: COLORS[k], width: k === 0 ? 2 : 1.5, spanGaps: false, points: { show: false } })), [xs, ...ys], { yLabel: "events / s" });
   }
