@@ -15,9 +15,11 @@
 #      a 5-second record TTL, 30 s; partial throttling after a throttle-free
 #      baseline: 30% of records at random, then a per-shard allowance of 0.7 of
 #      the offered load, about 70 s with their drains), the `flyhigh serve` checks
-#      (scripts/serve_checks.py: HTTP, kill -9, idempotency, a surge's alert within
-#      two buckets, about 3 minutes) and scripts/smoke.sh
-#      when there is one,
+#      (scripts/serve_checks.py: HTTP, kill -9 and a clean stop, idempotency, a
+#      surge's alert within two buckets, about 3 minutes), the dashboard in a
+#      real browser (scripts/dashboard_check.mjs; installs Debian's chromium and
+#      the pinned playwright-core when missing) and scripts/smoke.sh when there
+#      is one,
 # and stops the services on every exit path. Exits non-zero when any step
 # fails. Service logs: target/test-logs/.
 set -euo pipefail
@@ -112,14 +114,21 @@ if step "build" cargo build --workspace --all-targets "${locked[@]}" &&
   # least half the allowance written.
   step "producer partial throttling, 30% random and a 0.7 shard allowance, 15 s each" target/debug/producer-load partial --seconds 15 --drain-seconds 15 || true
   # `flyhigh serve` from a client that is not ours (Python's standard library): every
-  # status over real HTTP; SIGKILL three times while six clients post, restart, the
-  # clients resend what got no 2xx, and every event is in the inventory, the demand
+  # status over real HTTP; SIGKILL three times and SIGTERM once while six clients
+  # post, restart, the clients resend what got no 2xx, and every event is in the inventory, the demand
   # counters and the archive exactly once; every request sent twice (in sequence and
   # concurrently) leaves the same stores as sent once.
   step "serve: the ingest API over HTTP" "$FLYHIGH_PYTHON" scripts/serve_checks.py http || true
   step "serve: kill -9 while clients post" "$FLYHIGH_PYTHON" scripts/serve_checks.py kill9 || true
   step "serve: every request twice" "$FLYHIGH_PYTHON" scripts/serve_checks.py idempotency || true
   step "serve: a surge alerted within two buckets" "$FLYHIGH_PYTHON" scripts/serve_checks.py surge || true
+  # The dashboard in a real browser (Debian's chromium driven by playwright-core):
+  # hot routes and a surge alert appear without a reload, stale within seconds of
+  # SIGTERM, resumed after a restart, eight tabs on one shared stream, no request
+  # off 127.0.0.1; screenshot in target/test-logs/dashboard.png.
+  if step "browser tools (chromium, scripts/browser)" ensure_browser_tools; then
+    step "serve: the dashboard in a browser" node scripts/dashboard_check.mjs --flyhigh target/debug/flyhigh --out target/test-logs || true
+  fi
   if [[ -x scripts/smoke.sh ]]; then
     step "smoke" scripts/smoke.sh || true
   elif [[ -e scripts/smoke.sh ]]; then

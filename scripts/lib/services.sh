@@ -90,6 +90,7 @@ FLYHIGH_VENV=${FLYHIGH_VENV:-$FLYHIGH_ROOT/.venv}
 # The pinned kinesalite (package.json + package-lock.json); npm installs it into
 # node_modules/ there.
 FLYHIGH_KINESALITE_DIR=${FLYHIGH_KINESALITE_DIR:-$FLYHIGH_ROOT/scripts/kinesalite}
+FLYHIGH_BROWSER_DIR=${FLYHIGH_BROWSER_DIR:-$FLYHIGH_ROOT/scripts/browser}
 FLYHIGH_LOG_DIR=${FLYHIGH_LOG_DIR:-$FLYHIGH_ROOT/target/test-logs}
 # The packages whose binaries `cargo lambda watch` serves.
 FLYHIGH_LAMBDA_PACKAGES=(inventory-lambda demand-lambda alerts-lambda archive-lambda compact-lambda ingest-lambda)
@@ -172,6 +173,36 @@ ensure_kinesalite() {
   else
     _svc_log "installing kinesalite into ${dir#"$FLYHIGH_ROOT"/}/node_modules (npm ci)"
     # npm ci starts by removing node_modules, stamp included.
+    (cd "$dir" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+      return 1
+    printf '%s\n' "$want" >"$stamp"
+  fi
+}
+
+# The dashboard check's browser: Debian's chromium (apt-get, about a minute, only
+# when /usr/bin/chromium is missing; Playwright's own browser download does not
+# work here) and the pinned playwright-core that drives it
+# (scripts/browser/package-lock.json, installed only when that changed).
+ensure_browser_tools() {
+  local dir=$FLYHIGH_BROWSER_DIR
+  local stamp="$dir/node_modules/.package-lock.sha256"
+  local want sudo=()
+  if [[ ! -x /usr/bin/chromium ]]; then
+    ((EUID == 0)) || sudo=(sudo)
+    _svc_log "installing chromium (apt-get install -y chromium)"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y chromium >/dev/null ||
+      { "${sudo[@]}" apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y chromium >/dev/null; } ||
+      return 1
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    _svc_log "the dashboard check needs node and npm on PATH"
+    return 1
+  fi
+  want=$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1) || return 1
+  if [[ -f $stamp && $(<"$stamp") == "$want" && -f $dir/node_modules/playwright-core/index.mjs ]]; then
+    _svc_log "playwright-core up to date with scripts/browser/package-lock.json"
+  else
+    _svc_log "installing playwright-core into ${dir#"$FLYHIGH_ROOT"/}/node_modules (npm ci)"
     (cd "$dir" && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error) ||
       return 1
     printf '%s\n' "$want" >"$stamp"

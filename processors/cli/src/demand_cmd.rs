@@ -9,20 +9,11 @@ use anyhow::Context;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use flyhigh_aws::demand::{DynamoAlertStore, DynamoDemandStore};
-use flyhigh_core::demand::counting::sum_by_bucket;
-use flyhigh_core::demand::{Counts, RouteState};
 use flyhigh_core::{AlertFilter, AlertStore, DemandStore, StoredAlert};
 use flyhigh_embedded::SqliteDemandStore;
 use flyhigh_schemas::AlertRule;
-use serde::Serialize;
 
 use crate::table::Table;
-
-/// Buckets before the window that the view's baseline averages, when the evaluator
-/// has no baseline for the route yet.
-const BASELINE_SPAN: Duration = Duration::hours(2);
-/// Least expected demand per minute, so that a route with no history has a ratio.
-const MIN_BASELINE_PER_MINUTE: f64 = 0.5;
 
 #[derive(Subcommand)]
 pub enum RoutesCommand {
@@ -96,20 +87,7 @@ pub struct ListArgs {
     json: bool,
 }
 
-/// One row of `routes top`.
-#[derive(Debug, Serialize)]
-struct RouteRow {
-    route: String,
-    window_start: DateTime<Utc>,
-    window_end: DateTime<Utc>,
-    counts: Counts,
-    demand: u64,
-    baseline: f64,
-    ratio: f64,
-    /// Whether the evaluator has the route in a surge episode now; `None` for a
-    /// window in the past (`--at`), where its state does not apply.
-    surging: Option<bool>,
-}
+use flyhigh_handlers::demand::top::RouteRow;
 
 enum Stores {
     Sqlite(SqliteDemandStore),
@@ -201,24 +179,17 @@ pub async fn routes(command: RoutesCommand) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// The local pipeline's clock as its store last saw it: the latest time a consumer
-/// stamped its progress with (the demo's consumers run on the simulated day's
-/// clock), no later than `wall`; `wall` when nothing was counted yet.
+/// The local pipeline's clock ([`flyhigh_handlers::demand::top::pipeline_clock`]).
 async fn pipeline_clock<D: DemandStore>(
     demand: &D,
     wall: DateTime<Utc>,
 ) -> anyhow::Result<DateTime<Utc>> {
-    Ok(demand
-        .watermarks()
-        .await?
-        .iter()
-        .map(|w| w.updated_at)
-        .max()
-        .map_or(wall, |t| t.min(wall)))
+    Ok(flyhigh_handlers::demand::top::pipeline_clock(demand, wall).await?)
 }
 
 /// The rows of `routes top` for the window ending at `--at`, or at `now` (a clock,
-/// never an event time).
+/// never an event time); the view itself is [`flyhigh_handlers::demand::top::top`],
+/// which the dashboard shows too.
 async fn top<D: DemandStore, A: AlertStore>(
     demand: &D,
     alerts: Option<&A>,
@@ -229,56 +200,12 @@ async fn top<D: DemandStore, A: AlertStore>(
         args.window >= Duration::minutes(1),
         "--window must be at least 1m"
     );
-    let at = args.at.unwrap_or(now);
-    let minute = 60;
-    let end = (at.timestamp().div_euclid(minute) + 1) * minute;
-    let start = end - args.window.num_seconds();
-    let span_start = start - BASELINE_SPAN.num_seconds();
-    let window_minutes = args.window.num_seconds() as f64 / 60.0;
-    let mut rows = Vec::new();
-    for route in demand.routes().await? {
-        let counters = demand.counters(&route, span_start, end).await?;
-        let by_bucket = sum_by_bucket(counters.iter().map(|(k, c)| (k.bucket, c)));
-        let mut counts = Counts::default();
-        let mut before = 0u64;
-        for (b, c) in &by_bucket {
-            if *b >= start {
-                counts.add(c);
-            } else {
-                before += c.demand();
-            }
-        }
-        // The evaluator's state describes the present only.
-        let state: Option<RouteState> = match (alerts, args.at) {
-            (Some(a), None) => a.route_state(&route).await?,
-            _ => None,
-        };
-        // The evaluator's own baseline when it applies, else the mean of the span
-        // before the window.
-        let per_minute = state
-            .as_ref()
-            .and_then(|s| s.episode.as_ref().map(|e| e.baseline).or(s.baseline))
-            .unwrap_or(before as f64 / (BASELINE_SPAN.num_seconds() as f64 / 60.0))
-            .max(MIN_BASELINE_PER_MINUTE);
-        let baseline = per_minute * window_minutes;
-        let demand = counts.demand();
-        rows.push(RouteRow {
-            route,
-            window_start: at_seconds(start),
-            window_end: at_seconds(end),
-            counts,
-            demand,
-            baseline,
-            ratio: demand as f64 / baseline,
-            surging: args
-                .at
-                .is_none()
-                .then(|| state.is_some_and(|s| s.episode.is_some())),
-        });
-    }
-    rows.sort_by(|a, b| b.ratio.total_cmp(&a.ratio).then(b.demand.cmp(&a.demand)));
-    rows.truncate(args.limit);
-    Ok(rows)
+    let query = flyhigh_handlers::demand::top::TopQuery {
+        window: args.window,
+        at: args.at,
+        limit: args.limit,
+    };
+    Ok(flyhigh_handlers::demand::top::top(demand, alerts, &query, now).await?)
 }
 
 pub async fn alerts(command: AlertsCommand) -> anyhow::Result<bool> {
@@ -349,10 +276,6 @@ pub async fn alerts(command: AlertsCommand) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn at_seconds(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(s, 0).unwrap_or_default()
-}
-
 /// `15m`, `1h`, `90s`, `2d`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -387,6 +310,10 @@ fn parse_rule(s: &str) -> Result<AlertRule, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at_seconds(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap_or_default()
+    }
 
     #[test]
     fn durations_and_times_parse_as_an_operator_writes_them() {

@@ -20,6 +20,8 @@
 //!   alerts raised, from either store.
 //! - `archive compact | summary | ddl`: merge the archive's closed hours into large
 //!   files, count what it holds, print the Athena DDL.
+//! - `dashboard`: the live dashboard (served by `serve` at `/`) over DynamoDB tables
+//!   or the files of a stopped service or a demo.
 //! - `check`: recompute the expected inventory from the simulator's events and compare
 //!   it with a store.
 //!
@@ -29,6 +31,7 @@
 
 mod archive_cmd;
 mod aws;
+mod dashboard_cmd;
 mod dead_letters;
 mod demand_cmd;
 mod demo;
@@ -92,6 +95,8 @@ enum Command {
     Events(EventsCommand),
     /// Offer HTTP traffic to the ingest API on a fixed schedule; report ack latency.
     Load(load_cmd::LoadArgs),
+    /// Serve the live dashboard over DynamoDB tables or a data directory's files.
+    Dashboard(dashboard_cmd::DashboardArgs),
 }
 
 #[derive(Subcommand)]
@@ -247,6 +252,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Command::Alerts(command) => demand_cmd::alerts(command).await,
             Command::Archive(command) => archive_cmd::run(command).await,
             Command::Load(args) => load_cmd::run(args).await,
+            Command::Dashboard(args) => dashboard_cmd::run(args).await,
         }
     })
 }

@@ -100,7 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<bool> {
         args.data.display()
     );
     println!(
-        "  also GET /healthz /readyz /openapi.json /v1/stats; Ctrl-C (or SIGTERM) drains and stops"
+        "  dashboard on http://{addr}/ ; also GET /healthz /readyz /openapi.json /v1/stats; Ctrl-C (or SIGTERM) drains and stops"
     );
     wait_for_signal().await?;
     println!("draining: answering requests in flight, writing what is buffered, catching up...");
@@ -133,7 +133,7 @@ fn todays_schedule() -> anyhow::Result<flyhigh_core::Schedule> {
         .schedule())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -19,6 +19,7 @@ pub mod counting;
 pub mod evaluator;
 pub mod flights;
 pub mod outbox;
+pub mod top;
 
 pub use counting::{DemandHandler, DemandStats};
 pub use evaluator::{EvaluationReport, SurgeEvaluator};

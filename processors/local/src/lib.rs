@@ -10,10 +10,12 @@
 //!   until SIGINT or SIGTERM; a restart goes on from the checkpoints on disk.
 //!
 //! Layout: [`files`] (the data directory), [`stream`] (the stream either way),
-//! [`deployment`] (the processors and schedules), [`serve`] (the service).
+//! [`deployment`] (the processors and schedules), [`serve`] (the service), `live` (the
+//! service's dashboard, `flyhigh-dashboard` over the data directory's stores).
 
 pub mod deployment;
 pub mod files;
+mod live;
 pub mod serve;
 pub mod stream;
 

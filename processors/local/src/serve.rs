@@ -9,6 +9,7 @@
 //! `kill -9`, goes on from the checkpoints: records after them are delivered again and
 //! the handlers, idempotent by deterministic keys, count nothing twice; an event a
 //! client sends again is stored once (the stream keeps one record per `event_id`).
+//! The live dashboard (`flyhigh-dashboard`, see `live.rs`) is served at `/`.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -257,20 +258,36 @@ impl Service {
             listen: local_addr,
             ack,
         };
-        let router = ingest.router().route(
-            "/v1/stats",
-            get({
+        // The dashboard at `/`: the same stats in every snapshot.
+        let live = crate::live::Live::start(
+            deployment.files(),
+            format!("flyhigh serve on {local_addr}, data in {}", config.data.display()),
+            {
                 let status = status.clone();
-                move || {
+                Arc::new(move || {
                     let status = status.clone();
-                    async move { axum::Json(status.snapshot().await) }
-                }
-            }),
-        );
+                    Box::pin(async move { serde_json::to_value(status.snapshot().await).ok() })
+                })
+            },
+        )?;
+        let router = ingest
+            .router()
+            .route(
+                "/v1/stats",
+                get({
+                    let status = status.clone();
+                    move || {
+                        let status = status.clone();
+                        async move { axum::Json(status.snapshot().await) }
+                    }
+                }),
+            )
+            .merge(live.router);
         let server = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.await;
+                    live.hub.close();
                 })
                 .await
         });
