@@ -318,8 +318,8 @@ async function main() {
   check(streamModes.every((m) => m.includes("shared")), `tabs not sharing one stream: ${JSON.stringify(streamModes)}`);
   await Promise.all(tabs.map((t) => t.close()));
 
-  // Staleness: stop serve, the page must say so within a few seconds.
-  const lastAsOf = await asOf(page);
+  // Staleness: stop serve, the page must say so within a few seconds. (Serve sends
+  // frames while it drains, so "as of" is read once the page says stale.)
   await stopServe(serve);
   const stoppedAt = Date.now();
   const stale = await waitFor("the page says stale after serve stopped", 10_000, async () => {
@@ -328,6 +328,8 @@ async function main() {
     return { ok: s === "stale" && banner.startsWith("stale: no update for"), seen: { s, banner } };
   });
   log(`stale ${((Date.now() - stoppedAt) / 1000).toFixed(1)} s after SIGTERM: "${stale.seen.banner}"`);
+  const lastAsOf = await asOf(page);
+  await sleep(2000);
   check((await asOf(page)) === lastAsOf, "data as of moved while serve was stopped");
   await page.screenshot({ path: path.join(OUT, "dashboard-stale.png") });
 

@@ -18,7 +18,12 @@ use flyhigh_embedded::{SqliteDemandStore, SqliteInventoryStore};
 pub struct DashboardArgs {
     /// A data directory of `flyhigh serve` or `flyhigh demo` (its demand.sqlite and
     /// inventory.sqlite), or a demand.sqlite file; opened read-only.
-    #[arg(long, value_name = "DIR", conflicts_with = "table", required_unless_present = "table")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with = "table",
+        required_unless_present = "table"
+    )]
     sqlite: Option<PathBuf>,
     /// The DynamoDB demand table.
     #[arg(long)]
@@ -67,7 +72,10 @@ pub async fn run(args: DashboardArgs) -> anyhow::Result<bool> {
                 .as_deref()
                 .map(|t| DynamoInventoryStore::new(client.clone(), t));
             let mut label = format!("DynamoDB table {table}");
-            for (name, t) in [("alerts", &args.alerts_table), ("inventory", &args.inventory_table)] {
+            for (name, t) in [
+                ("alerts", &args.alerts_table),
+                ("inventory", &args.inventory_table),
+            ] {
                 if let Some(t) = t {
                     label.push_str(&format!(", {name} {t}"));
                 }
@@ -113,7 +121,9 @@ async fn serve<S: Source>(source: Arc<S>, listen: SocketAddr) -> anyhow::Result<
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen} (in use? choose another with --listen)"))?;
+        .with_context(|| {
+            format!("cannot listen on {listen} (in use? choose another with --listen)")
+        })?;
     let addr = listener.local_addr()?;
     let hub = Hub::new(HubConfig::default());
     hub.publish(first);

@@ -255,6 +255,13 @@ function pageMain() {
     firstAlerts = false;
   }
 
+  // Per-shard records behind, small under the total: "0 · 12 · 0 · 3".
+  function perShard(shards) {
+    if (!Array.isArray(shards) || shards.length < 2) return "";
+    const title = shards.map((x) => `${x.shard_id}: ${x.records} records, ${x.seconds_behind.toFixed(1)} s`).join("\n");
+    return `<div class="sub" title="${title}">${shards.map((x) => fmtInt(x.records)).join(" · ")}</div>`;
+  }
+
   function renderProcessors() {
     const s = latest.stats;
     const body = $("processors").tBodies[0];
@@ -264,18 +271,18 @@ function pageMain() {
       $("proc-note").textContent = "";
       return;
     }
-    $("proc-note").textContent = "lag: records after each processor's checkpoints, summed over shards";
+    $("proc-note").textContent = "lag: records after each processor's checkpoints, in all and per shard";
     body.innerHTML = PROCESSORS.map((p) => {
       const r = recentRate((x) => procEvents(x, p));
       const dead = procDead(s, p), failed = procFailed(s, p);
       return `<tr data-processor="${p.name}"><td><b>${p.name}</b></td><td class="n">${fmt1(r)}</td><td class="n">${fmtInt(procEvents(s, p))}</td>` +
-        `<td class="n">${fmtInt(get(s, `lag.${p.name}.records`))}</td><td class="n">${fmt1(get(s, `lag.${p.name}.seconds_behind`))}</td>` +
+        `<td class="n">${fmtInt(get(s, `lag.${p.name}.records`))}${perShard(get(s, `lag.${p.name}.shards`))}</td><td class="n">${fmt1(get(s, `lag.${p.name}.seconds_behind`))}</td>` +
         `<td class="n${dead ? " oversold" : ""}">${fmtInt(dead)}</td><td class="n">${fmtInt(failed)}</td></tr>`;
     }).join("");
     const a = get(s, "processors.archive.handler") || {};
     $("archive").innerHTML =
       `<dt>Files written</dt><dd>${fmtInt(a.files)}</dd><dt>Rows</dt><dd>${fmtInt(a.rows)}</dd>` +
-      `<dt>Bytes</dt><dd>${fmtBytes(a.bytes)}</dd><dt>Compaction runs</dt><dd>${fmtInt(get(s, "processors.compactions"))}</dd>` +
+      `<dt>Bytes</dt><dd>${fmtBytes(a.bytes)}</dd><dt>Hours compacted</dt><dd>${fmtInt(get(s, "processors.hours_compacted"))} in ${fmtInt(get(s, "processors.compactions"))} runs</dd>` +
       `<dt>Evaluator runs</dt><dd>${fmtInt(get(s, "processors.evaluator_runs"))}</dd>`;
     const buffered = get(s, "producer.buffered_bytes") || 0, budget = get(s, "producer.budget_bytes") || 1;
     $("producer").innerHTML =
@@ -329,10 +336,18 @@ function pageMain() {
         ...size(el),
         legend: { show: true, live: false },
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+        scales: { x: { time: true }, y: opts.log
+          ? { distr: 3, log: 10 }
+          : { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
         axes: [
           { stroke: "#5d6878", grid: { stroke: "#eef1f5" }, ticks: { stroke: "#e2e7ee" }, label: "time (UTC)", labelSize: 16, values: timeTicks, space: 80 },
-          { stroke: "#5d6878", grid: { stroke: "#eef1f5" }, ticks: { stroke: "#e2e7ee" }, label: opts.yLabel, labelSize: 18, size: 50 },
+          { stroke: "#5d6878", grid: { stroke: "#eef1f5" }, ticks: { stroke: "#e2e7ee" }, label: opts.yLabel, labelSize: 18, size: opts.ySize || 50,
+            // A log axis ticks at every 1..9 × 10ⁿ: label the powers of ten only.
+            ...(opts.log ? { values: (u, ticks) => ticks.map((v) => {
+              const e = Math.log10(v);
+              if (Math.abs(e - Math.round(e)) > 1e-9) return "";
+              return v >= 1000 ? `${v / 1000} s` : `${v} ms`;
+            }) } : {}) },
         ],
         series: [{ label: "UTC", value: (u, v) => (v == null ? "—" : new Date(v * 1000).toISOString().slice(11, 19)) }, ...series],
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
@@ -396,10 +411,11 @@ function pageMain() {
     list.forEach((stage, k) => {
       for (const q of ["p50", "p99"]) {
         series.push({ label: `${stage} ${q}`, stroke: COLORS[k % COLORS.length], width: q === "p99" ? 2 : 1.5, dash: q === "p50" ? [5, 4] : undefined, points: { show: false } });
-        data.push(frames.map((f) => { const v = get(f, `stats.latency_ms.${stage}.${q}`); return v == null ? null : v; }));
+        // A log scale: zero (nothing recorded yet) is not drawn.
+        data.push(frames.map((f) => { const v = get(f, `stats.latency_ms.${stage}.${q}`); return v ? v : null; }));
       }
     });
-    plot("lat", el, series, data, { yLabel: "milliseconds" });
+    plot("lat", el, series, data, { yLabel: "event → stage (log)", log: true, ySize: 64 });
   }
 
   // --- Flight search. ---

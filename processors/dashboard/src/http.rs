@@ -44,9 +44,18 @@ static UPLOT_CSS: &str = include_str!("../assets/vendor/uPlot.min.css");
 /// flight, and for the first snapshot before the sampler has published one).
 pub fn router<S: Source>(hub: Arc<Hub>, source: Arc<S>) -> Router {
     Router::new()
-        .route("/", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
-        .route("/assets/app.js", get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/assets/app.css", get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }))
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
         .route(
             "/assets/vendor/uPlot.iife.min.js",
             get(|| async { asset(UPLOT_JS, "text/javascript; charset=utf-8") }),
@@ -55,18 +64,27 @@ pub fn router<S: Source>(hub: Arc<Hub>, source: Arc<S>) -> Router {
             "/assets/vendor/uPlot.min.css",
             get(|| async { asset(UPLOT_CSS, "text/css; charset=utf-8") }),
         )
-        .route("/v1/live", get({
-            let hub = hub.clone();
-            move |headers: HeaderMap, uri: Uri| live(hub.clone(), headers, uri)
-        }))
-        .route("/v1/dashboard", get({
-            let (hub, source) = (hub.clone(), source.clone());
-            move || dashboard(hub.clone(), source.clone())
-        }))
-        .route("/v1/flights/{flight_id}", get({
-            let source = source.clone();
-            move |Path(flight_id): Path<String>| flight(source.clone(), flight_id)
-        }))
+        .route(
+            "/v1/live",
+            get({
+                let hub = hub.clone();
+                move |headers: HeaderMap, uri: Uri| live(hub.clone(), headers, uri)
+            }),
+        )
+        .route(
+            "/v1/dashboard",
+            get({
+                let (hub, source) = (hub.clone(), source.clone());
+                move || dashboard(hub.clone(), source.clone())
+            }),
+        )
+        .route(
+            "/v1/flights/{flight_id}",
+            get({
+                let source = source.clone();
+                move |Path(flight_id): Path<String>| flight(source.clone(), flight_id)
+            }),
+        )
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -74,8 +92,14 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         body,
     )
@@ -108,8 +132,11 @@ async fn live(hub: Arc<Hub>, headers: HeaderMap, uri: Uri) -> Response {
         )
             .into_response();
     };
-    let hello = futures::stream::once(async { Ok::<_, Infallible>(Event::default().retry(RECONNECT).comment("flyhigh live")) });
-    let events = frames.map(|f| Ok::<_, Infallible>(Event::default().id(f.id.to_string()).data(&*f.json)));
+    let hello = futures::stream::once(async {
+        Ok::<_, Infallible>(Event::default().retry(RECONNECT).comment("flyhigh live"))
+    });
+    let events =
+        frames.map(|f| Ok::<_, Infallible>(Event::default().id(f.id.to_string()).data(&*f.json)));
     let mut response = Sse::new(hello.chain(events))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response();
@@ -125,7 +152,10 @@ async fn dashboard<S: Source>(hub: Arc<Hub>, source: Arc<S>) -> Response {
         None => hub.publish(source.snapshot().await).json,
     };
     (
-        [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         json.to_string(),
     )
         .into_response()
@@ -139,7 +169,10 @@ async fn flight<S: Source>(source: Arc<S>, flight_id: String) -> Response {
         Ok(Some(view)) => axum::Json(view).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
-            format!("no flight {} in the inventory", flight_id.trim().to_ascii_uppercase()),
+            format!(
+                "no flight {} in the inventory",
+                flight_id.trim().to_ascii_uppercase()
+            ),
         ),
         Err(e @ SourceError::BadFlightId(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -178,7 +211,11 @@ mod tests {
             .unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
     }
 
     #[tokio::test]
@@ -194,11 +231,20 @@ mod tests {
         ] {
             let (status, headers, body) = get(&router, path).await;
             assert_eq!(status, StatusCode::OK, "{path}");
-            assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with(kind), "{path}");
+            assert!(
+                headers[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(kind),
+                "{path}"
+            );
             assert!(!body.is_empty(), "{path}");
         }
         let (_, _, page) = get(&router, "/").await;
-        assert!(!page.contains("http://") && !page.contains("https://"), "no external reference");
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "no external reference"
+        );
     }
 
     #[tokio::test]
@@ -209,8 +255,14 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(doc["id"].as_u64().unwrap() > 0);
-        assert_eq!(get(&router, "/v1/flights/FH0001-20261208").await.0, StatusCode::NOT_FOUND);
-        assert_eq!(get(&router, "/v1/flights/BAD!").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            get(&router, "/v1/flights/FH0001-20261208").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&router, "/v1/flights/BAD!").await.0,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[tokio::test]

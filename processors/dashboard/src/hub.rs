@@ -129,7 +129,10 @@ impl Hub {
     /// A stream of frames for one tab: the replay after `last_event_id`, then every
     /// new frame (a slow reader skips to the newest). `None` when
     /// [`HubConfig::max_streams`] are open. It ends when the hub is closed.
-    pub fn stream(self: &Arc<Self>, last_event_id: Option<u64>) -> Option<impl Stream<Item = Frame> + Send + 'static> {
+    pub fn stream(
+        self: &Arc<Self>,
+        last_event_id: Option<u64>,
+    ) -> Option<impl Stream<Item = Frame> + Send + 'static> {
         let guard = StreamGuard::take(self)?;
         let (replay, rx) = {
             let ring = self.lock();
@@ -223,7 +226,9 @@ impl StreamGuard {
     fn take(hub: &Arc<Hub>) -> Option<StreamGuard> {
         let max = hub.config.max_streams;
         hub.streams
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()?;
         Some(StreamGuard(hub.clone()))
     }
@@ -258,7 +263,10 @@ impl StreamState {
             match received {
                 Ok(frame) => return Some(frame),
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::debug!(skipped, "a live stream fell behind; skipping to the newest frame");
+                    tracing::debug!(
+                        skipped,
+                        "a live stream fell behind; skipping to the newest frame"
+                    );
                     let mut newest = None;
                     loop {
                         match self.rx.try_recv() {
@@ -391,7 +399,11 @@ mod tests {
         assert_eq!(source.0.load(Ordering::Relaxed), 11);
         assert_eq!(hub.replay(None).len(), 11);
         tokio::time::sleep(Duration::from_secs(100)).await;
-        assert_eq!(hub.replay(None).len(), 30, "five minutes' worth is the bound, here 30");
+        assert_eq!(
+            hub.replay(None).len(),
+            30,
+            "five minutes' worth is the bound, here 30"
+        );
         // No one watching: one snapshot every idle interval.
         drop(_watching);
         let before = source.0.load(Ordering::Relaxed);

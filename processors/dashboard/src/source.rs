@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use flyhigh_core::{AlertFilter, AlertStore, DemandStore, InventoryStore, StoreError};
-use flyhigh_handlers::demand::top::{
-    self, BASELINE_SPAN, RouteRow, TopQuery, baseline_per_minute,
-};
+use flyhigh_handlers::demand::top::{self, BASELINE_SPAN, RouteRow, TopQuery, baseline_per_minute};
 
 use crate::model::{FlightView, RouteSeries, Snapshot};
 
@@ -43,9 +41,8 @@ pub trait Source: Send + Sync + 'static {
 }
 
 /// The service's own counters, read on each snapshot (`flyhigh serve`'s `/v1/stats`).
-pub type StatsFn = Arc<
-    dyn Fn() -> Pin<Box<dyn Future<Output = Option<serde_json::Value>> + Send>> + Send + Sync,
->;
+pub type StatsFn =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Option<serde_json::Value>> + Send>> + Send + Sync>;
 
 /// Which clock ends the hot-route window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +99,12 @@ where
     I: InventoryStore + 'static,
 {
     /// A source named `label` (shown on the page) over these stores.
-    pub fn new(label: impl Into<String>, demand: D, alerts: Option<A>, inventory: Option<I>) -> Self {
+    pub fn new(
+        label: impl Into<String>,
+        demand: D,
+        alerts: Option<A>,
+        inventory: Option<I>,
+    ) -> Self {
         StoreSource {
             label: label.into(),
             demand,
@@ -211,7 +213,10 @@ where
             return Err(SourceError::BadFlightId(flight_id));
         }
         let inventory = self.inventory.as_ref().ok_or(SourceError::NoInventory)?;
-        Ok(FlightView::of(&flight_id, inventory.flight(&flight_id).await?))
+        Ok(FlightView::of(
+            &flight_id,
+            inventory.flight(&flight_id).await?,
+        ))
     }
 }
 
@@ -279,9 +284,17 @@ mod tests {
     #[tokio::test]
     async fn a_flight_shows_available_and_oversold_seats() {
         let view = source().flight(" fh0001-20261208 ").await.unwrap().unwrap();
-        let economy = &view.cabins.iter().find(|c| c.cabin == flyhigh_schemas::Cabin::Economy).unwrap();
+        let economy = &view
+            .cabins
+            .iter()
+            .find(|c| c.cabin == flyhigh_schemas::Cabin::Economy)
+            .unwrap();
         assert_eq!((economy.available, economy.oversold), (Some(0), 3));
-        let business = &view.cabins.iter().find(|c| c.cabin == flyhigh_schemas::Cabin::Business).unwrap();
+        let business = &view
+            .cabins
+            .iter()
+            .find(|c| c.cabin == flyhigh_schemas::Cabin::Business)
+            .unwrap();
         assert_eq!((business.available, business.oversold), (Some(15), 0));
         assert_eq!(source().flight("FH9999-20261208").await.unwrap(), None);
         assert!(matches!(
@@ -294,6 +307,9 @@ mod tests {
     async fn an_empty_store_gives_an_empty_snapshot_without_errors() {
         let s = source().snapshot().await;
         assert!(s.hot_routes.is_empty() && s.alerts.is_empty() && s.errors.is_empty());
-        assert!(s.stats.is_none(), "no stats unless the service provides them");
+        assert!(
+            s.stats.is_none(),
+            "no stats unless the service provides them"
+        );
     }
 }

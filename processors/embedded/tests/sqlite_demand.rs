@@ -197,6 +197,30 @@ async fn scenario(demand: &impl DemandStore, alerts: &impl AlertStore) -> Vec<St
         t.note("add ten", demand.add(&ten).await.unwrap()),
         Added::Applied
     );
+    // A batch's counters at once: each applied or stale on its own mark, in order.
+    let x = key("ZRH-GVA", b0 + 600, "shardId-000000000003");
+    let y = key("ZRH-GVA", b0 + 600, "shardId-000000000004");
+    let batch = [
+        update(&x, searches(2), pos("50", 0), pos("50", 1)),
+        ten.clone(),
+        update(&y, searches(4), pos("51", 0), pos("51", 3)),
+    ];
+    assert_eq!(
+        t.note("add a batch", demand.add_all(&batch).await),
+        vec![
+            Ok(Added::Applied),
+            Ok(Added::Stale { mark: pos("12", 0) }),
+            Ok(Added::Applied)
+        ]
+    );
+    assert_eq!(
+        t.note("add the batch again", demand.add_all(&batch).await),
+        vec![
+            Ok(Added::Stale { mark: pos("50", 1) }),
+            Ok(Added::Stale { mark: pos("12", 0) }),
+            Ok(Added::Stale { mark: pos("51", 3) })
+        ]
+    );
     let overlapping = update(&a1, searches(5), pos("11", 0), pos("40", 0));
     assert_eq!(
         t.note("add overlapping", demand.add(&overlapping).await.unwrap()),
@@ -904,6 +928,8 @@ async fn check_read_only(path: &Path, expected: &Snapshot) {
     let now = at("2026-12-02T00:00:00Z");
     let pending_id = expected.pending[0].alert_id.clone();
     assert!(is_permanent(r.add(&u).await));
+    let refused = r.add_all(std::slice::from_ref(&u)).await;
+    assert!(refused.len() == 1 && refused.into_iter().all(|r| is_permanent(r)));
     assert!(is_permanent(
         r.note_routes(&["AMS-CDG".into()], at("2026-12-01T09:00:00Z"))
             .await
@@ -946,7 +972,8 @@ async fn a_read_only_handle_reads_and_refuses_every_write() {
     check_read_only(&path, &expected).await;
     // The writer, reopened, still writes.
     let writer = SqliteDemandStore::open(&path).unwrap();
-    assert_eq!(writer.purge_before(i64::MAX).unwrap(), 4);
+    // The scenario's six counters.
+    assert_eq!(writer.purge_before(i64::MAX).unwrap(), 6);
 }
 
 #[tokio::test]

@@ -217,6 +217,7 @@ struct EvaluationCounters {
     runs: std::sync::atomic::AtomicU64,
     buckets_judged: std::sync::atomic::AtomicU64,
     compactions: std::sync::atomic::AtomicU64,
+    hours_compacted: std::sync::atomic::AtomicU64,
 }
 
 /// How long events take to reach each stage, measured on the deployment's clock
@@ -271,6 +272,8 @@ pub struct DeploymentStats {
     pub buckets_judged: u64,
     /// Compaction runs (scheduled).
     pub compactions: u64,
+    /// Archive hours those runs compacted.
+    pub hours_compacted: u64,
 }
 
 /// One processor: its handler's counts and its mapping's.
@@ -294,19 +297,31 @@ pub struct StatusHandle {
 }
 
 /// How far each processor is behind the end of the stream, from its checkpoints.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Lag {
     pub inventory: ProcessorLag,
     pub demand: ProcessorLag,
     pub archive: ProcessorLag,
 }
 
-/// How far one processor is behind, summed over shards.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+/// How far one processor is behind, summed over shards, and per shard.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ProcessorLag {
     /// Kinesis records after its checkpoints.
     pub records: u64,
     /// Age of the oldest of them (Kinesis's iterator age), in seconds; 0 when none.
+    pub seconds_behind: f64,
+    /// The same per shard, in shard order.
+    pub shards: Vec<ShardLag>,
+}
+
+/// How far one processor is behind in one shard.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ShardLag {
+    pub shard_id: String,
+    /// Kinesis records after the shard's checkpoint.
+    pub records: u64,
+    /// Age of the oldest of them, in seconds; 0 when none.
     pub seconds_behind: f64,
 }
 
@@ -348,6 +363,7 @@ impl StatusHandle {
             evaluator_runs: self.evaluations.runs.load(Relaxed),
             buckets_judged: self.evaluations.buckets_judged.load(Relaxed),
             compactions: self.evaluations.compactions.load(Relaxed),
+            hours_compacted: self.evaluations.hours_compacted.load(Relaxed),
         }
     }
 }
@@ -371,13 +387,23 @@ async fn lag_of(
         positions.push((i, at));
     }
     let backlog = stream.backlog(positions).await.ok()?;
+    let age = |oldest: Option<DateTime<Utc>>| {
+        oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+    };
+    let shards: Vec<ShardLag> = stream
+        .shards()
+        .iter()
+        .zip(&backlog)
+        .map(|(shard, b)| ShardLag {
+            shard_id: shard.shard_id.clone(),
+            records: b.records,
+            seconds_behind: age(b.oldest_arrival),
+        })
+        .collect();
     Some(ProcessorLag {
-        records: backlog.iter().map(|b| b.records).sum(),
-        seconds_behind: backlog
-            .iter()
-            .filter_map(|b| b.oldest_arrival)
-            .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-            .fold(0.0, f64::max),
+        records: shards.iter().map(|s| s.records).sum(),
+        seconds_behind: shards.iter().map(|s| s.seconds_behind).fold(0.0, f64::max),
+        shards,
     })
 }
 
@@ -875,6 +901,10 @@ fn spawn_compaction(
                     counters
                         .compactions
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counters.hours_compacted.fetch_add(
+                        report.compacted.len() as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     if !report.compacted.is_empty() {
                         tracing::info!(hours = report.compacted.len(), "archive hours compacted");
                     }

@@ -21,7 +21,7 @@ pub mod stream;
 
 pub use deployment::{
     Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag,
-    Latencies, ProcessorLag, Processors, StreamKind,
+    Latencies, ProcessorLag, Processors, ShardLag, StreamKind,
 };
 pub use files::Files;
 pub use serve::{ServeConfig, ServeStats, Service};

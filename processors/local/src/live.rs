@@ -24,13 +24,27 @@ impl Live {
     ///
     /// A store cannot be opened (the deployment creates them first).
     pub(crate) fn start(files: &Files, label: String, stats: StatsFn) -> anyhow::Result<Live> {
-        let demand = SqliteDemandStore::open_read_only(&files.demand_sqlite)
-            .with_context(|| format!("opening {} for the dashboard", files.demand_sqlite.display()))?;
-        let alerts = SqliteDemandStore::open_read_only(&files.demand_sqlite)
-            .with_context(|| format!("opening {} for the dashboard", files.demand_sqlite.display()))?;
-        let inventory = SqliteInventoryStore::open_read_only(&files.inventory_sqlite).with_context(
-            || format!("opening {} for the dashboard", files.inventory_sqlite.display()),
-        )?;
+        let demand =
+            SqliteDemandStore::open_read_only(&files.demand_sqlite).with_context(|| {
+                format!(
+                    "opening {} for the dashboard",
+                    files.demand_sqlite.display()
+                )
+            })?;
+        let alerts =
+            SqliteDemandStore::open_read_only(&files.demand_sqlite).with_context(|| {
+                format!(
+                    "opening {} for the dashboard",
+                    files.demand_sqlite.display()
+                )
+            })?;
+        let inventory = SqliteInventoryStore::open_read_only(&files.inventory_sqlite)
+            .with_context(|| {
+                format!(
+                    "opening {} for the dashboard",
+                    files.inventory_sqlite.display()
+                )
+            })?;
         let source = Arc::new(
             StoreSource::new(label, demand, Some(alerts), Some(inventory))
                 .with_stats(stats)

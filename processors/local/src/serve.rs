@@ -261,7 +261,10 @@ impl Service {
         // The dashboard at `/`: the same stats in every snapshot.
         let live = crate::live::Live::start(
             deployment.files(),
-            format!("flyhigh serve on {local_addr}, data in {}", config.data.display()),
+            format!(
+                "flyhigh serve on {local_addr}, data in {}",
+                config.data.display()
+            ),
             {
                 let status = status.clone();
                 Arc::new(move || {
