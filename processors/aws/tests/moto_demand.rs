@@ -212,6 +212,20 @@ async fn demand_scenario<S: DemandStore>(store: &S) -> Transcript {
         let added = t.note(step, store.add(u).await.expect(step));
         assert_eq!(&added, expected, "{step}");
     }
+    // The last change of each counter again, as one batch: each is stale on its own
+    // mark (the counts below are unchanged).
+    let mut again: Vec<CounterUpdate> = Vec::new();
+    for (_, u, _) in steps.iter().rev() {
+        if !again.iter().any(|a| a.key == u.key) {
+            again.push(u.clone());
+        }
+    }
+    let results = t.note("the batch again", store.add_all(&again).await);
+    assert_eq!(results.len(), again.len());
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(Added::Stale { .. }))),
+        "{results:?}"
+    );
 
     let all = t.note(
         "ORD-SFO all",

@@ -518,9 +518,14 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
         "  duplicates    {} re-emitted bookings and {} repeated cancellations counted once; {} no-op events",
         s.simulation.duplicate_bookings, s.simulation.repeated_cancellations, s.handler.no_ops
     );
+    let ran = |name: &str| s.processors.split(',').any(|p| p == name);
     println!(
         "  check         inventory_check: {}",
-        s.inventory_check.describe()
+        if ran("inventory") {
+            s.inventory_check.describe()
+        } else {
+            "not run (the inventory processor did not run)".to_string()
+        }
     );
     let d = &s.demand;
     println!(
@@ -529,7 +534,9 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
         d.handler.counter_writes,
         d.handler.stale_writes,
         d.handler.late,
-        if d.counts_check {
+        if !ran("demand") {
+            "not checked (the demand processor did not run)"
+        } else if d.counts_check {
             "equal what was produced"
         } else {
             "DIFFER from what was produced"
@@ -570,7 +577,9 @@ fn print_summary(s: &DemoSummary, path: &std::path::Path) {
         a.contents.bytes,
         a.contents.bytes as f64 / a.contents.rows.max(1) as f64,
         s.files.archive.display(),
-        if a.rows_check {
+        if !ran("archive") {
+            "not checked (the archive processor did not run)"
+        } else if a.rows_check {
             "equal the events produced"
         } else {
             "DIFFER from the events produced"

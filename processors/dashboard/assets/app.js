@@ -343,11 +343,17 @@ function pageMain() {
           { stroke: "#5d6878", grid: { stroke: "#eef1f5" }, ticks: { stroke: "#e2e7ee" }, label: "time (UTC)", labelSize: 16, values: timeTicks, space: 80 },
           { stroke: "#5d6878", grid: { stroke: "#eef1f5" }, ticks: { stroke: "#e2e7ee" }, label: opts.yLabel, labelSize: 18, size: opts.ySize || 50,
             // A log axis ticks at every 1..9 × 10ⁿ: label the powers of ten only.
-            ...(opts.log ? { values: (u, ticks) => ticks.map((v) => {
-              const e = Math.log10(v);
-              if (Math.abs(e - Math.round(e)) > 1e-9) return "";
-              return v >= 1000 ? `${v / 1000} s` : `${v} ms`;
-            }) } : {}) },
+            // and every other one when there are more than four (a short plot).
+            ...(opts.log ? { values: (u, ticks) => {
+              const decade = (v) => { const e = Math.log10(v); return Math.abs(e - Math.round(e)) < 1e-6 ? Math.round(e) : null; };
+              const shown = ticks.map(decade).filter((e) => e != null);
+              const step = shown.length > 4 ? 2 : 1;
+              return ticks.map((v) => {
+                const e = decade(v);
+                if (e == null || e % step !== 0) return "";
+                return e >= 3 ? `${10 ** (e - 3)} s` : `${10 ** e} ms`;
+              });
+            } } : {}) },
         ],
         series: [{ label: "UTC", value: (u, v) => (v == null ? "—" : new Date(v * 1000).toISOString().slice(11, 19)) }, ...series],
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),

@@ -117,6 +117,22 @@ pub struct DeploymentConfig {
     pub processors: Processors,
 }
 
+/// A name [`Processors::parse`] does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProcessor(pub String);
+
+impl std::fmt::Display for UnknownProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown processor {:?}: name inventory, demand, archive, decode, all or none",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownProcessor {}
+
 /// Which event source mappings a deployment runs. All three make the pipeline; one
 /// alone, or none, measures what it costs (`flyhigh demo --processors`), and
 /// `decode` adds a mapping whose handler only takes each batch apart and decodes
@@ -144,8 +160,8 @@ impl Processors {
     ///
     /// # Errors
     ///
-    /// An unknown name, naming it and the known ones.
-    pub fn parse(list: &str) -> Result<Processors, String> {
+    /// An unknown name.
+    pub fn parse(list: &str) -> Result<Processors, UnknownProcessor> {
         let mut p = Processors {
             inventory: false,
             demand: false,
@@ -165,19 +181,10 @@ impl Processors {
                 "demand" => p.demand = true,
                 "archive" => p.archive = true,
                 "decode" => p.decode = true,
-                other => {
-                    return Err(format!(
-                        "unknown processor {other:?}: name inventory, demand, archive, decode, all or none"
-                    ));
-                }
+                other => return Err(UnknownProcessor(other.to_string())),
             }
         }
         Ok(p)
-    }
-
-    /// Whether all three processors run (the checks of a run need all three).
-    pub fn is_all(&self) -> bool {
-        self.inventory && self.demand && self.archive
     }
 }
 
@@ -913,4 +920,22 @@ fn spawn_compaction(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processors_parse_as_the_cli_names_them() {
+        assert_eq!(Processors::parse("all"), Ok(Processors::ALL));
+        let none = Processors::parse("none").unwrap();
+        assert!(!none.inventory && !none.demand && !none.archive && !none.decode);
+        let some = Processors::parse("inventory, decode").unwrap();
+        assert!(some.inventory && some.decode && !some.demand && !some.archive);
+        assert_eq!(
+            Processors::parse("inventory,archiv"),
+            Err(UnknownProcessor("archiv".into()))
+        );
+    }
 }

@@ -21,7 +21,7 @@ pub mod stream;
 
 pub use deployment::{
     Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag,
-    Latencies, ProcessorLag, Processors, ShardLag, StreamKind,
+    Latencies, ProcessorLag, Processors, ShardLag, StreamKind, UnknownProcessor,
 };
 pub use files::Files;
 pub use serve::{ServeConfig, ServeStats, Service};

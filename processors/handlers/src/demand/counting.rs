@@ -419,15 +419,8 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
         tallies: &[Tally],
         events: &[DemandEvent],
     ) -> Vec<Result<u64, StoreError>> {
-        let mut outcome: Vec<Result<u64, StoreError>> = tallies
-            .iter()
-            .map(|t| {
-                Err(StoreError::Transient(format!(
-                    "counter {} {} {} kept moving under {MAX_ATTEMPTS} attempts",
-                    t.key.route, t.key.bucket, t.key.shard_id
-                )))
-            })
-            .collect();
+        // `None`: still moving after the last attempt.
+        let mut outcome: Vec<Option<Result<u64, StoreError>>> = vec![None; tallies.len()];
         let mut marks: Vec<Option<Position>> = vec![None; tallies.len()];
         let mut pending: Vec<usize> = (0..tallies.len()).collect();
         for _ in 0..MAX_ATTEMPTS {
@@ -440,7 +433,7 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
                         which.push(i);
                     }
                     // Everything it holds is already under the stored mark.
-                    None => outcome[i] = Ok(0),
+                    None => outcome[i] = Some(Ok(0)),
                 }
             }
             if updates.is_empty() {
@@ -453,22 +446,33 @@ impl<S: DemandStore, R: InventoryStore, D: DeadLetterSink> DemandHandler<S, R, D
                 match result {
                     Ok(Added::Applied) => {
                         let mark = marks[i].as_ref();
-                        outcome[i] = Ok(tallies[i]
+                        outcome[i] = Some(Ok(tallies[i]
                             .events
                             .iter()
                             .filter(|&&e| mark.is_none_or(|m| events[e].position > *m))
-                            .count() as u64);
+                            .count() as u64));
                     }
                     Ok(Added::Stale { mark }) => {
                         add(&self.counters.stale_writes, 1);
                         marks[i] = Some(mark);
                         pending.push(i);
                     }
-                    Err(e) => outcome[i] = Err(e),
+                    Err(e) => outcome[i] = Some(Err(e)),
                 }
             }
         }
         outcome
+            .into_iter()
+            .zip(tallies)
+            .map(|(o, t)| {
+                o.unwrap_or_else(|| {
+                    Err(StoreError::Transient(format!(
+                        "counter {} {} {} kept moving under {MAX_ATTEMPTS} attempts",
+                        t.key.route, t.key.bucket, t.key.shard_id
+                    )))
+                })
+            })
+            .collect()
     }
 
     /// Counters so far.
