@@ -310,8 +310,13 @@ fn default_candidates() -> Vec<PathBuf> {
 
 /// Whether `dir` can be created and a file written in it (the probe is removed).
 fn probe(dir: &Path) -> std::io::Result<()> {
+    // One name per probe, not per process: two producers of one process checking
+    // the same directory at once would otherwise remove each other's probe, and the
+    // second removal would fail with "No such file or directory".
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::fs::create_dir_all(dir)?;
-    let probe = dir.join(format!(".flyhigh-probe-{}", std::process::id()));
+    let probe = dir.join(format!(".flyhigh-probe-{}-{n}", std::process::id()));
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
 }
@@ -453,6 +458,24 @@ mod tests {
         assert_ne!(dir, std::env::current_dir().unwrap());
         let sink = FileDeadLetters::in_default_location();
         assert_eq!(sink.path(), dir.join(FileDeadLetters::FILE_NAME));
+    }
+
+    /// Regression: builders of one process checking the default directory at once
+    /// shared one probe name, and one's removal made another's fail ("No such file
+    /// or directory"), failing its `build`.
+    #[test]
+    fn regression_concurrent_probes_of_one_directory_all_succeed() {
+        let dir = std::env::temp_dir().join(format!("flyhigh-probes-{}", std::process::id()));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || (0..200).all(|_| probe(&dir).is_ok()))
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap(), "a probe failed");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
