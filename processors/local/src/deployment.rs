@@ -13,7 +13,6 @@
 //! | SQS dead-letter queues, on-failure dest | JSON-lines files in the data directory    |
 //! | SNS topic                               | `alerts.jsonl` and the console            |
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,17 +27,17 @@ use flyhigh_embedded::{
 use flyhigh_handlers::{
     ArchiveHandler, DemandHandler, FlightAlerts, InventoryHandler, SurgeEvaluator,
 };
-use flyhigh_handlers::{Latency, LatencySummary};
 use flyhigh_runner::{
     CheckpointError, CheckpointStore, FileCheckpoints, Handler, MappingConfig, MappingStats,
     MemoryCheckpoints, Runner, RunnerError, handler_fn, handler_fn_by,
 };
 use flyhigh_schemas::{AlertRule, AlertStatus};
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::files::Files;
+use crate::processors::Processors;
+use crate::status::{DeploymentStats, EvaluationCounters, Latencies, StatusHandle, lag_of};
 use crate::stream::Stream;
 
 /// A clock: the wall clock, or a simulated day's.
@@ -117,77 +116,6 @@ pub struct DeploymentConfig {
     pub processors: Processors,
 }
 
-/// A name [`Processors::parse`] does not know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownProcessor(pub String);
-
-impl std::fmt::Display for UnknownProcessor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "unknown processor {:?}: name inventory, demand, archive, decode, all or none",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownProcessor {}
-
-/// Which event source mappings a deployment runs. All three make the pipeline; one
-/// alone, or none, measures what it costs (`flyhigh demo --processors`), and
-/// `decode` adds a mapping whose handler only takes each batch apart and decodes
-/// it, the baseline every processor pays before its own work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Processors {
-    pub inventory: bool,
-    pub demand: bool,
-    pub archive: bool,
-    /// The decode-only baseline mapping.
-    pub decode: bool,
-}
-
-impl Processors {
-    /// The pipeline: inventory, demand and archive.
-    pub const ALL: Processors = Processors {
-        inventory: true,
-        demand: true,
-        archive: true,
-        decode: false,
-    };
-
-    /// The names as the CLI takes them: `all`, `none`, or a comma-separated list of
-    /// `inventory`, `demand`, `archive`, `decode`.
-    ///
-    /// # Errors
-    ///
-    /// An unknown name.
-    pub fn parse(list: &str) -> Result<Processors, UnknownProcessor> {
-        let mut p = Processors {
-            inventory: false,
-            demand: false,
-            archive: false,
-            decode: false,
-        };
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            match name {
-                "all" => {
-                    p = Processors {
-                        decode: p.decode,
-                        ..Processors::ALL
-                    }
-                }
-                "none" => {}
-                "inventory" => p.inventory = true,
-                "demand" => p.demand = true,
-                "archive" => p.archive = true,
-                "decode" => p.decode = true,
-                other => return Err(UnknownProcessor(other.to_string())),
-            }
-        }
-        Ok(p)
-    }
-}
-
 /// Which stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamKind {
@@ -219,203 +147,8 @@ pub struct Deployment {
     latencies: Arc<Latencies>,
 }
 
-#[derive(Debug, Default)]
-struct EvaluationCounters {
-    runs: std::sync::atomic::AtomicU64,
-    buckets_judged: std::sync::atomic::AtomicU64,
-    compactions: std::sync::atomic::AtomicU64,
-    hours_compacted: std::sync::atomic::AtomicU64,
-}
-
-/// How long events take to reach each stage, measured on the deployment's clock
-/// (see [`flyhigh_handlers::latency`]).
-#[derive(Debug)]
-pub struct Latencies {
-    /// Event (`occurred_at`) → committed in the inventory.
-    pub inventory: Arc<Latency>,
-    /// Event → counted in the demand counters.
-    pub demand: Arc<Latency>,
-    /// Event → in a Parquet file the archive checkpoint has committed.
-    pub archive: Arc<Latency>,
-    /// The bucket that raised a surge alert closed (`window_end`) → the alert
-    /// published: how long detection waits (the late allowance, the evaluator's
-    /// schedule) and takes.
-    pub surge_alert: Arc<Latency>,
-}
-
-impl Latencies {
-    fn on(clock: &Clock) -> Latencies {
-        let stage = || Arc::new(Latency::with_clock(clock.clone()));
-        Latencies {
-            inventory: stage(),
-            demand: stage(),
-            archive: stage(),
-            surge_alert: stage(),
-        }
-    }
-
-    /// Each stage's percentiles, by stage name.
-    pub fn summaries(&self) -> BTreeMap<String, LatencySummary> {
-        [
-            ("inventory", &self.inventory),
-            ("demand", &self.demand),
-            ("archive", &self.archive),
-            ("surge_alert", &self.surge_alert),
-        ]
-        .into_iter()
-        .map(|(name, l)| (name.to_string(), l.summary()))
-        .collect()
-    }
-}
-
-/// What the pipeline has done so far, per processor.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeploymentStats {
-    pub inventory: ProcessorStats<flyhigh_handlers::HandlerStats>,
-    pub demand: ProcessorStats<flyhigh_handlers::demand::DemandStats>,
-    pub archive: ProcessorStats<flyhigh_handlers::archive::ArchiveStats>,
-    /// Evaluator runs and buckets judged.
-    pub evaluator_runs: u64,
-    pub buckets_judged: u64,
-    /// Compaction runs (scheduled).
-    pub compactions: u64,
-    /// Archive hours those runs compacted.
-    pub hours_compacted: u64,
-}
-
-/// One processor: its handler's counts and its mapping's.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProcessorStats<H> {
-    pub handler: H,
-    pub runner: MappingStats,
-}
-
-/// Reads a deployment's stats; cheap to clone.
-#[derive(Clone)]
-pub struct StatusHandle {
-    inventory: Arc<Inventory>,
-    demand: Arc<Demand>,
-    archive: Arc<Archive>,
-    runners: [Runner; 3],
-    evaluations: Arc<EvaluationCounters>,
-    stream: Stream,
-    positions: [Arc<Checkpoints>; 3],
-    latencies: Arc<Latencies>,
-}
-
-/// How far each processor is behind the end of the stream, from its checkpoints.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Lag {
-    pub inventory: ProcessorLag,
-    pub demand: ProcessorLag,
-    pub archive: ProcessorLag,
-}
-
-/// How far one processor is behind, summed over shards, and per shard.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ProcessorLag {
-    /// Kinesis records after its checkpoints.
-    pub records: u64,
-    /// Age of the oldest of them (Kinesis's iterator age), in seconds; 0 when none.
-    pub seconds_behind: f64,
-    /// The same per shard, in shard order.
-    pub shards: Vec<ShardLag>,
-}
-
-/// How far one processor is behind in one shard.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ShardLag {
-    pub shard_id: String,
-    /// Kinesis records after the shard's checkpoint.
-    pub records: u64,
-    /// Age of the oldest of them, in seconds; 0 when none.
-    pub seconds_behind: f64,
-}
-
-impl StatusHandle {
-    /// Each processor's lag, from its checkpoints against the durable stream; `None`
-    /// for the in-memory stream.
-    pub async fn lag(&self) -> Option<Lag> {
-        let Stream::Durable(stream) = &self.stream else {
-            return None;
-        };
-        Some(Lag {
-            inventory: lag_of(stream, &self.positions[0]).await?,
-            demand: lag_of(stream, &self.positions[1]).await?,
-            archive: lag_of(stream, &self.positions[2]).await?,
-        })
-    }
-
-    /// Each stage's latency percentiles so far, by stage name.
-    pub fn latency(&self) -> BTreeMap<String, LatencySummary> {
-        self.latencies.summaries()
-    }
-
-    /// What each processor has done so far.
-    pub fn stats(&self) -> DeploymentStats {
-        use std::sync::atomic::Ordering::Relaxed;
-        DeploymentStats {
-            inventory: ProcessorStats {
-                handler: self.inventory.stats(),
-                runner: self.runners[0].stats(),
-            },
-            demand: ProcessorStats {
-                handler: self.demand.stats(),
-                runner: self.runners[1].stats(),
-            },
-            archive: ProcessorStats {
-                handler: self.archive.stats(),
-                runner: self.runners[2].stats(),
-            },
-            evaluator_runs: self.evaluations.runs.load(Relaxed),
-            buckets_judged: self.evaluations.buckets_judged.load(Relaxed),
-            compactions: self.evaluations.compactions.load(Relaxed),
-            hours_compacted: self.evaluations.hours_compacted.load(Relaxed),
-        }
-    }
-}
-
-/// How far the mapping with `checkpoints` is behind the end of `stream`; `None`
-/// when the stream cannot be read.
-async fn lag_of(
-    stream: &flyhigh_embedded::DurableStream,
-    checkpoints: &Checkpoints,
-) -> Option<ProcessorLag> {
-    let arn = flyhigh_runner::StreamSource::stream_arn(stream);
-    let now = Utc::now();
-    let mut positions = Vec::new();
-    for (i, shard) in stream.shards().iter().enumerate() {
-        let at = checkpoints
-            .load(&arn, &shard.shard_id)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|c| c.sequence_number);
-        positions.push((i, at));
-    }
-    let backlog = stream.backlog(positions).await.ok()?;
-    let age = |oldest: Option<DateTime<Utc>>| {
-        oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-    };
-    let shards: Vec<ShardLag> = stream
-        .shards()
-        .iter()
-        .zip(&backlog)
-        .map(|(shard, b)| ShardLag {
-            shard_id: shard.shard_id.clone(),
-            records: b.records,
-            seconds_behind: age(b.oldest_arrival),
-        })
-        .collect();
-    Some(ProcessorLag {
-        records: shards.iter().map(|s| s.records).sum(),
-        seconds_behind: shards.iter().map(|s| s.seconds_behind).fold(0.0, f64::max),
-        shards,
-    })
-}
-
 /// Checkpoints in memory or in a file.
-enum Checkpoints {
+pub(crate) enum Checkpoints {
     Memory(MemoryCheckpoints),
     File(FileCheckpoints),
 }
@@ -920,22 +653,4 @@ fn spawn_compaction(
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn processors_parse_as_the_cli_names_them() {
-        assert_eq!(Processors::parse("all"), Ok(Processors::ALL));
-        let none = Processors::parse("none").unwrap();
-        assert!(!none.inventory && !none.demand && !none.archive && !none.decode);
-        let some = Processors::parse("inventory, decode").unwrap();
-        assert!(some.inventory && some.decode && !some.demand && !some.archive);
-        assert_eq!(
-            Processors::parse("inventory,archiv"),
-            Err(UnknownProcessor("archiv".into()))
-        );
-    }
 }

@@ -10,21 +10,26 @@
 //!   until SIGINT or SIGTERM; a restart goes on from the checkpoints on disk.
 //!
 //! Layout: [`files`] (the data directory), [`stream`] (the stream either way),
-//! [`deployment`] (the processors and schedules), [`serve`] (the service), `live` (the
-//! service's dashboard, `flyhigh-dashboard` over the data directory's stores).
+//! [`deployment`] (the processors and schedules), [`processors`] (which of them run),
+//! [`status`] (what a running deployment reports: counts, lag, latency), [`serve`]
+//! (the service), `live` (the service's dashboard, `flyhigh-dashboard` over the data
+//! directory's stores).
 
 pub mod deployment;
 pub mod files;
 mod live;
+pub mod processors;
 pub mod serve;
+pub mod status;
 pub mod stream;
 
-pub use deployment::{
-    Clock, Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, Lag,
-    Latencies, ProcessorLag, Processors, ShardLag, StreamKind, UnknownProcessor,
-};
+pub use deployment::{Clock, Deployment, DeploymentConfig, EvaluatorSchedule, Horizon, StreamKind};
 pub use files::Files;
+pub use processors::{Processors, UnknownProcessor};
 pub use serve::{ServeConfig, ServeStats, Service};
+pub use status::{
+    DeploymentStats, Lag, Latencies, ProcessorLag, ProcessorStats, ShardLag, StatusHandle,
+};
 pub use stream::Stream;
 
 use anyhow::Context;

@@ -27,9 +27,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::deployment::{
-    Deployment, DeploymentConfig, DeploymentStats, EvaluatorSchedule, Horizon, StreamKind,
-};
+use crate::deployment::{Deployment, DeploymentConfig, EvaluatorSchedule, Horizon, StreamKind};
+use crate::status::DeploymentStats;
 use crate::stream::Stream;
 
 /// What `flyhigh serve` runs.
@@ -146,7 +145,7 @@ pub struct ServeStats {
     pub processors: DeploymentStats,
     /// How far each processor is behind the end of the stream (records after its
     /// checkpoints, and the oldest one's age).
-    pub lag: Option<crate::deployment::Lag>,
+    pub lag: Option<crate::status::Lag>,
     /// How long events take to reach each stage, in milliseconds on the wall clock:
     /// `ack` (event → durable in the stream and answered), `inventory`, `demand`,
     /// `archive` (event → committed by that processor), `surge_alert` (the bucket
@@ -210,7 +209,7 @@ impl Service {
             compact_every: Some(config.compact_every),
             checkpoints_on_disk: true,
             console: Some(Arc::new(|line: &str| println!("{line}"))),
-            processors: crate::deployment::Processors::ALL,
+            processors: crate::processors::Processors::ALL,
         })
         .await?;
         let Stream::Durable(stream) = deployment.stream().clone() else {
@@ -356,7 +355,7 @@ struct StatusSource {
     ingest: StatsHandle,
     producer: Producer,
     stream: DurableStream,
-    runners: crate::deployment::StatusHandle,
+    runners: crate::status::StatusHandle,
     listen: SocketAddr,
     ack: Arc<flyhigh_handlers::Latency>,
 }
