@@ -221,19 +221,19 @@ impl Tally {
                 0.0
             }
         };
-        let ms = |us: u64| round3(us as f64 / 1000.0);
-        let h = &self.latency_us;
-        let latency = if h.is_empty() {
+        // The service's stages and this one are summarized alike.
+        let s = flyhigh_handlers::latency::summarize(&self.latency_us);
+        let latency = if s.count == 0 {
             LatencyMs::default()
         } else {
             LatencyMs {
-                count: h.len(),
-                p50: ms(h.value_at_quantile(0.50)),
-                p90: ms(h.value_at_quantile(0.90)),
-                p99: ms(h.value_at_quantile(0.99)),
-                p999: ms(h.value_at_quantile(0.999)),
-                max: ms(h.max()),
-                mean: round3(h.mean() / 1000.0),
+                count: s.count,
+                p50: round3(s.p50),
+                p90: round3(s.p90),
+                p99: round3(s.p99),
+                p999: round3(s.p999),
+                max: round3(s.max),
+                mean: round3(self.latency_us.mean() / 1000.0),
             }
         };
         Summary {
